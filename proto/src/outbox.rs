@@ -1,0 +1,214 @@
+//! A connection's outbound queue: shared byte buffers, bounded in bytes.
+//!
+//! Producers (the router, a pubsub fan-out) push `Bytes` handles; the connection's own task
+//! drains them with one vectored write. Nothing here blocks or awaits: a full queue is
+//! reported to the producer at once (DESIGN.md: a publisher is never slowed by a slow
+//! subscriber) and the connection is told to end its stream with the overflow policy.
+//!
+//! It lives in `proto` because both `c2s` and `s2s` sessions use it and neither may depend
+//! on the other. It needs no runtime: waking goes through a plain `std::task::Waker`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The queue would exceed its byte limit; the connection is now marked overflowed.
+    Overflow,
+    /// The connection is closing or closed; nothing more is accepted.
+    Closed,
+}
+
+/// What the connection task got from [`Outbox::poll_drain`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Buffers were moved into the caller's vector.
+    Data,
+    /// The queue is empty and the owner asked to close after the flush.
+    Close,
+    /// A producer overflowed the queue: apply the slow-consumer policy.
+    Overflow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Overflowed,
+    Closing,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    state: State,
+}
+
+/// A bounded, byte-counted queue of outbound buffers for one connection.
+#[derive(Debug)]
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    waker: AtomicWaker,
+    limit: usize,
+}
+
+impl Outbox {
+    /// A queue that refuses pushes once `limit` bytes are waiting.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                bytes: 0,
+                state: State::Open,
+            }),
+            waker: AtomicWaker::new(),
+            limit,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the queue inconsistent (every
+        // mutation is a single push/pop plus a counter), so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues one buffer.
+    pub fn push(&self, buf: Bytes) -> Result<(), PushError> {
+        self.push_parts(std::slice::from_ref(&buf))
+    }
+
+    /// Queues several buffers that form one stanza, all or none (the fan-out path pushes
+    /// the shared prefix, the recipient address and the shared suffix).
+    pub fn push_parts(&self, parts: &[Bytes]) -> Result<(), PushError> {
+        let len: usize = parts.iter().map(Bytes::len).sum();
+        {
+            let mut inner = self.lock();
+            match inner.state {
+                State::Open => {}
+                State::Overflowed | State::Closing => return Err(PushError::Closed),
+            }
+            if inner.bytes + len > self.limit {
+                inner.state = State::Overflowed;
+                drop(inner);
+                self.waker.wake();
+                return Err(PushError::Overflow);
+            }
+            inner.bytes += len;
+            inner.queue.extend(parts.iter().cloned());
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Queues `last` (a closing tag or stream error, beyond the limit if need be) and asks
+    /// the connection to close once everything queued is written.
+    pub fn close_after(&self, last: Option<Bytes>) {
+        {
+            let mut inner = self.lock();
+            if inner.state == State::Closing {
+                return;
+            }
+            if let Some(b) = last {
+                inner.bytes += b.len();
+                inner.queue.push_back(b);
+            }
+            inner.state = State::Closing;
+        }
+        self.waker.wake();
+    }
+
+    /// True once the connection was told to close (by overflow or [`Outbox::close_after`]).
+    pub fn is_closing(&self) -> bool {
+        self.lock().state != State::Open
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Moves up to `max` queued buffers into `out`, or registers the task to be woken.
+    ///
+    /// On overflow, whatever is queued is discarded: the connection is about to be closed
+    /// with a stream error and the client catches up from storage (DESIGN.md, slow
+    /// consumers), so writing more to a peer that does not read would only waste memory.
+    pub fn poll_drain(&self, cx: &mut Context<'_>, out: &mut Vec<Bytes>, max: usize) -> Poll<Drained> {
+        self.waker.register(cx.waker());
+        let mut inner = self.lock();
+        if inner.state == State::Overflowed {
+            inner.queue.clear();
+            inner.bytes = 0;
+            return Poll::Ready(Drained::Overflow);
+        }
+        if inner.queue.is_empty() {
+            return if inner.state == State::Closing {
+                Poll::Ready(Drained::Close)
+            } else {
+                Poll::Pending
+            };
+        }
+        let n = inner.queue.len().min(max);
+        for b in inner.queue.drain(..n) {
+            out.push(b);
+        }
+        let taken: usize = out.iter().map(Bytes::len).sum();
+        inner.bytes = inner.bytes.saturating_sub(taken);
+        if inner.queue.capacity() > 64 && inner.queue.is_empty() {
+            // An idle connection should not keep a burst's worth of slots.
+            inner.queue = VecDeque::new();
+        }
+        Poll::Ready(Drained::Data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn push_and_drain_in_order() {
+        let ob = Outbox::new(100);
+        ob.push(Bytes::from_static(b"ab")).unwrap();
+        ob.push_parts(&[Bytes::from_static(b"c"), Bytes::from_static(b"d")]).unwrap();
+        assert_eq!(ob.queued_bytes(), 4);
+        let mut out = Vec::new();
+        assert_eq!(ob.poll_drain(&mut cx(), &mut out, 16), Poll::Ready(Drained::Data));
+        let all: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(all, b"abcd");
+        assert_eq!(ob.queued_bytes(), 0);
+        assert_eq!(ob.poll_drain(&mut cx(), &mut Vec::new(), 16), Poll::Pending);
+    }
+
+    #[test]
+    fn overflow_refuses_and_reports_once_drained() {
+        let ob = Outbox::new(5);
+        ob.push(Bytes::from_static(b"abc")).unwrap();
+        assert_eq!(ob.push(Bytes::from_static(b"def")), Err(PushError::Overflow));
+        assert_eq!(ob.push(Bytes::from_static(b"g")), Err(PushError::Closed));
+        assert!(ob.is_closing());
+        assert_eq!(ob.poll_drain(&mut cx(), &mut Vec::new(), 16), Poll::Ready(Drained::Overflow));
+    }
+
+    #[test]
+    fn close_after_flushes_then_closes() {
+        let ob = Outbox::new(5);
+        ob.push(Bytes::from_static(b"abc")).unwrap();
+        ob.close_after(Some(Bytes::from_static(b"</stream:stream>")));
+        assert_eq!(ob.push(Bytes::from_static(b"x")), Err(PushError::Closed));
+        let mut out = Vec::new();
+        assert_eq!(ob.poll_drain(&mut cx(), &mut out, 16), Poll::Ready(Drained::Data));
+        assert_eq!(out.len(), 2);
+        assert_eq!(ob.poll_drain(&mut cx(), &mut Vec::new(), 16), Poll::Ready(Drained::Close));
+    }
+}
