@@ -8,3 +8,4 @@
 //! Must not depend on: tokio, rustls, sockets, clocks, or any other workspace crate.
 
 pub mod outbox;
+pub mod scram;

@@ -1,0 +1,1 @@
+//! hydrant-c2s: client-to-server streams.

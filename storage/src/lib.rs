@@ -1,0 +1,1 @@
+//! hydrant-storage: durable stores (accounts, rosters, offline messages; pubsub later).
