@@ -1,1 +1,31 @@
-//! hydrant-storage: durable stores (accounts, rosters, offline messages; pubsub later).
+//! hydrant-storage: durable implementations of the store traits.
+//!
+//! Owns what must survive a restart: accounts with their SCRAM credentials
+//! ([`AccountStore`]), rosters and pending inbound subscription requests
+//! ([`RosterStore`]), and offline messages ([`OfflineStore`]); pubsub nodes and items
+//! will join them. The traits are the contract; [`SqliteStore`] is the embedded default
+//! (SQLite in WAL mode, no server to run), and a PostgreSQL backend will implement the
+//! same traits over the same SQL schema (`sqlite/migrations/`, written in the subset both
+//! accept, with each exception commented) and pass the same `testsuite`.
+//!
+//! Every call is synchronous and may block on disk: async callers run it through
+//! `spawn_blocking`. Names arrive already normalised (usernames nodeprep'd, JIDs as bare
+//! JID strings), so stores compare bytes and know nothing of JID syntax.
+//!
+//! Must not depend on tokio, sockets, or the c2s/s2s/server crates: it is a library of
+//! blocking storage calls that those crates wire in, never the other way round.
+
+mod account;
+mod error;
+mod offline;
+mod roster;
+
+pub use account::AccountStore;
+pub use error::{Result, StorageError};
+pub use offline::OfflineStore;
+pub use roster::{RosterEntry, RosterStore, SubState};
+
+/// Everything the server needs from one backend, usable as `&dyn Store`.
+pub trait Store: AccountStore + RosterStore + OfflineStore {}
+
+impl<T: AccountStore + RosterStore + OfflineStore + ?Sized> Store for T {}
