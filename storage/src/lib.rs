@@ -19,11 +19,13 @@ mod account;
 mod error;
 mod offline;
 mod roster;
+mod sqlite;
 
 pub use account::AccountStore;
 pub use error::{Result, StorageError};
 pub use offline::OfflineStore;
 pub use roster::{RosterEntry, RosterStore, SubState};
+pub use sqlite::SqliteStore;
 
 /// Everything the server needs from one backend, usable as `&dyn Store`.
 pub trait Store: AccountStore + RosterStore + OfflineStore {}

@@ -1,0 +1,191 @@
+//! The embedded default store: SQLite (bundled) in WAL mode.
+//!
+//! **Connections.** One writer connection behind a `Mutex`, plus [`READERS`] reader
+//! connections for file databases. SQLite admits one writer at a time whatever we do;
+//! serialising writes in-process turns that into a plain mutex wait instead of
+//! `SQLITE_BUSY` retries, and lets every write run as an `IMMEDIATE` transaction (write
+//! lock taken up front, so a read-then-write such as the offline cap check can neither
+//! deadlock nor race). WAL lets readers work on a snapshot while the writer commits, so
+//! logins (credentials, roster, pending requests) are not queued behind a commit's
+//! fsync. Every call is short and synchronous, so a `Mutex` per connection is all the
+//! pool needs. An in-memory database has no readers: separate connections to
+//! `:memory:` would be separate databases, so its one connection does everything.
+//!
+//! These stores see low write rates (registrations, roster edits, offline messages);
+//! the pubsub item store, whose writes follow every publish, is where a dedicated
+//! writer thread with group commit will pay off.
+//!
+//! **Durability.** `synchronous = FULL`: in WAL mode SQLite then fsyncs the WAL at every
+//! commit, so a call that returned `Ok` survives power loss. With `NORMAL` a commit only
+//! reaches the OS and is fsynced at the next checkpoint: nothing is lost if only the
+//! process crashes, but a power cut can roll back the last commits. That would be
+//! tolerable for rosters, not for what hydrant acknowledges: an account the user was
+//! told exists, a password change made because the old one leaked, an offline message
+//! whose sender got no error. Writes here are rare enough that one fsync each is cheap.
+
+mod account;
+mod offline;
+mod roster;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::{Result, StorageError};
+
+/// Reader connections for a file database: enough for logins to proceed while one
+/// reader is busy with a large roster, few enough that page caches stay small.
+const READERS: usize = 2;
+
+/// How long a connection waits for another process's lock (a backup tool, the admin
+/// CLI) before giving up with an error. In-process writers never contend here.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite-backed [`Store`](crate::Store). `Send + Sync`; share it behind an `Arc`.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("readers", &self.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// The newest schema version this binary can use.
+    pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
+
+    /// Opens (creating the file and its parent directories if needed) a database file,
+    /// switches it to WAL and brings its schema up to date. Fails with `SchemaTooNew` if
+    /// a newer hydrant has already migrated it.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StorageError::Backend(format!("creating directory {}: {e}", dir.display()))
+            })?;
+        }
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        // journal_mode=WAL is persistent in the file; it answers the mode it ended up
+        // in, which is not WAL on filesystems without shared memory support.
+        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StorageError::Backend(format!(
+                "{}: WAL mode unavailable (journal_mode is {mode})",
+                path.display()
+            )));
+        }
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        schema::migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_reader(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// A private, empty database that vanishes with the store (tests, throwaway
+    /// servers).
+    pub fn open_in_memory() -> Result<SqliteStore> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(conn),
+            readers: Vec::new(),
+            next_reader: AtomicUsize::new(0),
+            path: None,
+        })
+    }
+
+    /// Runs `f` in an `IMMEDIATE` transaction on the writer and commits if it returns
+    /// `Ok`; an `Err` (including domain errors such as `AlreadyExists`) rolls back.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction, so multi-statement reads (a roster's version and
+    /// its items) see one snapshot. Prefers an idle reader, else queues on the next one
+    /// in turn.
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = if self.readers.is_empty() {
+            lock(&self.writer)
+        } else {
+            self.readers
+                .iter()
+                .find_map(|r| match r.try_lock() {
+                    Ok(guard) => Some(guard),
+                    Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                    Err(TryLockError::WouldBlock) => None,
+                })
+                .unwrap_or_else(|| {
+                    let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+                    lock(&self.readers[i])
+                })
+        };
+        // Dropping the transaction ends it (a rollback, which for a reader is just the
+        // release of its snapshot).
+        let tx = conn.transaction()?;
+        f(&tx)
+    }
+}
+
+/// A panic while a connection was locked unwound through its `Transaction`, whose drop
+/// rolled back: the connection is consistent, so poisoning is no reason to stop.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Settings every writer-capable connection needs; SQLite keeps them per connection.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Off by default in SQLite for backward compatibility; the schema's ON DELETE
+    // CASCADE (account deletion) depends on it.
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    // Read-write flags plus query_only rather than SQLITE_OPEN_READ_ONLY: a read-only
+    // connection cannot recreate a missing -shm file or recover a WAL after a crash.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
+/// Whether `username` has an account, inside the caller's transaction.
+fn account_exists(conn: &Connection, username: &str) -> Result<bool> {
+    let exists = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = ?1)")?
+        .query_row([username], |r| r.get(0))?;
+    Ok(exists)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
