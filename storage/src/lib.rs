@@ -20,6 +20,8 @@ mod error;
 mod offline;
 mod roster;
 mod sqlite;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testsuite;
 
 pub use account::AccountStore;
 pub use error::{Result, StorageError};

@@ -27,6 +27,8 @@ mod account;
 mod offline;
 mod roster;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,421 @@
+//! The behaviour every backend must show, written once against `&dyn Store`.
+//!
+//! Backends call [`run_conformance`] on a fresh, empty store and [`run_persistence`]
+//! with a function that opens the same durable store again each time. Compiled for this
+//! crate's tests and, with the `conformance` feature, for other crates' (a PostgreSQL
+//! backend, integration tests). Failures panic, as test assertions do.
+
+use hydrant_proto::scram::{ScramKeys, StoredCredentials};
+
+use crate::{RosterEntry, StorageError, Store, SubState};
+
+/// Runs every section below. `store` must start empty.
+pub fn run_conformance(store: &dyn Store) {
+    accounts(store);
+    account_deletion_cascades(store);
+    roster(store);
+    pending_subscriptions(store);
+    offline(store);
+}
+
+/// Data written through one store is there, unchanged, through the next. `open` must
+/// return an empty store the first time, and the same database every time.
+pub fn run_persistence(open: &dyn Fn() -> Box<dyn Store>) {
+    let store = open();
+    store.create_account("romeo", &creds(1)).unwrap();
+    let juliet = entry("juliet@capulet.lit", SubState::Both, &["Lovers"]);
+    let version = store.set_roster_item("romeo", &juliet).unwrap();
+    store
+        .add_pending_in("romeo", "tybalt@capulet.lit", b"<presence/>")
+        .unwrap();
+    assert!(
+        store
+            .store_offline("romeo", b"<message>1</message>", 10)
+            .unwrap()
+    );
+    assert!(
+        store
+            .store_offline("romeo", b"<message>2</message>", 10)
+            .unwrap()
+    );
+    drop(store);
+
+    let store = open();
+    assert_eq!(store.list_accounts().unwrap(), ["romeo"]);
+    assert_eq!(store.credentials("romeo").unwrap(), Some(creds(1)));
+    assert_eq!(
+        store.roster("romeo").unwrap(),
+        (version, vec![juliet.clone()])
+    );
+    assert_eq!(
+        store.pending_in("romeo").unwrap(),
+        [("tybalt@capulet.lit".to_owned(), b"<presence/>".to_vec())]
+    );
+    // Versions keep growing after a restart: clients cache rosters by version.
+    let next = store.set_roster_item("romeo", &entry("nurse@capulet.lit", SubState::None, &[]));
+    assert!(next.unwrap() > version);
+    drop(store);
+
+    let store = open();
+    assert_eq!(
+        store.take_offline("romeo").unwrap(),
+        [
+            b"<message>1</message>".to_vec(),
+            b"<message>2</message>".to_vec()
+        ]
+    );
+    drop(store);
+
+    // Taking is durable too.
+    let store = open();
+    assert_eq!(store.count_offline("romeo").unwrap(), 0);
+}
+
+/// Create, duplicate, credentials, listing order.
+pub fn accounts(store: &dyn Store) {
+    assert_eq!(store.list_accounts().unwrap(), Vec::<String>::new());
+    assert!(!store.account_exists("alice").unwrap());
+    assert_eq!(store.credentials("alice").unwrap(), None);
+
+    store.create_account("alice", &creds(1)).unwrap();
+    assert!(store.account_exists("alice").unwrap());
+    assert_eq!(store.credentials("alice").unwrap(), Some(creds(1)));
+
+    // A duplicate is refused and leaves the first account's credentials alone.
+    let dup = store.create_account("alice", &creds(2));
+    assert!(matches!(dup, Err(StorageError::AlreadyExists)), "{dup:?}");
+    assert_eq!(store.credentials("alice").unwrap(), Some(creds(1)));
+
+    // Usernames are compared as bytes: the caller has already normalised them.
+    store.create_account("Alice", &creds(3)).unwrap();
+    assert_eq!(store.credentials("Alice").unwrap(), Some(creds(3)));
+
+    // Sorted bytewise: "é" (0xC3 0xA9) after "z", uppercase before lowercase.
+    for name in ["zed", "émile", "bob"] {
+        store.create_account(name, &creds(4)).unwrap();
+    }
+    assert_eq!(
+        store.list_accounts().unwrap(),
+        ["Alice", "alice", "bob", "zed", "émile"]
+    );
+
+    assert!(store.set_credentials("alice", &creds(5)).unwrap());
+    assert_eq!(store.credentials("alice").unwrap(), Some(creds(5)));
+    assert!(!store.set_credentials("nobody", &creds(5)).unwrap());
+    assert!(!store.account_exists("nobody").unwrap());
+
+    for name in ["Alice", "alice", "bob", "zed", "émile"] {
+        assert!(store.delete_account(name).unwrap());
+    }
+    assert!(!store.delete_account("alice").unwrap());
+    assert_eq!(store.list_accounts().unwrap(), Vec::<String>::new());
+}
+
+/// Deleting an account takes its roster, pending requests and offline queue with it,
+/// and nobody else's.
+pub fn account_deletion_cascades(store: &dyn Store) {
+    for name in ["carol", "dave"] {
+        store.create_account(name, &creds(1)).unwrap();
+        store
+            .set_roster_item(name, &entry("x@example.com", SubState::To, &["G"]))
+            .unwrap();
+        store
+            .add_pending_in(name, "y@example.com", b"<presence type='subscribe'/>")
+            .unwrap();
+        assert!(store.store_offline(name, b"<message/>", 10).unwrap());
+    }
+
+    assert!(store.delete_account("carol").unwrap());
+    assert!(!store.account_exists("carol").unwrap());
+    assert_eq!(store.credentials("carol").unwrap(), None);
+    assert!(!store.delete_account("carol").unwrap());
+
+    // Re-created under the same name, the account starts from nothing: the old rows are
+    // gone, not merely hidden behind the missing account.
+    store.create_account("carol", &creds(2)).unwrap();
+    assert_eq!(store.roster("carol").unwrap(), (0, Vec::new()));
+    assert_eq!(store.roster_item("carol", "x@example.com").unwrap(), None);
+    assert_eq!(store.pending_in("carol").unwrap(), Vec::new());
+    assert_eq!(store.count_offline("carol").unwrap(), 0);
+    assert_eq!(store.take_offline("carol").unwrap(), Vec::<Vec<u8>>::new());
+
+    let (version, items) = store.roster("dave").unwrap();
+    assert!(version > 0);
+    assert_eq!(items, [entry("x@example.com", SubState::To, &["G"])]);
+    assert_eq!(store.pending_in("dave").unwrap().len(), 1);
+    assert_eq!(store.count_offline("dave").unwrap(), 1);
+
+    for name in ["carol", "dave"] {
+        assert!(store.delete_account(name).unwrap());
+    }
+}
+
+/// Set, replace, remove, ordering, groups, and the version counter.
+pub fn roster(store: &dyn Store) {
+    store.create_account("romeo", &creds(1)).unwrap();
+    store.create_account("mercutio", &creds(1)).unwrap();
+    assert_eq!(store.roster("romeo").unwrap(), (0, Vec::new()));
+
+    // Groups come back sorted and without duplicates.
+    let mut juliet = entry(
+        "juliet@capulet.lit",
+        SubState::None,
+        &["Friends", "Capulets"],
+    );
+    juliet.groups.push("Friends".to_owned());
+    let v1 = store.set_roster_item("romeo", &juliet).unwrap();
+    assert!(v1 > 0);
+    let stored = entry(
+        "juliet@capulet.lit",
+        SubState::None,
+        &["Capulets", "Friends"],
+    );
+    assert_eq!(
+        store.roster_item("romeo", "juliet@capulet.lit").unwrap(),
+        Some(stored.clone())
+    );
+
+    let benvolio = entry("benvolio@montague.lit", SubState::From, &[]);
+    let v2 = store.set_roster_item("romeo", &benvolio).unwrap();
+    assert!(v2 > v1);
+    assert_eq!(
+        store.roster("romeo").unwrap(),
+        (v2, vec![benvolio.clone(), stored])
+    );
+
+    // Replacing overwrites every field, groups included.
+    let replaced = RosterEntry {
+        jid: "juliet@capulet.lit".to_owned(),
+        name: Some("Juliet".to_owned()),
+        subscription: SubState::Both,
+        ask_out: true,
+        approved: true,
+        groups: vec!["Lovers".to_owned()],
+    };
+    let v3 = store.set_roster_item("romeo", &replaced).unwrap();
+    assert!(v3 > v2);
+    assert_eq!(
+        store.roster_item("romeo", "juliet@capulet.lit").unwrap(),
+        Some(replaced)
+    );
+    let cleared = entry("juliet@capulet.lit", SubState::To, &[]);
+    let v4 = store.set_roster_item("romeo", &cleared).unwrap();
+    assert!(v4 > v3);
+    assert_eq!(
+        store.roster_item("romeo", "juliet@capulet.lit").unwrap(),
+        Some(cleared)
+    );
+
+    // Every subscription state round-trips.
+    let mut v = v4;
+    for sub in [SubState::None, SubState::To, SubState::From, SubState::Both] {
+        let e = entry("tybalt@capulet.lit", sub, &[]);
+        let next = store.set_roster_item("romeo", &e).unwrap();
+        assert!(next > v);
+        v = next;
+        assert_eq!(
+            store.roster_item("romeo", "tybalt@capulet.lit").unwrap(),
+            Some(e)
+        );
+    }
+
+    // Removing nothing changes nothing, the version included.
+    assert_eq!(
+        store
+            .remove_roster_item("romeo", "nobody@example.com")
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.roster("romeo").unwrap().0, v);
+    let removed = store
+        .remove_roster_item("romeo", "juliet@capulet.lit")
+        .unwrap();
+    assert!(removed.is_some_and(|r| r > v));
+    assert_eq!(
+        store.roster_item("romeo", "juliet@capulet.lit").unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .remove_roster_item("romeo", "juliet@capulet.lit")
+            .unwrap(),
+        None
+    );
+    let (version, items) = store.roster("romeo").unwrap();
+    assert_eq!(Some(version), removed);
+    let jids: Vec<&str> = items.iter().map(|e| e.jid.as_str()).collect();
+    assert_eq!(jids, ["benvolio@montague.lit", "tybalt@capulet.lit"]);
+
+    // Re-adding a removed item starts with no leftover groups.
+    let bare = entry("juliet@capulet.lit", SubState::None, &[]);
+    store.set_roster_item("romeo", &bare).unwrap();
+    assert_eq!(
+        store.roster_item("romeo", "juliet@capulet.lit").unwrap(),
+        Some(bare)
+    );
+
+    // Versions and items are per user.
+    assert_eq!(store.roster("mercutio").unwrap(), (0, Vec::new()));
+    assert_eq!(
+        store
+            .roster_item("mercutio", "benvolio@montague.lit")
+            .unwrap(),
+        None
+    );
+
+    // No account: writes fail, reads answer empty.
+    let missing = store.set_roster_item("nobody", &benvolio);
+    assert!(
+        matches!(missing, Err(StorageError::NotFound)),
+        "{missing:?}"
+    );
+    assert!(!store.account_exists("nobody").unwrap());
+    assert_eq!(store.roster("nobody").unwrap(), (0, Vec::new()));
+    assert_eq!(
+        store
+            .remove_roster_item("nobody", "benvolio@montague.lit")
+            .unwrap(),
+        None
+    );
+
+    for name in ["romeo", "mercutio"] {
+        assert!(store.delete_account(name).unwrap());
+    }
+}
+
+/// RFC 6121 3.1.3: inbound requests wait, with their stanza, whether or not the contact
+/// is in the roster.
+pub fn pending_subscriptions(store: &dyn Store) {
+    store.create_account("juliet", &creds(1)).unwrap();
+    assert_eq!(store.pending_in("juliet").unwrap(), Vec::new());
+
+    // Stanzas are opaque bytes, not necessarily UTF-8.
+    let binary = [0u8, 0xff, b'<', 0xc3];
+    store
+        .add_pending_in("juliet", "romeo@montague.lit", b"first")
+        .unwrap();
+    store
+        .add_pending_in("juliet", "nurse@capulet.lit", &binary)
+        .unwrap();
+    store
+        .add_pending_in("juliet", "romeo@montague.lit", b"second")
+        .unwrap();
+    assert_eq!(
+        store.pending_in("juliet").unwrap(),
+        [
+            ("nurse@capulet.lit".to_owned(), binary.to_vec()),
+            ("romeo@montague.lit".to_owned(), b"second".to_vec()),
+        ]
+    );
+    // Pending requests are independent of the roster.
+    assert_eq!(store.roster("juliet").unwrap(), (0, Vec::new()));
+
+    assert!(
+        store
+            .remove_pending_in("juliet", "romeo@montague.lit")
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_pending_in("juliet", "romeo@montague.lit")
+            .unwrap()
+    );
+    assert_eq!(
+        store.pending_in("juliet").unwrap(),
+        [("nurse@capulet.lit".to_owned(), binary.to_vec())]
+    );
+
+    let missing = store.add_pending_in("nobody", "romeo@montague.lit", b"x");
+    assert!(
+        matches!(missing, Err(StorageError::NotFound)),
+        "{missing:?}"
+    );
+    assert_eq!(store.pending_in("nobody").unwrap(), Vec::new());
+    assert!(
+        !store
+            .remove_pending_in("nobody", "romeo@montague.lit")
+            .unwrap()
+    );
+
+    assert!(store.delete_account("juliet").unwrap());
+}
+
+/// Arrival order, the per-user cap, and take-removes.
+pub fn offline(store: &dyn Store) {
+    store.create_account("benvolio", &creds(1)).unwrap();
+    store.create_account("tybalt", &creds(1)).unwrap();
+    assert_eq!(store.count_offline("benvolio").unwrap(), 0);
+    assert_eq!(
+        store.take_offline("benvolio").unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+
+    let msgs: Vec<Vec<u8>> = (1..=4)
+        .map(|i| format!("<message>{i}</message>").into())
+        .collect();
+    for m in &msgs[..3] {
+        assert!(store.store_offline("benvolio", m, 3).unwrap());
+    }
+    // Full: refused, not stored, and nothing else is displaced.
+    assert!(!store.store_offline("benvolio", &msgs[3], 3).unwrap());
+    assert_eq!(store.count_offline("benvolio").unwrap(), 3);
+    // The cap is the caller's per call; a larger one admits more.
+    assert!(store.store_offline("benvolio", &msgs[3], 4).unwrap());
+    // Another user's queue is separate, and a cap of 0 stores nothing.
+    assert!(store.store_offline("tybalt", b"other", 1).unwrap());
+    assert!(!store.store_offline("tybalt", b"other", 0).unwrap());
+
+    assert_eq!(store.take_offline("benvolio").unwrap(), msgs);
+    assert_eq!(store.count_offline("benvolio").unwrap(), 0);
+    assert_eq!(
+        store.take_offline("benvolio").unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+    assert_eq!(store.count_offline("tybalt").unwrap(), 1);
+
+    // A queue emptied and refilled keeps arrival order.
+    assert!(store.store_offline("benvolio", b"late-1", 10).unwrap());
+    assert!(store.store_offline("benvolio", b"late-2", 10).unwrap());
+    assert_eq!(
+        store.take_offline("benvolio").unwrap(),
+        [b"late-1".to_vec(), b"late-2".to_vec()]
+    );
+
+    let missing = store.store_offline("nobody", b"x", 10);
+    assert!(
+        matches!(missing, Err(StorageError::NotFound)),
+        "{missing:?}"
+    );
+    assert_eq!(store.count_offline("nobody").unwrap(), 0);
+    assert_eq!(store.take_offline("nobody").unwrap(), Vec::<Vec<u8>>::new());
+
+    for name in ["benvolio", "tybalt"] {
+        assert!(store.delete_account(name).unwrap());
+    }
+}
+
+/// Distinct, deterministic credentials per `seed`, including the extreme iteration
+/// count a backend must carry without loss.
+pub fn creds(seed: u8) -> StoredCredentials {
+    let keys = |len: usize, iterations: u32| ScramKeys {
+        salt: vec![seed; 16],
+        iterations,
+        stored_key: vec![seed.wrapping_add(1); len],
+        server_key: vec![seed.wrapping_add(2); len],
+    };
+    StoredCredentials {
+        sha1: keys(20, 4096 + u32::from(seed)),
+        sha256: keys(32, u32::MAX - u32::from(seed)),
+    }
+}
+
+fn entry(jid: &str, subscription: SubState, groups: &[&str]) -> RosterEntry {
+    RosterEntry {
+        jid: jid.to_owned(),
+        name: None,
+        subscription,
+        ask_out: false,
+        approved: false,
+        groups: groups.iter().map(|&g| g.to_owned()).collect(),
+    }
+}
