@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Interop suite: real, stock XMPP clients against a freshly started server.
+#
+#   tests/interop/run.sh [options] path/to/hydrant
+#   tests/interop/run.sh [options] --reference-prosody   (developer aid, see below)
+#
+# Creates a temp dir with a throw-away CA and a certificate for "localhost",
+# writes a config listening on free 127.0.0.1 ports (STARTTLS + direct TLS),
+# starts the server, creates the accounts, runs every client test, stops the
+# server (always, by PID) and prints a PASS/FAIL line per test. Exit status is
+# non-zero if any test failed.
+#
+# Options:
+#   --only NAME[,NAME...]  run only these tests (see TESTS below)
+#   --keep                 keep the temp dir (configs, logs, certificates)
+#   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d)
+#   --reference-prosody    run the same client tests against Debian's Prosody
+#                          (apt-get install prosody) instead of hydrant: when a
+#                          test fails against hydrant, this tells whether the
+#                          test or the server is wrong. Never used by
+#                          scripts/test.sh; the project does not depend on it.
+#
+# Needs: bash, openssl, /usr/bin/python3 + python3-slixmpp, go-sendxmpp,
+# profanity, tmux (scripts/test.sh installs them).
+set -euo pipefail
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity)
+TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
+
+SERVER=hydrant HYDRANT= ONLY= KEEP=0 DEBUG=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--only) ONLY=$2; shift 2 ;;
+	--only=*) ONLY=${1#*=}; shift ;;
+	--keep) KEEP=1; shift ;;
+	--debug) DEBUG=1; shift ;;
+	--reference-prosody) SERVER=prosody; shift ;;
+	-h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-*) die "unknown option $1" ;;
+	*) HYDRANT=$1; shift ;;
+	esac
+done
+if [ "$SERVER" = hydrant ]; then
+	[ -n "$HYDRANT" ] || die "usage: $0 [options] path/to/hydrant"
+	[ -x "$HYDRANT" ] || die "not an executable: $HYDRANT"
+	HYDRANT=$(cd "$(dirname "$HYDRANT")" && pwd -P)/$(basename "$HYDRANT")
+fi
+for c in openssl timeout "$PY"; do command -v "$c" >/dev/null || die "missing command: $c"; done
+"$PY" -c 'import slixmpp' 2>/dev/null || die "$PY cannot import slixmpp (apt-get install python3-slixmpp)"
+
+selected() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+
+# --- temp dir, cleanup ---------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hydrant-interop.XXXXXX")
+SERVER_PID=
+SERVER_LOG=$WORK/server.log
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$SERVER_PID" ]; then
+		stop_pid "$SERVER_PID" 10
+		SERVER_PID=
+	fi
+	if [ "$KEEP" = 1 ] || [ "$rc" != 0 ]; then
+		say "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+server_log_tail() {
+	echo "---- last 60 lines of the server log ($SERVER_LOG) ----"
+	tail -n 60 "$SERVER_LOG" 2>/dev/null || true
+	echo "---- end of server log ----"
+}
+
+# --- certificates, ports, config -------------------------------------------------
+export XMPP_DOMAIN=localhost XMPP_HOST=127.0.0.1
+make_ca "$WORK/tls" "$XMPP_DOMAIN"
+export XMPP_CA=$WORK/tls/ca.crt
+read -r XMPP_C2S_PORT XMPP_TLS_PORT < <(free_ports 2)
+export XMPP_C2S_PORT XMPP_TLS_PORT INTEROP_WORK=$WORK INTEROP_DEBUG=$DEBUG
+CFG=$WORK/hydrant.toml
+
+write_hydrant_config() {
+	cat >"$CFG" <<EOF
+domain = "$XMPP_DOMAIN"
+data_dir = "$WORK/data"
+
+[tls]
+cert = "$WORK/tls/$XMPP_DOMAIN.chain.pem"
+key = "$WORK/tls/$XMPP_DOMAIN.key"
+
+[c2s]
+listen = ["$XMPP_HOST:$XMPP_C2S_PORT"]
+direct_tls_listen = ["$XMPP_HOST:$XMPP_TLS_PORT"]
+require_tls = true
+
+[registration]
+enabled = true
+EOF
+}
+
+write_prosody_config() {
+	CFG=$WORK/prosody.cfg.lua
+	mkdir -p "$WORK/data"
+	cat >"$CFG" <<EOF
+-- reference server for the interop tests (run.sh --reference-prosody)
+pidfile = "$WORK/prosody.pid"
+data_path = "$WORK/data"
+run_as_root = true  -- private temp dir, loopback only, short-lived
+log = { debug = "$SERVER_LOG" }
+interfaces = { "$XMPP_HOST" }
+c2s_ports = { $XMPP_C2S_PORT }
+c2s_direct_tls_ports = { $XMPP_TLS_PORT }
+s2s_ports = { }
+s2s_direct_tls_ports = { }
+component_ports = { }
+http_ports = { }
+https_ports = { }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "offline" }
+ssl = { certificate = "$WORK/tls/$XMPP_DOMAIN.crt"; key = "$WORK/tls/$XMPP_DOMAIN.key" }
+c2s_require_encryption = true
+authentication = "internal_hashed"
+password_hash = "SHA-256"  -- so that SCRAM-SHA-256 is offered, as hydrant does
+storage = "internal"
+allow_registration = true
+VirtualHost "$XMPP_DOMAIN"
+EOF
+}
+
+# add_user LOCALPART PASSWORD [stdin]: create an account with the server's admin tool
+add_user() {
+	local user=$1 pw=$2 how=${3:-flag}
+	if [ "$SERVER" = prosody ]; then
+		prosodyctl --config "$CFG" register "$user" "$XMPP_DOMAIN" "$pw" >>"$WORK/admin.log" 2>&1
+	elif [ "$how" = stdin ]; then
+		printf '%s\n' "$pw" | "$HYDRANT" user add "$user" --config "$CFG" >>"$WORK/admin.log" 2>&1
+	else
+		"$HYDRANT" user add "$user@$XMPP_DOMAIN" --config "$CFG" --password "$pw" >>"$WORK/admin.log" 2>&1
+	fi || {
+		tail -n 20 "$WORK/admin.log" >&2
+		return 1
+	}
+}
+
+# --- test runner ------------------------------------------------------------------
+# run_test NAME CMD...: run with a hard timeout, output to the console and
+# $WORK/NAME.log; record PASS/FAIL; on failure show the server log tail.
+run_test() {
+	local name=$1 start rc reason; shift
+	selected "$name" || return 0
+	echo
+	say "---- $name ----"
+	start=$(now_ms)
+	set +e
+	if declare -F "$1" >/dev/null; then
+		"$@" 2>&1 | tee "$WORK/$name.log" # a shell function: quick, no timeout needed
+	else
+		timeout --kill-after=5 "$TEST_TIMEOUT" "$@" 2>&1 | tee "$WORK/$name.log"
+	fi
+	rc=${PIPESTATUS[0]}
+	set -e
+	local secs
+	secs=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.1f", ms / 1000 }')
+	if [ "$rc" = 0 ]; then
+		record "$name" PASS "$secs"
+	else
+		case $rc in
+		124 | 137) reason="killed after ${TEST_TIMEOUT}s (hung)" ;;
+		*) reason=$(grep -E 'FAIL|error' "$WORK/$name.log" | tail -n 1 | cut -c1-160) ;;
+		esac
+		record "$name" FAIL "$secs" "exit $rc${reason:+: $reason}"
+		pid_alive "$SERVER_PID" || warn "the server (pid $SERVER_PID) is no longer running"
+		server_log_tail
+	fi
+}
+
+# --- start the server ---------------------------------------------------------------
+PW=$(openssl rand -hex 6)
+PASSWORD="pw-$PW"
+if [ "$SERVER" = hydrant ]; then
+	write_hydrant_config
+	run_test check_config "$HYDRANT" check-config --config "$CFG"
+	say "starting $HYDRANT serve --config $CFG"
+	"$HYDRANT" serve --config "$CFG" </dev/null >"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+else
+	command -v prosody >/dev/null || die "prosody is not installed (apt-get install prosody)"
+	write_prosody_config
+	say "starting prosody -F --config $CFG (reference mode)"
+	prosody -F --config "$CFG" </dev/null >>"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+fi
+start=$(now_ms)
+if ! wait_port "$XMPP_HOST" "$XMPP_C2S_PORT" 20 "$SERVER_PID" ||
+	! wait_port "$XMPP_HOST" "$XMPP_TLS_PORT" 5 "$SERVER_PID"; then
+	record server_start FAIL 0 "server did not start listening"
+	server_log_tail
+	print_summary
+	exit 1
+fi
+say "server pid $SERVER_PID accepting on $XMPP_HOST:$XMPP_C2S_PORT (STARTTLS) and :$XMPP_TLS_PORT (direct TLS) after $(($(now_ms) - start)) ms"
+
+# --- accounts ---------------------------------------------------------------------
+# alice registers in-band inside slixmpp_basic; everybody else is created with
+# the admin CLI (bob's password through stdin, the others with --password).
+if ! { add_user bob "$PASSWORD" stdin &&
+	add_user carol "$PASSWORD" && add_user dave "$PASSWORD" &&
+	add_user erin "$PASSWORD" && add_user frank "$PASSWORD"; }; then
+	record user_add FAIL 0 "could not create accounts with the admin CLI"
+	print_summary
+	exit 1
+fi
+
+# --- tests -------------------------------------------------------------------------
+PYDEBUG=()
+[ "$DEBUG" = 1 ] && PYDEBUG=(--debug)
+
+run_test slixmpp_basic "$PY" "$INTEROP_DIR/slixmpp_basic.py" \
+	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --tls-port "$XMPP_TLS_PORT" \
+	--domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+	--a-user alice --b-user bob --b-precreated --password "$PASSWORD" "${PYDEBUG[@]}"
+
+cli_user_list() {
+	# the account registered in-band must be visible to the admin CLI
+	local out
+	out=$("$HYDRANT" user list --config "$CFG" 2>&1) || { echo "FAIL: hydrant user list: $out"; return 1; }
+	echo "$out"
+	for u in alice bob carol; do
+		grep -Eq "(^|[^a-z])$u(@$XMPP_DOMAIN)?([^a-z]|$)" <<<"$out" ||
+			{ echo "FAIL: '$u' missing from hydrant user list"; return 1; }
+	done
+	echo "PASS: user list shows the in-band registered and the CLI-created accounts"
+}
+if [ "$SERVER" = hydrant ] && selected slixmpp_basic; then
+	run_test cli_user_list cli_user_list
+fi
+
+run_test sendxmpp "$INTEROP_DIR/sendxmpp.sh" carol "$PASSWORD" dave "$PASSWORD"
+run_test profanity "$INTEROP_DIR/profanity.sh" erin "$PASSWORD" frank "$PASSWORD"
+
+# --- the server must have survived all of it ----------------------------------------
+if pid_alive "$SERVER_PID"; then
+	record server_alive PASS 0 "pid $SERVER_PID still running after the tests"
+else
+	wait "$SERVER_PID" 2>/dev/null && rc=0 || rc=$?
+	record server_alive FAIL 0 "server exited during the tests (status $rc)"
+	server_log_tail
+fi
+stop_pid "$SERVER_PID" 10
+SERVER_PID=
+
+print_summary
+if [ "$FAILED" -gt 0 ]; then
+	say "$FAILED interop check(s) FAILED (logs in $WORK)"
+	exit 1
+fi
+say "all interop checks passed"
