@@ -1,2 +1,60 @@
 //! hydrant-load: a load generator that speaks XMPP over real sockets.
-fn main() {}
+//!
+//! It owns the client side of load tests against any XMPP server (hydrant, Prosody,
+//! ejabberd): opening many client connections from spread source addresses,
+//! negotiating TLS and SASL itself, and measuring what the server pays for them
+//! (RSS from /proc, CPU time, connection rates). It must not depend on any hydrant
+//! crate: the server under test is reached through its sockets only, so the same
+//! figures can be compared across servers.
+//!
+//! Scenarios (subcommands): `connect` (N authenticated idle connections; memory per
+//! connection). `main` only parses options and dispatches.
+
+mod report;
+mod scenario;
+mod sys;
+mod target;
+mod xmpp;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "hydrant-load", version, about = "XMPP load generator")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Open N authenticated client connections, hold them idle, measure server memory.
+    Connect(scenario::connect::ConnectArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hydrant-load: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.scenario {
+            Scenario::Connect(args) => scenario::connect::run(args).await,
+        }
+    });
+    // Do not wait for abandoned connection tasks.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hydrant-load: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
