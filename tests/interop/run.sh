@@ -55,11 +55,14 @@ selected() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 # --- temp dir, cleanup ---------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hydrant-interop.XXXXXX")
-SERVER_PID=
+SERVER_PID= TEST_PID=
 SERVER_LOG=$WORK/server.log
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	if [ -n "$TEST_PID" ]; then
+		stop_pid "$TEST_PID" 5
+	fi
 	if [ -n "$SERVER_PID" ]; then
 		stop_pid "$SERVER_PID" 10
 		SERVER_PID=
@@ -163,10 +166,20 @@ run_test() {
 	set +e
 	if declare -F "$1" >/dev/null; then
 		"$@" 2>&1 | tee "$WORK/$name.log" # a shell function: quick, no timeout needed
+		rc=${PIPESTATUS[0]}
 	else
-		timeout --kill-after=5 "$TEST_TIMEOUT" "$@" 2>&1 | tee "$WORK/$name.log"
+		# in the background + wait, so that a SIGTERM/SIGINT to run.sh runs
+		# the cleanup trap at once (bash defers traps while a foreground
+		# command runs); timeout(1) passes the TERM on to the test.
+		timeout --kill-after=5 "$TEST_TIMEOUT" "$@" >"$WORK/$name.log" 2>&1 &
+		TEST_PID=$!
+		tail -s 0.1 -n +1 -f --pid="$TEST_PID" "$WORK/$name.log" &
+		local tail_pid=$!
+		wait "$TEST_PID"
+		rc=$?
+		TEST_PID=
+		wait "$tail_pid" 2>/dev/null # tail exits after printing the rest
 	fi
-	rc=${PIPESTATUS[0]}
 	set -e
 	local secs
 	secs=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.1f", ms / 1000 }')

@@ -85,8 +85,21 @@ async def run(args):
         # --- 1. accounts and logins ------------------------------------------
         a = new_client("A", a_bare, register=True)
         await a.login(args.host, args.port, t)
-        step(f"A: registered {a_bare} in-band (server advertised iq-register feature: "
-             f"{a.server_advertised_register}); {verify_login(a, True)}")
+        step(f"A: registered {a_bare} in-band (iq-register stream feature advertised: "
+             f"{a.server_advertised_register}; form fields {a.registration_fields}); {verify_login(a, True)}")
+
+        # XEP-0077: registering an existing username MUST fail with <conflict/>
+        # (and must not change the password: A2 below logs in with the old one).
+        dup = new_client("A-dup", a_bare, register=True)
+        dup.password = args.password + "-other"
+        try:
+            await dup.login(args.host, args.port, t)
+        except Failure as exc:
+            check(isinstance(dup.registered, str) and "conflict" in dup.registered,
+                  f"A-dup: re-registering {a_bare} should be refused with conflict, got: {exc}")
+            step(f"A-dup: re-registration of {a_bare} refused: {dup.registered}")
+        else:
+            raise Failure(f"re-registering the existing account {a_bare} succeeded")
 
         b = new_client("B", b_bare, register=not args.b_precreated)
         await b.login(args.host, args.port, t)

@@ -91,10 +91,18 @@ class Client(ClientXMPP):
         self.server_advertised_register = None
         if register:
             self.register_plugin("xep_0077")
-            # Also register when the server does not advertise the
-            # iq-register stream feature (it SHOULD; we report whether it did).
-            self["xep_0077"].force_registration = True
-            self.add_event_handler("register", self._on_register)
+            # Registration is also attempted when the server does not advertise
+            # the iq-register stream feature (it SHOULD; we report whether it
+            # did): _peek_features adds it. (The plugin's own
+            # force_registration does nothing in 1.8.3 under asyncio: it
+            # checks for ssl.SSLSocket, but the TLS socket is an SSLObject.)
+            # Replace the plugin's feature handler with ours: the plugin's
+            # swallows an error reply to the form request and goes on to SASL,
+            # which then fails with a misleading "authentication failed".
+            self.unregister_feature("register", self["xep_0077"].order)
+            self.register_feature("register", self._register_feature, restart=False,
+                                  order=self["xep_0077"].order)
+            self.registration_fields = None
             # slixmpp 1.8.3 queues every iq that is not bind/session until the
             # session has started ("NOT SENT" in its debug log), which would
             # hold back the jabber:iq:register get/set on the unauthenticated
@@ -137,27 +145,41 @@ class Client(ClientXMPP):
             self.started.set_exception(Failure(f"{self.label}: {why}"))
 
     def _peek_features(self, stanza):
-        if isinstance(stanza, StreamFeatures) and "mechanisms" not in self.features:
-            if stanza.xml.find(f"{{{NS_REGISTER_FEATURE}}}register") is not None:
-                self.server_advertised_register = True
-            elif self.server_advertised_register is None and self.transport_tls_version():
-                self.server_advertised_register = False
+        # Sees the features before any handler; only on the TLS stream before
+        # SASL (the only place where in-band registration is allowed here).
+        if (isinstance(stanza, StreamFeatures) and "mechanisms" not in self.features
+                and self.transport_tls_version()):
+            advertised = stanza.xml.find(f"{{{NS_REGISTER_FEATURE}}}register") is not None
+            self.server_advertised_register = advertised
+            if self.want_register and not advertised:
+                stanza.enable("register")
         return stanza
 
-    async def _on_register(self, _form):
-        resp = self.Iq()
-        resp["type"] = "set"
-        resp["register"]["username"] = self.boundjid.user
-        resp["register"]["password"] = self.password
+    async def _register_feature(self, _features):
+        """XEP-0077 on the unauthenticated (TLS) stream: get the form, then set
+        username + password; any error fails the login with its condition."""
+        if "mechanisms" in self.features:
+            return False  # already authenticated
         try:
+            form = await self["xep_0077"].get_registration(timeout=15)
+            reg = form["register"]
+            self.registration_fields = sorted(
+                f for f in ("username", "password", "email", "name") if reg.xml.find(f"{{jabber:iq:register}}{f}") is not None)
+            resp = self.Iq()
+            resp["type"] = "set"
+            resp["register"]["username"] = self.boundjid.user
+            resp["register"]["password"] = self.password
             await resp.send(timeout=15)
             self.registered = True
+            return False  # go on with SASL on this stream
         except Exception as exc:  # IqError / IqTimeout
-            cond = getattr(exc, "iq", None)
-            cond = cond["error"]["condition"] if cond is not None else type(exc).__name__
-            self.registered = f"registration refused: {cond}"
+            iq = getattr(exc, "iq", None)
+            cond = f"{iq['error']['type']}/{iq['error']['condition']}" if iq is not None else type(exc).__name__
+            stage = "form request (get)" if self.registration_fields is None else "submission (set)"
+            self.registered = f"registration {stage} refused: {cond}"
             self._fail(self.registered)
             self.disconnect(wait=0)
+            return True
 
     def _registration_over(self, _event):
         self._always_send_everything = False
