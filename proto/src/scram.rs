@@ -122,6 +122,12 @@ impl StoredCredentials {
     }
 }
 
+/// A 16-byte salt derived from `input` (a server secret and a username), for the fake
+/// credentials an unknown user gets so that probing cannot tell accounts apart.
+pub fn fake_salt(input: &[u8]) -> Vec<u8> {
+    ScramHash::Sha256.hash(input)[..16].to_vec()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -147,7 +153,7 @@ pub struct ClientFirst {
     pub username: String,
     pub authzid: Option<String>,
     gs2_header: String,
-    client_first_bare: String,
+    bare_message: String,
     client_nonce: String,
 }
 
@@ -168,7 +174,9 @@ impl ClientFirst {
         }
         let authzid = match authz {
             "" => None,
-            a => Some(decode_saslname(a.strip_prefix("a=").ok_or(ScramError::Malformed)?)?),
+            a => Some(decode_saslname(
+                a.strip_prefix("a=").ok_or(ScramError::Malformed)?,
+            )?),
         };
         let mut username = None;
         let mut nonce = None;
@@ -182,13 +190,17 @@ impl ClientFirst {
                 return Err(ScramError::Malformed);
             }
         }
-        let username = username.filter(|u| !u.is_empty()).ok_or(ScramError::Malformed)?;
-        let client_nonce = nonce.filter(|n| !n.is_empty()).ok_or(ScramError::Malformed)?;
+        let username = username
+            .filter(|u| !u.is_empty())
+            .ok_or(ScramError::Malformed)?;
+        let client_nonce = nonce
+            .filter(|n| !n.is_empty())
+            .ok_or(ScramError::Malformed)?;
         Ok(ClientFirst {
             username,
             authzid,
             gs2_header: format!("{cb},{authz},"),
-            client_first_bare: bare.to_owned(),
+            bare_message: bare.to_owned(),
             client_nonce,
         })
     }
@@ -199,8 +211,11 @@ impl ClientFirst {
         let mut rnd = [0u8; 18];
         getrandom::fill(&mut rnd).expect("the OS random source is available");
         let nonce = format!("{}{}", self.client_nonce, B64.encode(rnd));
-        let server_first =
-            format!("r={nonce},s={},i={}", B64.encode(&keys.salt), keys.iterations);
+        let server_first = format!(
+            "r={nonce},s={},i={}",
+            B64.encode(&keys.salt),
+            keys.iterations
+        );
         let out = server_first.clone().into_bytes();
         (
             out,
@@ -208,7 +223,7 @@ impl ClientFirst {
                 hash,
                 keys,
                 first: self,
-                server_first,
+                message: server_first,
                 nonce,
             },
         )
@@ -221,7 +236,7 @@ pub struct ServerFirst {
     hash: ScramHash,
     keys: ScramKeys,
     first: ClientFirst,
-    server_first: String,
+    message: String,
     nonce: String,
 }
 
@@ -250,14 +265,20 @@ impl ServerFirst {
             return Err(ScramError::Malformed);
         }
         let proof = B64.decode(proof).map_err(|_| ScramError::Malformed)?;
-        let auth_message =
-            format!("{},{},{}", self.first.client_first_bare, self.server_first, without_proof);
+        let auth_message = format!(
+            "{},{},{}",
+            self.first.bare_message, self.message, without_proof
+        );
         let h = self.hash;
         let client_signature = h.hmac(&self.keys.stored_key, auth_message.as_bytes());
         if proof.len() != client_signature.len() {
             return Err(ScramError::NotAuthorized);
         }
-        let client_key: Vec<u8> = proof.iter().zip(&client_signature).map(|(a, b)| a ^ b).collect();
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(&client_signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         if !constant_time_eq(&h.hash(&client_key), &self.keys.stored_key) {
             return Err(ScramError::NotAuthorized);
         }
@@ -301,13 +322,18 @@ mod tests {
             ScramHash::Sha256 => Box::new(ClientScram::<Sha256>::from_credentials(creds).unwrap()),
         };
         let first = client.initial();
-        assert!(first.starts_with(b"n,,"), "real clients send n,, without binding");
+        assert!(
+            first.starts_with(b"n,,"),
+            "real clients send n,, without binding"
+        );
         let parsed = ClientFirst::parse(&first)?;
         assert_eq!(parsed.username, "juliet");
         let (challenge, state) = parsed.challenge(hash, keys);
         let fin = client.response(&challenge).unwrap();
         let success = state.finish(&fin)?;
-        client.success(&success).expect("client verifies the server signature");
+        client
+            .success(&success)
+            .expect("client verifies the server signature");
         Ok(())
     }
 
@@ -319,7 +345,10 @@ mod tests {
 
     #[test]
     fn wrong_password_is_not_authorized() {
-        assert_eq!(run(ScramHash::Sha256, "right", "wrong"), Err(ScramError::NotAuthorized));
+        assert_eq!(
+            run(ScramHash::Sha256, "right", "wrong"),
+            Err(ScramError::NotAuthorized)
+        );
     }
 
     #[test]
@@ -331,8 +360,7 @@ mod tests {
         let mut state = first.challenge(ScramHash::Sha256, keys).1;
         // Replace the random server nonce with the RFC's to reproduce its proof.
         state.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
-        state.server_first =
-            format!("r={},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", state.nonce);
+        state.message = format!("r={},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", state.nonce);
         let fin = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         assert_eq!(
             state.finish(fin).unwrap(),
@@ -356,6 +384,9 @@ mod tests {
         assert!(ClientFirst::parse(b"n,,n=a").is_err());
         assert!(ClientFirst::parse(b"n,,r=abc").is_err());
         assert!(ClientFirst::parse(b"n,,n=a=2,r=b").is_err());
-        assert_eq!(ClientFirst::parse(b"y,,n=a=2Cb,r=x").unwrap().username, "a,b");
+        assert_eq!(
+            ClientFirst::parse(b"y,,n=a=2Cb,r=x").unwrap().username,
+            "a,b"
+        );
     }
 }

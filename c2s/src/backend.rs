@@ -1,0 +1,58 @@
+//! The interface through which c2s reaches the rest of the server (accounts, routing).
+//!
+//! c2s knows nothing of storage, rosters or pubsub: the server crate implements
+//! [`Backend`] and hands it to the listeners.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hydrant_proto::outbox::Outbox;
+use hydrant_proto::scram::StoredCredentials;
+use hydrant_proto::{FullJid, Stanza};
+
+/// A bound client session as the rest of the server sees it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Unique for the life of the process; tells two sessions of one full JID apart.
+    pub id: u64,
+    pub jid: FullJid,
+    pub peer: SocketAddr,
+    pub secure: bool,
+}
+
+/// Why in-band registration was refused (XEP-0077 section 3.1 error cases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The username is taken: `<conflict/>`.
+    Conflict,
+    /// Missing or unacceptable fields: `<not-acceptable/>`.
+    NotAcceptable,
+    /// Anything else: `<internal-server-error/>`.
+    Internal,
+}
+
+/// What c2s needs from the server.
+pub trait Backend: Send + Sync + 'static {
+    /// Stored SCRAM keys of a (normalised) username, `None` if there is no such account.
+    fn credentials(&self, username: &str)
+    -> impl Future<Output = Option<StoredCredentials>> + Send;
+
+    /// Creates an account (XEP-0077 before authentication).
+    fn register(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<(), RegisterError>> + Send;
+
+    /// A resource was bound; from now on the server reaches the session through `outbox`.
+    /// A session already bound to the same full JID must be replaced (it gets `<conflict/>`).
+    fn bind(&self, session: &SessionInfo, outbox: Arc<Outbox>) -> impl Future<Output = ()> + Send;
+
+    /// A stanza from a bound session, already validated and stamped with its `from`.
+    fn stanza(&self, session: &SessionInfo, stanza: Stanza) -> impl Future<Output = ()> + Send;
+
+    /// The session ended (stream closed, error, or replaced).
+    fn unbind(&self, session: &SessionInfo) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,228 @@
+//! One connection's I/O: bytes from the socket into the stream reader, queued buffers from
+//! the outbox onto the socket with vectored writes.
+//!
+//! Memory is what limits how many idle clients one machine holds, so an idle `Conn` owns no
+//! buffers: reads go through a stack buffer inside `poll_next` (never held across an
+//! `.await`), the reader keeps only unconsumed bytes, and the outbox is empty.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use hydrant_proto::outbox::{Drained, Outbox};
+use hydrant_proto::{StreamError, StreamEvent, StreamReader};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// Read size per syscall: one TLS record's worth of plaintext.
+const READ_CHUNK: usize = 8192;
+/// Buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// What the connection has for its session.
+#[derive(Debug)]
+pub(crate) enum Io {
+    Event(StreamEvent),
+    /// The peer sent something the reader refused.
+    Malformed(StreamError),
+    /// The peer closed the TCP connection.
+    Eof,
+    /// A producer overflowed the outbound queue.
+    Overflow,
+    /// Everything queued was written after `close_after`; the socket is shut down.
+    Closed,
+    Failed(io::Error),
+}
+
+pub(crate) struct Conn<S> {
+    io: S,
+    pub(crate) reader: StreamReader,
+    pub(crate) outbox: Arc<Outbox>,
+    pending: Vec<Bytes>,
+    /// Bytes of `pending[0]` already written.
+    offset: usize,
+    needs_flush: bool,
+    maybe_event: bool,
+    pub(crate) last_read: Instant,
+    pub(crate) last_write: Instant,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub(crate) fn new(io: S, reader: StreamReader, outbox: Arc<Outbox>) -> Self {
+        let now = Instant::now();
+        Conn {
+            io,
+            reader,
+            outbox,
+            pending: Vec::new(),
+            offset: 0,
+            needs_flush: false,
+            maybe_event: true,
+            last_read: now,
+            last_write: now,
+        }
+    }
+
+    /// Queues bytes for the peer (negotiation traffic; routed stanzas come via the outbox
+    /// from elsewhere). A full queue here means the peer stopped reading during
+    /// negotiation; the next `poll_next` reports the overflow.
+    pub(crate) fn send(&self, bytes: impl Into<Bytes>) {
+        let _ = self.outbox.push(bytes.into());
+    }
+
+    /// The next thing that happened on this connection. Cancel-safe: all state is in `self`.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
+        loop {
+            if self.maybe_event {
+                match self.reader.next_event() {
+                    Ok(Some(ev)) => return Poll::Ready(Io::Event(ev)),
+                    Ok(None) => self.maybe_event = false,
+                    Err(e) => return Poll::Ready(Io::Malformed(e)),
+                }
+            }
+            match self.poll_write_out(cx) {
+                Poll::Ready(Ok(WriteState::Closed)) => return Poll::Ready(Io::Closed),
+                Poll::Ready(Ok(WriteState::Overflow)) => return Poll::Ready(Io::Overflow),
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
+                Poll::Pending => {}
+            }
+            let mut stack = [0u8; READ_CHUNK];
+            let mut buf = ReadBuf::new(&mut stack);
+            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
+                Poll::Ready(Ok(())) => {
+                    if buf.filled().is_empty() {
+                        return Poll::Ready(Io::Eof);
+                    }
+                    self.last_read = Instant::now();
+                    if let Err(e) = self.reader.feed(buf.filled()) {
+                        return Poll::Ready(Io::Malformed(e));
+                    }
+                    self.maybe_event = true;
+                }
+            }
+        }
+    }
+
+    /// Writes until the outbox is empty (Pending: waiting for the socket or for more data).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<WriteState>> {
+        loop {
+            if self.pending.is_empty() {
+                if self.pending.capacity() > MAX_IOV {
+                    self.pending = Vec::new();
+                }
+                match self.outbox.poll_drain(cx, &mut self.pending, MAX_IOV) {
+                    Poll::Ready(Drained::Data) => {}
+                    Poll::Ready(Drained::Overflow) => return Poll::Ready(Ok(WriteState::Overflow)),
+                    Poll::Ready(Drained::Close) => {
+                        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                        // A failed shutdown only means the peer is gone already.
+                        let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                        return Poll::Ready(Ok(WriteState::Closed));
+                    }
+                    Poll::Pending => {
+                        if self.needs_flush {
+                            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                            self.needs_flush = false;
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (i, b) in self.pending.iter().enumerate().take(MAX_IOV) {
+                let start = if i == 0 { self.offset } else { 0 };
+                slices[n] = IoSlice::new(&b[start..]);
+                n += 1;
+            }
+            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.needs_flush = true;
+            self.last_write = Instant::now();
+            self.advance(written);
+        }
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        let mut done = 0;
+        for b in &self.pending {
+            let left = b.len() - if done == 0 { self.offset } else { 0 };
+            if written >= left {
+                written -= left;
+                done += 1;
+                self.offset = 0;
+            } else {
+                self.offset += written;
+                break;
+            }
+        }
+        self.pending.drain(..done);
+    }
+
+    /// Waits until everything queued so far is written and flushed.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            loop {
+                if self.pending.is_empty() && self.outbox.queued_bytes() == 0 {
+                    if self.needs_flush {
+                        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                        self.needs_flush = false;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                match ready!(self.poll_write_out(cx)) {
+                    Ok(WriteState::Closed | WriteState::Overflow) => {
+                        return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The socket, for the STARTTLS upgrade (call after `flush`).
+    pub(crate) fn into_io(self) -> S {
+        self.io
+    }
+}
+
+enum WriteState {
+    Closed,
+    Overflow,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hydrant_proto::Limits;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn vectored_writes_deliver_every_byte_in_order() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let outbox = Outbox::new(1 << 20);
+        let mut conn = Conn::new(a, StreamReader::new(Limits::default()), outbox.clone());
+        let mut expected = Vec::new();
+        for i in 0..500u32 {
+            let s = format!("<m n='{i}'/>");
+            expected.extend_from_slice(s.as_bytes());
+            outbox.push(Bytes::from(s)).unwrap();
+        }
+        outbox.close_after(None);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let ev = std::future::poll_fn(|cx| conn.poll_next(cx)).await;
+        assert!(matches!(ev, Io::Closed), "{ev:?}");
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+}

@@ -1,0 +1,126 @@
+//! Accept loops for the STARTTLS and direct-TLS (XEP-0368) ports.
+//!
+//! Every connection is its own task in a `JoinSet`; a semaphore caps how many exist at
+//! once (past it, new sockets are closed at once and counted), and a `CancellationToken`
+//! tells every stream to end with `<system-shutdown/>`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::backend::Backend;
+use crate::stream::{Exit, Shared, Stream};
+
+/// Whether a listener speaks TLS from the first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Plain TCP with STARTTLS offered (port 5222).
+    StartTls,
+    /// TLS first, then XMPP (XEP-0368, port 5223).
+    DirectTls,
+}
+
+/// Accepts until `shutdown`, then waits for every connection task to finish.
+pub async fn serve<B: Backend>(
+    listener: TcpListener,
+    kind: ListenerKind,
+    shared: Arc<Shared<B>>,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    let mut tasks = JoinSet::new();
+    info!(addr = ?listener.local_addr().ok(), ?kind, "c2s listening");
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: keep serving the connections we have.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            debug!(%peer, "connection limit reached, closing new connection");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            handle(tcp, peer, kind, &shared, &shutdown).await;
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One connection from accept to close, including the STARTTLS upgrade.
+pub async fn handle<B: Backend>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    shared: &Shared<B>,
+    shutdown: &CancellationToken,
+) {
+    match kind {
+        ListenerKind::DirectTls => {
+            if let Some(tls) = accept_tls(tcp, shared).await {
+                run_stream(tls, peer, true, shared, shutdown).await;
+            }
+        }
+        ListenerKind::StartTls => {
+            if let Exit::StartTls(tcp) = Stream::new(tcp, shared, peer, false).run(shutdown).await {
+                if let Some(tls) = accept_tls(tcp, shared).await {
+                    run_stream(tls, peer, true, shared, shutdown).await;
+                }
+            }
+        }
+    }
+}
+
+async fn run_stream<S, B>(
+    io: S,
+    peer: SocketAddr,
+    secure: bool,
+    shared: &Shared<B>,
+    shutdown: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    // A stream that is already secure never offers STARTTLS again (RFC 6120 5.4.3.3).
+    let _ = Stream::new(io, shared, peer, secure).run(shutdown).await;
+}
+
+async fn accept_tls<S, B>(io: S, shared: &Shared<B>) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    B: Backend,
+{
+    let cfg = shared.cfg.tls.clone()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    match tokio::time::timeout(shared.cfg.auth_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!("TLS handshake timed out");
+            None
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! XEP-0077 in-band registration before authentication (section 3.1).
+//!
+//! Only account creation happens here; password change and cancellation need an
+//! authenticated session and are routed to the server like any other iq.
+
+use hydrant_proto::{
+    Element, ErrorType, Iq, IqType, StanzaError, StanzaErrorCondition as Cond, error_reply, ns,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::info;
+
+use crate::backend::{Backend, RegisterError};
+use crate::stream::Stream;
+
+impl<S, B> Stream<'_, S, B>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    pub(crate) fn is_register_iq(&self, el: &Element) -> bool {
+        let to_us = el
+            .attr("to")
+            .is_none_or(|to| to.eq_ignore_ascii_case(&self.cfg().domain));
+        to_us && el.get_child("query", ns::REGISTER).is_some()
+    }
+
+    pub(crate) async fn on_register(&mut self, el: Element) {
+        if !self.cfg().allow_registration || !self.may_authenticate() {
+            // XEP-0077 3.1: a server that does not allow registration answers
+            // <service-unavailable/>.
+            return self.reply_error(&el, StanzaError::new(Cond::ServiceUnavailable));
+        }
+        let iq = match Iq::try_from_element(el.clone()) {
+            Ok(iq) => iq,
+            Err(e) => return self.reply_error(&el, e),
+        };
+        let Some(query) = iq.payload.as_ref() else {
+            return self.reply_error(&el, StanzaError::new(Cond::BadRequest));
+        };
+        match iq.kind {
+            IqType::Get => {
+                let form = Element::new("query", ns::REGISTER)
+                    .with_child(
+                        Element::new("instructions", ns::REGISTER)
+                            .with_text("Choose a username and password for use with this service."),
+                    )
+                    .with_child(Element::new("username", ns::REGISTER))
+                    .with_child(Element::new("password", ns::REGISTER));
+                let reply = iq.result(Some(form));
+                self.send_element(&reply.to_element(ns::CLIENT));
+            }
+            IqType::Set => {
+                if query.get_child("remove", ns::REGISTER).is_some() {
+                    // Cancelling needs an authenticated account (XEP-0077 3.2).
+                    return self.reply_error(&el, StanzaError::new(Cond::NotAuthorized));
+                }
+                let username = query.get_child("username", ns::REGISTER).map(Element::text);
+                let password = query.get_child("password", ns::REGISTER).map(Element::text);
+                let (Some(username), Some(password)) = (username, password) else {
+                    return self.reply_error(
+                        &el,
+                        StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
+                    );
+                };
+                let normalized = jid::NodePart::new(username.trim())
+                    .ok()
+                    .map(|n| n.as_str().to_owned());
+                let (Some(user), false) = (normalized, password.is_empty()) else {
+                    return self.reply_error(
+                        &el,
+                        StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
+                    );
+                };
+                match self.shared.backend.register(&user, &password).await {
+                    Ok(()) => {
+                        info!(peer = %self.peer, user = %user, "registered in-band");
+                        self.send_element(&iq.result(None).to_element(ns::CLIENT));
+                    }
+                    Err(RegisterError::Conflict) => {
+                        self.reply_error(&el, StanzaError::new(Cond::Conflict));
+                    }
+                    Err(RegisterError::NotAcceptable) => self.reply_error(
+                        &el,
+                        StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
+                    ),
+                    Err(_) => self.reply_error(&el, StanzaError::new(Cond::InternalServerError)),
+                }
+            }
+            IqType::Result | IqType::Error => {}
+        }
+    }
+
+    pub(crate) fn reply_error(&mut self, original: &Element, err: StanzaError) {
+        // RFC 6120 8.3.1: never answer an error with an error.
+        if original.attr("type") == Some("error") {
+            return;
+        }
+        self.send_element(&error_reply(original, &err));
+    }
+}

@@ -1,0 +1,291 @@
+//! SASL authentication (RFC 6120 section 6): SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN.
+//!
+//! SCRAM runs on stored keys (`hydrant_proto::scram`); PLAIN (RFC 4616) is offered only on
+//! TLS-protected streams and costs one PBKDF2 run. Failed attempts are answered after a
+//! per-address delay that grows with each failure, and after `max_auth_failures` on one
+//! stream the stream is closed with `<policy-violation/>` (RFC 6120 6.4.5).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hydrant_proto::scram::{ClientFirst, ScramError, ScramHash, ScramKeys, ServerFirst};
+use hydrant_proto::{Element, StreamError, StreamErrorCondition as Cond, ns};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, info};
+
+use crate::backend::Backend;
+use crate::stream::Stream;
+
+/// An exchange waiting for the client's next `<response/>`.
+pub(crate) enum SaslState {
+    Scram(ServerFirst),
+    /// PLAIN sent without initial response: we sent an empty challenge.
+    PlainAwaitingResponse,
+}
+
+/// RFC 6120 6.5 failure conditions we use.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Aborted,
+    EncryptionRequired,
+    IncorrectEncoding,
+    InvalidAuthzid,
+    InvalidMechanism,
+    MalformedRequest,
+    NotAuthorized,
+}
+
+impl Failure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Failure::Aborted => "aborted",
+            Failure::EncryptionRequired => "encryption-required",
+            Failure::IncorrectEncoding => "incorrect-encoding",
+            Failure::InvalidAuthzid => "invalid-authzid",
+            Failure::InvalidMechanism => "invalid-mechanism",
+            Failure::MalformedRequest => "malformed-request",
+            Failure::NotAuthorized => "not-authorized",
+        }
+    }
+}
+
+impl<S, B> Stream<'_, S, B>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    /// Mechanisms offered now, strongest first.
+    pub(crate) fn mechanisms(&self) -> Vec<&'static str> {
+        let mut m = vec!["SCRAM-SHA-256", "SCRAM-SHA-1"];
+        if self.secure {
+            m.push("PLAIN");
+        }
+        m
+    }
+
+    pub(crate) async fn on_sasl(&mut self, el: Element) {
+        if !self.may_authenticate() {
+            return self.fail(Failure::EncryptionRequired).await;
+        }
+        match el.name() {
+            "auth" => self.on_auth(&el).await,
+            "response" => self.on_response(&el).await,
+            "abort" => {
+                self.sasl = None;
+                self.send_failure(Failure::Aborted);
+            }
+            _ => self.stream_error(StreamError::new(Cond::UnsupportedStanzaType)),
+        }
+    }
+
+    async fn on_auth(&mut self, el: &Element) {
+        self.sasl = None;
+        let mech = el.attr("mechanism").unwrap_or_default().to_owned();
+        if !self.mechanisms().contains(&mech.as_str()) {
+            // RFC 6120 6.5.5; PLAIN on a plaintext stream lands here too: not offered.
+            return self.send_failure(Failure::InvalidMechanism);
+        }
+        let Some(payload) = decode_payload(&el.text()) else {
+            return self.send_failure(Failure::IncorrectEncoding);
+        };
+        match mech.as_str() {
+            "PLAIN" => match payload {
+                None => {
+                    // RFC 6120 6.4.2: no initial response, so an empty challenge.
+                    self.sasl = Some(SaslState::PlainAwaitingResponse);
+                    self.conn
+                        .send(&b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"[..]);
+                }
+                Some(p) => self.plain(&p).await,
+            },
+            "SCRAM-SHA-256" => {
+                self.scram_first(ScramHash::Sha256, payload.unwrap_or_default())
+                    .await
+            }
+            "SCRAM-SHA-1" => {
+                self.scram_first(ScramHash::Sha1, payload.unwrap_or_default())
+                    .await
+            }
+            _ => self.send_failure(Failure::InvalidMechanism),
+        }
+    }
+
+    async fn on_response(&mut self, el: &Element) {
+        let Some(payload) = decode_payload(&el.text()) else {
+            self.sasl = None;
+            return self.send_failure(Failure::IncorrectEncoding);
+        };
+        let payload = payload.unwrap_or_default();
+        match self.sasl.take() {
+            Some(SaslState::PlainAwaitingResponse) => self.plain(&payload).await,
+            Some(SaslState::Scram(state)) => {
+                let username = state.username().to_owned();
+                match state.finish(&payload) {
+                    Ok(server_final) => self.succeed(username, &server_final),
+                    Err(ScramError::NotAuthorized) => self.fail(Failure::NotAuthorized).await,
+                    Err(_) => self.send_failure(Failure::MalformedRequest),
+                }
+            }
+            // A response with no exchange in progress.
+            None => self.send_failure(Failure::MalformedRequest),
+        }
+    }
+
+    async fn scram_first(&mut self, hash: ScramHash, payload: Vec<u8>) {
+        let first = match ClientFirst::parse(&payload) {
+            Ok(f) => f,
+            Err(_) => return self.send_failure(Failure::MalformedRequest),
+        };
+        let Some(username) = self.normalize_username(&first.username) else {
+            return self.fail(Failure::NotAuthorized).await;
+        };
+        if let Some(authz) = &first.authzid {
+            if !self.authzid_ok(authz, &username) {
+                return self.send_failure(Failure::InvalidAuthzid);
+            }
+        }
+        let keys = match self.shared.backend.credentials(&username).await {
+            Some(creds) => creds.keys(hash).clone(),
+            None => self.fake_keys(hash, &username),
+        };
+        let (challenge, state) = first.challenge(hash, keys);
+        let mut el = Element::new("challenge", ns::SASL);
+        el.append_text(B64.encode(challenge));
+        self.send_element(&el);
+        self.sasl = Some(SaslState::Scram(state));
+    }
+
+    async fn plain(&mut self, payload: &[u8]) {
+        // RFC 4616: [authzid] NUL authcid NUL passwd
+        let mut parts = payload.split(|b| *b == 0);
+        let (Some(authz), Some(authc), Some(pass), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return self.send_failure(Failure::MalformedRequest);
+        };
+        let (Ok(authz), Ok(authc), Ok(pass)) = (
+            std::str::from_utf8(authz),
+            std::str::from_utf8(authc),
+            std::str::from_utf8(pass),
+        ) else {
+            return self.send_failure(Failure::MalformedRequest);
+        };
+        let Some(username) = self.normalize_username(authc) else {
+            return self.fail(Failure::NotAuthorized).await;
+        };
+        if !authz.is_empty() && !self.authzid_ok(authz, &username) {
+            return self.send_failure(Failure::InvalidAuthzid);
+        }
+        let ok = match self.shared.backend.credentials(&username).await {
+            Some(creds) => {
+                let pass = pass.to_owned();
+                let keys = creds.sha256;
+                // PBKDF2 is deliberately slow; keep it off the reactor threads.
+                tokio::task::spawn_blocking(move || keys.verify_password(ScramHash::Sha256, &pass))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        if ok {
+            self.succeed(username, &[]);
+        } else {
+            self.fail(Failure::NotAuthorized).await;
+        }
+    }
+
+    /// SASL identities are localparts; clients that send a bare JID of our domain are
+    /// accepted too. Normalised with RFC 7622 nodeprep via the `jid` crate.
+    fn normalize_username(&self, raw: &str) -> Option<String> {
+        let local = match raw.rsplit_once('@') {
+            Some((l, d)) if d.eq_ignore_ascii_case(&self.cfg().domain) => l,
+            Some(_) => return None,
+            None => raw,
+        };
+        jid::NodePart::new(local)
+            .ok()
+            .map(|n| n.as_str().to_owned())
+    }
+
+    /// The only identity a user may act as is their own bare JID.
+    fn authzid_ok(&self, authz: &str, username: &str) -> bool {
+        match hydrant_proto::BareJid::new(authz) {
+            Ok(j) => {
+                j.node().map(|n| n.as_str()) == Some(username)
+                    && j.domain().as_str() == self.cfg().domain
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Keys for an unknown user: a salt that is stable per name (so probing twice looks like
+    /// a real account) and keys no password can match.
+    fn fake_keys(&self, hash: ScramHash, username: &str) -> ScramKeys {
+        let mut salt = self.shared.fake_salt_key.to_vec();
+        salt.extend_from_slice(username.as_bytes());
+        let digest = hydrant_proto::scram::fake_salt(&salt);
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).expect("the OS random source is available");
+        ScramKeys {
+            salt: digest,
+            iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
+            stored_key: random[..match hash {
+                ScramHash::Sha1 => 20,
+                ScramHash::Sha256 => 32,
+            }]
+                .to_vec(),
+            server_key: random.to_vec(),
+        }
+    }
+
+    fn succeed(&mut self, username: String, additional: &[u8]) {
+        info!(peer = %self.peer, user = %username, "authenticated");
+        self.shared.throttle.succeeded(self.peer.ip());
+        let mut el = Element::new("success", ns::SASL);
+        if !additional.is_empty() {
+            el.append_text(B64.encode(additional));
+        }
+        self.send_element(&el);
+        self.username = Some(username);
+        self.sasl = None;
+        // RFC 6120 6.4.6: both sides restart the stream after <success/>.
+        self.restart();
+    }
+
+    /// A failed credential check: delayed by the address's record, counted per stream.
+    async fn fail(&mut self, f: Failure) {
+        self.sasl = None;
+        let delay = self
+            .shared
+            .throttle
+            .failed(self.peer.ip(), self.cfg().auth_failure_max_delay);
+        debug!(peer = %self.peer, ?delay, "authentication failed");
+        tokio::time::sleep(delay).await;
+        self.auth_failures += 1;
+        self.send_failure(f);
+        if self.auth_failures >= self.cfg().max_auth_failures {
+            self.stream_error(
+                StreamError::new(Cond::PolicyViolation)
+                    .with_text("too many failed authentication attempts"),
+            );
+        }
+    }
+
+    fn send_failure(&mut self, f: Failure) {
+        self.sasl = None;
+        let el = Element::new("failure", ns::SASL).with_child(Element::new(f.as_str(), ns::SASL));
+        self.send_element(&el);
+    }
+}
+
+/// Decodes a SASL payload: `None` outer = bad base64; inner `None` = no data at all,
+/// `Some(empty)` for the explicit empty response `=` (RFC 6120 6.4.2).
+fn decode_payload(text: &str) -> Option<Option<Vec<u8>>> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Some(None);
+    }
+    if t == "=" {
+        return Some(Some(Vec::new()));
+    }
+    B64.decode(t).ok().map(Some)
+}

@@ -1,0 +1,384 @@
+//! The life of one c2s stream: header exchange, negotiation, bound session, close.
+//!
+//! The state machine is driven by [`Conn::poll_next`] events and timers; handlers for each
+//! negotiation step live in `negotiate/` and the bound-session logic in `session.rs`.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hydrant_proto::outbox::Outbox;
+use hydrant_proto::{
+    Element, StreamError, StreamErrorCondition as Cond, StreamEvent, StreamHeader, StreamReader, ns,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::backend::{Backend, SessionInfo};
+use crate::config::C2sConfig;
+use crate::conn::{Conn, Io};
+use crate::negotiate::sasl::SaslState;
+use crate::throttle::AuthThrottle;
+
+/// How long we wait for the peer's `</stream:stream>` after closing our side (RFC 6120 4.4).
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// State shared by all c2s connections of one server.
+pub struct Shared<B> {
+    pub cfg: Arc<C2sConfig>,
+    pub backend: Arc<B>,
+    pub(crate) throttle: AuthThrottle,
+    next_session: AtomicU64,
+    /// Key for the fake SCRAM salts of unknown users, so probing cannot tell them apart.
+    pub(crate) fake_salt_key: [u8; 32],
+}
+
+impl<B: Backend> Shared<B> {
+    pub fn new(cfg: C2sConfig, backend: Arc<B>) -> Arc<Self> {
+        let mut fake_salt_key = [0u8; 32];
+        getrandom::fill(&mut fake_salt_key).expect("the OS random source is available");
+        Arc::new(Shared {
+            cfg: Arc::new(cfg),
+            backend,
+            throttle: AuthThrottle::default(),
+            next_session: AtomicU64::new(1),
+            fake_salt_key,
+        })
+    }
+
+    pub(crate) fn session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// How a stream's task ended.
+pub(crate) enum Exit<S> {
+    Done,
+    /// `<proceed/>` was sent: the caller runs the TLS handshake on this socket and starts
+    /// a new stream over it.
+    StartTls(S),
+}
+
+/// What a handler asks of the loop.
+pub(crate) enum Flow {
+    Continue,
+    StartTls,
+}
+
+pub(crate) struct Stream<'a, S, B> {
+    pub(crate) conn: Conn<S>,
+    pub(crate) shared: &'a Shared<B>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) secure: bool,
+    /// We sent our header for the current stream (errors need one first, RFC 6120 4.9.1.1).
+    header_sent: bool,
+    awaiting_header: bool,
+    /// The authenticated username once SASL succeeded.
+    pub(crate) username: Option<String>,
+    pub(crate) sasl: Option<SaslState>,
+    pub(crate) auth_failures: u32,
+    pub(crate) bound: Option<SessionInfo>,
+    closing_since: Option<Instant>,
+    pub(crate) ping_sent: Option<Instant>,
+    started: Instant,
+}
+
+impl<'a, S, B> Stream<'a, S, B>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    pub(crate) fn new(io: S, shared: &'a Shared<B>, peer: SocketAddr, secure: bool) -> Self {
+        let outbox = Outbox::new(shared.cfg.outbound_queue_bytes);
+        Stream {
+            conn: Conn::new(io, StreamReader::new(shared.cfg.limits), outbox),
+            shared,
+            peer,
+            secure,
+            header_sent: false,
+            awaiting_header: true,
+            username: None,
+            sasl: None,
+            auth_failures: 0,
+            bound: None,
+            closing_since: None,
+            ping_sent: None,
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn cfg(&self) -> &C2sConfig {
+        &self.shared.cfg
+    }
+
+    /// Runs the stream to its end.
+    pub(crate) async fn run(mut self, shutdown: &CancellationToken) -> Exit<S> {
+        let exit =
+            loop {
+                enum Wake {
+                    Io(Io),
+                    Timer,
+                    Shutdown,
+                }
+                let deadline = self.deadline();
+                let wake = tokio::select! {
+                    io = poll_fn(|cx| self.conn.poll_next(cx)) => Wake::Io(io),
+                    () = sleep_until(deadline) => Wake::Timer,
+                    () = shutdown.cancelled(), if self.closing_since.is_none() => Wake::Shutdown,
+                };
+                match wake {
+                    Wake::Timer => {
+                        if self.on_timer() {
+                            break Exit::Done;
+                        }
+                    }
+                    Wake::Shutdown => {
+                        self.stream_error(StreamError::new(Cond::SystemShutdown));
+                    }
+                    Wake::Io(Io::Event(ev)) => {
+                        if self.closing_since.is_some() {
+                            // After our close only the peer's close matters (RFC 6120 4.4).
+                            if matches!(ev, StreamEvent::Close) {
+                                break Exit::Done;
+                            }
+                            continue;
+                        }
+                        match ev {
+                            StreamEvent::Open(h) => self.on_open(&h),
+                            StreamEvent::Close => self.close(),
+                            StreamEvent::Stanza(el) => {
+                                if let Flow::StartTls = self.on_element(el).await {
+                                    // RFC 6120 5.4.3.3: nothing the client sent before the TLS
+                                    // handshake may be used afterwards; the reader is dropped.
+                                    if self.conn.flush().await.is_err() {
+                                        break Exit::Done;
+                                    }
+                                    break Exit::StartTls(self.conn.into_io());
+                                }
+                            }
+                        }
+                    }
+                    Wake::Io(Io::Malformed(e)) => {
+                        debug!(peer = %self.peer, error = %e, "malformed input");
+                        self.stream_error(e);
+                    }
+                    Wake::Io(Io::Overflow) => {
+                        // The slow-consumer policy (README): the stream ends with
+                        // <policy-violation/>; the client reconnects and catches up.
+                        debug!(peer = %self.peer, "outbound queue overflow");
+                        self.stream_error(StreamError::new(Cond::PolicyViolation).with_text(
+                            "outbound queue limit exceeded: the client reads too slowly",
+                        ));
+                    }
+                    Wake::Io(Io::Failed(e)) => {
+                        debug!(peer = %self.peer, error = %e, "connection failed");
+                        break Exit::Done;
+                    }
+                    Wake::Io(Io::Eof | Io::Closed) => break Exit::Done,
+                }
+            };
+        if let Some(info) = self.bound.take() {
+            self.shared.backend.unbind(&info).await;
+        }
+        exit
+    }
+
+    fn deadline(&self) -> Instant {
+        if let Some(since) = self.closing_since {
+            return since + CLOSE_GRACE;
+        }
+        let cfg = self.cfg();
+        if self.bound.is_none() {
+            return self.started + cfg.auth_timeout;
+        }
+        let keepalive = self.conn.last_write + cfg.whitespace_keepalive;
+        let ping = match self.ping_sent {
+            Some(at) => at + cfg.ping_timeout,
+            None => self.conn.last_read + cfg.ping_interval,
+        };
+        keepalive.min(ping)
+    }
+
+    /// Handles an expired deadline; true when the task should end now.
+    fn on_timer(&mut self) -> bool {
+        let now = Instant::now();
+        if let Some(since) = self.closing_since {
+            return now >= since + CLOSE_GRACE;
+        }
+        let cfg = self.shared.cfg.clone();
+        if self.bound.is_none() {
+            if now >= self.started + cfg.auth_timeout {
+                self.stream_error(
+                    StreamError::new(Cond::ConnectionTimeout).with_text("authentication timeout"),
+                );
+            }
+            return false;
+        }
+        if let Some(at) = self.ping_sent {
+            if self.conn.last_read > at {
+                self.ping_sent = None;
+            } else if now >= at + cfg.ping_timeout {
+                self.stream_error(StreamError::new(Cond::ConnectionTimeout));
+                return false;
+            }
+        } else if now >= self.conn.last_read + cfg.ping_interval {
+            self.send_ping();
+        }
+        if now >= self.conn.last_write + cfg.whitespace_keepalive {
+            // A single space between stanzas is allowed (RFC 6120 4.6.1) and keeps NATs
+            // and dead-peer detection honest without costing the client a parse.
+            self.conn.send(&b" "[..]);
+            self.conn.last_write = now;
+        }
+        false
+    }
+
+    fn send_ping(&mut self) {
+        let Some(info) = &self.bound else { return };
+        let ping = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", format!("c2s-ping-{}", info.id))
+            .with_attr("from", self.shared.cfg.domain.as_str())
+            .with_attr("to", info.jid.to_string())
+            .with_child(Element::new("ping", ns::PING));
+        self.send_element(&ping);
+        self.ping_sent = Some(Instant::now());
+    }
+
+    /// Serialises an element into the stream (default namespace jabber:client).
+    pub(crate) fn send_element(&self, el: &Element) {
+        self.conn.send(el.to_bytes(ns::CLIENT));
+    }
+
+    fn on_open(&mut self, h: &StreamHeader) {
+        if !self.awaiting_header {
+            // A second header without a restart is not well-formed nesting of streams.
+            return self.stream_error(StreamError::new(Cond::NotWellFormed));
+        }
+        self.awaiting_header = false;
+        self.send_header(h.from());
+        // RFC 6120 4.8.? / 4.3: the content namespace of a c2s stream is jabber:client.
+        if h.default_ns() != ns::CLIENT {
+            return self.stream_error(StreamError::new(Cond::InvalidNamespace));
+        }
+        match h.to() {
+            None => {
+                return self.stream_error(
+                    StreamError::new(Cond::ImproperAddressing)
+                        .with_text("a 'to' attribute is required on the stream header"),
+                );
+            }
+            Some(to) if !same_domain(to, &self.shared.cfg.domain) => {
+                return self.stream_error(StreamError::new(Cond::HostUnknown));
+            }
+            Some(_) => {}
+        }
+        // RFC 6120 4.7.5: we speak 1.0; a peer without version (pre-XMPP 1.0) cannot
+        // negotiate SASL, and a higher major version is unsupported.
+        let major = h
+            .version()
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok());
+        if major != Some(1) {
+            return self.stream_error(StreamError::new(Cond::UnsupportedVersion));
+        }
+        let features = self.features();
+        self.conn.send(features);
+    }
+
+    fn send_header(&mut self, peer_from: Option<&str>) {
+        let mut id = [0u8; 12];
+        getrandom::fill(&mut id).expect("the OS random source is available");
+        let mut out = String::with_capacity(256);
+        out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='");
+        for b in id {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out.push_str("' from='");
+        out.push_str(&escape_attr(&self.shared.cfg.domain));
+        out.push('\'');
+        // RFC 6120 4.7.2: 'to' of the response is the 'from' of the initial header, if any.
+        if let Some(from) = peer_from.filter(|f| hydrant_proto::Jid::new(f).is_ok()) {
+            out.push_str(" to='");
+            out.push_str(&escape_attr(from));
+            out.push('\'');
+        }
+        out.push_str(" version='1.0' xml:lang='en'>");
+        self.conn.send(out.into_bytes());
+        self.header_sent = true;
+    }
+
+    /// Ends the stream with an error (RFC 6120 4.9): the error, our closing tag, then the
+    /// socket is shut down once written.
+    pub(crate) fn stream_error(&mut self, e: StreamError) {
+        if self.closing_since.is_some() {
+            return;
+        }
+        if !self.header_sent {
+            self.send_header(None);
+        }
+        let mut bytes = e.to_bytes();
+        bytes.extend_from_slice(b"</stream:stream>");
+        self.conn.outbox.close_after(Some(bytes.into()));
+        self.closing_since = Some(Instant::now());
+    }
+
+    /// Closes our side of the stream in order (RFC 6120 4.4).
+    fn close(&mut self) {
+        if self.closing_since.is_none() {
+            self.conn
+                .outbox
+                .close_after(Some(bytes::Bytes::from_static(b"</stream:stream>")));
+            self.closing_since = Some(Instant::now());
+        }
+    }
+
+    /// A stream restart (after SASL success): new header expected, parser state reset.
+    pub(crate) fn restart(&mut self) {
+        self.conn.reader.restart();
+        self.awaiting_header = true;
+        self.header_sent = false;
+    }
+
+    async fn on_element(&mut self, el: Element) -> Flow {
+        if self.bound.is_some() {
+            self.on_bound_element(el).await;
+            return Flow::Continue;
+        }
+        if self.username.is_some() {
+            self.on_authenticated_element(el).await;
+            return Flow::Continue;
+        }
+        self.on_preauth_element(el).await
+    }
+}
+
+/// Compares a stream's `to` with our domain after RFC 7622 normalisation.
+fn same_domain(to: &str, domain: &str) -> bool {
+    match (
+        hydrant_proto::BareJid::new(to),
+        hydrant_proto::BareJid::new(domain),
+    ) {
+        (Ok(a), Ok(b)) => a.node().is_none() && a == b,
+        _ => false,
+    }
+}
+
+pub(crate) fn escape_attr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,267 @@
+//! The TOML configuration: every key optional, unknown keys and bad values rejected with
+//! the key and line named (serde with `deny_unknown_fields`; validating types such as
+//! [`Domain`] and `NonZero*` make `toml` point at the offending line).
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+/// The development configuration embedded in the binary (`hydrant serve --dev`).
+pub const DEV_CONFIG: &str = include_str!("../../deploy/dev.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The XMPP domain served (the part after '@' in users' JIDs).
+    pub domain: Domain,
+    /// Where the database and the generated certificate live.
+    pub data_dir: PathBuf,
+    /// Log filter in `tracing` syntax, e.g. "info" or "hydrant_c2s=debug,info".
+    pub log: String,
+    pub tls: TlsSection,
+    pub c2s: C2sSection,
+    pub registration: RegistrationSection,
+    pub offline: OfflineSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domain: Domain("localhost".into()),
+            data_dir: PathBuf::from("hydrant-data"),
+            log: "info".into(),
+            tls: TlsSection::default(),
+            c2s: C2sSection::default(),
+            registration: RegistrationSection::default(),
+            offline: OfflineSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain. Without `cert` and `key`, a self-signed certificate for the
+    /// domain is generated in `data_dir` on first start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sSection {
+    /// Plain TCP listeners offering STARTTLS (RFC 6120 5).
+    pub listen: Vec<SocketAddr>,
+    /// Direct TLS listeners (XEP-0368).
+    pub direct_tls_listen: Vec<SocketAddr>,
+    /// Refuse authentication until STARTTLS has completed.
+    pub require_tls: bool,
+    /// Largest stanza accepted, in bytes (RFC 6120 13.12: at least 10,000).
+    pub max_stanza_bytes: NonZeroUsize,
+    /// Deepest element nesting accepted inside a stanza.
+    pub max_depth: NonZeroUsize,
+    /// Most attributes accepted on one element.
+    pub max_attributes: NonZeroUsize,
+    /// Seconds from TCP accept to a bound resource.
+    pub auth_timeout_secs: NonZeroU64,
+    /// Seconds of client silence before the server sends an XEP-0199 ping.
+    pub ping_interval_secs: NonZeroU64,
+    /// Seconds to wait for any traffic after that ping before closing the stream.
+    pub ping_timeout_secs: NonZeroU64,
+    /// Seconds without output after which a whitespace keepalive is sent.
+    pub whitespace_keepalive_secs: NonZeroU64,
+    /// Per-connection outbound queue limit in bytes; past it the stream is closed with
+    /// `<policy-violation/>` (slow-consumer policy).
+    pub outbound_queue_bytes: NonZeroUsize,
+    /// Connections held at once over all c2s listeners (mind the process fd limit).
+    pub max_connections: NonZeroUsize,
+    /// Failed SASL attempts on one stream before it is closed (RFC 6120 6.4.5: 2 to 5).
+    pub max_auth_failures: NonZeroU32,
+    /// Cap on the growing delay imposed on repeated failed logins from one address.
+    pub auth_failure_max_delay_secs: u64,
+}
+
+impl Default for C2sSection {
+    fn default() -> Self {
+        C2sSection {
+            listen: vec!["0.0.0.0:5222".parse().expect("valid")],
+            direct_tls_listen: vec!["0.0.0.0:5223".parse().expect("valid")],
+            require_tls: true,
+            max_stanza_bytes: nz(262_144),
+            max_depth: nz(32),
+            max_attributes: nz(64),
+            auth_timeout_secs: nz64(60),
+            ping_interval_secs: nz64(300),
+            ping_timeout_secs: nz64(60),
+            whitespace_keepalive_secs: nz64(60),
+            outbound_queue_bytes: nz(1 << 20),
+            max_connections: nz(19_000),
+            max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
+            auth_failure_max_delay_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationSection {
+    /// XEP-0077 in-band registration of new accounts (off by default).
+    pub enabled: bool,
+    /// Shortest password accepted at registration and password change.
+    pub min_password_length: usize,
+}
+
+impl Default for RegistrationSection {
+    fn default() -> Self {
+        RegistrationSection {
+            enabled: false,
+            min_password_length: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineSection {
+    /// Messages kept per user while they are offline; past it senders get
+    /// `<service-unavailable/>` (RFC 6121 8.5.2.1.1).
+    pub max_messages_per_user: usize,
+}
+
+impl Default for OfflineSection {
+    fn default() -> Self {
+        OfflineSection {
+            max_messages_per_user: 1000,
+        }
+    }
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("non-zero default")
+}
+
+fn nz64(n: u64) -> NonZeroU64 {
+    NonZeroU64::new(n).expect("non-zero default")
+}
+
+/// A domain validated and normalised as an RFC 7622 domainpart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain(pub String);
+
+impl<'de> Deserialize<'de> for Domain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        match jid::BareJid::new(&raw) {
+            Ok(j) if j.node().is_none() => Ok(Domain(j.domain().as_str().to_owned())),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{raw}` is not a valid XMPP domain"
+            ))),
+        }
+    }
+}
+
+/// A configuration error, with the file it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks that involve several keys.
+    fn validate(&self) -> Result<(), String> {
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => return Err("[tls] cert is set but [tls] key is not".into()),
+            (None, Some(_)) => return Err("[tls] key is set but [tls] cert is not".into()),
+            _ => {}
+        }
+        if self.c2s.max_stanza_bytes.get() < 10_000 {
+            // RFC 6120 13.12: servers MUST accept stanzas of at least 10,000 bytes.
+            return Err("[c2s] max_stanza_bytes must be at least 10000 (RFC 6120 13.12)".into());
+        }
+        if self.c2s.listen.is_empty() && self.c2s.direct_tls_listen.is_empty() {
+            return Err("[c2s] listen and direct_tls_listen are both empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, String> {
+        Config::parse(s, Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.domain.0, "localhost");
+        assert!(c.c2s.require_tls);
+        assert!(!c.registration.enabled);
+    }
+
+    #[test]
+    fn dev_config_parses() {
+        let c = parse(DEV_CONFIG).unwrap();
+        assert!(c.registration.enabled);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse("domain = \"example.org\"\n\n[c2s]\nlisten_typo = []\n").unwrap_err();
+        assert!(e.contains("listen_typo"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_line() {
+        let e = parse("[c2s]\nmax_stanza_bytes = 0\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("domain = \"not a domain@\"\n").unwrap_err();
+        assert!(
+            e.contains("line 1") && e.contains("not a valid XMPP domain"),
+            "{e}"
+        );
+        let e = parse("[c2s]\nlisten = [\"nonsense\"]\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn cross_key_checks() {
+        let e = parse("[tls]\ncert = \"/x.crt\"\n").unwrap_err();
+        assert!(e.contains("[tls] key"), "{e}");
+        let e = parse("[c2s]\nmax_stanza_bytes = 100\n").unwrap_err();
+        assert!(e.contains("10000"), "{e}");
+    }
+}

@@ -1,0 +1,209 @@
+//! iq routing (RFC 6120 8.2.3, RFC 6121 8.5) and the server's own services: XEP-0030
+//! disco, XEP-0199 ping, XEP-0092 version, XEP-0077 account management after login.
+
+use hydrant_proto::{
+    Element, ErrorType, Iq, IqPayload, IqType, StanzaError, StanzaErrorCondition as Cond,
+    StreamError, StreamErrorCondition, ns,
+};
+use tracing::info;
+
+use crate::router::sessions::{LocalSession, username};
+use crate::router::{Dest, Router, remote_unreachable};
+
+/// Features the server advertises in disco#info: exactly what is implemented.
+const SERVER_FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::PING,
+    ns::VERSION,
+    ns::REGISTER,
+    "msgoffline",
+];
+
+impl Router {
+    pub async fn outbound_iq(&self, me: &LocalSession, iq: Iq) {
+        let user = username(&me.info.jid);
+        match self.classify(iq.to.as_ref()) {
+            Dest::Server => self.server_iq(me, &user, iq).await,
+            Dest::LocalBare(target) => self.account_iq(me, &user, &target, iq).await,
+            Dest::LocalFull(full) => {
+                if let Some(s) = self.sessions.get(&full) {
+                    s.send(&iq.to_element(ns::CLIENT));
+                } else {
+                    // RFC 6121 8.5.3.2.1: no such resource.
+                    self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
+                }
+            }
+            Dest::Remote(_) => self.iq_error(me, &iq, remote_unreachable()),
+        }
+    }
+
+    fn payload(&self, me: &LocalSession, iq: &Iq) -> Option<IqPayload> {
+        if !matches!(iq.kind, IqType::Get | IqType::Set) {
+            return None; // results and errors addressed to the server end here
+        }
+        let p = iq.payload.as_ref()?;
+        match IqPayload::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.iq_error(me, iq, e);
+                None
+            }
+        }
+    }
+
+    async fn server_iq(&self, me: &LocalSession, user: &str, iq: Iq) {
+        let Some(payload) = self.payload(me, &iq) else {
+            return;
+        };
+        let get = iq.kind == IqType::Get;
+        match payload {
+            IqPayload::Roster(q) => self.roster_iq(me, iq, q).await,
+            IqPayload::Ping if get => {
+                me.send(&iq.result(None).to_element(ns::CLIENT));
+            }
+            IqPayload::Version if get => {
+                // XEP-0092: name and version; the OS is withheld on purpose (it helps
+                // attackers more than users).
+                let q = Element::new("query", ns::VERSION)
+                    .with_child(Element::new("name", ns::VERSION).with_text("hydrant"))
+                    .with_child(
+                        Element::new("version", ns::VERSION).with_text(env!("CARGO_PKG_VERSION")),
+                    );
+                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
+            }
+            IqPayload::DiscoInfo { node: None } if get => {
+                let mut q = Element::new("query", ns::DISCO_INFO).with_child(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .with_attr("category", "server")
+                        .with_attr("type", "im")
+                        .with_attr("name", "hydrant"),
+                );
+                for f in SERVER_FEATURES {
+                    q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
+                }
+                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
+            }
+            IqPayload::DiscoItems { node: None } if get => {
+                me.send(
+                    &iq.result(Some(Element::new("query", ns::DISCO_ITEMS)))
+                        .to_element(ns::CLIENT),
+                );
+            }
+            IqPayload::DiscoInfo { .. } | IqPayload::DiscoItems { .. } if get => {
+                self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound));
+            }
+            IqPayload::Register(q) => self.register_iq(me, user, iq, &q).await,
+            IqPayload::Unknown(_) | IqPayload::Bind { .. } | IqPayload::Session => {
+                // RFC 6120 8.4: an iq for a namespace the entity does not understand.
+                self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
+            }
+            _ => self.iq_error(
+                me,
+                &iq,
+                StanzaError::new(Cond::BadRequest).with_type(ErrorType::Modify),
+            ),
+        }
+    }
+
+    /// An iq to a local bare JID is answered by the server on the account's behalf
+    /// (RFC 6121 8.5.2.1.3 / RFC 6120 10.5.4).
+    async fn account_iq(&self, me: &LocalSession, user: &str, target: &str, iq: Iq) {
+        if target == user {
+            if let Some(IqPayload::Roster(_)) =
+                iq.payload.as_ref().and_then(|p| IqPayload::parse(p).ok())
+            {
+                return self.server_iq(me, user, iq).await;
+            }
+        }
+        if !matches!(iq.kind, IqType::Get | IqType::Set) {
+            return;
+        }
+        if target != user && !self.account_exists(target).await {
+            return self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
+        }
+        let Some(payload) = self.payload(me, &iq) else {
+            return;
+        };
+        let get = iq.kind == IqType::Get;
+        match payload {
+            IqPayload::DiscoInfo { node: None } if get => {
+                let q = Element::new("query", ns::DISCO_INFO)
+                    .with_child(
+                        Element::new("identity", ns::DISCO_INFO)
+                            .with_attr("category", "account")
+                            .with_attr("type", "registered"),
+                    )
+                    .with_child(
+                        Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::DISCO_INFO),
+                    );
+                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
+            }
+            IqPayload::DiscoItems { node: None } if get => {
+                me.send(
+                    &iq.result(Some(Element::new("query", ns::DISCO_ITEMS)))
+                        .to_element(ns::CLIENT),
+                );
+            }
+            IqPayload::Ping if get => {
+                me.send(&iq.result(None).to_element(ns::CLIENT));
+            }
+            _ => self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable)),
+        }
+    }
+
+    /// XEP-0077 sections 3.2 (cancel) and 3.3 (password change) for a logged-in user.
+    async fn register_iq(&self, me: &LocalSession, user: &str, iq: Iq, q: &Element) {
+        match iq.kind {
+            IqType::Get => {
+                let reply = Element::new("query", ns::REGISTER)
+                    .with_child(Element::new("registered", ns::REGISTER))
+                    .with_child(Element::new("username", ns::REGISTER).with_text(user))
+                    .with_child(Element::new("password", ns::REGISTER));
+                me.send(&iq.result(Some(reply)).to_element(ns::CLIENT));
+            }
+            IqType::Set if q.get_child("remove", ns::REGISTER).is_some() => {
+                let u = user.to_owned();
+                match self.db.run(move |s| s.delete_account(&u)).await {
+                    Ok(_) => {
+                        info!(user, "account removed in-band");
+                        me.send(&iq.result(None).to_element(ns::CLIENT));
+                        // XEP-0077 3.2: the account is gone, so are its sessions.
+                        self.kick_user(
+                            user,
+                            &StreamError::new(StreamErrorCondition::NotAuthorized)
+                                .with_text("account removed"),
+                        );
+                    }
+                    Err(_) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
+                }
+            }
+            IqType::Set => {
+                let name = q.get_child("username", ns::REGISTER).map(|u| u.text());
+                let password = q.get_child("password", ns::REGISTER).map(|p| p.text());
+                let same_user = name
+                    .as_deref()
+                    .is_none_or(|n| jid::NodePart::new(n.trim()).is_ok_and(|n| n.as_str() == user));
+                match password {
+                    Some(p) if same_user && p.chars().count() >= self.cfg.min_password_length => {
+                        match self.set_password(user, &p, false).await {
+                            Ok(()) => {
+                                info!(user, "password changed in-band");
+                                me.send(&iq.result(None).to_element(ns::CLIENT));
+                            }
+                            Err(_) => {
+                                self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError))
+                            }
+                        }
+                    }
+                    _ => self.iq_error(
+                        me,
+                        &iq,
+                        StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
+                    ),
+                }
+            }
+            IqType::Result | IqType::Error => {}
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Message routing (RFC 6121 section 8.5) and offline storage.
+
+use std::time::SystemTime;
+
+use hydrant_proto::{Element, Message, MessageType, StanzaError, StanzaErrorCondition as Cond, ns};
+use tracing::warn;
+
+use crate::router::sessions::LocalSession;
+use crate::router::{Dest, Router, remote_unreachable};
+
+impl Router {
+    pub async fn outbound_message(&self, me: &LocalSession, m: Message) {
+        let mut el = m.element.clone();
+        el.set_attr("from", me.info.jid.to_string());
+        let is_error = m.kind == MessageType::Error;
+        match self.classify(m.to.as_ref()) {
+            Dest::Server => {
+                // RFC 6121 8.5.1 / RFC 6120 10.3: the server has no message service.
+                if !is_error && m.kind != MessageType::Headline {
+                    self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
+                }
+            }
+            Dest::Remote(_) => {
+                if !is_error {
+                    self.bounce(&el, remote_unreachable());
+                }
+            }
+            Dest::LocalBare(user) => self.message_to_bare(&user, el, m.kind).await,
+            Dest::LocalFull(full) => {
+                if let Some(s) = self.sessions.get(&full) {
+                    s.send(&el);
+                    return;
+                }
+                // RFC 6121 8.5.3.2.1: no such resource.
+                match m.kind {
+                    MessageType::Normal | MessageType::Chat | MessageType::Headline => {
+                        let user = crate::router::sessions::username(&full);
+                        self.message_to_bare(&user, el, m.kind).await;
+                    }
+                    MessageType::Groupchat => {
+                        self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable))
+                    }
+                    MessageType::Error => {}
+                }
+            }
+        }
+    }
+
+    /// RFC 6121 8.5.2: a message for a local account's bare JID.
+    async fn message_to_bare(&self, user: &str, el: Element, kind: MessageType) {
+        if !self.account_exists(user).await {
+            // 8.5.2 (no such user): <service-unavailable/>, never for error messages.
+            if kind != MessageType::Error {
+                self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
+            }
+            return;
+        }
+        match kind {
+            // 8.5.2.1.1: groupchat to a bare JID is refused; error messages dropped.
+            MessageType::Groupchat => {
+                return self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
+            }
+            MessageType::Error => return,
+            _ => {}
+        }
+        // 8.5.2.1.1: delivered to every available resource with non-negative priority.
+        let mut delivered = false;
+        for s in self.sessions.of_user(user) {
+            if s.available_with_priority().is_some_and(|p| p >= 0) && s.send(&el) {
+                delivered = true;
+            }
+        }
+        if delivered || kind == MessageType::Headline {
+            // 8.5.2.2.1: a headline with nobody online is silently dropped.
+            return;
+        }
+        self.store_offline(user, el).await;
+    }
+
+    /// Stores a message for later delivery with a XEP-0203 delay stamp; a full store
+    /// answers the sender with <service-unavailable/> (RFC 6121 8.5.2.2.1).
+    async fn store_offline(&self, user: &str, mut el: Element) {
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        el.append_child(
+            Element::new("delay", ns::DELAY)
+                .with_attr("from", self.domain.as_str())
+                .with_attr("stamp", stamp)
+                .with_text("Offline storage"),
+        );
+        let bytes = el.to_bytes(ns::CLIENT);
+        let (u, max) = (user.to_owned(), self.cfg.offline_max);
+        match self.db.run(move |s| s.store_offline(&u, &bytes, max)).await {
+            Ok(true) => {}
+            Ok(false) => self.bounce(
+                &el,
+                StanzaError::new(Cond::ServiceUnavailable).with_text("offline storage full"),
+            ),
+            Err(e) => {
+                warn!(error = %e, "offline store failed");
+                self.bounce(&el, StanzaError::new(Cond::InternalServerError));
+            }
+        }
+    }
+}

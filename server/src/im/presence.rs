@@ -1,0 +1,458 @@
+//! Presence (RFC 6121 sections 3 and 4): broadcast, probes, directed presence and the
+//! subscription handshake, in two halves: what the user's server does with a client's
+//! outbound presence, and what the contact's server does with an inbound one. Both
+//! halves run here for local contacts; s2s will feed the inbound half for remote ones.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hydrant_proto::{Element, Jid, Presence, PresenceType, ns};
+use hydrant_storage::{RosterEntry, SubState};
+use tracing::debug;
+
+use crate::im::roster::presence_to;
+use crate::router::sessions::{LocalSession, username};
+use crate::router::{Dest, Router, remote_unreachable};
+
+impl Router {
+    pub async fn outbound_presence(&self, me: &Arc<LocalSession>, p: Presence) {
+        let mut el = p.element.clone();
+        el.set_attr("from", me.info.jid.to_string());
+        match (p.kind, p.to.as_ref()) {
+            (PresenceType::Available | PresenceType::Unavailable, None) => {
+                self.presence_broadcast_from_client(me, p.kind, el).await;
+            }
+            (PresenceType::Available | PresenceType::Unavailable, Some(to)) => {
+                self.directed_presence(me, p.kind, to, el);
+            }
+            (
+                PresenceType::Subscribe
+                | PresenceType::Subscribed
+                | PresenceType::Unsubscribe
+                | PresenceType::Unsubscribed,
+                Some(to),
+            ) => {
+                let contact = to.to_bare().to_string();
+                self.outbound_subscription(me, p.kind, &contact, &el).await;
+            }
+            // RFC 6121 4.3: probes are the server's business; an error presence is
+            // relayed like directed presence.
+            (PresenceType::Error, Some(to)) => self.directed_presence(me, p.kind, to, el),
+            _ => debug!(jid = %me.info.jid, "ignored presence without a usable 'to'"),
+        }
+    }
+
+    async fn presence_broadcast_from_client(
+        &self,
+        me: &Arc<LocalSession>,
+        kind: PresenceType,
+        el: Element,
+    ) {
+        let initial;
+        {
+            let mut st = me.state();
+            if kind == PresenceType::Available {
+                initial = !st.initial_done;
+                st.initial_done = true;
+                st.available = true;
+                st.priority = el
+                    .get_child("priority", ns::CLIENT)
+                    .and_then(|p| p.text().trim().parse::<i8>().ok())
+                    .unwrap_or(0);
+                st.last = Some(el.clone());
+            } else {
+                initial = false;
+                st.available = false;
+                st.last = None;
+            }
+        }
+        self.broadcast_presence(me, el).await;
+        if initial {
+            self.after_initial_presence(me).await;
+        }
+    }
+
+    /// Sends a session's broadcast presence (available or unavailable) to contacts with a
+    /// subscription from the user, to the user's other resources, and (when unavailable)
+    /// to everyone it sent directed presence to (RFC 6121 4.2.2, 4.4.2, 4.6.3).
+    pub async fn broadcast_presence(&self, me: &LocalSession, el: Element) {
+        let user = username(&me.info.jid);
+        let u = user.clone();
+        let roster = self
+            .db
+            .run(move |s| s.roster(&u))
+            .await
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        for e in roster
+            .iter()
+            .filter(|e| matches!(e.subscription, SubState::From | SubState::Both))
+        {
+            let mut out = el.clone();
+            out.set_attr("to", e.jid.as_str());
+            self.presence_to_contact(&e.jid, &out);
+        }
+        let own_bare = self.bare_of(&user);
+        for s in self.sessions.of_user(&user) {
+            if s.info.jid == me.info.jid && s.info.id != me.info.id {
+                continue; // a session replacing this one must not hear it leave
+            }
+            if s.info.id == me.info.id || s.state().available {
+                let mut out = el.clone();
+                out.set_attr("to", own_bare.as_str());
+                s.send(&out);
+            }
+        }
+        if el.attr("type") == Some("unavailable") {
+            let directed: Vec<String> = me.state().directed.drain().collect();
+            for to in directed {
+                let mut out = el.clone();
+                out.set_attr("to", to.as_str());
+                self.presence_to_contact(&to, &out);
+            }
+        }
+    }
+
+    /// Delivers presence to a local JID's available resources (all of them for a bare
+    /// JID, RFC 6121 4.2.3); other domains are not reachable before s2s exists.
+    fn presence_to_contact(&self, to: &str, el: &Element) {
+        let Ok(jid) = Jid::new(to) else { return };
+        match self.classify(Some(&jid)) {
+            Dest::LocalBare(user) => self.presence_to_available(&user, el),
+            Dest::LocalFull(full) => {
+                if let Some(s) = self.sessions.get(&full) {
+                    s.send(el);
+                }
+            }
+            Dest::Server | Dest::Remote(_) => {}
+        }
+    }
+
+    fn presence_to_available(&self, user: &str, el: &Element) {
+        for s in self.sessions.of_user(user) {
+            if s.state().available {
+                s.send(el);
+            }
+        }
+    }
+
+    /// First available presence of a session: probe contacts, show the user's other
+    /// resources, hand over stored subscription requests and offline messages.
+    async fn after_initial_presence(&self, me: &Arc<LocalSession>) {
+        let user = username(&me.info.jid);
+        let my_full = me.info.jid.to_string();
+        let u = user.clone();
+        let roster = self
+            .db
+            .run(move |s| s.roster(&u))
+            .await
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        // RFC 6121 4.2.2 / 4.3.2: probes to contacts the user is subscribed to; for local
+        // contacts the answer is each available resource's last presence.
+        for e in roster
+            .iter()
+            .filter(|e| matches!(e.subscription, SubState::To | SubState::Both))
+        {
+            if let Ok(Dest::LocalBare(contact)) = Jid::new(&e.jid).map(|j| self.classify(Some(&j)))
+            {
+                self.send_current_presence(&contact, me, &my_full);
+            }
+        }
+        // The user's other available resources.
+        for s in self.sessions.of_user(&user) {
+            if s.info.id == me.info.id {
+                continue;
+            }
+            let last = s.state().last.clone();
+            if let Some(mut p) = last.filter(|_| s.state().available) {
+                p.set_attr("to", my_full.as_str());
+                me.send(&p);
+            }
+        }
+        // RFC 6121 3.1.3: subscription requests received while offline.
+        let u = user.clone();
+        if let Ok(pending) = self.db.run(move |s| s.pending_in(&u)).await {
+            for (_, stanza) in pending {
+                let _ = me.outbox.push(Bytes::from(stanza));
+            }
+        }
+        // RFC 6121 8.5.2.1.1 via the offline store: only to a non-negative priority.
+        if me.state().priority >= 0 {
+            let u = user.clone();
+            if let Ok(msgs) = self.db.run(move |s| s.take_offline(&u)).await {
+                for m in msgs {
+                    let _ = me.outbox.push(Bytes::from(m));
+                }
+            }
+        }
+    }
+
+    /// Each available resource of local `contact` sends its last presence to `to`.
+    fn send_current_presence(&self, contact: &str, to_session: &LocalSession, to: &str) {
+        for c in self.sessions.of_user(contact) {
+            let last = {
+                let st = c.state();
+                st.available.then(|| st.last.clone()).flatten()
+            };
+            if let Some(mut p) = last {
+                p.set_attr("to", to);
+                to_session.send(&p);
+            }
+        }
+    }
+
+    fn directed_presence(&self, me: &LocalSession, kind: PresenceType, to: &Jid, el: Element) {
+        match self.classify(Some(to)) {
+            Dest::Remote(_) => {
+                if kind != PresenceType::Error {
+                    self.bounce(&el, remote_unreachable());
+                }
+                return;
+            }
+            Dest::Server => return,
+            _ => {}
+        }
+        {
+            let mut st = me.state();
+            // RFC 6121 4.6.3: remember directed presence while available, so the
+            // recipient learns when the session goes away.
+            if kind == PresenceType::Available && st.available {
+                st.directed.insert(to.to_string());
+            } else if kind == PresenceType::Unavailable {
+                st.directed.remove(&to.to_string());
+            }
+        }
+        self.presence_to_contact(to.as_str(), &el);
+    }
+
+    /// The user's server side of subscribe / subscribed / unsubscribe / unsubscribed
+    /// (RFC 6121 3.1.2, 3.1.5, 3.2.2, 3.3.2).
+    async fn outbound_subscription(
+        &self,
+        me: &LocalSession,
+        kind: PresenceType,
+        contact: &str,
+        el: &Element,
+    ) {
+        let user = username(&me.info.jid);
+        let my_bare = self.bare_of(&user);
+        let kind_s = match kind {
+            PresenceType::Subscribe => "subscribe",
+            PresenceType::Subscribed => "subscribed",
+            PresenceType::Unsubscribe => "unsubscribe",
+            _ => "unsubscribed",
+        };
+        // RFC 6121 3.1.2: stamped with the user's bare JID, addressed to the contact's.
+        let mut out = el.clone();
+        out.set_attr("from", my_bare.as_str());
+        out.set_attr("to", contact);
+        let (u, c) = (user.clone(), contact.to_owned());
+        let existing = self
+            .db
+            .run(move |s| s.roster_item(&u, &c))
+            .await
+            .ok()
+            .flatten();
+        let mut entry = existing.clone().unwrap_or_else(|| RosterEntry {
+            jid: contact.to_owned(),
+            name: None,
+            subscription: SubState::None,
+            ask_out: false,
+            approved: false,
+            groups: Vec::new(),
+        });
+        let mut changed = false;
+        match kind {
+            PresenceType::Subscribe => {
+                if matches!(entry.subscription, SubState::None | SubState::From) && !entry.ask_out {
+                    entry.ask_out = true;
+                    changed = true;
+                }
+            }
+            PresenceType::Subscribed => {
+                let (u, c) = (user.clone(), contact.to_owned());
+                let was_pending = self
+                    .db
+                    .run(move |s| s.remove_pending_in(&u, &c))
+                    .await
+                    .unwrap_or(false);
+                if !was_pending && !matches!(entry.subscription, SubState::None | SubState::To) {
+                    return; // already approved: nothing to do (3.1.5)
+                }
+                if !was_pending {
+                    // Pre-approval (RFC 6121 3.4) is not offered; nothing was asked.
+                    return;
+                }
+                entry.subscription = match entry.subscription {
+                    SubState::To | SubState::Both => SubState::Both,
+                    SubState::None | SubState::From => SubState::From,
+                };
+                changed = true;
+            }
+            PresenceType::Unsubscribe => {
+                let before = (entry.subscription, entry.ask_out);
+                entry.subscription = match entry.subscription {
+                    SubState::Both | SubState::From => SubState::From,
+                    SubState::To | SubState::None => SubState::None,
+                };
+                entry.ask_out = false;
+                changed = existing.is_some() && before != (entry.subscription, entry.ask_out);
+            }
+            _ => {
+                let (u, c) = (user.clone(), contact.to_owned());
+                let _ = self.db.run(move |s| s.remove_pending_in(&u, &c)).await;
+                let before = entry.subscription;
+                entry.subscription = match entry.subscription {
+                    SubState::Both | SubState::To => SubState::To,
+                    SubState::From | SubState::None => SubState::None,
+                };
+                changed = existing.is_some() && before != entry.subscription;
+            }
+        }
+        if changed {
+            let _ = self.save_and_push(&user, &entry).await;
+        }
+        if let Ok(Dest::Remote(_)) = Jid::new(contact).map(|j| self.classify(Some(&j))) {
+            return self.bounce(&out, remote_unreachable());
+        }
+        self.inbound_subscription(&my_bare, contact, kind_s, out)
+            .await;
+        match kind {
+            // 3.1.5: after approving, the contact's current presence goes to the user.
+            PresenceType::Subscribed => {
+                if let Ok(Dest::LocalBare(other)) =
+                    Jid::new(contact).map(|j| self.classify(Some(&j)))
+                {
+                    self.presence_from_user_to(&user, &other, None);
+                }
+            }
+            // 3.2.2: after cancelling, the user's resources say unavailable to the contact.
+            PresenceType::Unsubscribed => {
+                if let Ok(Dest::LocalBare(other)) =
+                    Jid::new(contact).map(|j| self.classify(Some(&j)))
+                {
+                    self.presence_from_user_to(&user, &other, Some("unavailable"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Each available resource of `from_user` sends its presence (or `kind`) to every
+    /// available resource of local `to_user`.
+    fn presence_from_user_to(&self, from_user: &str, to_user: &str, kind: Option<&str>) {
+        let to_bare = self.bare_of(to_user);
+        for s in self.sessions.of_user(from_user) {
+            let p = {
+                let st = s.state();
+                if !st.available {
+                    continue;
+                }
+                match kind {
+                    None => st.last.clone(),
+                    Some(k) => Some(
+                        Element::new("presence", ns::CLIENT)
+                            .with_attr("type", k)
+                            .with_attr("from", s.info.jid.to_string()),
+                    ),
+                }
+            };
+            if let Some(mut p) = p {
+                p.set_attr("to", to_bare.as_str());
+                self.presence_to_available(to_user, &p);
+            }
+        }
+    }
+
+    /// The contact's server side of a subscription presence from `from` (a bare JID) to
+    /// local `to` (RFC 6121 3.1.3, 3.1.6, 3.2.3, 3.3.3).
+    pub async fn inbound_subscription(&self, from: &str, to: &str, kind: &str, el: Element) {
+        let Ok(to_jid) = Jid::new(to) else { return };
+        let Dest::LocalBare(user) = self.classify(Some(&to_jid)) else {
+            return;
+        };
+        let exists = self.account_exists(&user).await;
+        if !exists {
+            if kind == "subscribe" {
+                // RFC 6121 3.1.3: no such contact, so the request is refused.
+                let reply = presence_to(to, from, "unsubscribed");
+                Box::pin(self.inbound_subscription(to, from, "unsubscribed", reply)).await;
+            }
+            return;
+        }
+        let (u, f) = (user.clone(), from.to_owned());
+        let existing = self
+            .db
+            .run(move |s| s.roster_item(&u, &f))
+            .await
+            .ok()
+            .flatten();
+        match kind {
+            "subscribe" => {
+                if existing
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.subscription, SubState::From | SubState::Both))
+                {
+                    // Already subscribed: answer on the contact's behalf (3.1.3).
+                    let reply = presence_to(to, from, "subscribed");
+                    Box::pin(self.inbound_subscription(to, from, "subscribed", reply)).await;
+                    return;
+                }
+                let bytes = el.to_bytes(ns::CLIENT);
+                let (u, f) = (user.clone(), from.to_owned());
+                let _ = self.db.run(move |s| s.add_pending_in(&u, &f, &bytes)).await;
+                self.presence_to_available(&user, &el);
+            }
+            "subscribed" => {
+                let Some(mut e) = existing.filter(|e| e.ask_out) else {
+                    return;
+                };
+                e.subscription = match e.subscription {
+                    SubState::From | SubState::Both => SubState::Both,
+                    SubState::None | SubState::To => SubState::To,
+                };
+                e.ask_out = false;
+                let _ = self.save_and_push(&user, &e).await;
+                self.presence_to_available(&user, &el);
+            }
+            "unsubscribe" => {
+                let (u, f) = (user.clone(), from.to_owned());
+                let _ = self.db.run(move |s| s.remove_pending_in(&u, &f)).await;
+                let Some(mut e) =
+                    existing.filter(|e| matches!(e.subscription, SubState::From | SubState::Both))
+                else {
+                    return;
+                };
+                e.subscription = if e.subscription == SubState::Both {
+                    SubState::To
+                } else {
+                    SubState::None
+                };
+                let _ = self.save_and_push(&user, &e).await;
+                self.presence_to_available(&user, &el);
+                // 3.3.3: the contact's resources become unavailable to the user.
+                if let Ok(Dest::LocalBare(other)) = Jid::new(from).map(|j| self.classify(Some(&j)))
+                {
+                    self.presence_from_user_to(&user, &other, Some("unavailable"));
+                }
+            }
+            "unsubscribed" => {
+                let Some(mut e) = existing.filter(|e| {
+                    e.ask_out || matches!(e.subscription, SubState::To | SubState::Both)
+                }) else {
+                    return;
+                };
+                e.subscription = if e.subscription == SubState::Both {
+                    SubState::From
+                } else {
+                    SubState::None
+                };
+                e.ask_out = false;
+                let _ = self.save_and_push(&user, &e).await;
+                self.presence_to_available(&user, &el);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Roster management (RFC 6121 section 2) and roster pushes.
+
+use hydrant_proto::{
+    BareJid, Element, ErrorType, Iq, IqPayload, IqType, RosterItem, RosterQuery, StanzaError,
+    StanzaErrorCondition as Cond, Subscription, error_reply, ns,
+};
+use hydrant_storage::{RosterEntry, SubState};
+use tracing::warn;
+
+use crate::router::Router;
+use crate::router::sessions::LocalSession;
+
+/// Longest roster item name / group name accepted (RFC 6121 2.3.3 allows a limit).
+const MAX_NAME: usize = 1024;
+
+pub fn to_item(e: &RosterEntry) -> Option<RosterItem> {
+    Some(RosterItem {
+        jid: BareJid::new(&e.jid).ok()?,
+        name: e.name.clone(),
+        subscription: match e.subscription {
+            SubState::None => Subscription::None,
+            SubState::To => Subscription::To,
+            SubState::From => Subscription::From,
+            SubState::Both => Subscription::Both,
+        },
+        ask: e.ask_out,
+        groups: e.groups.clone(),
+        approved: e.approved,
+    })
+}
+
+impl Router {
+    pub async fn roster_iq(&self, me: &LocalSession, iq: Iq, query: RosterQuery) {
+        let user = crate::router::sessions::username(&me.info.jid);
+        match iq.kind {
+            IqType::Get => {
+                me.state().interested = true;
+                let u = user.clone();
+                let Ok((ver, entries)) = self.db.run(move |s| s.roster(&u)).await else {
+                    return self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
+                };
+                let ver_s = ver.to_string();
+                // RFC 6121 2.6.3: an unchanged roster is answered with an empty result.
+                if query.ver.as_deref() == Some(ver_s.as_str()) {
+                    me.send(&iq.result(None).to_element(ns::CLIENT));
+                    return;
+                }
+                let q = RosterQuery {
+                    ver: Some(ver_s),
+                    items: entries.iter().filter_map(to_item).collect(),
+                };
+                me.send(&iq.result(Some(q.to_element())).to_element(ns::CLIENT));
+            }
+            IqType::Set => self.roster_set(me, &user, iq, query).await,
+            IqType::Result | IqType::Error => {}
+        }
+    }
+
+    async fn roster_set(&self, me: &LocalSession, user: &str, iq: Iq, query: RosterQuery) {
+        // RFC 6121 2.3.3: exactly one item per set.
+        let [item] = query.items.as_slice() else {
+            return self.iq_error(
+                me,
+                &iq,
+                StanzaError::new(Cond::BadRequest).with_type(ErrorType::Modify),
+            );
+        };
+        let contact = item.jid.to_string();
+        if item.subscription == Subscription::Remove {
+            return self.roster_remove(me, user, iq, &contact).await;
+        }
+        let too_long = item.name.as_ref().is_some_and(|n| n.len() > MAX_NAME)
+            || item
+                .groups
+                .iter()
+                .any(|g| g.is_empty() || g.len() > MAX_NAME);
+        if too_long {
+            return self.iq_error(
+                me,
+                &iq,
+                StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
+            );
+        }
+        let (u, c) = (user.to_owned(), contact.clone());
+        let existing = self
+            .db
+            .run(move |s| s.roster_item(&u, &c))
+            .await
+            .ok()
+            .flatten();
+        // RFC 6121 2.1.2.5: subscription state and 'ask' are the server's, never the client's.
+        let entry = RosterEntry {
+            jid: contact,
+            name: item.name.clone(),
+            subscription: existing.as_ref().map_or(SubState::None, |e| e.subscription),
+            ask_out: existing.as_ref().is_some_and(|e| e.ask_out),
+            approved: existing.as_ref().is_some_and(|e| e.approved),
+            groups: item.groups.clone(),
+        };
+        match self.save_and_push(user, &entry).await {
+            Ok(()) => {
+                me.send(&iq.result(None).to_element(ns::CLIENT));
+            }
+            Err(()) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
+        }
+    }
+
+    async fn roster_remove(&self, me: &LocalSession, user: &str, iq: Iq, contact: &str) {
+        let (u, c) = (user.to_owned(), contact.to_owned());
+        let existing = self
+            .db
+            .run(move |s| s.roster_item(&u, &c))
+            .await
+            .ok()
+            .flatten();
+        let Some(existing) = existing else {
+            // RFC 6121 2.5.3
+            return self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound));
+        };
+        // RFC 6121 2.5.2: cancel both directions of the subscription first.
+        let from_bare = self.bare_of(user);
+        if matches!(existing.subscription, SubState::To | SubState::Both) || existing.ask_out {
+            let p = presence_to(&from_bare, contact, "unsubscribe");
+            self.inbound_subscription(&from_bare, contact, "unsubscribe", p)
+                .await;
+        }
+        if matches!(existing.subscription, SubState::From | SubState::Both) {
+            let p = presence_to(&from_bare, contact, "unsubscribed");
+            self.inbound_subscription(&from_bare, contact, "unsubscribed", p)
+                .await;
+        }
+        let (u, c) = (user.to_owned(), contact.to_owned());
+        match self.db.run(move |s| s.remove_roster_item(&u, &c)).await {
+            Ok(Some(ver)) => {
+                let item = RosterItem {
+                    jid: BareJid::new(contact).expect("stored JIDs are valid"),
+                    name: None,
+                    subscription: Subscription::Remove,
+                    ask: false,
+                    groups: Vec::new(),
+                    approved: false,
+                };
+                self.push(user, &item, ver);
+                me.send(&iq.result(None).to_element(ns::CLIENT));
+            }
+            Ok(None) => self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound)),
+            Err(_) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
+        }
+    }
+
+    /// Stores an entry and pushes it to the user's interested resources.
+    pub async fn save_and_push(&self, user: &str, entry: &RosterEntry) -> Result<(), ()> {
+        let (u, e) = (user.to_owned(), entry.clone());
+        match self.db.run(move |s| s.set_roster_item(&u, &e)).await {
+            Ok(ver) => {
+                if let Some(item) = to_item(entry) {
+                    self.push(user, &item, ver);
+                }
+                Ok(())
+            }
+            Err(err) => {
+                warn!(error = %err, "roster write failed");
+                Err(())
+            }
+        }
+    }
+
+    /// RFC 6121 2.1.6: a roster push to every interested resource of the user.
+    fn push(&self, user: &str, item: &RosterItem, ver: u64) {
+        let query = RosterQuery {
+            ver: Some(ver.to_string()),
+            items: vec![item.clone()],
+        };
+        for s in self.sessions.of_user(user) {
+            if !s.state().interested {
+                continue;
+            }
+            let iq = Element::new("iq", ns::CLIENT)
+                .with_attr("type", "set")
+                .with_attr("id", format!("push-{ver}-{}", s.info.id))
+                .with_attr("to", s.info.jid.to_string())
+                .with_child(query.to_element());
+            s.send(&iq);
+        }
+    }
+
+    pub fn iq_error(&self, me: &LocalSession, iq: &Iq, err: StanzaError) {
+        if iq.kind == IqType::Error || iq.kind == IqType::Result {
+            return;
+        }
+        me.send(&error_reply(&iq.to_element(ns::CLIENT), &err));
+    }
+}
+
+/// A subscription-related presence from a bare JID to a bare JID.
+pub fn presence_to(from: &str, to: &str, kind: &str) -> Element {
+    Element::new("presence", ns::CLIENT)
+        .with_attr("from", from)
+        .with_attr("to", to)
+        .with_attr("type", kind)
+}
+
+/// Whether a payload is a roster query (for the iq dispatcher).
+pub fn as_roster(payload: &IqPayload) -> Option<RosterQuery> {
+    match payload {
+        IqPayload::Roster(q) => Some(q.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,133 @@
+//! The registry of bound local sessions and their presence state.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use hydrant_c2s::SessionInfo;
+use hydrant_proto::outbox::Outbox;
+use hydrant_proto::{Element, FullJid, ns};
+
+/// What the router remembers about one session's presence (RFC 6121 4).
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Sent available presence and not yet unavailable.
+    pub available: bool,
+    /// Initial presence was sent at least once (probes, pending requests and offline
+    /// messages happen only then).
+    pub initial_done: bool,
+    pub priority: i8,
+    /// The last broadcast presence, as sent (with `from`), for answering probes.
+    pub last: Option<Element>,
+    /// Requested the roster, so receives roster pushes (RFC 6121 2.1.6 "interested").
+    pub interested: bool,
+    /// Bare or full JIDs sent directed presence, owed an unavailable at the end (4.6).
+    pub directed: HashSet<String>,
+}
+
+/// A bound session as the router sees it.
+#[derive(Debug)]
+pub struct LocalSession {
+    pub info: SessionInfo,
+    pub outbox: Arc<Outbox>,
+    state: Mutex<PresenceState>,
+}
+
+impl LocalSession {
+    pub fn new(info: SessionInfo, outbox: Arc<Outbox>) -> Self {
+        LocalSession {
+            info,
+            outbox,
+            state: Mutex::new(PresenceState::default()),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, PresenceState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a stanza for this client; false when it could not be queued (the session is
+    /// closing or over its queue limit, and will be closed by its own task).
+    pub fn send(&self, el: &Element) -> bool {
+        self.outbox
+            .push(Bytes::from(el.to_bytes(ns::CLIENT)))
+            .is_ok()
+    }
+
+    pub fn available_with_priority(&self) -> Option<i8> {
+        let st = self.state();
+        st.available.then_some(st.priority)
+    }
+}
+
+/// Sessions keyed by username (localpart).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_user: DashMap<String, Vec<Arc<LocalSession>>>,
+}
+
+impl Sessions {
+    /// Adds a session; returns the one it replaces (same full JID), if any.
+    pub fn insert(&self, s: Arc<LocalSession>) -> Option<Arc<LocalSession>> {
+        let user = username(&s.info.jid);
+        let mut list = self.by_user.entry(user).or_default();
+        let old = list
+            .iter()
+            .position(|o| o.info.jid == s.info.jid)
+            .map(|i| list.swap_remove(i));
+        list.push(s);
+        old
+    }
+
+    /// Removes the session with this id; None if it was already replaced.
+    pub fn remove(&self, info: &SessionInfo) -> Option<Arc<LocalSession>> {
+        let user = username(&info.jid);
+        let mut removed = None;
+        if let Some(mut list) = self.by_user.get_mut(&user) {
+            if let Some(i) = list.iter().position(|o| o.info.id == info.id) {
+                removed = Some(list.swap_remove(i));
+            }
+        }
+        self.by_user.remove_if(&user, |_, l| l.is_empty());
+        removed
+    }
+
+    /// A snapshot of a user's sessions (the lock is not held while sending).
+    pub fn of_user(&self, user: &str) -> Vec<Arc<LocalSession>> {
+        self.by_user
+            .get(user)
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, jid: &FullJid) -> Option<Arc<LocalSession>> {
+        let user = username(jid);
+        self.by_user
+            .get(&user)?
+            .iter()
+            .find(|s| s.info.jid == *jid)
+            .cloned()
+    }
+
+    pub fn by_id(&self, info: &SessionInfo) -> Option<Arc<LocalSession>> {
+        let user = username(&info.jid);
+        self.by_user
+            .get(&user)?
+            .iter()
+            .find(|s| s.info.id == info.id)
+            .cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        self.by_user.iter().map(|e| e.value().len()).sum()
+    }
+}
+
+pub fn username(jid: &FullJid) -> String {
+    jid.node()
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default()
+}

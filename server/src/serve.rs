@@ -1,0 +1,128 @@
+//! `hydrant serve`: builds everything from the config and runs until a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hydrant_c2s::{C2sConfig, ListenerKind, Shared};
+use hydrant_proto::{Element, Limits, ns};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+use crate::router::{Router, RouterConfig};
+use crate::store::Db;
+
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(cfg, CancellationToken::new(), None))
+}
+
+/// Addresses actually bound (ports chosen by the OS when configured as 0).
+#[derive(Debug, Clone, Default)]
+pub struct Bound {
+    pub c2s: Vec<std::net::SocketAddr>,
+    pub direct_tls: Vec<std::net::SocketAddr>,
+}
+
+/// Runs the server until SIGINT/SIGTERM or `shutdown`; reports bound addresses on `ready`.
+pub async fn serve(
+    cfg: Config,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = crate::users::open(&cfg).map_err(anyhow::Error::msg)?;
+    let tls = crate::tls::server_config(&cfg)?;
+    let router = Router::new(
+        cfg.domain.0.clone(),
+        Db::new(Arc::new(store)),
+        RouterConfig {
+            offline_max: cfg.offline.max_messages_per_user,
+            registration_enabled: cfg.registration.enabled,
+            min_password_length: cfg.registration.min_password_length,
+            scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
+        },
+    );
+    let c = &cfg.c2s;
+    let mut c2s = C2sConfig::new(cfg.domain.0.clone());
+    c2s.tls = Some(tls);
+    c2s.require_tls = c.require_tls;
+    c2s.allow_registration = cfg.registration.enabled;
+    c2s.limits = Limits {
+        max_stanza_bytes: c.max_stanza_bytes.get(),
+        max_depth: c.max_depth.get(),
+        max_attrs: c.max_attributes.get(),
+    };
+    c2s.auth_timeout = Duration::from_secs(c.auth_timeout_secs.get());
+    c2s.ping_interval = Duration::from_secs(c.ping_interval_secs.get());
+    c2s.ping_timeout = Duration::from_secs(c.ping_timeout_secs.get());
+    c2s.whitespace_keepalive = Duration::from_secs(c.whitespace_keepalive_secs.get());
+    c2s.outbound_queue_bytes = c.outbound_queue_bytes.get();
+    c2s.max_connections = c.max_connections.get();
+    c2s.max_auth_failures = c.max_auth_failures.get();
+    c2s.auth_failure_max_delay = Duration::from_secs(c.auth_failure_max_delay_secs);
+    // RFC 6121 2.6: roster versioning is implemented by the router.
+    c2s.extra_features = vec![Element::new("ver", ns::ROSTERVER)];
+    let limit = Arc::new(Semaphore::new(c2s.max_connections));
+    let shared = Shared::new(c2s, router);
+
+    let mut bound = Bound::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (addrs, kind) in [
+        (&c.listen, ListenerKind::StartTls),
+        (&c.direct_tls_listen, ListenerKind::DirectTls),
+    ] {
+        for addr in addrs {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let local = l.local_addr()?;
+            match kind {
+                ListenerKind::StartTls => bound.c2s.push(local),
+                ListenerKind::DirectTls => bound.direct_tls.push(local),
+            }
+            tasks.spawn(hydrant_c2s::serve(
+                l,
+                kind,
+                shared.clone(),
+                limit.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+    info!(domain = %cfg.domain.0, c2s = ?bound.c2s, direct_tls = ?bound.direct_tls, "hydrant ready");
+    if let Some(tx) = ready {
+        let _ = tx.send(bound);
+    }
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        signals.cancel();
+    });
+    while tasks.join_next().await.is_some() {}
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

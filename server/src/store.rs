@@ -1,0 +1,32 @@
+//! The async face of the blocking store: every call runs on tokio's blocking pool, so a
+//! disk flush never stalls the reactor threads that carry everyone's traffic.
+
+use std::sync::Arc;
+
+use hydrant_storage::{StorageError, Store};
+
+#[derive(Clone)]
+pub struct Db(Arc<dyn Store>);
+
+impl Db {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Db(store)
+    }
+
+    /// Runs `f` against the store on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StorageError> + Send + 'static,
+    {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .map_err(|e| StorageError::Backend(format!("storage task failed: {e}")))?
+    }
+
+    /// Direct access for the admin CLI, which runs without a reactor.
+    pub fn blocking(&self) -> &dyn Store {
+        &*self.0
+    }
+}

@@ -1,0 +1,93 @@
+//! `hydrant user ...`: account administration straight on the store (SQLite allows it
+//! while the server runs; the server sees changes on the next login).
+
+use std::io::BufRead as _;
+
+use hydrant_proto::scram::{DEFAULT_ITERATIONS, StoredCredentials};
+use hydrant_storage::{AccountStore as _, SqliteStore, StorageError};
+
+use crate::cli::UserAction;
+use crate::config::Config;
+
+pub fn run(cfg: &Config, action: &UserAction) -> Result<(), String> {
+    let store = open(cfg)?;
+    match action {
+        UserAction::Add { user, password } => {
+            let user = normalize(cfg, user)?;
+            let pw = password_or_stdin(password.as_deref())?;
+            let creds = StoredCredentials::from_password(&pw, DEFAULT_ITERATIONS);
+            store.create_account(&user, &creds).map_err(|e| match e {
+                StorageError::AlreadyExists => format!("{user}@{} already exists", cfg.domain.0),
+                e => e.to_string(),
+            })?;
+            println!("created {user}@{}", cfg.domain.0);
+        }
+        UserAction::Remove { user } => {
+            let user = normalize(cfg, user)?;
+            if !store.delete_account(&user).map_err(|e| e.to_string())? {
+                return Err(format!("no such account: {user}@{}", cfg.domain.0));
+            }
+            println!("removed {user}@{}", cfg.domain.0);
+        }
+        UserAction::Passwd { user, password } => {
+            let user = normalize(cfg, user)?;
+            let pw = password_or_stdin(password.as_deref())?;
+            let creds = StoredCredentials::from_password(&pw, DEFAULT_ITERATIONS);
+            if !store
+                .set_credentials(&user, &creds)
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no such account: {user}@{}", cfg.domain.0));
+            }
+            println!("password changed for {user}@{}", cfg.domain.0);
+        }
+        UserAction::List => {
+            for u in store.list_accounts().map_err(|e| e.to_string())? {
+                println!("{u}@{}", cfg.domain.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn open(cfg: &Config) -> Result<SqliteStore, String> {
+    let path = cfg.data_dir.join("hydrant.sqlite3");
+    SqliteStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Accepts `user` or `user@domain` (our domain only) and applies RFC 7622 nodeprep.
+fn normalize(cfg: &Config, raw: &str) -> Result<String, String> {
+    let local = match raw.rsplit_once('@') {
+        Some((l, d)) if d.eq_ignore_ascii_case(&cfg.domain.0) => l,
+        Some((_, d)) => {
+            return Err(format!(
+                "{raw}: domain {d} is not served here ({})",
+                cfg.domain.0
+            ));
+        }
+        None => raw,
+    };
+    jid::NodePart::new(local)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| format!("{raw}: not a valid username: {e}"))
+}
+
+fn password_or_stdin(given: Option<&str>) -> Result<String, String> {
+    if let Some(p) = given {
+        return non_empty(p.to_owned());
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    non_empty(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn non_empty(p: String) -> Result<String, String> {
+    if p.is_empty() {
+        Err("empty password".into())
+    } else {
+        Ok(p)
+    }
+}
