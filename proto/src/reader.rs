@@ -411,11 +411,11 @@ impl StreamReader {
                 (_, Phase::Prolog { .. }) => {
                     return Err(parse::not_well_formed("text before the stream header"));
                 }
-                // Character data as a child of <stream:stream> is well-formed XML but not
-                // XMPP: only whitespace (keepalives) may appear between stanzas.
+                // Character data as a child of <stream:stream> is well-formed XML but
+                // not XMPP: only whitespace (keepalives) may appear between stanzas. We
+                // treat it like any other garbage on the stream, as not-well-formed.
                 (_, Phase::Open) => {
-                    return Err(StreamError::new(Cond::BadFormat)
-                        .with_text("character data between stanzas"));
+                    return Err(parse::not_well_formed("character data between stanzas"));
                 }
                 (_, Phase::Closed) => {
                     return Err(parse::not_well_formed("data after the end of the stream"));
@@ -542,12 +542,11 @@ impl Scan {
                         break;
                     }
                     if self.depth == 0 {
-                        return Err(if prolog {
-                            parse::not_well_formed("CDATA before the stream header")
+                        return Err(parse::not_well_formed(if prolog {
+                            "CDATA before the stream header"
                         } else {
-                            StreamError::new(Cond::BadFormat)
-                                .with_text("character data between stanzas")
-                        });
+                            "character data between stanzas"
+                        }));
                     }
                     self.off += CDATA.len();
                     self.lex = Lex::Cdata { from: self.off };

@@ -5,6 +5,7 @@ use hydrant_proto::{
     Element, Limits, StreamError, StreamErrorCondition as Cond, StreamEvent, StreamReader, ns,
 };
 use proptest::prelude::*;
+use std::fmt::Write as _;
 
 /// A realistic c2s transcript: XML declaration, header, stanzas with nested payloads,
 /// escapes, prefixed children and attributes, CDATA, keepalives, close.
@@ -204,6 +205,32 @@ proptest! {
         }
         chunks.push(&bytes[prev..]);
         prop_assert_eq!(run_chunks(Limits::default(), chunks), run(bytes));
+    }
+
+    /// Mutated transcripts (bytes replaced, inserted, removed) exercise the error paths:
+    /// whatever the outcome, it must not depend on how the bytes were chunked, and the
+    /// reader must never panic.
+    #[test]
+    fn mutated_transcripts_are_split_independent(
+        edits in proptest::collection::vec((0usize..2000, 0u8..3, any::<u8>()), 1..4),
+        size in 1usize..40,
+    ) {
+        let mut bytes = TRANSCRIPT.as_bytes().to_vec();
+        for (at, op, b) in edits {
+            let at = at % bytes.len();
+            // Bias towards markup bytes, which is where the boundary scan is subtle.
+            const MARKUP: &[u8] = b"<>/'\"&;!?[]- a\xC3";
+            let b = MARKUP[usize::from(b) % MARKUP.len()];
+            match op {
+                0 => bytes[at] = b,
+                1 => bytes.insert(at, b),
+                _ => {
+                    bytes.remove(at);
+                }
+            }
+        }
+        let whole = run(&bytes);
+        prop_assert_eq!(run_chunks(Limits::default(), bytes.chunks(size)), whole);
     }
 
     #[test]
@@ -419,10 +446,13 @@ fn not_well_formed() {
 }
 
 #[test]
-fn character_data_between_stanzas_is_bad_format() {
-    assert_eq!(error_of(&with_header("<message/>hello")), Cond::BadFormat);
-    assert_eq!(error_of(&with_header("&amp;")), Cond::BadFormat);
-    assert_eq!(error_of(&with_header("<![CDATA[x]]>")), Cond::BadFormat);
+fn character_data_between_stanzas_is_refused() {
+    assert_eq!(
+        error_of(&with_header("<message/>hello")),
+        Cond::NotWellFormed
+    );
+    assert_eq!(error_of(&with_header("&amp;")), Cond::NotWellFormed);
+    assert_eq!(error_of(&with_header("<![CDATA[ ]]>")), Cond::NotWellFormed);
 }
 
 #[test]
@@ -640,6 +670,35 @@ fn idle_reader_releases_its_buffer() {
     }
     assert_eq!(r.buffered_len(), 0);
     assert!(r.capacity() <= 4096);
+}
+
+/// A large stanza trickling in byte by byte is scanned once, not once per read: were
+/// the scan quadratic, this would take minutes instead of milliseconds.
+#[test]
+fn byte_by_byte_large_stanza_is_linear() {
+    let mut r = StreamReader::new(Limits::default());
+    r.feed(HEADER.as_bytes()).unwrap();
+    r.next_event().unwrap();
+    let mut big = String::from("<message><body>");
+    for i in 0..15_000 {
+        write!(big, "<b i='{}'>x</b>", i % 10).unwrap();
+    }
+    big.push_str("</body></message>");
+    assert!(big.len() < 262_144);
+    let started = std::time::Instant::now();
+    for b in big.as_bytes() {
+        r.feed(std::slice::from_ref(b)).unwrap();
+    }
+    let ev = r.next_event().unwrap().unwrap();
+    assert_eq!(
+        stanza(&ev).children().next().unwrap().children().count(),
+        15_000
+    );
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
