@@ -617,6 +617,23 @@ fn restart_expects_a_fresh_header() {
 }
 
 #[test]
+fn restart_forgets_the_old_headers_namespaces() {
+    let mut r = StreamReader::new(Limits::default());
+    r.feed(
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+          xmlns:db='jabber:server:dialback'><db:verify id='1'/>",
+    )
+    .unwrap();
+    r.next_event().unwrap();
+    assert!(stanza(&r.next_event().unwrap().unwrap()).is("verify", ns::DIALBACK));
+    r.restart();
+    r.feed(format!("{HEADER}<db:verify id='2'/>").as_bytes())
+        .unwrap();
+    assert!(matches!(r.next_event(), Ok(Some(StreamEvent::Open(_)))));
+    assert_eq!(r.next_event().unwrap_err().condition, Cond::NotWellFormed);
+}
+
+#[test]
 fn restart_keeps_pipelined_bytes() {
     let mut r = StreamReader::new(Limits::default());
     r.feed(
