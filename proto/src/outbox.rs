@@ -75,7 +75,9 @@ impl Outbox {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the queue inconsistent (every
         // mutation is a single push/pop plus a counter), so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues one buffer.
@@ -138,7 +140,12 @@ impl Outbox {
     /// On overflow, whatever is queued is discarded: the connection is about to be closed
     /// with a stream error and the client catches up from storage (DESIGN.md, slow
     /// consumers), so writing more to a peer that does not read would only waste memory.
-    pub fn poll_drain(&self, cx: &mut Context<'_>, out: &mut Vec<Bytes>, max: usize) -> Poll<Drained> {
+    pub fn poll_drain(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Bytes>,
+        max: usize,
+    ) -> Poll<Drained> {
         self.waker.register(cx.waker());
         let mut inner = self.lock();
         if inner.state == State::Overflowed {
@@ -180,10 +187,14 @@ mod tests {
     fn push_and_drain_in_order() {
         let ob = Outbox::new(100);
         ob.push(Bytes::from_static(b"ab")).unwrap();
-        ob.push_parts(&[Bytes::from_static(b"c"), Bytes::from_static(b"d")]).unwrap();
+        ob.push_parts(&[Bytes::from_static(b"c"), Bytes::from_static(b"d")])
+            .unwrap();
         assert_eq!(ob.queued_bytes(), 4);
         let mut out = Vec::new();
-        assert_eq!(ob.poll_drain(&mut cx(), &mut out, 16), Poll::Ready(Drained::Data));
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut out, 16),
+            Poll::Ready(Drained::Data)
+        );
         let all: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(all, b"abcd");
         assert_eq!(ob.queued_bytes(), 0);
@@ -194,10 +205,16 @@ mod tests {
     fn overflow_refuses_and_reports_once_drained() {
         let ob = Outbox::new(5);
         ob.push(Bytes::from_static(b"abc")).unwrap();
-        assert_eq!(ob.push(Bytes::from_static(b"def")), Err(PushError::Overflow));
+        assert_eq!(
+            ob.push(Bytes::from_static(b"def")),
+            Err(PushError::Overflow)
+        );
         assert_eq!(ob.push(Bytes::from_static(b"g")), Err(PushError::Closed));
         assert!(ob.is_closing());
-        assert_eq!(ob.poll_drain(&mut cx(), &mut Vec::new(), 16), Poll::Ready(Drained::Overflow));
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut Vec::new(), 16),
+            Poll::Ready(Drained::Overflow)
+        );
     }
 
     #[test]
@@ -207,8 +224,14 @@ mod tests {
         ob.close_after(Some(Bytes::from_static(b"</stream:stream>")));
         assert_eq!(ob.push(Bytes::from_static(b"x")), Err(PushError::Closed));
         let mut out = Vec::new();
-        assert_eq!(ob.poll_drain(&mut cx(), &mut out, 16), Poll::Ready(Drained::Data));
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut out, 16),
+            Poll::Ready(Drained::Data)
+        );
         assert_eq!(out.len(), 2);
-        assert_eq!(ob.poll_drain(&mut cx(), &mut Vec::new(), 16), Poll::Ready(Drained::Close));
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut Vec::new(), 16),
+            Poll::Ready(Drained::Close)
+        );
     }
 }
