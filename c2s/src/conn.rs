@@ -176,11 +176,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     return Poll::Ready(Ok(()));
                 }
-                match ready!(self.poll_write_out(cx)) {
-                    Ok(WriteState::Closed | WriteState::Overflow) => {
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Ok(WriteState::Closed | WriteState::Overflow)) => {
                         return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
                     }
-                    Err(e) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    // Pending with nothing left means all was written: loop to flush.
+                    // Otherwise the socket is full and will wake us.
+                    Poll::Pending => {
+                        if !self.pending.is_empty() || self.outbox.queued_bytes() != 0 {
+                            return Poll::Pending;
+                        }
+                    }
                 }
             }
         })

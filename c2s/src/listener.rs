@@ -82,10 +82,10 @@ pub async fn handle<B: Backend>(
             }
         }
         ListenerKind::StartTls => {
-            if let Exit::StartTls(tcp) = Stream::new(tcp, shared, peer, false).run(shutdown).await {
-                if let Some(tls) = accept_tls(tcp, shared).await {
-                    run_stream(tls, peer, true, shared, shutdown).await;
-                }
+            if let Exit::StartTls(tcp) = Stream::new(tcp, shared, peer, false).run(shutdown).await
+                && let Some(tls) = accept_tls(tcp, shared).await
+            {
+                run_stream(tls, peer, true, shared, shutdown).await;
             }
         }
     }

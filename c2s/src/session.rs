@@ -27,10 +27,12 @@ where
         // RFC 6120 8.1.2.1: the server stamps 'from' with the full JID; a client-supplied
         // value must be that full JID or its bare JID, anything else is <invalid-from/>.
         let full: Jid = info.jid.clone().into();
-        if let Some(from) = stanza.from() {
-            if *from != full && *from != Jid::from(info.jid.to_bare()) {
-                return self.stream_error(StreamError::new(Cond::InvalidFrom));
-            }
+        let bare = info.jid.to_bare();
+        if let Some(from) = stanza.from()
+            && *from != full
+            && from.as_str() != bare.as_str()
+        {
+            return self.stream_error(StreamError::new(Cond::InvalidFrom));
         }
         stanza.set_from(Some(full));
         if let Stanza::Iq(iq) = &stanza {
@@ -38,22 +40,23 @@ where
                 .to
                 .as_ref()
                 .is_none_or(|t| t.as_str() == self.cfg().domain);
-            if to_server && iq.kind == IqType::Set {
-                if let Some(p) = &iq.payload {
-                    if p.is("session", ns::SESSION) {
-                        // RFC 3921 session establishment is a no-op today (RFC 6121 erratum).
-                        let reply = iq.result(None);
-                        return self.send_element(&reply.to_element(ns::CLIENT));
-                    }
-                    if p.is("bind", ns::BIND) {
-                        // One resource per stream: hydrant does not implement multiple
-                        // bound resources (RFC 6120 7.7.2.? via <not-allowed/>).
-                        let err = StanzaError::new(StanzaErrorCondition::NotAllowed);
-                        return self.send_element(&hydrant_proto::error_reply(
-                            &iq.to_element(ns::CLIENT),
-                            &err,
-                        ));
-                    }
+            if to_server
+                && iq.kind == IqType::Set
+                && let Some(p) = &iq.payload
+            {
+                if p.is("session", ns::SESSION) {
+                    // RFC 3921 session establishment is a no-op today (RFC 6121 erratum).
+                    let reply = iq.result(None);
+                    return self.send_element(&reply.to_element(ns::CLIENT));
+                }
+                if p.is("bind", ns::BIND) {
+                    // One resource per stream: hydrant does not implement multiple
+                    // bound resources (RFC 6120 7.7.2.? via <not-allowed/>).
+                    let err = StanzaError::new(StanzaErrorCondition::NotAllowed);
+                    return self.send_element(&hydrant_proto::error_reply(
+                        &iq.to_element(ns::CLIENT),
+                        &err,
+                    ));
                 }
             }
         }

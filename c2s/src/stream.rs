@@ -3,6 +3,7 @@
 //! The state machine is driven by [`Conn::poll_next`] events and timers; handlers for each
 //! negotiation step live in `negotiate/` and the bound-session logic in `session.rs`.
 
+use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -296,7 +297,7 @@ where
         let mut out = String::with_capacity(256);
         out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='");
         for b in id {
-            out.push_str(&format!("{b:02x}"));
+            let _ = write!(out, "{b:02x}");
         }
         out.push_str("' from='");
         out.push_str(&escape_attr(&self.shared.cfg.domain));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-const FORGET_AFTER: Duration = Duration::from_secs(600);
+const FORGET_AFTER: Duration = Duration::from_mins(10);
 const FIRST_DELAY: Duration = Duration::from_millis(250);
 /// Above this many tracked addresses, stale entries are swept on the next failure.
 const SWEEP_ABOVE: usize = 4096;

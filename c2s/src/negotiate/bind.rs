@@ -1,5 +1,7 @@
 //! Resource binding (RFC 6120 section 7).
 
+use std::fmt::Write as _;
+
 use hydrant_proto::{
     Element, ErrorType, Iq, IqType, StanzaError, StanzaErrorCondition as Cond, ns,
 };
@@ -73,7 +75,7 @@ fn generate_resource() -> String {
     getrandom::fill(&mut b).expect("the OS random source is available");
     let mut s = String::from("hydrant-");
     for x in b {
-        s.push_str(&format!("{x:02x}"));
+        let _ = write!(s, "{x:02x}");
     }
     s
 }

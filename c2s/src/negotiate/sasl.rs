@@ -17,7 +17,7 @@ use crate::stream::Stream;
 
 /// An exchange waiting for the client's next `<response/>`.
 pub(crate) enum SaslState {
-    Scram(ServerFirst),
+    Scram(Box<ServerFirst>),
     /// PLAIN sent without initial response: we sent an empty challenge.
     PlainAwaitingResponse,
 }
@@ -84,7 +84,7 @@ where
             // RFC 6120 6.5.5; PLAIN on a plaintext stream lands here too: not offered.
             return self.send_failure(Failure::InvalidMechanism);
         }
-        let Some(payload) = decode_payload(&el.text()) else {
+        let Ok(payload) = decode_payload(&el.text()) else {
             return self.send_failure(Failure::IncorrectEncoding);
         };
         match mech.as_str() {
@@ -99,18 +99,18 @@ where
             },
             "SCRAM-SHA-256" => {
                 self.scram_first(ScramHash::Sha256, payload.unwrap_or_default())
-                    .await
+                    .await;
             }
             "SCRAM-SHA-1" => {
                 self.scram_first(ScramHash::Sha1, payload.unwrap_or_default())
-                    .await
+                    .await;
             }
             _ => self.send_failure(Failure::InvalidMechanism),
         }
     }
 
     async fn on_response(&mut self, el: &Element) {
-        let Some(payload) = decode_payload(&el.text()) else {
+        let Ok(payload) = decode_payload(&el.text()) else {
             self.sasl = None;
             return self.send_failure(Failure::IncorrectEncoding);
         };
@@ -131,17 +131,16 @@ where
     }
 
     async fn scram_first(&mut self, hash: ScramHash, payload: Vec<u8>) {
-        let first = match ClientFirst::parse(&payload) {
-            Ok(f) => f,
-            Err(_) => return self.send_failure(Failure::MalformedRequest),
+        let Ok(first) = ClientFirst::parse(&payload) else {
+            return self.send_failure(Failure::MalformedRequest);
         };
         let Some(username) = self.normalize_username(&first.username) else {
             return self.fail(Failure::NotAuthorized).await;
         };
-        if let Some(authz) = &first.authzid {
-            if !self.authzid_ok(authz, &username) {
-                return self.send_failure(Failure::InvalidAuthzid);
-            }
+        if let Some(authz) = &first.authzid
+            && !self.authzid_ok(authz, &username)
+        {
+            return self.send_failure(Failure::InvalidAuthzid);
         }
         let keys = match self.shared.backend.credentials(&username).await {
             Some(creds) => creds.keys(hash).clone(),
@@ -151,7 +150,7 @@ where
         let mut el = Element::new("challenge", ns::SASL);
         el.append_text(B64.encode(challenge));
         self.send_element(&el);
-        self.sasl = Some(SaslState::Scram(state));
+        self.sasl = Some(SaslState::Scram(Box::new(state)));
     }
 
     async fn plain(&mut self, payload: &[u8]) {
@@ -210,7 +209,7 @@ where
     fn authzid_ok(&self, authz: &str, username: &str) -> bool {
         match hydrant_proto::BareJid::new(authz) {
             Ok(j) => {
-                j.node().map(|n| n.as_str()) == Some(username)
+                j.node().map(jid::NodeRef::as_str) == Some(username)
                     && j.domain().as_str() == self.cfg().domain
             }
             Err(_) => false,
@@ -277,15 +276,18 @@ where
     }
 }
 
-/// Decodes a SASL payload: `None` outer = bad base64; inner `None` = no data at all,
-/// `Some(empty)` for the explicit empty response `=` (RFC 6120 6.4.2).
-fn decode_payload(text: &str) -> Option<Option<Vec<u8>>> {
+/// The payload was not valid base64 (RFC 6120 6.4.2 `incorrect-encoding`).
+struct BadBase64;
+
+/// Decodes a SASL payload: `None` = no data at all, `Some(empty)` for the explicit empty
+/// response `=` (RFC 6120 6.4.2).
+fn decode_payload(text: &str) -> Result<Option<Vec<u8>>, BadBase64> {
     let t = text.trim();
     if t.is_empty() {
-        return Some(None);
+        return Ok(None);
     }
     if t == "=" {
-        return Some(Some(Vec::new()));
+        return Ok(Some(Vec::new()));
     }
-    B64.decode(t).ok().map(Some)
+    B64.decode(t).map(Some).map_err(|_| BadBase64)
 }

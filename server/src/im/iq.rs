@@ -109,12 +109,11 @@ impl Router {
     /// An iq to a local bare JID is answered by the server on the account's behalf
     /// (RFC 6121 8.5.2.1.3 / RFC 6120 10.5.4).
     async fn account_iq(&self, me: &LocalSession, user: &str, target: &str, iq: Iq) {
-        if target == user {
-            if let Some(IqPayload::Roster(_)) =
+        if target == user
+            && let Some(IqPayload::Roster(_)) =
                 iq.payload.as_ref().and_then(|p| IqPayload::parse(p).ok())
-            {
-                return self.server_iq(me, user, iq).await;
-            }
+        {
+            return self.server_iq(me, user, iq).await;
         }
         if !matches!(iq.kind, IqType::Get | IqType::Set) {
             return;
@@ -179,8 +178,12 @@ impl Router {
                 }
             }
             IqType::Set => {
-                let name = q.get_child("username", ns::REGISTER).map(|u| u.text());
-                let password = q.get_child("password", ns::REGISTER).map(|p| p.text());
+                let name = q
+                    .get_child("username", ns::REGISTER)
+                    .map(hydrant_proto::Element::text);
+                let password = q
+                    .get_child("password", ns::REGISTER)
+                    .map(hydrant_proto::Element::text);
                 let same_user = name
                     .as_deref()
                     .is_none_or(|n| jid::NodePart::new(n.trim()).is_ok_and(|n| n.as_str() == user));
@@ -192,7 +195,7 @@ impl Router {
                                 me.send(&iq.result(None).to_element(ns::CLIENT));
                             }
                             Err(_) => {
-                                self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError))
+                                self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
                             }
                         }
                     }

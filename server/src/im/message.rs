@@ -38,7 +38,7 @@ impl Router {
                         self.message_to_bare(&user, el, m.kind).await;
                     }
                     MessageType::Groupchat => {
-                        self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable))
+                        self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
                     }
                     MessageType::Error => {}
                 }

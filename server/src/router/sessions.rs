@@ -86,10 +86,10 @@ impl Sessions {
     pub fn remove(&self, info: &SessionInfo) -> Option<Arc<LocalSession>> {
         let user = username(&info.jid);
         let mut removed = None;
-        if let Some(mut list) = self.by_user.get_mut(&user) {
-            if let Some(i) = list.iter().position(|o| o.info.id == info.id) {
-                removed = Some(list.swap_remove(i));
-            }
+        if let Some(mut list) = self.by_user.get_mut(&user)
+            && let Some(i) = list.iter().position(|o| o.info.id == info.id)
+        {
+            removed = Some(list.swap_remove(i));
         }
         self.by_user.remove_if(&user, |_, l| l.is_empty());
         removed
