@@ -736,3 +736,54 @@ pub fn item(el: &Element) -> &Element {
     assert_eq!(items.len(), 1, "exactly one item: {el}");
     items[0]
 }
+
+impl Client {
+    /// Forgets everything buffered so far.
+    pub fn clear(&mut self) {
+        self.buffered.clear();
+    }
+
+    /// The bare JID of the bound session.
+    pub fn bare(&self) -> String {
+        self.jid
+            .split_once('/')
+            .map_or(self.jid.clone(), |(b, _)| b.to_owned())
+    }
+}
+
+/// Mutual subscription between two available sessions that requested their rosters
+/// (RFC 6121 3.1, both ways), checking the final pushes and the presence exchanged, then
+/// syncing both and clearing their buffers.
+pub async fn befriend(a: &mut Client, b: &mut Client) {
+    subscribe_and_approve(a, b).await;
+    subscribe_and_approve(b, a).await;
+    let (a_bare, b_bare) = (a.bare(), b.bare());
+    for (x, y) in [(&mut *a, b_bare), (&mut *b, a_bare)] {
+        let pred = roster_push(&y);
+        let both = move |e: &Element| pred(e) && item(e).attr("subscription") == Some("both");
+        x.expect("push with subscription='both'", both).await;
+        x.sync().await;
+    }
+    a.sync().await;
+    a.clear();
+    b.clear();
+}
+
+/// `x` subscribes to `y`'s presence and `y` approves (RFC 6121 3.1.2 to 3.1.5).
+pub async fn subscribe_and_approve(x: &mut Client, y: &mut Client) {
+    let (x_bare, y_bare, y_full) = (x.bare(), y.bare(), y.jid.clone());
+    x.send(&format!("<presence to='{y_bare}' type='subscribe'/>"))
+        .await;
+    y.expect("subscribe", presence(&x_bare, Some("subscribe")))
+        .await;
+    y.send(&format!("<presence to='{x_bare}' type='subscribed'/>"))
+        .await;
+    x.expect("subscribed", presence(&y_bare, Some("subscribed")))
+        .await;
+    // 3.1.5: after approval, the contact's available presence reaches the user.
+    x.expect(
+        "the contact's presence after approval",
+        presence(&y_full, None),
+    )
+    .await;
+}
