@@ -75,34 +75,24 @@ pub async fn handle<B: Backend>(
     shared: &Shared<B>,
     shutdown: &CancellationToken,
 ) {
-    match kind {
-        ListenerKind::DirectTls => {
-            if let Some(tls) = accept_tls(tcp, shared).await {
-                run_stream(tls, peer, true, shared, shutdown).await;
-            }
-        }
+    // Every step is boxed in its own `let` so that this task's future stays small: an
+    // idle connection pays only for the step it is in (a temporary built in the same
+    // statement as an `.await` would stay in the task's state for good).
+    let tcp = match kind {
+        ListenerKind::DirectTls => tcp,
         ListenerKind::StartTls => {
-            if let Exit::StartTls(tcp) = Stream::new(tcp, shared, peer, false).run(shutdown).await
-                && let Some(tls) = accept_tls(tcp, shared).await
-            {
-                run_stream(tls, peer, true, shared, shutdown).await;
-            }
+            let mut stream = Box::new(Stream::new(tcp, shared, peer, false));
+            let plain = Box::pin(stream.run(shutdown));
+            let Exit::StartTls = plain.await else { return };
+            stream.into_io()
         }
-    }
-}
-
-async fn run_stream<S, B>(
-    io: S,
-    peer: SocketAddr,
-    secure: bool,
-    shared: &Shared<B>,
-    shutdown: &CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-    B: Backend,
-{
+    };
+    let accept = Box::pin(accept_tls(tcp, shared));
+    let Some(tls) = accept.await else { return };
     // A stream that is already secure never offers STARTTLS again (RFC 6120 5.4.3.3).
-    let _ = Stream::new(io, shared, peer, secure).run(shutdown).await;
+    let mut stream = Box::new(Stream::new(tls, shared, peer, true));
+    let secure = Box::pin(stream.run(shutdown));
+    let _ = secure.await;
 }
 
 async fn accept_tls<S, B>(io: S, shared: &Shared<B>) -> Option<tokio_rustls::server::TlsStream<S>>

@@ -57,11 +57,11 @@ impl<B: Backend> Shared<B> {
 }
 
 /// How a stream's task ended.
-pub(crate) enum Exit<S> {
+pub(crate) enum Exit {
     Done,
-    /// `<proceed/>` was sent: the caller runs the TLS handshake on this socket and starts
-    /// a new stream over it.
-    StartTls(S),
+    /// `<proceed/>` was sent and flushed: the caller takes the socket
+    /// ([`Stream::into_io`]), runs the TLS handshake and starts a new stream over it.
+    StartTls,
 }
 
 /// What a handler asks of the loop.
@@ -112,12 +112,20 @@ where
         }
     }
 
+    /// The socket, after [`Exit::StartTls`].
+    pub(crate) fn into_io(self) -> S {
+        self.conn.into_io()
+    }
+
     pub(crate) fn cfg(&self) -> &C2sConfig {
         &self.shared.cfg
     }
 
     /// Runs the stream to its end.
-    pub(crate) async fn run(mut self, shutdown: &CancellationToken) -> Exit<S> {
+    ///
+    /// Takes `&mut self` rather than `self`: an async fn stores a by-value receiver twice in
+    /// its future, and this future lives as long as the connection.
+    pub(crate) async fn run(&mut self, shutdown: &CancellationToken) -> Exit {
         let exit =
             loop {
                 enum Wake {
@@ -152,13 +160,19 @@ where
                             StreamEvent::Open(h) => self.on_open(&h),
                             StreamEvent::Close => self.close(),
                             StreamEvent::Stanza(el) => {
-                                if let Flow::StartTls = self.on_element(el).await {
+                                // Boxed in its own statement: stanza handling (routing,
+                                // storage) has large futures that would otherwise size every
+                                // idle connection's task.
+                                let handling = Box::pin(self.on_element(el));
+                                let flow = handling.await;
+                                if let Flow::StartTls = flow {
                                     // RFC 6120 5.4.3.3: nothing the client sent before the TLS
                                     // handshake may be used afterwards; the reader is dropped.
-                                    if self.conn.flush().await.is_err() {
+                                    let flushed = Box::pin(self.conn.flush()).await;
+                                    if flushed.is_err() {
                                         break Exit::Done;
                                     }
-                                    break Exit::StartTls(self.conn.into_io());
+                                    break Exit::StartTls;
                                 }
                             }
                         }
@@ -183,7 +197,8 @@ where
                 }
             };
         if let Some(info) = self.bound.take() {
-            self.shared.backend.unbind(&info).await;
+            let unbind = Box::pin(self.shared.backend.unbind(&info));
+            unbind.await;
         }
         exit
     }
@@ -382,4 +397,56 @@ pub(crate) fn escape_attr(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod size_tests {
+    //! An idle connection's memory is mostly its task's future, whose size is fixed at
+    //! compile time by everything awaited inline. These bounds catch a change that
+    //! inlines a large future (routing, storage, TLS) into every connection again.
+    use std::sync::Arc;
+
+    struct Nop;
+    impl crate::Backend for Nop {
+        async fn credentials(&self, _: &str) -> Option<hydrant_proto::scram::StoredCredentials> {
+            None
+        }
+        async fn register(&self, _: &str, _: &str) -> Result<(), crate::RegisterError> {
+            Ok(())
+        }
+        async fn bind(&self, _: &crate::SessionInfo, _: Arc<hydrant_proto::outbox::Outbox>) {}
+        async fn stanza(&self, _: &crate::SessionInfo, _: hydrant_proto::Stanza) {}
+        async fn unbind(&self, _: &crate::SessionInfo) {}
+    }
+
+    #[tokio::test]
+    async fn connection_task_futures_stay_small() {
+        let shared = super::Shared::new(crate::C2sConfig::new("x"), Arc::new(Nop));
+        let tok = tokio_util::sync::CancellationToken::new();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let mut st = super::Stream::new(s, &shared, peer, false);
+        let stream_size = std::mem::size_of_val(&st);
+        let run_size = std::mem::size_of_val(&st.run(&tok));
+        assert!(
+            stream_size <= 1024,
+            "Stream<TcpStream> is {stream_size} bytes"
+        );
+        assert!(run_size <= 1024, "Stream::run future is {run_size} bytes");
+        let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let handle_size = std::mem::size_of_val(&crate::handle(
+            s,
+            peer,
+            crate::ListenerKind::StartTls,
+            &shared,
+            &tok,
+        ));
+        assert!(handle_size <= 512, "handle future is {handle_size} bytes");
+    }
 }
