@@ -642,4 +642,152 @@ mod tests {
         let f = b"<stream:features><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></stream:features>";
         assert!(!session_is_optional(f));
     }
+
+    /// A scripted server on 127.0.0.1:0: the whole client sequence over a real socket.
+    mod wire {
+        use super::super::*;
+        use tokio::net::TcpListener;
+
+        /// Read the next event from the client, as (kind, bytes).
+        async fn next(sock: &mut TcpStream, sc: &mut Scanner) -> (&'static str, Vec<u8>) {
+            let mut buf = [0u8; 512];
+            loop {
+                match sc.next_event().unwrap() {
+                    Some(Event::StreamOpen(b)) => return ("open", b.to_vec()),
+                    Some(Event::Element(b)) => return ("elem", b.to_vec()),
+                    Some(Event::StreamClose) => return ("close", Vec::new()),
+                    None => {}
+                }
+                let n = sock.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed early");
+                sc.feed(&buf[..n]);
+            }
+        }
+
+        const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+            xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='load.test' version='1.0'>";
+
+        async fn server(listener: TcpListener) -> u64 {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut sc = Scanner::default();
+            assert_eq!(next(&mut sock, &mut sc).await.0, "open");
+            let features = format!(
+                "{HEADER}<stream:features><mechanisms xmlns='{NS_SASL}'>\
+                 <mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms>\
+                 </stream:features>"
+            );
+            sock.write_all(features.as_bytes()).await.unwrap();
+            let (_, auth) = next(&mut sock, &mut sc).await;
+            assert_eq!(scan::attr(&auth, "mechanism").as_deref(), Some("PLAIN"));
+            assert_eq!(B64.decode(scan::root_text(&auth)).unwrap(), b"\0load7\0pw");
+            sock.write_all(format!("<success xmlns='{NS_SASL}'/>").as_bytes())
+                .await
+                .unwrap();
+
+            sc.reset();
+            assert_eq!(next(&mut sock, &mut sc).await.0, "open");
+            let features = format!(
+                "{HEADER}<stream:features><bind xmlns='{NS_BIND}'/>\
+                 <session xmlns='{NS_SESSION}'/></stream:features>"
+            );
+            // Split the features in an awkward place, with a pause.
+            let (a, b) = features.split_at(features.len() - 20);
+            sock.write_all(a.as_bytes()).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            sock.write_all(b.as_bytes()).await.unwrap();
+
+            let (_, bind) = next(&mut sock, &mut sc).await;
+            assert_eq!(scan::child_texts(&bind, "resource"), ["hl7"]);
+            let id = scan::attr(&bind, "id").unwrap();
+            let reply = format!(
+                "<iq type='result' id='{id}'><bind xmlns='{NS_BIND}'><jid>load7@load.test/hl7</jid></bind></iq>"
+            );
+            sock.write_all(reply.as_bytes()).await.unwrap();
+            let (_, sess) = next(&mut sock, &mut sc).await;
+            assert!(scan::has_child(&sess, "session", Some(NS_SESSION)));
+            let id = scan::attr(&sess, "id").unwrap();
+            sock.write_all(format!("<iq type='result' id='{id}'/>").as_bytes())
+                .await
+                .unwrap();
+            let (_, presence) = next(&mut sock, &mut sc).await;
+            assert_eq!(scan::root_name(&presence), b"presence");
+
+            // Idle: whitespace keepalives and two pings, one split across writes.
+            sock.write_all(b" \n ").await.unwrap();
+            for (i, split) in [(1, 7), (2, 30)] {
+                let ping = format!(
+                    "<iq type='get' id='ping{i}' from='load.test'><ping xmlns='{NS_PING}'/></iq>"
+                );
+                sock.write_all(&ping.as_bytes()[..split]).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                sock.write_all(&ping.as_bytes()[split..]).await.unwrap();
+                let (_, pong) = next(&mut sock, &mut sc).await;
+                assert_eq!(scan::attr(&pong, "type").as_deref(), Some("result"));
+                assert_eq!(scan::attr(&pong, "id").unwrap(), format!("ping{i}"));
+                assert_eq!(scan::attr(&pong, "to").as_deref(), Some("load.test"));
+            }
+            sock.write_all(b"</stream:stream>").await.unwrap();
+            2
+        }
+
+        fn target(addr: SocketAddr) -> Arc<Target> {
+            Arc::new(Target {
+                server: addr,
+                domain: "load.test".into(),
+                tls: TlsMode::None,
+                tls_config: None,
+                mechanism: Mechanism::Plain,
+                password: "pw".into(),
+                resource: "hl".into(),
+                presence: true,
+                timeout: std::time::Duration::from_secs(5),
+            })
+        }
+
+        #[tokio::test]
+        async fn login_and_hold_against_a_scripted_server() {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(server(listener));
+            let conn = Conn::open(target(addr), Some("127.0.0.1".parse().unwrap()))
+                .await
+                .unwrap()
+                .login("load7", 7)
+                .await
+                .unwrap();
+            let pings = AtomicU64::new(0);
+            let end = conn
+                .hold(CancellationToken::new(), &pings)
+                .await
+                .unwrap_err();
+            assert_eq!(end.reason(), "hold: closed by server");
+            assert_eq!(pings.load(Ordering::Relaxed), server.await.unwrap());
+        }
+
+        #[tokio::test]
+        async fn sasl_failure_is_reported_with_its_condition() {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut sc = Scanner::default();
+                next(&mut sock, &mut sc).await;
+                let f = format!(
+                    "{HEADER}<stream:features><mechanisms xmlns='{NS_SASL}'>\
+                     <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+                );
+                sock.write_all(f.as_bytes()).await.unwrap();
+                next(&mut sock, &mut sc).await;
+                let fail = format!("<failure xmlns='{NS_SASL}'><not-authorized/></failure>");
+                sock.write_all(fail.as_bytes()).await.unwrap();
+            });
+            let err = Conn::open(target(addr), None)
+                .await
+                .unwrap()
+                .login("load7", 7)
+                .await
+                .unwrap_err();
+            assert_eq!(err.reason(), "auth: <not-authorized/>");
+        }
+    }
 }
