@@ -156,3 +156,17 @@ print_summary() {
 	for r in "${RESULTS[@]}"; do echo "  $r"; done
 	echo "========================================================="
 }
+
+# dump_threads PID FILE: if gdb is installed, write every thread's backtrace
+# of PID to FILE (for a server that hangs) and print the frames in hydrant's
+# own crates. Optional diagnostics: nothing depends on gdb being present.
+dump_threads() {
+	local pid=$1 file=$2
+	pid_alive "$pid" || return 0
+	command -v gdb >/dev/null || { warn "(install gdb for thread backtraces of a hung server)"; return 0; }
+	timeout 60 gdb -q -batch "/proc/$pid/exe" -p "$pid" -ex 'set pagination off' -ex 'thread apply all bt 40' \
+		>"$file" 2>&1 </dev/null || true
+	echo "---- server threads (full backtraces: $file) ----"
+	grep -E '^Thread |hydrant' "$file" | grep -vE '^\s*$' | cut -c1-200 | head -n 80
+	echo "---- end of server threads ----"
+}

@@ -27,7 +27,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity)
+TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_negative)
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT= ONLY= KEEP=0 DEBUG=0
@@ -83,6 +83,14 @@ server_log_tail() {
 	tail -n 60 "$SERVER_LOG" 2>/dev/null || true
 	echo "---- end of server log ----"
 }
+
+# Test a private copy: cargo may replace target/debug/hydrant while we run
+# (other builds), and gdb needs the exact executable for backtraces.
+if [ "$SERVER" = hydrant ]; then
+	cp "$HYDRANT" "$WORK/hydrant"
+	say "testing $HYDRANT (copied to $WORK/hydrant)"
+	HYDRANT=$WORK/hydrant
+fi
 
 # --- certificates, ports, config -------------------------------------------------
 export XMPP_DOMAIN=localhost XMPP_HOST=127.0.0.1
@@ -171,7 +179,8 @@ run_test() {
 		# in the background + wait, so that a SIGTERM/SIGINT to run.sh runs
 		# the cleanup trap at once (bash defers traps while a foreground
 		# command runs); timeout(1) passes the TERM on to the test.
-		timeout --kill-after=5 "$TEST_TIMEOUT" "$@" >"$WORK/$name.log" 2>&1 &
+		: >"$WORK/$name.log" # exists before tail opens it
+		timeout --kill-after=5 "$TEST_TIMEOUT" "$@" >>"$WORK/$name.log" 2>&1 &
 		TEST_PID=$!
 		tail -s 0.1 -n +1 -f --pid="$TEST_PID" "$WORK/$name.log" &
 		local tail_pid=$!
@@ -191,8 +200,12 @@ run_test() {
 		*) reason=$(grep -E 'FAIL|error' "$WORK/$name.log" | tail -n 1 | cut -c1-160) ;;
 		esac
 		record "$name" FAIL "$secs" "exit $rc${reason:+: $reason}"
-		pid_alive "$SERVER_PID" || warn "the server (pid $SERVER_PID) is no longer running"
 		server_log_tail
+		if pid_alive "$SERVER_PID"; then
+			[ -e "$WORK/server-threads.txt" ] || dump_threads "$SERVER_PID" "$WORK/server-threads.txt"
+		else
+			warn "the server (pid $SERVER_PID) is no longer running"
+		fi
 	fi
 }
 
@@ -225,9 +238,11 @@ say "server pid $SERVER_PID accepting on $XMPP_HOST:$XMPP_C2S_PORT (STARTTLS) an
 # --- accounts ---------------------------------------------------------------------
 # alice registers in-band inside slixmpp_basic; everybody else is created with
 # the admin CLI (bob's password through stdin, the others with --password).
+# alice/bob: slixmpp_basic, carol/dave: sendxmpp, erin/frank: profanity,
+# grace: slixmpp_negative.
 if ! { add_user bob "$PASSWORD" stdin &&
 	add_user carol "$PASSWORD" && add_user dave "$PASSWORD" &&
-	add_user erin "$PASSWORD" && add_user frank "$PASSWORD"; }; then
+	add_user erin "$PASSWORD" && add_user frank "$PASSWORD" && add_user grace "$PASSWORD"; }; then
 	record user_add FAIL 0 "could not create accounts with the admin CLI"
 	print_summary
 	exit 1
@@ -259,6 +274,11 @@ fi
 
 run_test sendxmpp "$INTEROP_DIR/sendxmpp.sh" carol "$PASSWORD" dave "$PASSWORD"
 run_test profanity "$INTEROP_DIR/profanity.sh" erin "$PASSWORD" frank "$PASSWORD"
+# last: refusals (duplicate registration, wrong password) and a login after
+# them; a server that breaks here cannot hide the results above.
+run_test slixmpp_negative "$PY" "$INTEROP_DIR/slixmpp_negative.py" \
+	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+	--user grace --password "$PASSWORD" "${PYDEBUG[@]}"
 
 # --- the server must have survived all of it ----------------------------------------
 if pid_alive "$SERVER_PID"; then
@@ -268,7 +288,23 @@ else
 	record server_alive FAIL 0 "server exited during the tests (status $rc)"
 	server_log_tail
 fi
-stop_pid "$SERVER_PID" 10
+# --- and stop cleanly on SIGTERM ---------------------------------------------------
+if pid_alive "$SERVER_PID"; then
+	start=$(now_ms)
+	kill -TERM "$SERVER_PID"
+	deadline=$((start + 10000))
+	while pid_alive "$SERVER_PID" && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.05; done
+	if pid_alive "$SERVER_PID"; then
+		record server_stop FAIL 10 "still running 10s after SIGTERM (killing it)"
+		server_log_tail
+		dump_threads "$SERVER_PID" "$WORK/server-threads-at-stop.txt"
+		kill -KILL "$SERVER_PID" 2>/dev/null || true
+	else
+		wait "$SERVER_PID" 2>/dev/null && rc=0 || rc=$?
+		record server_stop PASS "$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.1f", ms / 1000 }')" \
+			"exited $rc after SIGTERM"
+	fi
+fi
 SERVER_PID=
 
 print_summary

@@ -178,7 +178,7 @@ class Client(ClientXMPP):
             stage = "form request (get)" if self.registration_fields is None else "submission (set)"
             self.registered = f"registration {stage} refused: {cond}"
             self._fail(self.registered)
-            self.disconnect(wait=0)
+            self.disconnect()  # close the stream properly, as a client would
             return True
 
     def _registration_over(self, _event):
