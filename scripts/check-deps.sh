@@ -31,7 +31,7 @@ for rule in "${RULES[@]}"; do
 
 	if ! tree=$(cargo tree -q -e normal --all-features -p "$crate" --prefix none --format '{p}' 2>&1); then
 		echo "check-deps: FAIL $crate: cargo tree failed:"
-		echo "$tree" | sed 's/^/    /'
+		sed 's/^/    /' <<<"$tree"
 		failed=1
 		continue
 	fi
@@ -58,7 +58,7 @@ for rule in "${RULES[@]}"; do
 	n=$(grep -c . <<<"$deps" || true)
 	if [ ${#bad[@]} -eq 0 ]; then
 		printf 'check-deps: ok   %-17s hydrant deps: %-32s none of: %s  (%s crates checked)\n' \
-			"$crate" "$(echo ${hydrant_deps:-none})" "$forbidden" "$n"
+			"$crate" "$(tr '\n' ' ' <<<"${hydrant_deps:-none}")" "$forbidden" "$n"
 	else
 		failed=1
 		printf 'check-deps: FAIL %s\n' "$crate"

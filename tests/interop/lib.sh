@@ -4,10 +4,12 @@
 # Nothing here depends on anything outside the repository and Debian packages
 # that scripts/test.sh installs (openssl, python3, tmux, the XMPP clients).
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 INTEROP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 # Debian's python3-slixmpp lives in the system interpreter; a pyenv/venv
 # python3 earlier on PATH would not see it.
 PY=${INTEROP_PYTHON:-/usr/bin/python3}
+export PYTHONDONTWRITEBYTECODE=1 # keep the source tree clean
 
 say() { echo "interop: $*"; }
 warn() { echo "interop: $*" >&2; }

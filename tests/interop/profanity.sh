@@ -31,7 +31,7 @@ for c in profanity tmux; do command -v "$c" >/dev/null || die "$c is not install
 D=$(mktemp -d "$INTEROP_WORK/profanity.XXXXXX")
 mkdir -p "$D/home/.config" "$D/home/.local/share" "$D/empty-certdir"
 SOCK=$D/tmux.sock
-TMUX_PID= RECV_PID=
+TMUX_PID='' RECV_PID=''
 T() { tmux -S "$SOCK" "$@"; }
 cleanup() {
 	if [ -n "$TMUX_PID" ]; then

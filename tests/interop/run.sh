@@ -30,7 +30,7 @@ set -euo pipefail
 TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_negative)
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
-SERVER=hydrant HYDRANT= ONLY= KEEP=0 DEBUG=0
+SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--only) ONLY=$2; shift 2 ;;
@@ -52,10 +52,13 @@ for c in openssl timeout "$PY"; do command -v "$c" >/dev/null || die "missing co
 "$PY" -c 'import slixmpp' 2>/dev/null || die "$PY cannot import slixmpp (apt-get install python3-slixmpp)"
 
 selected() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+for t in ${ONLY//,/ }; do
+	[[ " ${TESTS[*]} " == *" $t "* ]] || die "--only: unknown test '$t' (tests: ${TESTS[*]})"
+done
 
 # --- temp dir, cleanup ---------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hydrant-interop.XXXXXX")
-SERVER_PID= TEST_PID=
+SERVER_PID='' TEST_PID=''
 SERVER_LOG=$WORK/server.log
 cleanup() {
 	local rc=$?
