@@ -11,7 +11,8 @@
 # non-zero if any test failed.
 #
 # Options:
-#   --only NAME[,NAME...]  run only these tests (see TESTS below)
+#   --only NAME[,NAME...]  run only these tests: check_config slixmpp_basic
+#                          cli_user_list sendxmpp profanity slixmpp_negative
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d)
 #   --reference-prosody    run the same client tests against Debian's Prosody
