@@ -45,6 +45,9 @@ pub(crate) struct Conn<S> {
     offset: usize,
     needs_flush: bool,
     maybe_event: bool,
+    /// The reader failed: its error was reported once; later input is discarded (the
+    /// stream is being closed) but still read, to notice the peer's EOF.
+    broken: bool,
     pub(crate) last_read: Instant,
     pub(crate) last_write: Instant,
 }
@@ -60,6 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             offset: 0,
             needs_flush: false,
             maybe_event: true,
+            broken: false,
             last_read: now,
             last_write: now,
         }
@@ -79,7 +83,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 match self.reader.next_event() {
                     Ok(Some(ev)) => return Poll::Ready(Io::Event(ev)),
                     Ok(None) => self.maybe_event = false,
-                    Err(e) => return Poll::Ready(Io::Malformed(e)),
+                    Err(e) => {
+                        // Report once: a reader that failed keeps failing, and asking it
+                        // again on every poll would spin this task forever.
+                        self.maybe_event = false;
+                        self.broken = true;
+                        return Poll::Ready(Io::Malformed(e));
+                    }
                 }
             }
             match self.poll_write_out(cx) {
@@ -98,7 +108,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         return Poll::Ready(Io::Eof);
                     }
                     self.last_read = Instant::now();
+                    if self.broken {
+                        continue;
+                    }
                     if let Err(e) = self.reader.feed(buf.filled()) {
+                        self.broken = true;
                         return Poll::Ready(Io::Malformed(e));
                     }
                     self.maybe_event = true;

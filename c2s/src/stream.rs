@@ -133,6 +133,9 @@ where
                     Timer,
                     Shutdown,
                 }
+                // A cooperative yield point: however much input is buffered, one connection
+                // never keeps a worker thread from the others.
+                tokio::task::coop::consume_budget().await;
                 let deadline = self.deadline();
                 let wake = tokio::select! {
                     io = poll_fn(|cx| self.conn.poll_next(cx)) => Wake::Io(io),

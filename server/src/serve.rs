@@ -42,6 +42,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
+    raise_fd_limit(cfg.c2s.max_connections.get());
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = crate::users::open(&cfg).map_err(anyhow::Error::msg)?;
@@ -116,6 +117,22 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+/// Every connection is a file descriptor: lift the soft limit to the hard one (often 1024
+/// vs much more) and warn when even that cannot hold `max_connections`.
+fn raise_fd_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < max_connections + 64 => {
+            tracing::warn!(
+                limit = n,
+                max_connections,
+                "the open-file limit is below [c2s] max_connections"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 async fn wait_for_signal() {
