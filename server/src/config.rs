@@ -24,6 +24,8 @@ pub struct Config {
     pub c2s: C2sSection,
     pub registration: RegistrationSection,
     pub offline: OfflineSection,
+    pub roster: RosterSection,
+    pub presence: PresenceSection,
 }
 
 impl Default for Config {
@@ -36,6 +38,8 @@ impl Default for Config {
             c2s: C2sSection::default(),
             registration: RegistrationSection::default(),
             offline: OfflineSection::default(),
+            roster: RosterSection::default(),
+            presence: PresenceSection::default(),
         }
     }
 }
@@ -136,6 +140,34 @@ impl Default for OfflineSection {
         OfflineSection {
             max_messages_per_user: 1000,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RosterSection {
+    /// Items one roster may hold; adding more is refused with `<resource-constraint/>`.
+    pub max_items: usize,
+}
+
+impl Default for RosterSection {
+    fn default() -> Self {
+        RosterSection { max_items: 2000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSection {
+    /// Distinct JIDs one session may send directed presence to (each is owed an
+    /// unavailable presence later, so the server remembers them); past it the directed
+    /// presence is refused with `<resource-constraint/>`.
+    pub max_directed_per_session: usize,
+}
+
+impl Default for PresenceSection {
+    fn default() -> Self {
+        PresenceSection { max_directed_per_session: 1000 }
     }
 }
 

@@ -55,6 +55,8 @@ pub async fn serve(
             registration_enabled: cfg.registration.enabled,
             min_password_length: cfg.registration.min_password_length,
             scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
+            max_roster_items: cfg.roster.max_items,
+            max_directed_presence: cfg.presence.max_directed_per_session,
         },
     );
     let c = &cfg.c2s;

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hydrant_proto::{Element, Jid, Presence, PresenceType, ns};
+use hydrant_proto::{
+    Element, Jid, Presence, PresenceType, StanzaError, StanzaErrorCondition as Cond, ns,
+};
 use hydrant_storage::{RosterEntry, SubState};
 use tracing::debug;
 
@@ -218,7 +220,12 @@ impl Router {
             // RFC 6121 4.6.3: remember directed presence while available, so the
             // recipient learns when the session goes away.
             if kind == PresenceType::Available && st.available {
-                st.directed.insert(to.to_string());
+                let key = to.to_string();
+                if !st.directed.contains(&key) && st.directed.len() >= self.cfg.max_directed_presence {
+                    drop(st);
+                    return self.bounce(&el, StanzaError::new(Cond::ResourceConstraint));
+                }
+                st.directed.insert(key);
             } else if kind == PresenceType::Unavailable {
                 st.directed.remove(&to.to_string());
             }
@@ -262,6 +269,12 @@ impl Router {
             approved: false,
             groups: Vec::new(),
         });
+        if existing.is_none()
+            && matches!(kind, PresenceType::Subscribe | PresenceType::Subscribed)
+            && !self.roster_has_room(&user).await
+        {
+            return self.bounce(&out, StanzaError::new(Cond::ResourceConstraint));
+        }
         let mut changed = false;
         match kind {
             PresenceType::Subscribe => {

@@ -88,6 +88,13 @@ impl Router {
             .await
             .ok()
             .flatten();
+        if existing.is_none() && !self.roster_has_room(user).await {
+            return self.iq_error(
+                me,
+                &iq,
+                StanzaError::new(Cond::ResourceConstraint),
+            );
+        }
         // RFC 6121 2.1.2.5: subscription state and 'ask' are the server's, never the client's.
         let entry = RosterEntry {
             jid: contact,
@@ -146,6 +153,17 @@ impl Router {
             Ok(None) => self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound)),
             Err(_) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
         }
+    }
+
+    /// Whether the user's roster may take one more item (`[roster] max_items`).
+    pub async fn roster_has_room(&self, user: &str) -> bool {
+        let u = user.to_owned();
+        let len = self
+            .db
+            .run(move |s| s.roster(&u))
+            .await
+            .map_or(0, |(_, r)| r.len());
+        len < self.cfg.max_roster_items
     }
 
     /// Stores an entry and pushes it to the user's interested resources.

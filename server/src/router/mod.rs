@@ -29,6 +29,8 @@ pub struct RouterConfig {
     pub registration_enabled: bool,
     pub min_password_length: usize,
     pub scram_iterations: u32,
+    pub max_roster_items: usize,
+    pub max_directed_presence: usize,
 }
 
 pub struct Router {
