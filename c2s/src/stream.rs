@@ -238,7 +238,9 @@ where
             return false;
         }
         if let Some(at) = self.ping_sent {
-            if self.conn.last_read > at {
+            // `>=`: a read in the very instant the ping went out came after it (had it
+            // come before, no ping would have been due); clocks need not tick between.
+            if self.conn.last_read >= at {
                 self.ping_sent = None;
             } else if now >= at + cfg.ping_timeout {
                 self.stream_error(StreamError::new(Cond::ConnectionTimeout));

@@ -22,7 +22,10 @@ async fn scram_sha256_success_then_restart_offers_bind() {
         feature_names(&features)[0],
         ("bind".to_owned(), ns::BIND.to_owned())
     );
-    assert_eq!(c.bind(Some("laptop")).await, format!("alice@{DOMAIN}/laptop"));
+    assert_eq!(
+        c.bind(Some("laptop")).await,
+        format!("alice@{DOMAIN}/laptop")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -32,7 +35,10 @@ async fn scram_sha1_success() {
     c.open().await;
     c.scram(false, "alice", "secret").await.unwrap();
     let features = c.open().await;
-    assert!(features.get_child("bind", ns::BIND).is_some(), "{features:?}");
+    assert!(
+        features.get_child("bind", ns::BIND).is_some(),
+        "{features:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -42,7 +48,10 @@ async fn plain_success() {
     c.open().await;
     c.plain("", "alice", "secret").await.unwrap();
     let features = c.open().await;
-    assert!(features.get_child("bind", ns::BIND).is_some(), "{features:?}");
+    assert!(
+        features.get_child("bind", ns::BIND).is_some(),
+        "{features:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -50,9 +59,13 @@ async fn plain_with_own_authzid_and_bare_jid_authcid_succeeds() {
     let h = Harness::with_alice();
     let mut c = h.connect(true);
     c.open().await;
-    c.plain(&format!("alice@{DOMAIN}"), &format!("alice@{DOMAIN}"), "secret")
-        .await
-        .unwrap();
+    c.plain(
+        &format!("alice@{DOMAIN}"),
+        &format!("alice@{DOMAIN}"),
+        "secret",
+    )
+    .await
+    .unwrap();
     c.open().await;
     assert_eq!(c.bind(Some("x")).await, format!("alice@{DOMAIN}/x"));
 }
@@ -92,8 +105,11 @@ async fn plain_wrong_password_is_not_authorized() {
 
 /// Sends a SCRAM-SHA-256 client-first for `user` and returns the challenge's attributes.
 async fn scram_challenge(c: &mut common::Client, user: &str) -> Vec<(String, String)> {
-    c.send_auth("SCRAM-SHA-256", format!("n,,n={user},r=clientnonce").as_bytes())
-        .await;
+    c.send_auth(
+        "SCRAM-SHA-256",
+        format!("n,,n={user},r=clientnonce").as_bytes(),
+    )
+    .await;
     let challenge = c.expect_element().await;
     assert!(challenge.is("challenge", ns::SASL), "{challenge:?}");
     let text = String::from_utf8(B64.decode(challenge.text().trim()).unwrap()).unwrap();
@@ -113,13 +129,16 @@ async fn unknown_user_looks_like_a_wrong_password() {
     // Unknown users get a challenge shaped like a real one, with a salt that is stable
     // per name, so probing cannot tell accounts apart.
     let real = scram_challenge(&mut c, "alice").await;
-    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await;
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await;
     assert_sasl_failure(&c.expect_element().await, "aborted");
     let fake1 = scram_challenge(&mut c, "nobody").await;
-    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await;
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await;
     assert_sasl_failure(&c.expect_element().await, "aborted");
     let fake2 = scram_challenge(&mut c, "nobody").await;
-    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await;
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await;
     assert_sasl_failure(&c.expect_element().await, "aborted");
     let keys = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&real), ["r", "s", "i"]);
@@ -155,7 +174,10 @@ async fn plain_on_an_insecure_stream_is_invalid_mechanism() {
     h.backend.add_user("alice", "secret");
     let mut c = h.connect(false);
     let features = c.open().await;
-    assert_eq!(common::mechanisms(&features), ["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+    assert_eq!(
+        common::mechanisms(&features),
+        ["SCRAM-SHA-256", "SCRAM-SHA-1"]
+    );
     let failure = c.plain("", "alice", "secret").await.unwrap_err();
     assert_sasl_failure(&failure, "invalid-mechanism");
     // SCRAM is fine without TLS when TLS is not required.
@@ -167,8 +189,10 @@ async fn bad_base64_is_incorrect_encoding() {
     let h = Harness::with_alice();
     let mut c = h.connect(true);
     c.open().await;
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!not base64!!</auth>")
-        .await;
+    c.send(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!not base64!!</auth>",
+    )
+    .await;
     assert_sasl_failure(&c.expect_element().await, "incorrect-encoding");
 }
 
@@ -189,7 +213,8 @@ async fn abort_is_aborted_and_a_new_exchange_may_start() {
     let mut c = h.connect(true);
     c.open().await;
     scram_challenge(&mut c, "alice").await;
-    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await;
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await;
     assert_sasl_failure(&c.expect_element().await, "aborted");
     // The aborted exchange is gone: a response now is out of sequence.
     c.send_response(b"c=biws,r=x,p=eA==").await;
