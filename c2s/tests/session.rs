@@ -164,11 +164,11 @@ async fn stanzas_are_stamped_with_the_full_jid() {
         panic!("expected a message, got {stanza:?}")
     };
     assert_eq!(
-        m.from.as_ref().map(|j| j.to_string()),
+        m.from.as_ref().map(ToString::to_string),
         Some(format!("alice@{DOMAIN}/home"))
     );
     assert_eq!(
-        m.to.as_ref().map(|j| j.to_string()),
+        m.to.as_ref().map(ToString::to_string),
         Some("bob@example.com".to_owned())
     );
     assert_eq!(m.id.as_deref(), Some("m1"));
@@ -184,7 +184,7 @@ async fn bare_jid_from_is_accepted_and_stamped_full() {
     let (_, stanza) = h.stanza().await;
     assert!(matches!(stanza, Stanza::Presence(_)), "{stanza:?}");
     assert_eq!(
-        stanza.from().map(|j| j.to_string()),
+        stanza.from().map(ToString::to_string),
         Some(format!("alice@{DOMAIN}/home"))
     );
     // The full JID itself is fine too.
@@ -196,7 +196,7 @@ async fn bare_jid_from_is_accepted_and_stamped_full() {
     let (_, stanza) = h.stanza().await;
     assert!(matches!(stanza, Stanza::Iq(_)), "{stanza:?}");
     assert_eq!(
-        stanza.from().map(|j| j.to_string()),
+        stanza.from().map(ToString::to_string),
         Some(format!("alice@{DOMAIN}/home"))
     );
 }
@@ -317,7 +317,8 @@ async fn routed_stanzas_reach_the_client() {
     let el = c.expect_element().await;
     assert!(el.is("message", ns::CLIENT), "{el:?}");
     assert_eq!(
-        el.get_child("body", ns::CLIENT).map(|b| b.text()),
+        el.get_child("body", ns::CLIENT)
+            .map(hydrant_proto::Element::text),
         Some("yo".to_owned())
     );
 }

@@ -9,7 +9,7 @@ use common::{DOMAIN, Harness, Record, config};
 use hydrant_proto::{Element, ns};
 use tokio::time::Instant;
 
-const LONG: Duration = Duration::from_secs(3600);
+const LONG: Duration = Duration::from_hours(1);
 
 #[tokio::test(start_paused = true)]
 async fn unauthenticated_stream_times_out() {
@@ -18,7 +18,7 @@ async fn unauthenticated_stream_times_out() {
     let start = Instant::now();
     let mut c = h.connect(true);
     c.open().await;
-    c.expect_stream_error_within("connection-timeout", Duration::from_secs(60))
+    c.expect_stream_error_within("connection-timeout", Duration::from_mins(1))
         .await;
     assert_eq!(start.elapsed(), Duration::from_secs(30));
 }
@@ -36,7 +36,7 @@ async fn auth_timeout_runs_from_accept_even_for_a_chatty_client() {
     c.send(&common::header(DOMAIN)).await;
     c.expect_open().await;
     c.expect_features().await;
-    c.expect_stream_error_within("connection-timeout", Duration::from_secs(60))
+    c.expect_stream_error_within("connection-timeout", Duration::from_mins(1))
         .await;
     assert_eq!(start.elapsed(), Duration::from_secs(30));
 }
@@ -47,7 +47,7 @@ async fn authenticated_but_unbound_stream_times_out() {
     let start = Instant::now();
     let mut c = h.connect(true);
     c.login("alice", "secret").await;
-    c.expect_stream_error_within("connection-timeout", Duration::from_secs(60))
+    c.expect_stream_error_within("connection-timeout", Duration::from_mins(1))
         .await;
     assert_eq!(start.elapsed(), Duration::from_secs(30));
 }
@@ -88,16 +88,16 @@ fn pong(ping: &Element) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn bound_session_is_not_subject_to_the_auth_timeout() {
-    let (_h, mut c, _) = pinged(Duration::from_secs(300), Duration::from_secs(60)).await;
+    let (_h, mut c, _) = pinged(Duration::from_mins(5), Duration::from_mins(1)).await;
     assert!(c.is_silent_for(Duration::from_secs(299)).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn idle_session_is_pinged_and_an_answer_keeps_it() {
-    let (_h, mut c, jid) = pinged(Duration::from_secs(300), Duration::from_secs(60)).await;
+    let (_h, mut c, jid) = pinged(Duration::from_mins(5), Duration::from_mins(1)).await;
     let start = Instant::now();
     let ping = expect_ping(&mut c, &jid, LONG).await;
-    assert_eq!(start.elapsed(), Duration::from_secs(300));
+    assert_eq!(start.elapsed(), Duration::from_mins(5));
     // Answer a little later, as a real client over a real network would.
     assert!(c.is_silent_for(Duration::from_secs(1)).await);
     c.send(&pong(&ping)).await;
@@ -105,35 +105,36 @@ async fn idle_session_is_pinged_and_an_answer_keeps_it() {
     // the answer.
     let answered = Instant::now();
     let ping2 = expect_ping(&mut c, &jid, LONG).await;
-    assert_eq!(answered.elapsed(), Duration::from_secs(300));
+    assert_eq!(answered.elapsed(), Duration::from_mins(5));
     c.send(&pong(&ping2)).await;
     assert!(c.is_silent_for(Duration::from_secs(299)).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn ping_answered_at_once_keeps_the_session() {
-    let (_h, mut c, jid) = pinged(Duration::from_secs(300), Duration::from_secs(60)).await;
+    let (_h, mut c, jid) = pinged(Duration::from_mins(5), Duration::from_mins(1)).await;
     let ping = expect_ping(&mut c, &jid, LONG).await;
     // Answered in the same instant (on the paused clock no time passes at all).
     c.send(&pong(&ping)).await;
     let answered = Instant::now();
     expect_ping(&mut c, &jid, LONG).await;
-    assert_eq!(answered.elapsed(), Duration::from_secs(300));
+    assert_eq!(answered.elapsed(), Duration::from_mins(5));
 }
 
 #[tokio::test(start_paused = true)]
 async fn unanswered_ping_is_connection_timeout() {
-    let (mut h, mut c, jid) = pinged(Duration::from_secs(300), Duration::from_secs(60)).await;
+    let (mut h, mut c, jid) = pinged(Duration::from_mins(5), Duration::from_mins(1)).await;
     expect_ping(&mut c, &jid, LONG).await;
     let pinged_at = Instant::now();
-    c.expect_stream_error_within("connection-timeout", LONG).await;
-    assert_eq!(pinged_at.elapsed(), Duration::from_secs(60));
+    c.expect_stream_error_within("connection-timeout", LONG)
+        .await;
+    assert_eq!(pinged_at.elapsed(), Duration::from_mins(1));
     assert!(matches!(h.record().await, Record::Unbind(_)));
 }
 
 #[tokio::test(start_paused = true)]
 async fn client_traffic_postpones_the_ping() {
-    let (_h, mut c, jid) = pinged(Duration::from_secs(300), Duration::from_secs(60)).await;
+    let (_h, mut c, jid) = pinged(Duration::from_mins(5), Duration::from_mins(1)).await;
     // A whitespace keepalive from the client every 200 s: no ping is ever needed.
     for _ in 0..5 {
         assert!(c.is_silent_for(Duration::from_secs(200)).await);
@@ -141,13 +142,13 @@ async fn client_traffic_postpones_the_ping() {
     }
     let last = Instant::now();
     expect_ping(&mut c, &jid, LONG).await;
-    assert_eq!(last.elapsed(), Duration::from_secs(300));
+    assert_eq!(last.elapsed(), Duration::from_mins(5));
 }
 
 #[tokio::test(start_paused = true)]
 async fn whitespace_keepalive_after_output_silence() {
     let mut cfg = config();
-    cfg.whitespace_keepalive = Duration::from_secs(60);
+    cfg.whitespace_keepalive = Duration::from_mins(1);
     cfg.ping_interval = LONG;
     let h = Harness::new(cfg);
     h.backend.add_user("alice", "secret");
@@ -158,18 +159,20 @@ async fn whitespace_keepalive_after_output_silence() {
     for _ in 0..3 {
         let bytes = c.next_raw_within(LONG).await;
         assert_eq!(bytes, b" ");
-        assert_eq!(last.elapsed(), Duration::from_secs(60));
+        assert_eq!(last.elapsed(), Duration::from_mins(1));
         last = Instant::now();
     }
     // Other output resets the keepalive clock.
     assert!(c.is_silent_for(Duration::from_secs(30)).await);
     let outbox = h.backend.outbox(&format!("alice@{DOMAIN}/home"));
     outbox
-        .push(bytes::Bytes::from_static(b"<message from='bob@example.com'/>"))
+        .push(bytes::Bytes::from_static(
+            b"<message from='bob@example.com'/>",
+        ))
         .unwrap();
     let el = c.expect_element().await;
     assert!(el.is("message", ns::CLIENT));
     let wrote = Instant::now();
     assert_eq!(c.next_raw_within(LONG).await, b" ");
-    assert_eq!(wrote.elapsed(), Duration::from_secs(60));
+    assert_eq!(wrote.elapsed(), Duration::from_mins(1));
 }

@@ -56,7 +56,7 @@ pub fn config() -> C2sConfig {
 #[derive(Debug)]
 pub enum Record {
     Bind(SessionInfo),
-    Stanza(SessionInfo, Stanza),
+    Stanza(SessionInfo, Box<Stanza>),
     Unbind(SessionInfo),
 }
 
@@ -141,7 +141,9 @@ impl Backend for TestBackend {
     }
 
     async fn stanza(&self, session: &SessionInfo, stanza: Stanza) {
-        let _ = self.records.send(Record::Stanza(session.clone(), stanza));
+        let _ = self
+            .records
+            .send(Record::Stanza(session.clone(), Box::new(stanza)));
     }
 
     async fn unbind(&self, session: &SessionInfo) {
@@ -207,17 +209,16 @@ impl Harness {
 
     /// The next backend record.
     pub async fn record(&mut self) -> Record {
-        match timeout(WAIT, self.records.recv()).await {
-            Ok(Some(r)) => r,
-            Ok(None) => panic!("backend dropped"),
-            Err(_) => panic!("timed out waiting for a backend record"),
-        }
+        let Ok(record) = timeout(WAIT, self.records.recv()).await else {
+            panic!("timed out waiting for a backend record");
+        };
+        record.expect("the backend is alive")
     }
 
     /// The next backend record, which must be a stanza.
     pub async fn stanza(&mut self) -> (SessionInfo, Stanza) {
         match self.record().await {
-            Record::Stanza(info, s) => (info, s),
+            Record::Stanza(info, s) => (info, *s),
             other => panic!("expected a stanza at the backend, got {other:?}"),
         }
     }
@@ -297,17 +298,19 @@ impl Client {
     /// Reads one chunk from the pipe into the reader; returns it (empty at EOF).
     async fn read_chunk(&mut self, deadline: Instant, wait: Duration) -> Vec<u8> {
         let mut buf = vec![0u8; 16 * 1024];
-        match timeout_at(deadline, self.io.read(&mut buf)).await {
-            Err(_) => panic!(
+        let Ok(read) = timeout_at(deadline, self.io.read(&mut buf)).await else {
+            panic!(
                 "timed out after {wait:?} waiting for the server; received so far: {}",
                 self.transcript()
-            ),
-            Ok(Err(e)) => panic!("reading from the server: {e}"),
-            Ok(Ok(0)) => {
+            );
+        };
+        match read {
+            Err(e) => panic!("reading from the server: {e}"),
+            Ok(0) => {
                 self.eof = true;
                 Vec::new()
             }
-            Ok(Ok(n)) => {
+            Ok(n) => {
                 buf.truncate(n);
                 self.received.extend_from_slice(&buf);
                 if let Err(e) = self.reader.feed(&buf) {
@@ -450,10 +453,11 @@ impl Client {
     /// The server's stream task finished (without panicking).
     pub async fn expect_task_end(&mut self) {
         let task = self.task.take().expect("task already awaited");
-        match timeout(WAIT, task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("the server task failed: {e}"),
-            Err(_) => panic!("the server task did not end"),
+        let Ok(joined) = timeout(WAIT, task).await else {
+            panic!("the server task did not end");
+        };
+        if let Err(e) = joined {
+            panic!("the server task failed: {e}");
         }
     }
 
