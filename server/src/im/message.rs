@@ -13,7 +13,12 @@ impl Router {
         let mut el = m.element.clone();
         el.set_attr("from", me.info.jid.to_string());
         let is_error = m.kind == MessageType::Error;
-        match self.classify(m.to.as_ref()) {
+        // RFC 6120 10.3.1: a message without 'to' is for the sender's own bare JID.
+        let dest = match m.to.as_ref() {
+            None => Dest::LocalBare(crate::router::sessions::username(&me.info.jid)),
+            Some(to) => self.classify(Some(to)),
+        };
+        match dest {
             Dest::Server => {
                 // RFC 6121 8.5.1 / RFC 6120 10.3: the server has no message service.
                 if !is_error && m.kind != MessageType::Headline {
