@@ -299,3 +299,40 @@ async fn failure_delay_doubles_per_address_and_success_resets_it() {
     assert_eq!(start.elapsed(), Duration::ZERO, "success is not delayed");
     assert_eq!(timed_failure(&mut c).await, ms(250));
 }
+
+#[tokio::test(start_paused = true)]
+async fn restart_header_pipelined_behind_auth_is_kept() {
+    // Bytes after <auth/> that arrive in the same read belong to the restarted stream
+    // (RFC 6120 6.4.6): the reader keeps them across the restart.
+    let h = Harness::with_alice();
+    let mut c = h.connect(true);
+    c.open().await;
+    c.send(&format!(
+        "<auth xmlns='{}' mechanism='PLAIN'>{}</auth>{}",
+        ns::SASL,
+        B64.encode(b"\0alice\0secret"),
+        common::header(DOMAIN)
+    ))
+    .await;
+    let success = c.expect_element().await;
+    assert!(success.is("success", ns::SASL), "{success:?}");
+    c.restart();
+    c.expect_open().await;
+    let features = c.expect_features().await;
+    assert!(
+        features.get_child("bind", ns::BIND).is_some(),
+        "{features:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn scram_failures_count_towards_the_limit_too() {
+    let h = Harness::with_alice();
+    let mut c = h.connect(true);
+    c.open().await;
+    for _ in 0..3 {
+        let failure = c.scram(false, "alice", "wrong").await.unwrap_err();
+        assert_sasl_failure(&failure, "not-authorized");
+    }
+    c.expect_stream_error("policy-violation").await;
+}

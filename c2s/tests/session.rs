@@ -393,3 +393,13 @@ async fn slow_consumer_overflows_without_blocking_the_producer() {
     c.expect_closed().await;
     assert!(matches!(h.record().await, Record::Unbind(_)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn orderly_close_before_authentication() {
+    let mut h = Harness::with_alice();
+    let mut c = h.connect(true);
+    c.open().await;
+    c.send("</stream:stream>").await;
+    c.expect_closed().await;
+    assert!(h.pending_records().is_empty(), "nothing was bound");
+}
