@@ -64,7 +64,8 @@ where
 
     pub(crate) async fn on_sasl(&mut self, el: Element) {
         if !self.may_authenticate() {
-            return self.fail(Failure::EncryptionRequired).await;
+            // A policy refusal, not a credential failure: answered at once, not counted.
+            return self.send_failure(Failure::EncryptionRequired);
         }
         match el.name() {
             "auth" => self.on_auth(&el).await,
