@@ -1,0 +1,60 @@
+//! Configure a node (XEP-0060 8.2) and the default configuration (8.3).
+
+use crate::access::Action;
+use crate::effect::{Effect, Event};
+use crate::error::Error;
+use crate::request::{ConfigForm, Reply};
+use crate::service::{Ctx, Service};
+use crate::store::Store;
+use crate::types::NodeName;
+use crate::xep0060::forms;
+
+impl<S: Store> Service<S> {
+    pub(crate) fn get_config(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &NodeName,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
+        let node = self.node(name)?;
+        self.check_ctx(node, ctx, Action::Configure)?;
+        Ok((
+            Reply::Config {
+                node: name.clone(),
+                config: node.config.clone(),
+            },
+            Vec::new(),
+        ))
+    }
+
+    /// Applies a submitted form. Every field is validated before anything is stored;
+    /// lowering `max_items` trims the oldest items in the same store call (no
+    /// retraction notifications are sent for them).
+    pub(crate) fn set_config(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &NodeName,
+        form: Option<ConfigForm>,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
+        let node = self.node(name)?;
+        self.check_ctx(node, ctx, Action::Configure)?;
+        let Some(form) = form else {
+            // A cancelled form changes nothing (XEP-0060 8.2.4).
+            return Ok((Reply::Empty, Vec::new()));
+        };
+        let mut config = node.config.clone();
+        forms::apply_config(&mut config, &form, self.cfg.max_items_cap)?;
+        let keep = config.keep_items(self.cfg.max_items_cap);
+        self.store.set_config(name, &config, keep)?;
+        let node = self.node_mut(name);
+        node.config = config;
+        let mut effects = Vec::new();
+        if node.config.notify_config && node.config.deliver_notifications {
+            let form = node
+                .config
+                .deliver_payloads
+                .then(|| Box::new(node.config.clone()));
+            effects.extend(super::notify(node, Event::Configuration { form }));
+        }
+        Ok((Reply::Empty, effects))
+    }
+}

@@ -1,0 +1,512 @@
+//! [`Service`]: one pubsub service (a `pubsub.<domain>` component, or one account's
+//! PEP). One file per use case; this one holds the state, the dispatch and the helpers
+//! they share (node lookup, the access check, the subscriber snapshot, ids).
+
+mod affiliations;
+mod approve;
+mod configure;
+mod create;
+mod delete;
+pub(crate) mod disco;
+mod items;
+mod options;
+mod publish;
+mod purge;
+mod retract;
+mod subscribe;
+mod subscriptions;
+mod unsubscribe;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hydrant_proto::{BareJid, Jid};
+
+use crate::access::{self, Action, Standing};
+use crate::config::{NodeConfig, ServiceConfig};
+use crate::effect::{Effect, Event, Notification, Outcome};
+use crate::error::Error;
+use crate::relations::Relations;
+use crate::request::{Reply, Request};
+use crate::store::{NodeRecord, Store};
+use crate::types::{Affiliation, Item, NodeName, SubState, Subscriber, Subscribers, Subscription};
+
+/// One node's state in memory (everything but its items, which live in the store).
+#[derive(Clone, Debug)]
+pub(crate) struct NodeState {
+    pub name: NodeName,
+    pub config: NodeConfig,
+    pub affiliations: BTreeMap<BareJid, Affiliation>,
+    pub subscriptions: Vec<Subscription>,
+    pub creator: Jid,
+    pub created_ms: u64,
+    pub last_seq: u64,
+    /// Rebuilt whenever `subscriptions` change.
+    pub subscribers: Subscribers,
+}
+
+impl NodeState {
+    fn from_record(r: NodeRecord) -> Self {
+        let mut n = NodeState {
+            name: r.name,
+            config: r.config,
+            affiliations: r.affiliations.into_iter().collect(),
+            subscriptions: r.subscriptions,
+            creator: r.creator,
+            created_ms: r.created_ms,
+            last_seq: r.last_seq,
+            subscribers: Arc::from(Vec::new()),
+        };
+        n.rebuild_subscribers();
+        n
+    }
+
+    pub(crate) fn to_record(&self) -> NodeRecord {
+        NodeRecord {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            affiliations: self
+                .affiliations
+                .iter()
+                .map(|(j, a)| (j.clone(), *a))
+                .collect(),
+            subscriptions: self.subscriptions.clone(),
+            creator: self.creator.clone(),
+            created_ms: self.created_ms,
+            last_seq: self.last_seq,
+        }
+    }
+
+    pub(crate) fn owners(&self) -> Vec<BareJid> {
+        self.with_affiliation(Affiliation::Owner)
+    }
+
+    pub(crate) fn with_affiliation(&self, a: Affiliation) -> Vec<BareJid> {
+        self.affiliations
+            .iter()
+            .filter(|(_, x)| **x == a)
+            .map(|(j, _)| j.clone())
+            .collect()
+    }
+
+    /// The subscriptions held by exactly this JID.
+    pub(crate) fn subs_of(&self, jid: &Jid) -> impl Iterator<Item = &Subscription> {
+        self.subscriptions.iter().filter(move |s| &s.jid == jid)
+    }
+
+    /// The best subscription state of any JID with this bare JID.
+    fn best_state(&self, actor: &BareJid) -> Option<SubState> {
+        let mut best = None;
+        for s in self
+            .subscriptions
+            .iter()
+            .filter(|s| s.jid.to_bare() == *actor)
+        {
+            best = match (best, s.state) {
+                (_, SubState::Subscribed) => Some(SubState::Subscribed),
+                (Some(SubState::Subscribed), _) => best,
+                (_, st) => Some(st),
+            };
+        }
+        best
+    }
+
+    /// Rebuilds the fan-out snapshot: one entry per JID with a `subscribed`,
+    /// delivering subscription.
+    pub(crate) fn rebuild_subscribers(&mut self) {
+        self.subscribers = snapshot(self.subscriptions.iter().filter(|s| {
+            s.state == SubState::Subscribed
+                && s.options.deliver
+                && self.affiliations.get(&s.jid.to_bare()) != Some(&Affiliation::Outcast)
+        }));
+    }
+
+    /// Every subscription, whatever its state (node deletion notifies them all).
+    pub(crate) fn all_subscribers(&self) -> Subscribers {
+        snapshot(self.subscriptions.iter())
+    }
+}
+
+fn snapshot<'a>(subs: impl Iterator<Item = &'a Subscription>) -> Subscribers {
+    // (entry, unfiltered): a JID any of whose subscriptions has no show filter gets
+    // everything.
+    let mut by_jid: BTreeMap<&Jid, (Subscriber, bool)> = BTreeMap::new();
+    for s in subs {
+        let (e, unfiltered) = by_jid.entry(&s.jid).or_insert_with(|| {
+            (
+                Subscriber {
+                    jid: s.jid.clone(),
+                    subids: Vec::new(),
+                    show_values: Vec::new(),
+                },
+                false,
+            )
+        });
+        e.subids.push(s.subid.clone());
+        *unfiltered |= s.options.show_values.is_empty();
+        for v in &s.options.show_values {
+            if !e.show_values.contains(v) {
+                e.show_values.push(*v);
+            }
+        }
+    }
+    let out: Vec<Subscriber> = by_jid
+        .into_values()
+        .map(|(mut e, unfiltered)| {
+            if unfiltered {
+                e.show_values.clear();
+            }
+            e.show_values.sort();
+            e
+        })
+        .collect();
+    Arc::from(out)
+}
+
+/// A notification of `event` to the node's current subscribers, or None when the
+/// node does not send notifications or nobody is subscribed.
+pub(crate) fn notify(node: &NodeState, event: Event) -> Option<Effect> {
+    notify_to(node, event, Arc::clone(&node.subscribers))
+}
+
+pub(crate) fn notify_to(node: &NodeState, event: Event, recipients: Subscribers) -> Option<Effect> {
+    if recipients.is_empty() {
+        return None;
+    }
+    Some(Effect::Notify(Notification {
+        node: node.name.clone(),
+        event,
+        notification_type: node.config.notification_type,
+        recipients,
+        presence_based: node.config.presence_based_delivery,
+    }))
+}
+
+/// Who is asking, in one request.
+pub(crate) struct Ctx<'a> {
+    pub from: &'a Jid,
+    pub actor: BareJid,
+    pub rel: &'a dyn Relations,
+    pub now_ms: u64,
+    pub admin: bool,
+}
+
+/// A pubsub service: the state machine of XEP-0060 / XEP-0163 over an injected
+/// [`Store`]. Not thread-safe by itself (`&mut self`); the server owns one per service
+/// behind its own lock or task, and hands the fan-out only [`Subscribers`] snapshots.
+pub struct Service<S: Store> {
+    address: Jid,
+    store: S,
+    cfg: ServiceConfig,
+    nodes: BTreeMap<NodeName, NodeState>,
+    ids: u64,
+}
+
+impl<S: Store> std::fmt::Debug for Service<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("address", &self.address)
+            .field("nodes", &self.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Service<S> {
+    /// Opens the service at `address` (for PEP: the account's bare JID), loading its
+    /// nodes from `store`.
+    pub fn open(address: Jid, mut store: S, cfg: ServiceConfig) -> Result<Self, Error> {
+        let nodes = store
+            .load_nodes()?
+            .into_iter()
+            .map(|r| (r.name.clone(), NodeState::from_record(r)))
+            .collect();
+        Ok(Service {
+            address,
+            store,
+            cfg,
+            nodes,
+            ids: 0,
+        })
+    }
+
+    pub fn address(&self) -> &Jid {
+        &self.address
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably (tests use it to inject failures; the server should not
+    /// write behind the service's back, its in-memory state would go stale).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Handles one request from `from`: the iq result payload and the effects.
+    /// On `Err`, nothing was changed (map it with
+    /// [`crate::xep0060::error::to_stanza_error`]).
+    pub fn handle(
+        &mut self,
+        from: &Jid,
+        req: Request,
+        rel: &dyn Relations,
+        now_ms: u64,
+    ) -> Result<Outcome, Error> {
+        let (reply, effects) = self.execute(from, req, rel, now_ms)?;
+        Ok(Outcome {
+            reply: crate::xep0060::response::render(&reply, &self.address),
+            effects,
+        })
+    }
+
+    /// As [`Service::handle`], with the typed reply (for callers and tests that want to
+    /// look at values rather than XML).
+    pub fn execute(
+        &mut self,
+        from: &Jid,
+        req: Request,
+        rel: &dyn Relations,
+        now_ms: u64,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
+        let actor = from.to_bare();
+        let ctx = Ctx {
+            from,
+            admin: rel.is_admin(&actor),
+            actor,
+            rel,
+            now_ms,
+        };
+        match req {
+            Request::DiscoInfo { node } => self.disco_info(&ctx, node.as_ref()),
+            Request::DiscoItems { node } => self.disco_items(&ctx, node.as_ref()),
+            Request::Create { node, config } => self.create(&ctx, node, config),
+            Request::GetConfig { node } => self.get_config(&ctx, &node),
+            Request::SetConfig { node, form } => self.set_config(&ctx, &node, form),
+            Request::DefaultConfig => Ok((
+                Reply::DefaultConfig {
+                    config: self.cfg.default_node.clone(),
+                },
+                Vec::new(),
+            )),
+            Request::Delete { node, redirect } => self.delete(&ctx, &node, redirect),
+            Request::Purge { node } => self.purge(&ctx, &node),
+            Request::Publish {
+                node,
+                item,
+                options,
+            } => self.publish(&ctx, node, item, options),
+            Request::Retract { node, ids, notify } => self.retract(&ctx, &node, ids, notify),
+            Request::Subscribe { node, jid, options } => self.subscribe(&ctx, &node, jid, options),
+            Request::Unsubscribe { node, jid, subid } => {
+                self.unsubscribe(&ctx, &node, &jid, subid.as_ref())
+            }
+            Request::GetOptions { node, jid, subid } => {
+                self.get_options(&ctx, &node, &jid, subid.as_ref())
+            }
+            Request::SetOptions {
+                node,
+                jid,
+                subid,
+                form,
+            } => self.set_options(&ctx, &node, &jid, subid.as_ref(), &form),
+            Request::DefaultOptions { node } => self.default_options(node),
+            Request::Items {
+                node,
+                subid,
+                max_items,
+                ids,
+                rsm,
+            } => self.items(&ctx, &node, subid.as_ref(), max_items, &ids, rsm),
+            Request::Subscriptions { node } => self.own_subscriptions(&ctx, node),
+            Request::Affiliations { node } => self.own_affiliations(&ctx, node),
+            Request::OwnerSubscriptions { node } => self.owner_subscriptions(&ctx, &node),
+            Request::ModifySubscriptions { node, changes } => {
+                self.modify_subscriptions(&ctx, &node, changes)
+            }
+            Request::OwnerAffiliations { node } => self.owner_affiliations(&ctx, &node),
+            Request::ModifyAffiliations { node, changes } => {
+                self.modify_affiliations(&ctx, &node, changes)
+            }
+            Request::Authorize {
+                node,
+                subscriber,
+                subid,
+                allow,
+            } => self.authorize(&ctx, &node, &subscriber, subid.as_ref(), allow),
+        }
+    }
+
+    /// The subscriber snapshot of a node, for lock-free fan-out (rebuilt on every
+    /// subscription change, so holding an old one is safe).
+    pub fn subscribers(&self, node: &NodeName) -> Option<Subscribers> {
+        self.nodes.get(node).map(|n| Arc::clone(&n.subscribers))
+    }
+
+    /// The names of all nodes.
+    pub fn node_names(&self) -> impl Iterator<Item = &NodeName> {
+        self.nodes.keys()
+    }
+
+    /// A node's configuration.
+    pub fn node_config(&self, node: &NodeName) -> Option<&NodeConfig> {
+        self.nodes.get(node).map(|n| &n.config)
+    }
+
+    /// For `send_last_published_item = on_sub_and_presence` and PEP: when `to` comes
+    /// online (or, on PEP, a contact's caps show +notify for a node), the server asks
+    /// which last items to send. Returns, for each node `to` may read whose
+    /// configuration sends the last item on presence, the `SendLast` effect. `nodes`
+    /// limits the answer (PEP +notify filtering is the server's); None = every node
+    /// `to` is subscribed to with a `subscribed` subscription.
+    pub fn last_items_for(
+        &self,
+        to: &Jid,
+        nodes: Option<&[NodeName]>,
+        rel: &dyn Relations,
+    ) -> Result<Vec<Effect>, Error> {
+        use crate::config::SendLastPublished;
+        let actor = to.to_bare();
+        let admin = rel.is_admin(&actor);
+        let mut out = Vec::new();
+        for n in self.nodes.values() {
+            let wanted = match nodes {
+                Some(list) => list.contains(&n.name),
+                None => n
+                    .subscriptions
+                    .iter()
+                    .any(|s| s.state == SubState::Subscribed && s.jid.to_bare() == actor),
+            };
+            if !wanted || n.config.send_last_published_item != SendLastPublished::OnSubAndPresence {
+                continue;
+            }
+            if self
+                .check(n, &actor, admin, Action::RetrieveItems, rel)
+                .is_err()
+            {
+                continue;
+            }
+            if let Some(e) = self.send_last_effect(n, to, None)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- helpers shared by the use cases ----
+
+    pub(crate) fn node(&self, name: &NodeName) -> Result<&NodeState, Error> {
+        self.nodes.get(name).ok_or(Error::NodeNotFound)
+    }
+
+    fn standing<'a>(
+        &self,
+        node: &'a NodeState,
+        actor: &BareJid,
+        owners: &'a [BareJid],
+    ) -> Standing<'a> {
+        Standing {
+            access_model: node.config.access_model,
+            publish_model: node.config.publish_model,
+            roster_groups_allowed: &node.config.roster_groups_allowed,
+            explicit: self.explicit_affiliation(node, actor),
+            subscription: node.best_state(actor),
+            owners,
+        }
+    }
+
+    /// The stored affiliation; on PEP the account owns every node.
+    pub(crate) fn explicit_affiliation(&self, node: &NodeState, actor: &BareJid) -> Affiliation {
+        if self.cfg.pep && *actor == self.address.to_bare() {
+            return Affiliation::Owner;
+        }
+        node.affiliations
+            .get(actor)
+            .copied()
+            .unwrap_or(Affiliation::None)
+    }
+
+    /// The access check: Ok(effective affiliation) or the denial for this node's
+    /// access model. Admins act as owners.
+    pub(crate) fn check(
+        &self,
+        node: &NodeState,
+        actor: &BareJid,
+        admin: bool,
+        action: Action,
+        rel: &dyn Relations,
+    ) -> Result<Affiliation, Error> {
+        if admin {
+            return Ok(Affiliation::Owner);
+        }
+        let owners = node.owners();
+        let st = self.standing(node, actor, &owners);
+        let eff = access::effective_affiliation(&st, actor, rel);
+        if access::may(eff, action)
+            || (action == Action::Publish && access::publish_model_allows(&st, eff))
+        {
+            Ok(eff)
+        } else {
+            Err(access::denial(&st, eff, action))
+        }
+    }
+
+    pub(crate) fn check_ctx(
+        &self,
+        node: &NodeState,
+        ctx: &Ctx<'_>,
+        action: Action,
+    ) -> Result<Affiliation, Error> {
+        self.check(node, &ctx.actor, ctx.admin, action, ctx.rel)
+    }
+
+    /// A fresh identifier (ItemIDs, SubIDs, instant NodeIDs): the request time and a
+    /// per-service counter, unique as long as the clock does not go back across
+    /// restarts; not meant to be unguessable.
+    pub(crate) fn new_id(&mut self, now_ms: u64) -> String {
+        self.ids += 1;
+        format!("{now_ms:x}-{:x}", self.ids)
+    }
+
+    /// The `SendLast` effect for one subscriber, if the node has items.
+    pub(crate) fn send_last_effect(
+        &self,
+        node: &NodeState,
+        to: &Jid,
+        subid: Option<crate::types::SubId>,
+    ) -> Result<Option<Effect>, Error> {
+        let items = self.last_items(&node.name, 1)?;
+        if items.is_empty() || !node.config.deliver_notifications {
+            return Ok(None);
+        }
+        Ok(Some(Effect::SendLast {
+            to: to.clone(),
+            node: node.name.clone(),
+            items,
+            payloads: node.config.deliver_payloads,
+            notification_type: node.config.notification_type,
+            subid,
+        }))
+    }
+
+    pub(crate) fn last_items(&self, node: &NodeName, n: usize) -> Result<Vec<Arc<Item>>, Error> {
+        Ok(self.store.query_items(
+            node,
+            &crate::store::ItemQuery {
+                newest_first: true,
+                limit: Some(n),
+                ..Default::default()
+            },
+        )?)
+    }
+
+    pub(crate) fn node_mut(&mut self, name: &NodeName) -> &mut NodeState {
+        self.nodes
+            .get_mut(name)
+            .expect("node checked to exist earlier in this request")
+    }
+}

@@ -1,0 +1,155 @@
+//! Publish an item (XEP-0060 7.1), with publish-options preconditions (7.1.5) and PEP
+//! auto-create (XEP-0163 4.3).
+
+use std::sync::Arc;
+
+use crate::access::Action;
+use crate::config::NodeConfig;
+use crate::effect::{Effect, Event};
+use crate::error::Error;
+use crate::request::{Preconditions, PublishItem, Reply};
+use crate::service::{Ctx, Service};
+use crate::store::Store;
+use crate::types::{Item, ItemId, NodeName};
+use crate::xep0060::forms;
+
+impl<S: Store> Service<S> {
+    pub(crate) fn publish(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: NodeName,
+        item: Option<PublishItem>,
+        options: Option<Preconditions>,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
+        // 1. The node, or the configuration an auto-created node would get.
+        let create_with = match self.nodes.get(&name) {
+            Some(node) => {
+                self.check_ctx(node, ctx, Action::Publish)?;
+                if let Some(pre) = &options {
+                    forms::check_preconditions(&node.config, pre, self.cfg.max_items_cap)?;
+                }
+                None
+            }
+            None if self.cfg.pep => {
+                self.may_create(ctx)?;
+                let mut config = self.cfg.default_node.clone();
+                if let Some(pre) = &options {
+                    forms::check_precondition_fields(pre)?;
+                    forms::apply_config(&mut config, pre, self.cfg.max_items_cap).map_err(|e| {
+                        match e {
+                            Error::InvalidConfig { field } => Error::PreconditionNotMet { field },
+                            other => other,
+                        }
+                    })?;
+                }
+                Some(config)
+            }
+            None => return Err(Error::NodeNotFound),
+        };
+        let config = match &create_with {
+            Some(c) => c,
+            None => &self.node(&name)?.config,
+        };
+
+        // 2. The item against the node's event type (XEP-0060 7.1.3.6) and payload rules.
+        let payload = self.validate_item(config, item.as_ref())?;
+        let keep = config.keep_items(self.cfg.max_items_cap);
+        let (deliver, payloads) = (config.deliver_notifications, config.deliver_payloads);
+
+        // 3. Commit: create (auto-create) then store the item. If storing fails after an
+        // auto-create, the new node is removed again so nothing stays half-applied.
+        let published = if let Some(config) = create_with {
+            self.insert_node(ctx, name.clone(), config)?;
+            match self.publish_commit(ctx, &name, item, payload, keep) {
+                Ok(p) => p,
+                Err(e) => {
+                    if self.store.delete_node(&name).is_ok() {
+                        self.nodes.remove(&name);
+                    }
+                    return Err(e);
+                }
+            }
+        } else {
+            self.publish_commit(ctx, &name, item, payload, keep)?
+        };
+        let id = published.as_ref().map(|i| i.id.clone());
+
+        let node = self.node(&name)?;
+        let mut effects = Vec::new();
+        if deliver {
+            let items = published.into_iter().collect();
+            effects.extend(super::notify(node, Event::Items { items, payloads }));
+        }
+        Ok((Reply::Published { node: name, id }, effects))
+    }
+
+    /// Checks the item; returns its single payload, if any.
+    fn validate_item(
+        &self,
+        config: &NodeConfig,
+        item: Option<&PublishItem>,
+    ) -> Result<Option<hydrant_proto::Element>, Error> {
+        let Some(item) = item else {
+            if config.persist_items {
+                return Err(Error::ItemRequired);
+            }
+            if config.deliver_payloads {
+                return Err(Error::PayloadRequired);
+            }
+            return Ok(None);
+        };
+        if !config.persist_items && !config.deliver_payloads {
+            return Err(Error::ItemForbidden);
+        }
+        if item.payload.len() > 1 {
+            return Err(Error::InvalidPayload);
+        }
+        let payload = item.payload.first();
+        match payload {
+            None if config.deliver_payloads => return Err(Error::PayloadRequired),
+            None => return Ok(None),
+            Some(p) => {
+                if config.payload_type.as_ref().is_some_and(|ns| p.ns() != ns) {
+                    return Err(Error::InvalidPayload);
+                }
+                let size = p.to_bytes("").len();
+                if size > self.cfg.max_payload_bytes {
+                    return Err(Error::PayloadTooBig {
+                        size,
+                        limit: self.cfg.max_payload_bytes,
+                    });
+                }
+            }
+        }
+        Ok(payload.cloned())
+    }
+
+    fn publish_commit(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &NodeName,
+        item: Option<PublishItem>,
+        payload: Option<hydrant_proto::Element>,
+        keep: u32,
+    ) -> Result<Option<Arc<Item>>, Error> {
+        let Some(item) = item else {
+            // Transient notification-only: nothing is stored, the event has no item.
+            return Ok(None);
+        };
+        let id = match item.id {
+            Some(id) => id,
+            None => ItemId::new(self.new_id(ctx.now_ms)),
+        };
+        let seq = self.node(name)?.last_seq + 1;
+        let item = Arc::new(Item {
+            id: id.clone(),
+            publisher: ctx.from.clone(),
+            payload,
+            published_ms: ctx.now_ms,
+            seq,
+        });
+        self.store.put_item(name, &item, keep)?;
+        self.node_mut(name).last_seq = seq;
+        Ok(Some(item))
+    }
+}

@@ -1,0 +1,45 @@
+//! Delete (retract) items from a node (XEP-0060 7.2), with notification.
+
+use crate::access::{self, Action};
+use crate::effect::{Effect, Event};
+use crate::error::Error;
+use crate::request::Reply;
+use crate::service::{Ctx, Service};
+use crate::store::Store;
+use crate::types::{ItemId, NodeName};
+
+impl<S: Store> Service<S> {
+    /// Retracts every listed item, or none: all must exist and be retractable by the
+    /// actor. `notify` (the request's attribute) overrides the node's `notify_retract`.
+    pub(crate) fn retract(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &NodeName,
+        ids: Vec<ItemId>,
+        notify: Option<bool>,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
+        let node = self.node(name)?;
+        let aff = self.check_ctx(node, ctx, Action::RetractOwn)?;
+        if !node.config.persist_items {
+            return Err(Error::Unsupported {
+                feature: "persistent-items",
+            });
+        }
+        if ids.is_empty() {
+            return Err(Error::ItemRequired);
+        }
+        for id in &ids {
+            let item = self.store.get_item(name, id)?.ok_or(Error::ItemNotFound)?;
+            if item.publisher.to_bare() != ctx.actor && !access::may(aff, Action::RetractAny) {
+                return Err(Error::Forbidden);
+            }
+        }
+        self.store.delete_items(name, &ids)?;
+        let node = self.node(name)?;
+        let mut effects = Vec::new();
+        if notify.unwrap_or(node.config.notify_retract) && node.config.deliver_notifications {
+            effects.extend(super::notify(node, Event::Retract { ids }));
+        }
+        Ok((Reply::Empty, effects))
+    }
+}
