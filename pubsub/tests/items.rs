@@ -1,0 +1,276 @@
+//! Retrieve items (XEP-0060 6.5) with RSM paging (XEP-0059).
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use hydrant_pubsub::ServiceConfig;
+
+const ALICE: &str = "alice@example.com/phone";
+const BOB: &str = "bob@example.com/laptop";
+
+fn with_items(n: usize) -> Harness {
+    let mut h = Harness::new();
+    h.create_with(ALICE, "n", &[("pubsub#max_items", "max")]);
+    for i in 0..n {
+        h.publish(ALICE, "n", &format!("i{i:03}"), &format!("{i}"))
+            .unwrap();
+    }
+    h
+}
+
+fn rsm(after: Option<&str>, before: Option<&str>, max: u32) -> String {
+    let mut s = format!("<set xmlns='http://jabber.org/protocol/rsm'><max>{max}</max>");
+    if let Some(a) = after {
+        s.push_str(&format!("<after>{a}</after>"));
+    }
+    if let Some(b) = before {
+        s.push_str(&format!("<before>{b}</before>"));
+    }
+    s + "</set>"
+}
+
+fn set_field<'a>(
+    reply: &'a hydrant_proto::Element,
+    name: &str,
+) -> Option<&'a hydrant_proto::Element> {
+    reply
+        .get_child("set", "http://jabber.org/protocol/rsm")?
+        .get_child(name, "http://jabber.org/protocol/rsm")
+}
+
+#[test]
+fn all_items_newest_first_with_payloads() {
+    let mut h = with_items(3);
+    let reply = h.ok_get(BOB, &ps("<items node='n'/>")).unwrap();
+    assert_eq!(Harness::reply_item_ids(&reply), ["i002", "i001", "i000"]);
+    assert!(
+        reply
+            .to_string()
+            .contains("<item id='i002'><entry xmlns='urn:test'>2</entry></item>")
+    );
+    assert!(
+        reply
+            .get_child("set", "http://jabber.org/protocol/rsm")
+            .is_none(),
+        "complete: no <set/>"
+    );
+}
+
+#[test]
+fn max_items_returns_most_recent() {
+    let mut h = with_items(5);
+    let reply = h
+        .ok_get(BOB, &ps("<items node='n' max_items='2'/>"))
+        .unwrap();
+    assert_eq!(Harness::reply_item_ids(&reply), ["i004", "i003"]);
+    h.err_get(BOB, &ps("<items node='n' max_items='lots'/>"))
+        .is("bad-request", None);
+}
+
+#[test]
+fn items_by_id() {
+    let mut h = with_items(3);
+    let reply = h
+        .ok_get(
+            BOB,
+            &ps("<items node='n'><item id='i001'/><item id='gone'/></items>"),
+        )
+        .unwrap();
+    assert_eq!(Harness::reply_item_ids(&reply), ["i001"]);
+    // None found: an empty result (6.5.9.11).
+    let reply = h
+        .ok_get(BOB, &ps("<items node='n'><item id='gone'/></items>"))
+        .unwrap();
+    assert!(Harness::reply_item_ids(&reply).is_empty());
+}
+
+#[test]
+fn rsm_forward_paging_walks_everything_once() {
+    let mut h = with_items(23);
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let reply = h
+            .ok_get(
+                BOB,
+                &(ps("<items node='n'/>")
+                    .replace("</pubsub>", &(rsm(after.as_deref(), None, 5) + "</pubsub>"))),
+            )
+            .unwrap();
+        let ids = Harness::reply_item_ids(&reply);
+        assert_eq!(set_field(&reply, "count").unwrap().text(), "23");
+        if ids.is_empty() {
+            assert!(set_field(&reply, "first").is_none());
+            break;
+        }
+        let first = set_field(&reply, "first").unwrap();
+        assert_eq!(first.text(), ids[0]);
+        assert_eq!(first.attr("index").unwrap(), seen.len().to_string());
+        assert_eq!(
+            set_field(&reply, "last").unwrap().text(),
+            *ids.last().unwrap()
+        );
+        assert!(ids.len() <= 5);
+        after = Some(ids.last().unwrap().clone());
+        seen.extend(ids);
+    }
+    assert_eq!(seen.len(), 23, "no gaps");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        23,
+        "no duplicates"
+    );
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first throughout");
+}
+
+#[test]
+fn rsm_backward_paging_and_last_page() {
+    let mut h = with_items(12);
+    // Empty <before/>: the last page (oldest items), still newest-first inside.
+    let q = |h: &mut Harness, before: &str| {
+        h.ok_get(
+            BOB,
+            &(ps("<items node='n'/>")
+                .replace("</pubsub>", &(rsm(None, Some(before), 5) + "</pubsub>"))),
+        )
+        .unwrap()
+    };
+    let reply = q(&mut h, "");
+    assert_eq!(
+        Harness::reply_item_ids(&reply),
+        ["i004", "i003", "i002", "i001", "i000"]
+    );
+    assert_eq!(set_field(&reply, "first").unwrap().attr("index"), Some("7"));
+    let mut seen = Harness::reply_item_ids(&reply);
+    let mut before = seen[0].clone();
+    loop {
+        let reply = q(&mut h, &before);
+        let ids = Harness::reply_item_ids(&reply);
+        if ids.is_empty() {
+            break;
+        }
+        before = ids[0].clone();
+        let mut page = ids;
+        page.extend(seen);
+        seen = page;
+    }
+    let expect: Vec<String> = (0..12).rev().map(|i| format!("i{i:03}")).collect();
+    assert_eq!(seen, expect);
+}
+
+#[test]
+fn rsm_index_max_zero_and_unknown_uid() {
+    let mut h = with_items(10);
+    let reply = h
+        .ok_get(BOB, &ps("<items node='n'/><set xmlns='http://jabber.org/protocol/rsm'><max>3</max><index>4</index></set>"))
+        .unwrap();
+    assert_eq!(Harness::reply_item_ids(&reply), ["i005", "i004", "i003"]);
+    assert_eq!(set_field(&reply, "first").unwrap().attr("index"), Some("4"));
+    // max 0: just the count.
+    let reply = h
+        .ok_get(
+            BOB,
+            &ps("<items node='n'/><set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set>"),
+        )
+        .unwrap();
+    assert!(Harness::reply_item_ids(&reply).is_empty());
+    assert_eq!(set_field(&reply, "count").unwrap().text(), "10");
+    h.err_get(
+        BOB,
+        &(ps("<items node='n'/>")
+            .replace("</pubsub>", &(rsm(Some("nope"), None, 3) + "</pubsub>"))),
+    )
+    .is("item-not-found", None);
+    h.err_get(
+        BOB,
+        &ps("<items node='n'/><set xmlns='http://jabber.org/protocol/rsm'><max>-1</max></set>"),
+    )
+    .is("bad-request", None);
+}
+
+#[test]
+fn large_nodes_are_paged_without_rsm() {
+    let cfg = ServiceConfig {
+        max_page_items: 4,
+        ..ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    h.create_with(ALICE, "n", &[("pubsub#max_items", "20")]);
+    for i in 0..9 {
+        h.publish(ALICE, "n", &format!("i{i}"), "x").unwrap();
+    }
+    let reply = h.ok_get(BOB, &ps("<items node='n'/>")).unwrap();
+    assert_eq!(Harness::reply_item_ids(&reply), ["i8", "i7", "i6", "i5"]);
+    assert_eq!(set_field(&reply, "count").unwrap().text(), "9");
+    assert_eq!(set_field(&reply, "last").unwrap().text(), "i5");
+}
+
+#[test]
+fn items_errors() {
+    let mut h = with_items(2);
+    h.err_get(BOB, &ps("<items node='nope'/>"))
+        .is("item-not-found", None);
+    h.err_get(BOB, &ps("<items/>"))
+        .is("bad-request", Some("nodeid-required"));
+    h.err_get(BOB, &ps("<items node='n' subid='zz'/>"))
+        .is("not-acceptable", Some("invalid-subid"));
+    h.ok_set(ALICE, &owner("<affiliations node='n'><affiliation jid='bob@example.com' affiliation='outcast'/></affiliations>"));
+    h.err_get(BOB, &ps("<items node='n'/>"))
+        .is("forbidden", None);
+    for (model, cond, pubsub) in [
+        (
+            "presence",
+            "not-authorized",
+            "presence-subscription-required",
+        ),
+        ("roster", "not-authorized", "not-in-roster-group"),
+        ("whitelist", "not-allowed", "closed-node"),
+        ("authorize", "not-authorized", "not-subscribed"),
+    ] {
+        h.ok_set(
+            ALICE,
+            &owner(&format!(
+                "<configure node='n'>{}</configure>",
+                config_form(&[("pubsub#access_model", model)])
+            )),
+        );
+        h.err_get("carol@example.com/x", &ps("<items node='n'/>"))
+            .is(cond, Some(pubsub));
+        // The owner always may.
+        h.ok_get(ALICE, &ps("<items node='n'/>"));
+    }
+    // publish-only may not retrieve.
+    h.ok_set(ALICE, &owner("<affiliations node='n'><affiliation jid='dave@example.com' affiliation='publish-only'/></affiliations>"));
+    h.err_get("dave@example.com/x", &ps("<items node='n'/>"))
+        .is("forbidden", None);
+}
+
+#[test]
+fn authorize_node_subid_rules() {
+    let mut h = with_items(1);
+    h.ok_set(
+        ALICE,
+        &owner(&format!(
+            "<configure node='n'>{}</configure>",
+            config_form(&[("pubsub#access_model", "authorize")])
+        )),
+    );
+    // An owner-granted subscription with two subids requires naming one.
+    h.ok_set(ALICE, &owner(&format!("<subscriptions node='n'><subscription jid='{BOB}' subscription='subscribed'/></subscriptions>")));
+    h.ok_get(BOB, &ps("<items node='n'/>"));
+    h.ok_set(ALICE, &owner("<subscriptions node='n'><subscription jid='bob@example.com' subscription='subscribed'/></subscriptions>"));
+    h.err_get(BOB, &ps("<items node='n'/>"))
+        .is("bad-request", Some("subid-required"));
+    let subid = h
+        .svc
+        .subscribers(&hydrant_pubsub::NodeName::from("n"))
+        .unwrap()[0]
+        .subids[0]
+        .to_string();
+    h.ok_get(BOB, &ps(&format!("<items node='n' subid='{subid}'/>")));
+}
