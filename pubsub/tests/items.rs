@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 
 use common::*;
 use hydrant_pubsub::ServiceConfig;
@@ -23,10 +24,10 @@ fn with_items(n: usize) -> Harness {
 fn rsm(after: Option<&str>, before: Option<&str>, max: u32) -> String {
     let mut s = format!("<set xmlns='http://jabber.org/protocol/rsm'><max>{max}</max>");
     if let Some(a) = after {
-        s.push_str(&format!("<after>{a}</after>"));
+        let _ = write!(s, "<after>{a}</after>");
     }
     if let Some(b) = before {
-        s.push_str(&format!("<before>{b}</before>"));
+        let _ = write!(s, "<before>{b}</before>");
     }
     s + "</set>"
 }

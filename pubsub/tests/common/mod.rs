@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
+
 use hydrant_proto::{
     BareJid, Element, IqType, Jid, Limits, StanzaError, StreamEvent, StreamReader,
 };
@@ -52,7 +54,7 @@ pub fn form(form_type: &str, fields: &[(&str, &str)]) -> String {
         "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{form_type}</value></field>"
     );
     for (var, val) in fields {
-        s.push_str(&format!("<field var='{var}'><value>{val}</value></field>"));
+        let _ = write!(s, "<field var='{var}'><value>{val}</value></field>");
     }
     s.push_str("</x>");
     s
