@@ -212,7 +212,7 @@ pub enum Reply {
     Created {
         node: NodeName,
     },
-    /// Subscribe result (6.1.2); `options_supported` adds `<subscribe-options/>`.
+    /// Subscribe result (6.1.2); an `unconfigured` one carries `<subscribe-options><required/>`.
     Subscription {
         node: NodeName,
         sub: Subscription,
