@@ -89,11 +89,7 @@ impl Router {
             .ok()
             .flatten();
         if existing.is_none() && !self.roster_has_room(user).await {
-            return self.iq_error(
-                me,
-                &iq,
-                StanzaError::new(Cond::ResourceConstraint),
-            );
+            return self.iq_error(me, &iq, StanzaError::new(Cond::ResourceConstraint));
         }
         // RFC 6121 2.1.2.5: subscription state and 'ask' are the server's, never the client's.
         let entry = RosterEntry {
