@@ -167,7 +167,9 @@ pub struct PresenceSection {
 
 impl Default for PresenceSection {
     fn default() -> Self {
-        PresenceSection { max_directed_per_session: 1000 }
+        PresenceSection {
+            max_directed_per_session: 1000,
+        }
     }
 }
 

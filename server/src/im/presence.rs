@@ -221,7 +221,9 @@ impl Router {
             // recipient learns when the session goes away.
             if kind == PresenceType::Available && st.available {
                 let key = to.to_string();
-                if !st.directed.contains(&key) && st.directed.len() >= self.cfg.max_directed_presence {
+                if !st.directed.contains(&key)
+                    && st.directed.len() >= self.cfg.max_directed_presence
+                {
                     drop(st);
                     return self.bounce(&el, StanzaError::new(Cond::ResourceConstraint));
                 }
