@@ -9,7 +9,7 @@ use hydrant_proto::{Element, ns};
 
 const PING: &str = "<ping xmlns='urn:xmpp:ping'/>";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn ping_the_server() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -27,7 +27,7 @@ async fn ping_the_server() {
     assert_eq!(res.attr("type"), Some("result"), "{res}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn iq_to_full_jid_is_relayed_and_answered() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -77,7 +77,7 @@ async fn iq_to_full_jid_is_relayed_and_answered() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn iq_errors() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -131,7 +131,7 @@ async fn iq_errors() {
     a.assert_none("a reply to a result", |e| e.attr("id") == Some("stray"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn disco_and_version() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -203,7 +203,7 @@ async fn disco_and_version() {
     assert!(version.is_some_and(|v| !v.is_empty()), "{res}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn password_change_in_band() {
     let server = Server::start().await;
     server.add_user("alice", "old-password");
@@ -258,7 +258,7 @@ async fn password_change_in_band() {
     c.auth_plain("bob", "pw-bob").await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn account_removal_kicks_every_session() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");

@@ -5,7 +5,7 @@ mod common;
 use common::{Client, Server, is_reply, mechanisms, new_id, stanza_error};
 use hydrant_proto::ns;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn starttls_login_with_plain_then_ping() {
     let server = Server::start().await;
     server.add_user("alice", "wonderland");
@@ -47,7 +47,7 @@ async fn starttls_login_with_plain_then_ping() {
     c.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn direct_tls_login() {
     let server = Server::start().await;
     server.add_user("bob", "builder1");
@@ -74,7 +74,7 @@ async fn direct_tls_login() {
     c.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn register_in_band_then_login_with_scram_sha256() {
     let server = Server::start().await;
     let (mut c, _) = server.connect_tls().await;
@@ -116,7 +116,7 @@ async fn register_in_band_then_login_with_scram_sha256() {
     c.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn wrong_password_and_unknown_user_fail() {
     let server = Server::start().await;
     server.add_user("dave", "correct-horse");
@@ -136,7 +136,7 @@ async fn wrong_password_and_unknown_user_fail() {
     c.sync().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn stanzas_before_tls_are_refused() {
     let server = Server::start().await;
     let mut c = Client::tcp(server.c2s, server.tls()).await;

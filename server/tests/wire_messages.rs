@@ -25,7 +25,7 @@ async fn send_message(c: &mut Client, to: &str, kind: &str, text: &str) -> Strin
     id
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn full_jid_and_bare_jid_delivery() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -63,7 +63,7 @@ async fn full_jid_and_bare_jid_delivery() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn undeliverable_messages_bounce() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -129,7 +129,7 @@ async fn undeliverable_messages_bounce() {
     b.assert_none("a bounced message", |e| e.name() == "message");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn offline_messages_delivered_after_initial_presence_with_delay() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -181,7 +181,7 @@ async fn offline_messages_delivered_after_initial_presence_with_delay() {
     assert!(m.get_child("delay", ns::DELAY).is_none(), "{m}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn negative_priority_only_means_offline_storage() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -203,7 +203,7 @@ async fn negative_priority_only_means_offline_storage() {
     assert!(m.get_child("delay", ns::DELAY).is_some(), "{m}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn offline_storage_is_capped() {
     let server = Server::start_with("[offline]\nmax_messages_per_user = 2\n").await;
     server.add_user("alice", "pw-alice");
@@ -230,7 +230,7 @@ async fn offline_storage_is_capped() {
     b.assert_none("the refused message", |e| e.name() == "message");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn from_is_stamped_and_spoofing_ends_the_stream() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -270,7 +270,7 @@ async fn from_is_stamped_and_spoofing_ends_the_stream() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn message_to_the_server_itself() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");

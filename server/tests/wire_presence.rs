@@ -25,7 +25,7 @@ async fn two_users(server: &Server) -> (Client, Client) {
     (a, b)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn subscription_handshake_as_rfc6121_3_1() {
     let server = Server::start().await;
     let (mut a, mut b) = two_users(&server).await;
@@ -116,7 +116,7 @@ async fn subscription_handshake_as_rfc6121_3_1() {
     assert_eq!(item(&q).attr("subscription"), Some("both"), "{q}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn subscribe_to_offline_contact_is_delivered_at_initial_presence() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -160,7 +160,7 @@ async fn subscribe_to_offline_contact_is_delivered_at_initial_presence() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn subscribe_to_nonexistent_account_is_refused() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -183,7 +183,7 @@ async fn subscribe_to_nonexistent_account_is_refused() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn unsubscribe_and_unsubscribed_transitions() {
     let server = Server::start().await;
     let (mut a, mut b) = two_users(&server).await;
@@ -248,7 +248,7 @@ async fn unsubscribe_and_unsubscribed_transitions() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn unavailable_on_logout_and_on_abrupt_disconnect_and_probe_at_login() {
     let server = Server::start().await;
     let (mut a, mut b) = two_users(&server).await;
@@ -298,7 +298,7 @@ async fn unavailable_on_logout_and_on_abrupt_disconnect_and_probe_at_login() {
     assert_eq!(status(&p).as_deref(), Some("gone fishing"), "{p}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn own_resources_see_each_other() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -331,7 +331,7 @@ async fn own_resources_see_each_other() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn directed_presence_to_non_contact_and_unavailable_owed_at_logout() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");

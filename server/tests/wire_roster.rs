@@ -5,7 +5,7 @@ mod common;
 use common::{Server, item, roster_push, stanza_error};
 use hydrant_proto::ns;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn roster_get_set_push_version_and_remove() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -114,7 +114,7 @@ async fn roster_get_set_push_version_and_remove() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn client_cannot_set_subscription_state() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -138,7 +138,7 @@ async fn client_cannot_set_subscription_state() {
     assert_eq!(item(&q).attr("subscription"), Some("none"), "{q}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn malformed_roster_sets_are_refused() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");
@@ -179,7 +179,7 @@ async fn malformed_roster_sets_are_refused() {
     assert_eq!(q.children().count(), 0, "{q}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn roster_of_another_user_is_not_disclosed() {
     let server = Server::start().await;
     server.add_user("alice", "pw-alice");

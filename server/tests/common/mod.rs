@@ -29,7 +29,6 @@ use rustls::pki_types::ServerName;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -60,7 +59,8 @@ pub struct Server {
     dir: Option<TempDir>,
     extra: String,
     shutdown: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The result of `serve`, once it returned.
+    done: Option<tokio::sync::oneshot::Receiver<anyhow::Result<()>>>,
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -80,20 +80,33 @@ impl Server {
     }
 
     /// A server on an existing data directory (for restart tests).
+    ///
+    /// The server runs on its own OS thread with its own runtime, as it would in
+    /// production: a server task that hogs its threads cannot stall the test's client
+    /// side, whose timeouts then still fire and fail the test.
     pub async fn start_in(dir: TempDir, extra: &str) -> Server {
         init_tracing();
         let text = config_text(dir.path(), extra);
         let cfg = Config::parse(&text, Path::new("test")).expect("the test config is valid");
         let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(hydrant_server::serve::serve(
-            cfg,
-            shutdown.clone(),
-            Some(tx),
-        ));
-        let bound = match tokio::time::timeout(TIMEOUT, rx).await {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let token = shutdown.clone();
+        std::thread::Builder::new()
+            .name("hydrant-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                let result = rt.block_on(hydrant_server::serve::serve(cfg, token, Some(ready_tx)));
+                let _ = done_tx.send(result);
+            })
+            .expect("server thread");
+        let bound = match tokio::time::timeout(TIMEOUT, ready_rx).await {
             Ok(Ok(b)) => b,
-            Ok(Err(_)) => panic!("server failed to start: {:?}", task.await),
+            Ok(Err(_)) => panic!("server failed to start: {:?}", done_rx.await),
             Err(_) => panic!("server did not report its addresses within {TIMEOUT:?}"),
         };
         assert_eq!(bound.c2s.len(), 1, "{bound:?}");
@@ -105,7 +118,7 @@ impl Server {
             dir: Some(dir),
             extra: extra.to_owned(),
             shutdown,
-            task: Some(task),
+            done: Some(done_rx),
             tls,
         }
     }
@@ -122,8 +135,8 @@ impl Server {
     /// data directory so a new server can start on it.
     pub async fn stop(mut self) -> TempDir {
         self.shutdown.cancel();
-        let task = self.task.take().expect("running");
-        match tokio::time::timeout(TIMEOUT, task).await {
+        let done = self.done.take().expect("running");
+        match tokio::time::timeout(TIMEOUT, done).await {
             Ok(Ok(Ok(()))) => {}
             other => panic!("server did not stop cleanly: {other:?}"),
         }
