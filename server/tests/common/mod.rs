@@ -106,8 +106,8 @@ impl Server {
             .expect("server thread");
         let bound = match tokio::time::timeout(TIMEOUT, ready_rx).await {
             Ok(Ok(b)) => b,
-            Ok(Err(_)) => panic!("server failed to start: {:?}", done_rx.await),
-            Err(_) => panic!("server did not report its addresses within {TIMEOUT:?}"),
+            Ok(Err(closed)) => panic!("server failed to start ({closed}): {:?}", done_rx.await),
+            Err(elapsed) => panic!("server did not report its addresses: {elapsed}"),
         };
         assert_eq!(bound.c2s.len(), 1, "{bound:?}");
         assert_eq!(bound.direct_tls.len(), 1, "{bound:?}");
@@ -564,8 +564,7 @@ impl Client {
         let jid = res
             .get_child("bind", ns::BIND)
             .and_then(|b| b.get_child("jid", ns::BIND))
-            .map(Element::text)
-            .unwrap_or_else(|| panic!("bind result without jid: {res}"));
+            .map_or_else(|| panic!("bind result without jid: {res}"), Element::text);
         self.jid.clone_from(&jid);
         jid
     }
@@ -646,8 +645,10 @@ impl Client {
             .await;
         err.children()
             .find(|c| c.ns() == ns::STREAMS && c.name() != "text")
-            .map(|c| c.name().to_owned())
-            .unwrap_or_else(|| panic!("stream error without condition: {err}"))
+            .map_or_else(
+                || panic!("stream error without condition: {err}"),
+                |c| c.name().to_owned(),
+            )
     }
 
     /// Waits until the server closes the stream (`</stream:stream>` or end of connection);
