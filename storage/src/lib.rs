@@ -2,8 +2,9 @@
 //!
 //! Owns what must survive a restart: accounts with their SCRAM credentials
 //! ([`AccountStore`]), rosters and pending inbound subscription requests
-//! ([`RosterStore`]), and offline messages ([`OfflineStore`]); pubsub nodes and items
-//! will join them. The traits are the contract; [`SqliteStore`] is the embedded default
+//! ([`RosterStore`]), offline messages ([`OfflineStore`]), and pubsub nodes and items
+//! (`hydrant_pubsub::Store`, one [`SqlitePubsubStore`] per service, from
+//! [`SqliteStore::pubsub`]). The traits are the contract; [`SqliteStore`] is the embedded default
 //! (SQLite in WAL mode, no server to run), and a PostgreSQL backend will implement the
 //! same traits over the same SQL schema (`sqlite/migrations/`, written in the subset both
 //! accept, with each exception commented) and pass the same `testsuite`.
@@ -27,7 +28,7 @@ pub use account::AccountStore;
 pub use error::{Result, StorageError};
 pub use offline::OfflineStore;
 pub use roster::{RosterEntry, RosterStore, SubState};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqlitePubsubStore, SqliteStore};
 
 /// Everything the server needs from one backend, usable as `&dyn Store`.
 pub trait Store: AccountStore + RosterStore + OfflineStore {}

@@ -11,9 +11,11 @@
 //! pool needs. An in-memory database has no readers: separate connections to
 //! `:memory:` would be separate databases, so its one connection does everything.
 //!
-//! These stores see low write rates (registrations, roster edits, offline messages);
-//! the pubsub item store, whose writes follow every publish, is where a dedicated
-//! writer thread with group commit will pay off.
+//! These stores see low write rates (registrations, roster edits, offline messages) and
+//! write through [`Db::write`], one transaction per call. Pubsub writes follow every
+//! publish, so they go through [`Db::group_write`] instead: concurrent calls share one
+//! transaction and so one fsync (group commit, see `group.rs`). Both take the same
+//! writer mutex, so the two kinds interleave safely.
 //!
 //! **Durability.** `synchronous = FULL`: in WAL mode SQLite then fsyncs the WAL at every
 //! commit, so a call that returned `Ok` survives power loss. With `NORMAL` a commit only
@@ -24,7 +26,11 @@
 //! whose sender got no error. Writes here are rare enough that one fsync each is cheap.
 
 mod account;
+mod group;
 mod offline;
+mod pubsub;
+#[cfg(test)]
+mod pubsub_tests;
 mod roster;
 mod schema;
 #[cfg(test)]
@@ -32,12 +38,14 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::{Result, StorageError};
+
+pub use pubsub::SqlitePubsubStore;
 
 /// Reader connections for a file database: enough for logins to proceed while one
 /// reader is busy with a large roster, few enough that page caches stay small.
@@ -48,18 +56,28 @@ const READERS: usize = 2;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SQLite-backed [`Store`](crate::Store). `Send + Sync`; share it behind an `Arc`.
+///
+/// The pubsub stores it hands out ([`SqliteStore::pubsub`]) share its connections.
 pub struct SqliteStore {
+    db: Arc<Db>,
+}
+
+/// The connections, shared by the [`SqliteStore`] and every [`SqlitePubsubStore`] made
+/// from it.
+pub(crate) struct Db {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     path: Option<PathBuf>,
+    /// Pubsub writes waiting for the next group commit (see `group.rs`).
+    queue: group::Queue,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .field("readers", &self.readers.len())
+            .field("path", &self.db.path)
+            .field("readers", &self.db.readers.len())
             .finish_non_exhaustive()
     }
 }
@@ -93,12 +111,13 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
-        Ok(SqliteStore {
+        Ok(SqliteStore::from_db(Db {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
             path: Some(path.to_owned()),
-        })
+            queue: group::Queue::default(),
+        }))
     }
 
     /// A private, empty database that vanishes with the store (tests, throwaway
@@ -107,14 +126,52 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory()?;
         configure(&conn)?;
         schema::migrate(&mut conn)?;
-        Ok(SqliteStore {
+        Ok(SqliteStore::from_db(Db {
             writer: Mutex::new(conn),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
             path: None,
+            queue: group::Queue::default(),
+        }))
+    }
+
+    fn from_db(db: Db) -> SqliteStore {
+        SqliteStore { db: Arc::new(db) }
+    }
+
+    /// The pubsub store of one service, sharing this store's connections (and its
+    /// group commit with every other service's). `service` is the service's address as
+    /// a string: a component's domain (`pubsub.example.com`) or, for PEP, the account's
+    /// bare JID (`alice@example.com`), normalised by the caller like every name here.
+    ///
+    /// Cheap: make one per [`hydrant_pubsub::Service`] and hand it over by value. Two
+    /// stores for the same service see the same rows, but the service keeps its nodes
+    /// in memory, so only one `Service` per address may be open at a time.
+    pub fn pubsub(&self, service: &str) -> SqlitePubsubStore {
+        SqlitePubsubStore::new(Arc::clone(&self.db), service)
+    }
+
+    /// Deletes every node (with its items, affiliations and subscriptions) of a pubsub
+    /// service, e.g. an account's PEP service when the account is deleted. Deleting a
+    /// service that has no nodes is not an error. The service must not be open.
+    pub fn delete_pubsub_service(&self, service: &str) -> Result<()> {
+        self.db.write(|tx| {
+            tx.prepare_cached("DELETE FROM pubsub_nodes WHERE service = ?1")?
+                .execute([service])?;
+            Ok(())
         })
     }
 
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.db.write(f)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.db.read(f)
+    }
+}
+
+impl Db {
     /// Runs `f` in an `IMMEDIATE` transaction on the writer and commits if it returns
     /// `Ok`; an `Err` (including domain errors such as `AlreadyExists`) rolls back.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {

@@ -9,7 +9,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Result, StorageError};
 
 /// `(version, SQL)`, in order, numbered from 1 without gaps.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_pubsub.sql")),
+];
 
 /// The newest schema this binary knows.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -12,10 +12,10 @@ use crate::testsuite::{self, creds};
 use crate::{AccountStore, OfflineStore, StorageError, Store};
 
 /// A directory under the system temp dir, removed on drop (so even on test failure).
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> TempDir {
+    pub(super) fn new() -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "hydrant-storage-{}-{}",
@@ -26,7 +26,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }

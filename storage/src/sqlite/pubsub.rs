@@ -1,0 +1,777 @@
+//! [`hydrant_pubsub::Store`] on SQLite: one [`SqlitePubsubStore`] per pubsub service,
+//! all of them in the `pubsub_*` tables (migration 0002) of the shared database.
+//!
+//! Every mutating call is one [`Db::group_write`]: atomic (its own savepoint inside the
+//! batch transaction) and durable when it returns `Ok` (the batch committed with
+//! `synchronous = FULL`). Reads use a reader connection, so item retrieval does not
+//! wait for a commit's fsync.
+//!
+//! Behaviour mirrors [`hydrant_pubsub::MemoryStore`] (the conformance suite checks it):
+//! a call on a node that does not exist fails; items are ordered by `seq`; trimming keeps
+//! the `keep_items` highest seqs and reports the evicted ids oldest first. Affiliations
+//! are loaded in JID order (the service keeps them in a map); subscriptions in the order
+//! they were first stored, as `MemoryStore` keeps them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hydrant_proto::{BareJid, Element, Jid, Limits, StreamEvent, StreamReader};
+use hydrant_pubsub::{
+    AccessModel, Affiliation, Item, ItemId, ItemQuery, MaxItems, NodeConfig, NodeName, NodeRecord,
+    NotificationType, PublishModel, SendLastPublished, Show, Store, StoreError, SubChange, SubId,
+    SubOptions, SubState, Subscription,
+};
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::Db;
+use crate::{Result, StorageError};
+
+/// The pubsub store of one service (a `pubsub.<domain>` component, or one account's
+/// PEP). Made by [`super::SqliteStore::pubsub`]; `Send + Sync`, cheap to create.
+#[derive(Clone)]
+pub struct SqlitePubsubStore {
+    db: Arc<Db>,
+    service: Arc<str>,
+}
+
+impl std::fmt::Debug for SqlitePubsubStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlitePubsubStore")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlitePubsubStore {
+    pub(super) fn new(db: Arc<Db>, service: &str) -> Self {
+        SqlitePubsubStore {
+            db,
+            service: Arc::from(service),
+        }
+    }
+
+    /// The service address this store persists.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Runs a write for `node` through group commit; `NotFound` means the node does not
+    /// exist, `AlreadyExists` that it does.
+    fn write<T: Send + 'static>(
+        &self,
+        node: &NodeName,
+        f: impl FnOnce(&Connection, &str, &str) -> Result<T> + Send + 'static,
+    ) -> std::result::Result<T, StoreError> {
+        let service = Arc::clone(&self.service);
+        let name = node.as_str().to_owned();
+        self.db
+            .group_write(move |conn| f(conn, &service, &name))
+            .map_err(|e| store_error(&e, node))
+    }
+
+    /// Runs a read of an existing `node` in one snapshot.
+    fn read<T>(
+        &self,
+        node: &NodeName,
+        f: impl FnOnce(&Connection, &str, &str) -> Result<T>,
+    ) -> std::result::Result<T, StoreError> {
+        self.db
+            .read(|tx| {
+                require_node(tx, &self.service, node.as_str())?;
+                f(tx, &self.service, node.as_str())
+            })
+            .map_err(|e| store_error(&e, node))
+    }
+}
+
+fn store_error(e: &StorageError, node: &NodeName) -> StoreError {
+    match e {
+        StorageError::NotFound => StoreError(format!("no node {node}")),
+        StorageError::AlreadyExists => StoreError(format!("node {node} exists")),
+        other => StoreError(other.to_string()),
+    }
+}
+
+impl Store for SqlitePubsubStore {
+    fn load_nodes(&mut self) -> std::result::Result<Vec<NodeRecord>, StoreError> {
+        self.db
+            .read(|tx| load_nodes(tx, &self.service))
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn create_node(&mut self, node: &NodeRecord) -> std::result::Result<(), StoreError> {
+        let record = node.clone();
+        self.write(&node.name, move |conn, service, name| {
+            if node_exists(conn, service, name)? {
+                return Err(StorageError::AlreadyExists);
+            }
+            conn.prepare_cached(
+                "INSERT INTO pubsub_nodes (service, node, creator, created_ms, last_seq,
+                     title, description, payload_type, access_model, publish_model,
+                     max_items, persist_items, deliver_payloads, deliver_notifications,
+                     notify_retract, notify_delete, notify_config, subscribe,
+                     send_last_published_item, presence_based_delivery, notification_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5, '', '', NULL, 'open', 'publishers', NULL,
+                     FALSE, FALSE, FALSE, FALSE, FALSE, FALSE, FALSE, 'never', FALSE,
+                     'headline')",
+            )?
+            .execute((
+                service,
+                name,
+                record.creator.as_str(),
+                to_i64(record.created_ms, "created_ms")?,
+                to_i64(record.last_seq, "last_seq")?,
+            ))?;
+            // One statement writes the configuration, for create and configure alike.
+            write_config(conn, service, name, &record.config)?;
+            for (jid, aff) in &record.affiliations {
+                put_affiliation(conn, service, name, jid, *aff)?;
+            }
+            for sub in &record.subscriptions {
+                put_subscription(conn, service, name, sub)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_node(&mut self, node: &NodeName) -> std::result::Result<(), StoreError> {
+        self.write(node, |conn, service, name| {
+            // Items, affiliations, subscriptions and roster groups go by ON DELETE
+            // CASCADE.
+            let deleted = conn
+                .prepare_cached("DELETE FROM pubsub_nodes WHERE service = ?1 AND node = ?2")?
+                .execute((service, name))?;
+            if deleted == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn set_config(
+        &mut self,
+        node: &NodeName,
+        config: &NodeConfig,
+        keep_items: u32,
+    ) -> std::result::Result<Vec<ItemId>, StoreError> {
+        let config = config.clone();
+        self.write(node, move |conn, service, name| {
+            write_config(conn, service, name, &config)?;
+            trim(conn, service, name, keep_items)
+        })
+    }
+
+    fn set_affiliations(
+        &mut self,
+        node: &NodeName,
+        changes: &[(BareJid, Affiliation)],
+    ) -> std::result::Result<(), StoreError> {
+        let changes = changes.to_vec();
+        self.write(node, move |conn, service, name| {
+            require_node(conn, service, name)?;
+            for (jid, aff) in &changes {
+                put_affiliation(conn, service, name, jid, *aff)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn update_subscriptions(
+        &mut self,
+        node: &NodeName,
+        changes: &[SubChange],
+    ) -> std::result::Result<(), StoreError> {
+        let changes = changes.to_vec();
+        self.write(node, move |conn, service, name| {
+            require_node(conn, service, name)?;
+            for change in &changes {
+                match change {
+                    SubChange::Put(sub) => put_subscription(conn, service, name, sub)?,
+                    SubChange::Remove(subid) => {
+                        conn.prepare_cached(
+                            "DELETE FROM pubsub_subscriptions
+                             WHERE service = ?1 AND node = ?2 AND subid = ?3",
+                        )?
+                        .execute((service, name, subid.as_str()))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn put_item(
+        &mut self,
+        node: &NodeName,
+        item: &Arc<Item>,
+        keep_items: u32,
+    ) -> std::result::Result<Vec<ItemId>, StoreError> {
+        // Serialised here, before queueing: the batch holds the writer lock, this does not.
+        let payload = item.payload.as_ref().map(|p| p.to_bytes(""));
+        let seq = to_i64(item.seq, "seq").map_err(|e| store_error(&e, node))?;
+        let published_ms =
+            to_i64(item.published_ms, "published_ms").map_err(|e| store_error(&e, node))?;
+        let item = Arc::clone(item);
+        self.write(node, move |conn, service, name| {
+            // Also the existence check: an UPDATE counts the rows its WHERE matched.
+            // (CASE rather than MAX(a, b): PostgreSQL spells that GREATEST.)
+            let found = conn
+                .prepare_cached(
+                    "UPDATE pubsub_nodes
+                     SET last_seq = CASE WHEN last_seq < ?3 THEN ?3 ELSE last_seq END
+                     WHERE service = ?1 AND node = ?2",
+                )?
+                .execute((service, name, seq))?;
+            if found == 0 {
+                return Err(StorageError::NotFound);
+            }
+            conn.prepare_cached(
+                "INSERT INTO pubsub_items
+                     (service, node, item_id, seq, published_ms, publisher, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (service, node, item_id) DO UPDATE SET
+                     seq = excluded.seq,
+                     published_ms = excluded.published_ms,
+                     publisher = excluded.publisher,
+                     payload = excluded.payload",
+            )?
+            .execute((
+                service,
+                name,
+                item.id.as_str(),
+                seq,
+                published_ms,
+                item.publisher.as_str(),
+                payload,
+            ))?;
+            trim(conn, service, name, keep_items)
+        })
+    }
+
+    fn delete_items(
+        &mut self,
+        node: &NodeName,
+        ids: &[ItemId],
+    ) -> std::result::Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.write(node, move |conn, service, name| {
+            require_node(conn, service, name)?;
+            let mut delete = conn.prepare_cached(
+                "DELETE FROM pubsub_items WHERE service = ?1 AND node = ?2 AND item_id = ?3",
+            )?;
+            for id in &ids {
+                delete.execute((service, name, id.as_str()))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn purge_items(&mut self, node: &NodeName) -> std::result::Result<(), StoreError> {
+        self.write(node, |conn, service, name| {
+            require_node(conn, service, name)?;
+            conn.prepare_cached("DELETE FROM pubsub_items WHERE service = ?1 AND node = ?2")?
+                .execute((service, name))?;
+            Ok(())
+        })
+    }
+
+    fn get_item(
+        &self,
+        node: &NodeName,
+        id: &ItemId,
+    ) -> std::result::Result<Option<Arc<Item>>, StoreError> {
+        self.read(node, |conn, service, name| {
+            conn.prepare_cached(
+                "SELECT item_id, seq, published_ms, publisher, payload FROM pubsub_items
+                 WHERE service = ?1 AND node = ?2 AND item_id = ?3",
+            )?
+            .query_row((service, name, id.as_str()), RawItem::from_row)
+            .optional()?
+            .map(RawItem::into_item)
+            .transpose()
+        })
+    }
+
+    fn query_items(
+        &self,
+        node: &NodeName,
+        q: &ItemQuery,
+    ) -> std::result::Result<Vec<Arc<Item>>, StoreError> {
+        self.read(node, |conn, service, name| {
+            let Some(b) = Bounds::of(q) else {
+                return Ok(Vec::new());
+            };
+            // Two fixed statements rather than SQL built per query: both stay in the
+            // statement cache. A missing limit is "all" (LIMIT -1 and LIMIT ALL are
+            // dialect-specific; the largest BIGINT works in both).
+            let sql = if q.newest_first {
+                "SELECT item_id, seq, published_ms, publisher, payload FROM pubsub_items
+                 WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
+                   AND published_ms >= ?5 AND published_ms <= ?6
+                 ORDER BY seq DESC LIMIT ?7 OFFSET ?8"
+            } else {
+                "SELECT item_id, seq, published_ms, publisher, payload FROM pubsub_items
+                 WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
+                   AND published_ms >= ?5 AND published_ms <= ?6
+                 ORDER BY seq ASC LIMIT ?7 OFFSET ?8"
+            };
+            let limit = q.limit.map_or(i64::MAX, saturating_i64);
+            let skip = saturating_i64(q.skip);
+            let raw = conn
+                .prepare_cached(sql)?
+                .query_map(
+                    (
+                        service,
+                        name,
+                        b.seq_above,
+                        b.seq_to,
+                        b.ms_from,
+                        b.ms_to,
+                        limit,
+                        skip,
+                    ),
+                    RawItem::from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            raw.into_iter().map(RawItem::into_item).collect()
+        })
+    }
+
+    fn count_items(&self, node: &NodeName, q: &ItemQuery) -> std::result::Result<u64, StoreError> {
+        self.read(node, |conn, service, name| {
+            let Some(b) = Bounds::of(q) else {
+                return Ok(0);
+            };
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM pubsub_items
+                     WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
+                       AND published_ms >= ?5 AND published_ms <= ?6",
+                )?
+                .query_row(
+                    (service, name, b.seq_above, b.seq_to, b.ms_from, b.ms_to),
+                    |r| r.get(0),
+                )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+}
+
+/// An [`ItemQuery`]'s bounds as inclusive/exclusive BIGINT values, every open bound
+/// replaced by the widest one, so one statement serves every query.
+struct Bounds {
+    /// `seq > seq_above`
+    seq_above: i64,
+    /// `seq <= seq_to`
+    seq_to: i64,
+    /// `published_ms >= ms_from`
+    ms_from: i64,
+    /// `published_ms <= ms_to`
+    ms_to: i64,
+}
+
+impl Bounds {
+    /// `None` when no stored value (all are in `0..=i64::MAX`) can match.
+    fn of(q: &ItemQuery) -> Option<Bounds> {
+        let seq_above = match q.after_seq {
+            None => -1,
+            Some(a) => i64::try_from(a).ok()?,
+        };
+        let seq_to = match q.before_seq {
+            None => i64::MAX,
+            Some(0) => return None,
+            Some(b) => saturating_i64(b - 1),
+        };
+        let ms_from = match q.start_ms {
+            None => 0,
+            Some(s) => i64::try_from(s).ok()?,
+        };
+        let ms_to = q.end_ms.map_or(i64::MAX, saturating_i64);
+        Some(Bounds {
+            seq_above,
+            seq_to,
+            ms_from,
+            ms_to,
+        })
+    }
+}
+
+fn saturating_i64(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64> {
+    i64::try_from(n).map_err(|_| StorageError::Backend(format!("{what} {n} exceeds 2^63-1")))
+}
+
+fn to_u64(n: i64, what: &str) -> Result<u64> {
+    u64::try_from(n).map_err(|_| corrupt(format!("negative {what} {n}")))
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(format!("corrupt pubsub row: {what}"))
+}
+
+fn node_exists(conn: &Connection, service: &str, name: &str) -> Result<bool> {
+    let exists = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pubsub_nodes WHERE service = ?1 AND node = ?2)",
+        )?
+        .query_row((service, name), |r| r.get(0))?;
+    Ok(exists)
+}
+
+fn require_node(conn: &Connection, service: &str, name: &str) -> Result<()> {
+    if node_exists(conn, service, name)? {
+        Ok(())
+    } else {
+        Err(StorageError::NotFound)
+    }
+}
+
+/// Writes every configuration column of an existing node (`NotFound` if there is none)
+/// and replaces its allowed roster groups.
+fn write_config(conn: &Connection, service: &str, name: &str, c: &NodeConfig) -> Result<()> {
+    let max_items = match c.max_items {
+        MaxItems::Count(n) => Some(i64::from(n)),
+        MaxItems::Max => None,
+    };
+    let found = conn
+        .prepare_cached(
+            "UPDATE pubsub_nodes SET
+                 title = ?3, description = ?4, payload_type = ?5, access_model = ?6,
+                 publish_model = ?7, max_items = ?8, persist_items = ?9,
+                 deliver_payloads = ?10, deliver_notifications = ?11, notify_retract = ?12,
+                 notify_delete = ?13, notify_config = ?14, subscribe = ?15,
+                 send_last_published_item = ?16, presence_based_delivery = ?17,
+                 notification_type = ?18
+             WHERE service = ?1 AND node = ?2",
+        )?
+        .execute(rusqlite::params![
+            service,
+            name,
+            c.title,
+            c.description,
+            c.payload_type,
+            c.access_model.as_str(),
+            c.publish_model.as_str(),
+            max_items,
+            c.persist_items,
+            c.deliver_payloads,
+            c.deliver_notifications,
+            c.notify_retract,
+            c.notify_delete,
+            c.notify_config,
+            c.subscribe,
+            c.send_last_published_item.as_str(),
+            c.presence_based_delivery,
+            c.notification_type.as_str(),
+        ])?;
+    if found == 0 {
+        return Err(StorageError::NotFound);
+    }
+    conn.prepare_cached("DELETE FROM pubsub_roster_groups WHERE service = ?1 AND node = ?2")?
+        .execute((service, name))?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO pubsub_roster_groups (service, node, position, group_name)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (position, group) in (0_i64..).zip(&c.roster_groups_allowed) {
+        insert.execute((service, name, position, group))?;
+    }
+    Ok(())
+}
+
+/// Sets one affiliation; `None` removes it.
+fn put_affiliation(
+    conn: &Connection,
+    service: &str,
+    name: &str,
+    jid: &BareJid,
+    aff: Affiliation,
+) -> Result<()> {
+    if aff == Affiliation::None {
+        conn.prepare_cached(
+            "DELETE FROM pubsub_affiliations WHERE service = ?1 AND node = ?2 AND jid = ?3",
+        )?
+        .execute((service, name, jid.as_str()))?;
+    } else {
+        conn.prepare_cached(
+            "INSERT INTO pubsub_affiliations (service, node, jid, affiliation)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (service, node, jid) DO UPDATE SET affiliation = excluded.affiliation",
+        )?
+        .execute((service, name, jid.as_str(), aff.as_str()))?;
+    }
+    Ok(())
+}
+
+/// Inserts a subscription (after the others), or replaces the one with its subid in
+/// place.
+fn put_subscription(
+    conn: &Connection,
+    service: &str,
+    name: &str,
+    sub: &Subscription,
+) -> Result<()> {
+    let show_values = sub
+        .options
+        .show_values
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let replaced = conn
+        .prepare_cached(
+            "UPDATE pubsub_subscriptions SET jid = ?4, state = ?5, deliver = ?6, show_values = ?7
+             WHERE service = ?1 AND node = ?2 AND subid = ?3",
+        )?
+        .execute((
+            service,
+            name,
+            sub.subid.as_str(),
+            sub.jid.as_str(),
+            sub.state.as_str(),
+            sub.options.deliver,
+            &show_values,
+        ))?;
+    if replaced == 0 {
+        conn.prepare_cached(
+            "INSERT INTO pubsub_subscriptions
+                 (service, node, subid, position, jid, state, deliver, show_values)
+             SELECT ?1, ?2, ?3, COALESCE(MAX(position), 0) + 1, ?4, ?5, ?6, ?7
+             FROM pubsub_subscriptions WHERE service = ?1 AND node = ?2",
+        )?
+        .execute((
+            service,
+            name,
+            sub.subid.as_str(),
+            sub.jid.as_str(),
+            sub.state.as_str(),
+            sub.options.deliver,
+            &show_values,
+        ))?;
+    }
+    Ok(())
+}
+
+/// Keeps the `keep` highest seqs of the node; returns the evicted ids, oldest first.
+fn trim(conn: &Connection, service: &str, name: &str, keep: u32) -> Result<Vec<ItemId>> {
+    // The newest item that must go, if any: found by walking `keep` entries of the seq
+    // index (1 for PEP, 10 by default), rather than counting the node's items.
+    let cut: Option<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM pubsub_items WHERE service = ?1 AND node = ?2
+             ORDER BY seq DESC LIMIT 1 OFFSET ?3",
+        )?
+        .query_row((service, name, i64::from(keep)), |r| r.get(0))
+        .optional()?;
+    let Some(cut) = cut else {
+        return Ok(Vec::new());
+    };
+    let evicted = conn
+        .prepare_cached(
+            "SELECT item_id FROM pubsub_items WHERE service = ?1 AND node = ?2 AND seq <= ?3
+             ORDER BY seq",
+        )?
+        .query_map((service, name, cut), |r| r.get::<_, String>(0))?
+        .map(|id| id.map(ItemId::from))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    conn.prepare_cached("DELETE FROM pubsub_items WHERE service = ?1 AND node = ?2 AND seq <= ?3")?
+        .execute((service, name, cut))?;
+    Ok(evicted)
+}
+
+/// An item row as read, turned into an [`Item`] outside rusqlite's row callback so
+/// parse errors keep their own message.
+struct RawItem {
+    id: String,
+    seq: i64,
+    published_ms: i64,
+    publisher: String,
+    payload: Option<Vec<u8>>,
+}
+
+impl RawItem {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawItem> {
+        Ok(RawItem {
+            id: r.get(0)?,
+            seq: r.get(1)?,
+            published_ms: r.get(2)?,
+            publisher: r.get(3)?,
+            payload: r.get(4)?,
+        })
+    }
+
+    fn into_item(self) -> Result<Arc<Item>> {
+        Ok(Arc::new(Item {
+            payload: self.payload.as_deref().map(parse_payload).transpose()?,
+            publisher: Jid::new(&self.publisher)
+                .map_err(|e| corrupt(format_args!("publisher {:?}: {e}", self.publisher)))?,
+            seq: to_u64(self.seq, "seq")?,
+            published_ms: to_u64(self.published_ms, "published_ms")?,
+            id: ItemId::from(self.id),
+        }))
+    }
+}
+
+/// Parses a payload stored by `put_item` (`Element::to_bytes("")`: every namespace is
+/// declared on the element itself) back into the element.
+///
+/// hydrant-proto parses elements only inside a stream, so the bytes are wrapped in a
+/// synthetic one. Its header declares no default namespace: an element written with
+/// parent namespace "" reads back with exactly the namespaces it had, including none.
+/// Limits are sized to the payload: it was checked when it arrived, and these are bytes
+/// hydrant wrote.
+pub(crate) fn parse_payload(bytes: &[u8]) -> Result<Element> {
+    const HEADER: &[u8] = b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>";
+    let mut reader = StreamReader::new(Limits {
+        max_stanza_bytes: bytes.len().max(HEADER.len()),
+        max_depth: usize::MAX,
+        max_attrs: usize::MAX,
+    });
+    let bad = |e: &dyn std::fmt::Display| corrupt(format_args!("payload: {e}"));
+    reader.feed(HEADER).map_err(|e| bad(&e))?;
+    reader.feed(bytes).map_err(|e| bad(&e))?;
+    loop {
+        match reader.next_event().map_err(|e| bad(&e))? {
+            Some(StreamEvent::Open(_)) => {}
+            Some(StreamEvent::Stanza(el)) => return Ok(el),
+            Some(StreamEvent::Close) | None => return Err(bad(&"no element")),
+        }
+    }
+}
+
+/// Everything of one service, in four queries whatever the number of nodes.
+fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
+    let mut nodes: BTreeMap<String, NodeRecord> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT node, creator, created_ms, last_seq, title, description, payload_type,
+             access_model, publish_model, max_items, persist_items, deliver_payloads,
+             deliver_notifications, notify_retract, notify_delete, notify_config, subscribe,
+             send_last_published_item, presence_based_delivery, notification_type
+         FROM pubsub_nodes WHERE service = ?1",
+    )?;
+    let mut rows = stmt.query([service])?;
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        let bad = |what: &str, v: &str| corrupt(format_args!("node {name:?}: {what} {v:?}"));
+        let access: String = r.get(7)?;
+        let publish: String = r.get(8)?;
+        let send_last: String = r.get(17)?;
+        let notification: String = r.get(19)?;
+        let creator: String = r.get(1)?;
+        let max_items: Option<i64> = r.get(9)?;
+        let config = NodeConfig {
+            title: r.get(4)?,
+            description: r.get(5)?,
+            payload_type: r.get(6)?,
+            access_model: AccessModel::from_name(&access)
+                .ok_or_else(|| bad("access_model", &access))?,
+            roster_groups_allowed: Vec::new(),
+            publish_model: PublishModel::from_name(&publish)
+                .ok_or_else(|| bad("publish_model", &publish))?,
+            max_items: match max_items {
+                None => MaxItems::Max,
+                Some(n) => {
+                    MaxItems::Count(u32::try_from(n).map_err(|_| bad("max_items", &n.to_string()))?)
+                }
+            },
+            persist_items: r.get(10)?,
+            deliver_payloads: r.get(11)?,
+            deliver_notifications: r.get(12)?,
+            notify_retract: r.get(13)?,
+            notify_delete: r.get(14)?,
+            notify_config: r.get(15)?,
+            subscribe: r.get(16)?,
+            send_last_published_item: SendLastPublished::from_name(&send_last)
+                .ok_or_else(|| bad("send_last_published_item", &send_last))?,
+            presence_based_delivery: r.get(18)?,
+            notification_type: NotificationType::from_name(&notification)
+                .ok_or_else(|| bad("notification_type", &notification))?,
+        };
+        let record = NodeRecord {
+            name: NodeName::from(name.as_str()),
+            config,
+            affiliations: Vec::new(),
+            subscriptions: Vec::new(),
+            creator: Jid::new(&creator).map_err(|e| bad("creator", &format!("{creator} ({e})")))?,
+            created_ms: to_u64(r.get(2)?, "created_ms")?,
+            last_seq: to_u64(r.get(3)?, "last_seq")?,
+        };
+        nodes.insert(name, record);
+    }
+    drop(rows);
+    drop(stmt);
+
+    // Rows of child tables whose node was not loaded cannot exist (foreign keys), but a
+    // lookup miss is skipped rather than trusted.
+    let mut stmt = conn.prepare_cached(
+        "SELECT node, group_name FROM pubsub_roster_groups WHERE service = ?1
+         ORDER BY node, position",
+    )?;
+    let mut rows = stmt.query([service])?;
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        if let Some(n) = nodes.get_mut(&name) {
+            n.config.roster_groups_allowed.push(r.get(1)?);
+        }
+    }
+    drop(rows);
+    drop(stmt);
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT node, jid, affiliation FROM pubsub_affiliations WHERE service = ?1
+         ORDER BY node, jid",
+    )?;
+    let mut rows = stmt.query([service])?;
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        let jid: String = r.get(1)?;
+        let aff: String = r.get(2)?;
+        let jid = BareJid::new(&jid)
+            .map_err(|e| corrupt(format_args!("node {name:?} affiliation jid {jid:?}: {e}")))?;
+        let aff = Affiliation::from_name(&aff)
+            .filter(|a| *a != Affiliation::None)
+            .ok_or_else(|| corrupt(format_args!("node {name:?} affiliation {aff:?}")))?;
+        if let Some(n) = nodes.get_mut(&name) {
+            n.affiliations.push((jid, aff));
+        }
+    }
+    drop(rows);
+    drop(stmt);
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT node, subid, jid, state, deliver, show_values FROM pubsub_subscriptions
+         WHERE service = ?1 ORDER BY node, position",
+    )?;
+    let mut rows = stmt.query([service])?;
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        let subid: String = r.get(1)?;
+        let jid: String = r.get(2)?;
+        let state: String = r.get(3)?;
+        let shows: String = r.get(5)?;
+        let bad = |what: &str, v: &str| {
+            corrupt(format_args!(
+                "node {name:?} subscription {subid:?}: {what} {v:?}"
+            ))
+        };
+        let sub = Subscription {
+            jid: Jid::new(&jid).map_err(|_| bad("jid", &jid))?,
+            state: SubState::from_name(&state).ok_or_else(|| bad("state", &state))?,
+            options: SubOptions {
+                deliver: r.get(4)?,
+                show_values: shows
+                    .split_ascii_whitespace()
+                    .map(|s| Show::from_name(s).ok_or_else(|| bad("show value", s)))
+                    .collect::<Result<_>>()?,
+            },
+            subid: SubId::from(subid.as_str()),
+        };
+        if let Some(n) = nodes.get_mut(&name) {
+            n.subscriptions.push(sub);
+        }
+    }
+    Ok(nodes.into_values().collect())
+}
