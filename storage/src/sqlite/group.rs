@@ -24,6 +24,20 @@
 //! concurrency the fsync is shared by everyone who arrived during the previous one.
 //! Everything stays synchronous and on the callers' threads; the leader returns after
 //! its one batch, so no caller commits for others indefinitely.
+//!
+//! Measured with `bench_put_item` (release, file database, each thread publishing to
+//! its own service, 200-byte payloads, max_items 10) on the 2-vCPU development VM,
+//! whose fsync takes about 140 µs:
+//!
+//! | threads | one commit per put | group commit              |
+//! |---------|--------------------|---------------------------|
+//! | 1       | ~5,300 put_item/s  | ~5,200/s (1 per commit)   |
+//! | 4       | ~4,300/s           | ~8,400/s (2.2 per commit) |
+//! | 16      | ~3,700/s           | ~15,500/s (8 per commit)  |
+//!
+//! (Runs vary by ±30% on this shared machine; the first run after a build is often
+//! slower.) On a disk whose fsync takes milliseconds the per-commit column falls to a
+//! few hundred per second while batches grow, which is where group commit matters most.
 
 #[cfg(test)]
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -734,7 +734,8 @@ fn a_service_reopened_on_the_same_file_continues() {
 /// put_item/s with 1, 4 and 16 publishing threads (each its own PEP-like service), with
 /// group commit and without it (every put its own transaction and fsync). By hand:
 /// `cargo test -p hydrant-storage --release -- --ignored --nocapture bench_put_item`
-/// (HYDRANT_BENCH_DIR picks the filesystem; the default is the system temp dir).
+/// (HYDRANT_BENCH_DIR picks the filesystem; the default is the system temp dir). Each
+/// configuration runs twice, as numbers on a shared machine vary. Results: `group.rs`.
 #[test]
 #[ignore = "benchmark; run by hand"]
 fn bench_put_item() {
