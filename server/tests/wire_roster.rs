@@ -209,3 +209,57 @@ async fn roster_of_another_user_is_not_disclosed() {
         .await;
     assert_eq!(res.attr("type"), Some("result"), "{res}");
 }
+
+#[tokio::test]
+async fn removing_a_contact_cancels_both_subscriptions() {
+    let server = Server::start().await;
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let mut a = server.online("alice", "pw-alice", "home").await;
+    let mut b = server.online("bob", "pw-bob", "work").await;
+    common::befriend(&mut a, &mut b).await;
+
+    let res = a
+        .iq(
+            "set",
+            None,
+            "<query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='remove'/></query>",
+        )
+        .await;
+    assert_eq!(res.attr("type"), Some("result"), "{res}");
+    let push = a.expect("removal push", roster_push("bob@localhost")).await;
+    assert_eq!(item(&push).attr("subscription"), Some("remove"), "{push}");
+    // RFC 6121 2.5.2: the server cancels both directions on the user's behalf; the
+    // contact gets 'unsubscribe' and 'unsubscribed' and ends up with 'none'.
+    b.expect(
+        "unsubscribe",
+        common::presence("alice@localhost", Some("unsubscribe")),
+    )
+    .await;
+    b.expect(
+        "unsubscribed",
+        common::presence("alice@localhost", Some("unsubscribed")),
+    )
+    .await;
+    let none = |e: &hydrant_proto::Element| {
+        roster_push("alice@localhost")(e) && item(e).attr("subscription") == Some("none")
+    };
+    b.expect("push none", none).await;
+    // Each side stops seeing the other: unavailable both ways (3.2.2, 3.3.3).
+    a.expect(
+        "bob unavailable for alice",
+        common::presence("bob@localhost/work", Some("unavailable")),
+    )
+    .await;
+    b.expect(
+        "alice unavailable for bob",
+        common::presence("alice@localhost/home", Some("unavailable")),
+    )
+    .await;
+    a.send_presence("<status>after removal</status>").await;
+    a.sync().await;
+    b.sync().await;
+    b.assert_none("alice's presence after removal", |e| {
+        e.name() == "presence" && e.attr("from") == Some("alice@localhost/home")
+    });
+}

@@ -131,6 +131,9 @@ impl Router {
             let p = presence_to(&from_bare, contact, "unsubscribed");
             self.inbound_subscription(&from_bare, contact, "unsubscribed", p)
                 .await;
+            // RFC 6121 3.2.2: while the contact is still subscribed, the user's available
+            // resources say unavailable to them (as for a client-sent 'unsubscribed').
+            self.unavailable_to_contact(user, contact);
         }
         let (u, c) = (user.to_owned(), contact.to_owned());
         match self.db.run(move |s| s.remove_roster_item(&u, &c)).await {
@@ -160,6 +163,35 @@ impl Router {
             .await
             .map_or(0, |(_, r)| r.len());
         len < self.cfg.max_roster_items
+    }
+
+    /// Unavailable presence from each available resource of `user` to the available
+    /// resources of a local `contact` (bare JID); other domains are not reachable yet.
+    fn unavailable_to_contact(&self, user: &str, contact: &str) {
+        let Ok(jid) = hydrant_proto::Jid::new(contact) else {
+            return;
+        };
+        let crate::router::Dest::LocalBare(other) = self.classify(Some(&jid)) else {
+            return;
+        };
+        let theirs: Vec<_> = self
+            .sessions
+            .of_user(&other)
+            .into_iter()
+            .filter(|s| s.state().available)
+            .collect();
+        for mine in self.sessions.of_user(user) {
+            if !mine.state().available {
+                continue;
+            }
+            let p = Element::new("presence", ns::CLIENT)
+                .with_attr("type", "unavailable")
+                .with_attr("from", mine.info.jid.to_string())
+                .with_attr("to", contact);
+            for s in &theirs {
+                s.send(&p);
+            }
+        }
     }
 
     /// Stores an entry and pushes it to the user's interested resources.
