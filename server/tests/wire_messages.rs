@@ -289,3 +289,24 @@ async fn message_to_the_server_itself() {
         "the original is included: {e}"
     );
 }
+
+#[tokio::test]
+async fn message_without_to_goes_to_the_senders_bare_jid() {
+    let server = Server::start().await;
+    server.add_user("alice", "pw-alice");
+    let mut home = server.online("alice", "pw-alice", "home").await;
+    let mut phone = server.online("alice", "pw-alice", "phone").await;
+    // RFC 6120 10.3.1: a message with no 'to' is handled as if addressed to the
+    // sender's bare JID (here: delivered to her available resources).
+    home.send("<message type='chat' id='self1'><body>note to self</body></message>")
+        .await;
+    let m = phone
+        .expect(
+            "the message on the other resource",
+            message_with_body("note to self"),
+        )
+        .await;
+    assert_eq!(m.attr("from"), Some("alice@localhost/home"), "{m}");
+    home.sync().await;
+    home.assert_none("an error", error_to("self1"));
+}

@@ -370,3 +370,67 @@ async fn directed_presence_to_non_contact_and_unavailable_owed_at_logout() {
         e.name() == "presence" && e.attr("from") == Some("alice@localhost/home")
     });
 }
+
+#[tokio::test]
+async fn one_way_subscription_and_probes_at_login() {
+    let server = Server::start().await;
+    let (mut a, mut b) = two_users(&server).await;
+    common::subscribe_and_approve(&mut a, &mut b).await;
+    // alice is subscribed to bob ('to'); bob is not subscribed to alice ('from').
+    b.close().await;
+    a.expect(
+        "bob leaves",
+        presence("bob@localhost/work", Some("unavailable")),
+    )
+    .await;
+    a.close().await;
+
+    // bob first, then alice: alice's server probes bob for her (4.3.2) ...
+    let mut b = server.online("bob", "pw-bob", "work").await;
+    let mut a = server.online("alice", "pw-alice", "home").await;
+    a.expect(
+        "bob's presence via probe",
+        presence("bob@localhost/work", None),
+    )
+    .await;
+    // ... while bob gets nothing from alice, in either order (4.2.2: only subscribers).
+    a.send_presence("<status>alice update</status>").await;
+    a.sync().await;
+    b.sync().await;
+    b.assert_none("presence from alice", |e| {
+        e.name() == "presence" && e.attr("from") == Some("alice@localhost/home")
+    });
+    // bob's updates do reach alice.
+    b.send_presence("<status>bob update</status>").await;
+    a.expect("bob's update", |e| {
+        presence("bob@localhost/work", None)(e) && status(e).as_deref() == Some("bob update")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subscription_request_withdrawn_while_contact_offline() {
+    let server = Server::start().await;
+    server.add_user("alice", "pw-alice");
+    server.add_user("bob", "pw-bob");
+    let mut a = server.online("alice", "pw-alice", "home").await;
+    a.send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    a.expect("push with ask", push_with("bob@localhost", "none", true))
+        .await;
+    // RFC 6121 3.3.2: unsubscribe clears the pending request ('ask') ...
+    a.send("<presence to='bob@localhost' type='unsubscribe'/>")
+        .await;
+    a.expect(
+        "push without ask",
+        push_with("bob@localhost", "none", false),
+    )
+    .await;
+    a.sync().await;
+    // ... and 3.3.3: the contact's server forgets the stored request.
+    let mut b = server.online("bob", "pw-bob", "work").await;
+    b.sync().await;
+    b.assert_none("a withdrawn subscription request", |e| {
+        e.name() == "presence" && e.attr("type") == Some("subscribe")
+    });
+}
