@@ -26,6 +26,7 @@ pub struct Config {
     pub offline: OfflineSection,
     pub roster: RosterSection,
     pub presence: PresenceSection,
+    pub pubsub: PubsubSection,
 }
 
 impl Default for Config {
@@ -40,6 +41,7 @@ impl Default for Config {
             offline: OfflineSection::default(),
             roster: RosterSection::default(),
             presence: PresenceSection::default(),
+            pubsub: PubsubSection::default(),
         }
     }
 }
@@ -169,6 +171,51 @@ impl Default for PresenceSection {
     fn default() -> Self {
         PresenceSection {
             max_directed_per_session: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PubsubSection {
+    /// Addresses of pubsub services (XEP-0060); empty: `pubsub.<domain>`. Each must be a
+    /// subdomain the certificate covers for federation.
+    pub services: Vec<Domain>,
+    /// Who may create nodes on those services: "local" (accounts of this domain),
+    /// "anyone", or "admins".
+    pub create: CreateWho,
+    /// Bare JIDs allowed everything on every node (and node creation when `create` is
+    /// "admins").
+    pub admins: Vec<String>,
+    /// Most items one node keeps; `max_items = max` means this (at least 1).
+    pub max_items_cap: NonZeroU32,
+    /// Largest item payload in bytes; larger publishes get `<not-acceptable/>` with
+    /// `<payload-too-big/>`.
+    pub max_payload_bytes: NonZeroUsize,
+    /// Most items in one items-retrieval reply; more are paged with RSM.
+    pub max_page_items: NonZeroU32,
+    /// Personal eventing (XEP-0163) on every account.
+    pub pep: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreateWho {
+    Local,
+    Anyone,
+    Admins,
+}
+
+impl Default for PubsubSection {
+    fn default() -> Self {
+        PubsubSection {
+            services: Vec::new(),
+            create: CreateWho::Local,
+            admins: Vec::new(),
+            max_items_cap: NonZeroU32::new(10_000).expect("non-zero"),
+            max_payload_bytes: nz(262_144),
+            max_page_items: NonZeroU32::new(500).expect("non-zero"),
+            pep: true,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod im;
+pub mod pubsub;
 pub mod router;
 pub mod serve;
 pub mod store;

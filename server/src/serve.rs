@@ -45,11 +45,21 @@ pub async fn serve(
     raise_fd_limit(cfg.c2s.max_connections.get());
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let store = crate::users::open(&cfg).map_err(anyhow::Error::msg)?;
+    let store = Arc::new(crate::users::open(&cfg).map_err(anyhow::Error::msg)?);
     let tls = crate::tls::server_config(&cfg)?;
+    let hub = crate::pubsub::Hub::open(
+        store.clone(),
+        &pubsub_services(&cfg),
+        pubsub_service_config(&cfg, true),
+        crate::pubsub::relations::StoreRelations {
+            store: store.clone(),
+            domain: cfg.domain.0.clone(),
+            admins: cfg.pubsub.admins.clone().into(),
+        },
+    )?;
     let router = Router::new(
         cfg.domain.0.clone(),
-        Db::new(Arc::new(store)),
+        Db::new(store),
         RouterConfig {
             offline_max: cfg.offline.max_messages_per_user,
             registration_enabled: cfg.registration.enabled,
@@ -58,6 +68,7 @@ pub async fn serve(
             max_roster_items: cfg.roster.max_items,
             max_directed_presence: cfg.presence.max_directed_per_session,
         },
+        hub,
     );
     let c = &cfg.c2s;
     let mut c2s = C2sConfig::new(cfg.domain.0.clone());
@@ -119,6 +130,40 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+/// The configured pubsub components, `pubsub.<domain>` by default.
+fn pubsub_services(cfg: &Config) -> Vec<(String, hydrant_pubsub::ServiceConfig)> {
+    let mut addrs: Vec<String> = cfg.pubsub.services.iter().map(|d| d.0.clone()).collect();
+    if addrs.is_empty() {
+        addrs.push(format!("pubsub.{}", cfg.domain.0));
+    }
+    addrs
+        .into_iter()
+        .map(|a| (a, pubsub_service_config(cfg, false)))
+        .collect()
+}
+
+fn pubsub_service_config(cfg: &Config, pep: bool) -> hydrant_pubsub::ServiceConfig {
+    use crate::config::CreateWho;
+    use hydrant_pubsub::CreatePolicy;
+    let p = &cfg.pubsub;
+    let mut sc = if pep {
+        hydrant_pubsub::ServiceConfig::pep()
+    } else {
+        hydrant_pubsub::ServiceConfig::default()
+    };
+    sc.max_items_cap = p.max_items_cap.get();
+    sc.max_payload_bytes = p.max_payload_bytes.get();
+    sc.max_page_items = p.max_page_items.get();
+    if !pep {
+        sc.create_policy = match p.create {
+            CreateWho::Local => CreatePolicy::LocalUsers(cfg.domain.0.clone()),
+            CreateWho::Anyone => CreatePolicy::Anyone,
+            CreateWho::Admins => CreatePolicy::Nobody,
+        };
+    }
+    sc
 }
 
 /// Every connection is a file descriptor: lift the soft limit to the hard one (often 1024

@@ -27,6 +27,9 @@ pub fn run(cfg: &Config, action: &UserAction) -> Result<(), String> {
             if !store.delete_account(&user).map_err(|e| e.to_string())? {
                 return Err(format!("no such account: {user}@{}", cfg.domain.0));
             }
+            store
+                .delete_pubsub_service(&format!("{user}@{}", cfg.domain.0))
+                .map_err(|e| e.to_string())?;
             println!("removed {user}@{}", cfg.domain.0);
         }
         UserAction::Passwd { user, password } => {

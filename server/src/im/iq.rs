@@ -7,6 +7,9 @@ use hydrant_proto::{
 };
 use tracing::info;
 
+use std::sync::Arc;
+
+use crate::pubsub::ServiceKey;
 use crate::router::sessions::{LocalSession, username};
 use crate::router::{Dest, Router, remote_unreachable};
 
@@ -21,7 +24,7 @@ const SERVER_FEATURES: &[&str] = &[
 ];
 
 impl Router {
-    pub async fn outbound_iq(&self, me: &LocalSession, iq: Iq) {
+    pub async fn outbound_iq(&self, me: &Arc<LocalSession>, iq: Iq) {
         let user = username(&me.info.jid);
         match self.classify(iq.to.as_ref()) {
             Dest::Server => self.server_iq(me, &user, iq).await,
@@ -35,7 +38,18 @@ impl Router {
                 }
             }
             Dest::Remote(_) => self.iq_error(me, &iq, remote_unreachable()),
+            Dest::Service(addr) => self.pubsub_iq(me, iq, ServiceKey::Component(addr)).await,
         }
+    }
+
+    /// A pubsub payload, or a disco query with a node, for an account: its PEP service.
+    fn is_pep_request(iq: &Iq) -> bool {
+        iq.payload.as_ref().is_some_and(|p| {
+            p.ns() == ns::PUBSUB
+                || p.ns() == ns::PUBSUB_OWNER
+                || (p.is("query", ns::DISCO_INFO) && p.attr("node").is_some())
+                || p.is("query", ns::DISCO_ITEMS)
+        })
     }
 
     fn payload(&self, me: &LocalSession, iq: &Iq) -> Option<IqPayload> {
@@ -52,7 +66,20 @@ impl Router {
         }
     }
 
-    async fn server_iq(&self, me: &LocalSession, user: &str, iq: Iq) {
+    async fn server_iq(&self, me: &Arc<LocalSession>, user: &str, iq: Iq) {
+        if !iq.kind.is_request() {
+            self.caps_answer(me, &iq);
+            return;
+        }
+        let pubsub_payload = iq
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.ns() == ns::PUBSUB || p.ns() == ns::PUBSUB_OWNER);
+        if iq.to.is_none() && pubsub_payload {
+            // RFC 6120 10.3.3: no 'to' means the account itself: its PEP service.
+            let own = ServiceKey::Pep(self.bare_of(user));
+            return self.pubsub_iq(me, iq, own).await;
+        }
         let Some(payload) = self.payload(me, &iq) else {
             return;
         };
@@ -85,10 +112,13 @@ impl Router {
                 me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoItems { node: None } if get => {
-                me.send(
-                    &iq.result(Some(Element::new("query", ns::DISCO_ITEMS)))
-                        .to_element(ns::CLIENT),
-                );
+                let mut q = Element::new("query", ns::DISCO_ITEMS);
+                for addr in self.pubsub.component_addresses() {
+                    q.append_child(
+                        Element::new("item", ns::DISCO_ITEMS).with_attr("jid", addr.as_str()),
+                    );
+                }
+                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoInfo { .. } | IqPayload::DiscoItems { .. } if get => {
                 self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound));
@@ -108,7 +138,7 @@ impl Router {
 
     /// An iq to a local bare JID is answered by the server on the account's behalf
     /// (RFC 6121 8.5.2.1.3 / RFC 6120 10.5.4).
-    async fn account_iq(&self, me: &LocalSession, user: &str, target: &str, iq: Iq) {
+    async fn account_iq(&self, me: &Arc<LocalSession>, user: &str, target: &str, iq: Iq) {
         if target == user
             && let Some(IqPayload::Roster(_)) =
                 iq.payload.as_ref().and_then(|p| IqPayload::parse(p).ok())
@@ -121,21 +151,31 @@ impl Router {
         if target != user && !self.account_exists(target).await {
             return self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
         }
+        if Self::is_pep_request(&iq) {
+            return self
+                .pubsub_iq(me, iq, ServiceKey::Pep(self.bare_of(target)))
+                .await;
+        }
         let Some(payload) = self.payload(me, &iq) else {
             return;
         };
         let get = iq.kind == IqType::Get;
         match payload {
             IqPayload::DiscoInfo { node: None } if get => {
-                let q = Element::new("query", ns::DISCO_INFO)
+                let mut q = Element::new("query", ns::DISCO_INFO)
                     .with_child(
                         Element::new("identity", ns::DISCO_INFO)
                             .with_attr("category", "account")
                             .with_attr("type", "registered"),
                     )
                     .with_child(
-                        Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::DISCO_INFO),
+                        Element::new("identity", ns::DISCO_INFO)
+                            .with_attr("category", "pubsub")
+                            .with_attr("type", "pep"),
                     );
+                for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB] {
+                    q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
+                }
                 me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoItems { node: None } if get => {
@@ -165,6 +205,7 @@ impl Router {
                 let u = user.to_owned();
                 match self.db.run(move |s| s.delete_account(&u)).await {
                     Ok(_) => {
+                        self.forget_pep(user).await;
                         info!(user, "account removed in-band");
                         me.send(&iq.result(None).to_element(ns::CLIENT));
                         // XEP-0077 3.2: the account is gone, so are its sessions.

@@ -30,6 +30,11 @@ impl Router {
                     self.bounce(&el, remote_unreachable());
                 }
             }
+            Dest::Service(addr) => {
+                if !is_error {
+                    self.pubsub_message(me, addr, el).await;
+                }
+            }
             Dest::LocalBare(user) => self.message_to_bare(&user, el, m.kind).await,
             Dest::LocalFull(full) => {
                 if let Some(s) = self.sessions.get(&full) {

@@ -68,9 +68,13 @@ impl Router {
                 st.last = None;
             }
         }
+        if kind == PresenceType::Available {
+            self.caps_from_presence(me, &el);
+        }
         self.broadcast_presence(me, el).await;
         if initial {
             self.after_initial_presence(me).await;
+            self.component_last_items(me).await;
         }
     }
 
@@ -126,7 +130,7 @@ impl Router {
                     s.send(el);
                 }
             }
-            Dest::Server | Dest::Remote(_) => {}
+            Dest::Server | Dest::Service(_) | Dest::Remote(_) => {}
         }
     }
 
@@ -212,7 +216,7 @@ impl Router {
                 }
                 return;
             }
-            Dest::Server => return,
+            Dest::Server | Dest::Service(_) => return,
             _ => {}
         }
         {

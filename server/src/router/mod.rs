@@ -38,6 +38,12 @@ pub struct Router {
     pub db: Db,
     pub sessions: Sessions,
     pub cfg: RouterConfig,
+    pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP).
+    pub caps_cache: dashmap::DashMap<String, Arc<[String]>>,
+    /// This router, for tasks it spawns.
+    pub me: std::sync::Weak<Router>,
+    next_query: std::sync::atomic::AtomicU64,
 }
 
 /// Where a stanza's `to` points.
@@ -48,23 +54,38 @@ pub enum Dest {
     LocalBare(String),
     /// A local full JID.
     LocalFull(FullJid),
+    /// A pubsub component of this server (by address).
+    Service(String),
     /// Another domain.
     Remote(Jid),
 }
 
 impl Router {
-    pub fn new(domain: String, db: Db, cfg: RouterConfig) -> Arc<Self> {
-        Arc::new(Router {
+    pub fn new(domain: String, db: Db, cfg: RouterConfig, pubsub: crate::pubsub::Hub) -> Arc<Self> {
+        Arc::new_cyclic(|me| Router {
             domain,
             db,
             sessions: Sessions::default(),
             cfg,
+            pubsub: Arc::new(pubsub),
+            caps_cache: dashmap::DashMap::new(),
+            me: me.clone(),
+            next_query: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    /// A fresh number for server-originated iq ids.
+    pub fn next_query_id(&self) -> u64 {
+        self.next_query
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn classify(&self, to: Option<&Jid>) -> Dest {
         let Some(to) = to else { return Dest::Server };
         if to.domain().as_str() != self.domain {
+            if self.pubsub.is_component(to.domain().as_str()) {
+                return Dest::Service(to.domain().as_str().to_owned());
+            }
             return Dest::Remote(to.clone());
         }
         match (to.node(), to.clone().try_into_full()) {
@@ -102,7 +123,7 @@ impl Router {
                     s.send(&el);
                 }
             }
-            Dest::Server | Dest::Remote(_) => {}
+            Dest::Server | Dest::Service(_) | Dest::Remote(_) => {}
         }
     }
 

@@ -24,6 +24,12 @@ pub struct PresenceState {
     pub interested: bool,
     /// Bare or full JIDs sent directed presence, owed an unavailable at the end (4.6).
     pub directed: HashSet<String>,
+    /// The caps `ver` whose features `notify` reflects (XEP-0115).
+    pub caps_ver: Option<String>,
+    /// PEP nodes this session wants with +notify (XEP-0163); None until known.
+    pub notify: Option<Arc<[String]>>,
+    /// A caps disco#info query in flight: (iq id, ver).
+    pub caps_query: Option<(String, String)>,
 }
 
 /// A bound session as the router sees it.

@@ -1,0 +1,186 @@
+//! The hot path: one notification, N deliveries (DESIGN.md, "The hot path").
+//!
+//! The `<message/>` is serialised once into two shared buffers: everything before the
+//! recipient address and everything after it (type, id, the `<event/>` with its items
+//! and payloads). Each recipient then costs its escaped address and three `Bytes` handles
+//! pushed onto its connection's queue: no per-recipient DOM, no per-recipient
+//! serialisation. Subscriber lists are immutable snapshots, so no lock is held while
+//! walking them; a full queue never slows the publisher (the outbox refuses at once and
+//! that subscriber's stream is closed by its own task).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use hydrant_proto::writer::escape_attr_into;
+use hydrant_proto::{Jid, ns};
+use hydrant_pubsub::{NotificationType, Show, Subscriber, xep0060};
+use tracing::debug;
+
+use crate::router::sessions::LocalSession;
+use crate::router::{Dest, Router};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Counters of what one fan-out did (logged at debug; metrics later).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FanoutStats {
+    pub queued: usize,
+    /// Recipients whose queue refused (slow consumers: their streams are being closed).
+    pub refused: usize,
+    /// Recipients on other domains; s2s (Federation issue) will carry these.
+    pub remote: usize,
+}
+
+/// A notification serialised once: `prefix` + escaped recipient + `suffix`.
+pub struct Prepared {
+    prefix: Bytes,
+    suffix: Bytes,
+}
+
+impl Prepared {
+    pub fn new(from: &Jid, kind: NotificationType, event: &hydrant_proto::Element) -> Self {
+        let mut prefix = Vec::with_capacity(64);
+        prefix.extend_from_slice(b"<message from='");
+        escape_attr_into(&mut prefix, from.as_str());
+        prefix.extend_from_slice(b"' to='");
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut suffix = Vec::with_capacity(512);
+        suffix.extend_from_slice(b"' type='");
+        suffix.extend_from_slice(kind.as_str().as_bytes());
+        suffix.extend_from_slice(format!("' id='ps-{id}'>").as_bytes());
+        event.write_to(&mut suffix, ns::CLIENT);
+        suffix.extend_from_slice(b"</message>");
+        Prepared {
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        }
+    }
+
+    /// The three buffers for one recipient.
+    pub fn parts_for(&self, to: &Jid) -> [Bytes; 3] {
+        let mut addr = Vec::with_capacity(to.as_str().len() + 8);
+        escape_attr_into(&mut addr, to.as_str());
+        [self.prefix.clone(), Bytes::from(addr), self.suffix.clone()]
+    }
+}
+
+impl Router {
+    /// Delivers one prepared notification to every recipient.
+    pub fn fan_out(
+        &self,
+        from: &Jid,
+        n: &hydrant_pubsub::Notification,
+        prepared: &Prepared,
+    ) -> FanoutStats {
+        let mut stats = FanoutStats::default();
+        for sub in n.recipients.iter() {
+            if sub.needs_shim() {
+                // Rare: one JID with several subscriptions gets its own copy with SHIM
+                // headers naming them (XEP-0060 7.1.2.4).
+                let event = xep0060::event::render(n);
+                let shim = xep0060::event::render_shim(&sub.subids);
+                let msg =
+                    xep0060::event::message(from, &sub.jid, n.notification_type, event, Some(shim));
+                let p = Prepared::with_message(&msg);
+                self.deliver_to_subscriber(
+                    sub,
+                    n.presence_based,
+                    n.notification_type,
+                    &p.whole(),
+                    &mut stats,
+                );
+                continue;
+            }
+            let parts = prepared.parts_for(&sub.jid);
+            self.deliver_to_subscriber(
+                sub,
+                n.presence_based,
+                n.notification_type,
+                &parts,
+                &mut stats,
+            );
+        }
+        debug!(node = %n.node.as_str(), queued = stats.queued, refused = stats.refused, remote = stats.remote, "fan-out");
+        stats
+    }
+
+    /// XEP-0060 rules for one subscriber: a full JID gets it at that resource; a bare JID
+    /// at every available resource (non-negative priority unless the type is headline,
+    /// RFC 6121 8.5.2.1.1). Notifications are not stored offline: a subscriber that was
+    /// away catches up from the node's items (RSM) or MAM, which never drop.
+    pub fn deliver_to_subscriber(
+        &self,
+        sub: &Subscriber,
+        presence_based: bool,
+        kind: NotificationType,
+        parts: &[Bytes],
+        stats: &mut FanoutStats,
+    ) {
+        let mut push = |s: &LocalSession| {
+            if s.outbox.push_parts(parts).is_ok() {
+                stats.queued += 1;
+            } else {
+                stats.refused += 1;
+            }
+        };
+        match self.classify(Some(&sub.jid)) {
+            Dest::LocalFull(full) => {
+                if let Some(s) = self.sessions.get(&full)
+                    && (!presence_based || admits(&s, &sub.show_values))
+                {
+                    push(&s);
+                }
+            }
+            Dest::LocalBare(user) => {
+                for s in self.sessions.of_user(&user) {
+                    let Some(prio) = s.available_with_priority() else {
+                        continue;
+                    };
+                    if prio < 0 && kind != NotificationType::Headline {
+                        continue;
+                    }
+                    if presence_based && !admits(&s, &sub.show_values) {
+                        continue;
+                    }
+                    push(&s);
+                }
+            }
+            Dest::Remote(_) => stats.remote += 1,
+            Dest::Server | Dest::Service(_) => {}
+        }
+    }
+}
+
+/// Whether a session's availability passes `pubsub#show-values` (empty: any available).
+fn admits(s: &LocalSession, show_values: &[Show]) -> bool {
+    let st = s.state();
+    if !st.available {
+        return false;
+    }
+    if show_values.is_empty() {
+        return true;
+    }
+    let show = st
+        .last
+        .as_ref()
+        .and_then(|p| {
+            p.get_child("show", ns::CLIENT)
+                .map(hydrant_proto::Element::text)
+        })
+        .unwrap_or_else(|| "online".to_owned());
+    show_values.iter().any(|v| v.as_str() == show.trim())
+}
+
+impl Prepared {
+    /// A whole message as one buffer (cold paths: SHIM copies, last-item sends).
+    pub fn with_message(msg: &hydrant_proto::Element) -> Self {
+        Prepared {
+            prefix: Bytes::from(msg.to_bytes(ns::CLIENT)),
+            suffix: Bytes::new(),
+        }
+    }
+
+    pub fn whole(&self) -> [Bytes; 1] {
+        [self.prefix.clone()]
+    }
+}

@@ -1,0 +1,278 @@
+//! PubSub services in the server: `pubsub.<domain>` components and PEP on every account,
+//! all on the `hydrant-pubsub` core, persisted in the embedded store.
+//!
+//! A request runs on the blocking pool (the core is synchronous and its store writes
+//! reach the disk before it returns, so an acknowledged publish is durable); the reply
+//! and the effects (notifications, last items, approval requests) are then carried out
+//! by the router, with the fan-out in `fanout.rs`.
+
+pub mod fanout;
+pub mod pep;
+pub mod relations;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use hydrant_proto::{Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
+use hydrant_pubsub::{Effect, Error as PsError, Service, ServiceConfig, xep0060};
+use hydrant_storage::{SqlitePubsubStore, SqliteStore};
+use tracing::warn;
+
+use crate::router::sessions::LocalSession;
+use crate::router::{Dest, Router};
+use fanout::Prepared;
+use relations::StoreRelations;
+
+type Svc = Arc<Mutex<Service<SqlitePubsubStore>>>;
+
+/// Which service a request is for.
+#[derive(Debug, Clone)]
+pub enum ServiceKey {
+    /// A `pubsub.<domain>` component, by address.
+    Component(String),
+    /// An account's PEP service, by bare JID.
+    Pep(String),
+}
+
+/// All pubsub services of the server.
+pub struct Hub {
+    components: HashMap<String, Svc>,
+    pep: DashMap<String, Svc>,
+    sqlite: Arc<SqliteStore>,
+    pep_cfg: ServiceConfig,
+    pub relations: Arc<StoreRelations>,
+}
+
+impl Hub {
+    /// Opens every configured component service (loading its state from the store).
+    pub fn open(
+        sqlite: Arc<SqliteStore>,
+        components: &[(String, ServiceConfig)],
+        pep_cfg: ServiceConfig,
+        relations: StoreRelations,
+    ) -> anyhow::Result<Self> {
+        let mut map = HashMap::new();
+        for (addr, cfg) in components {
+            let jid = Jid::new(addr)?;
+            let svc = Service::open(jid, sqlite.pubsub(addr), cfg.clone())
+                .map_err(|e| anyhow::anyhow!("opening pubsub service {addr}: {e}"))?;
+            map.insert(addr.clone(), Arc::new(Mutex::new(svc)));
+        }
+        Ok(Hub {
+            components: map,
+            pep: DashMap::new(),
+            sqlite,
+            pep_cfg,
+            relations: Arc::new(relations),
+        })
+    }
+
+    pub fn is_component(&self, domain: &str) -> bool {
+        self.components.contains_key(domain)
+    }
+
+    pub fn component_addresses(&self) -> impl Iterator<Item = &String> {
+        self.components.keys()
+    }
+
+    /// The service for a key, opening an account's PEP service on first use. Blocking
+    /// (it may load from the store): call from the blocking pool.
+    pub fn service(&self, key: &ServiceKey) -> Result<Svc, PsError> {
+        match key {
+            ServiceKey::Component(a) => {
+                self.components.get(a).cloned().ok_or(PsError::NodeNotFound)
+            }
+            ServiceKey::Pep(bare) => {
+                if let Some(s) = self.pep.get(bare) {
+                    return Ok(s.clone());
+                }
+                let jid = Jid::new(bare).map_err(|_| PsError::JidMalformed)?;
+                let svc = Service::open(jid, self.sqlite.pubsub(bare), self.pep_cfg.clone())?;
+                Ok(self
+                    .pep
+                    .entry(bare.clone())
+                    .or_insert_with(|| Arc::new(Mutex::new(svc)))
+                    .clone())
+            }
+        }
+    }
+
+    /// Forgets an account's PEP service and deletes its nodes (account deleted).
+    pub fn drop_pep(&self, bare: &str) -> Result<(), hydrant_storage::StorageError> {
+        self.pep.remove(bare);
+        self.sqlite.delete_pubsub_service(bare)
+    }
+}
+
+pub fn lock(s: &Svc) -> MutexGuard<'_, Service<SqlitePubsubStore>> {
+    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Router {
+    /// An iq with a pubsub or disco payload for a pubsub service.
+    pub async fn pubsub_iq(&self, me: &LocalSession, iq: Iq, key: ServiceKey) {
+        if !iq.kind.is_request() {
+            return;
+        }
+        let Some(payload) = iq.payload.clone() else {
+            return self.iq_error(me, &iq, StanzaError::new(Cond::BadRequest));
+        };
+        let hub = self.pubsub.clone();
+        let from: Jid = me.info.jid.clone().into();
+        let kind = iq.kind;
+        let result = tokio::task::spawn_blocking(move || {
+            let svc = hub.service(&key)?;
+            let req = xep0060::parse(kind, &payload)?;
+            let mut g = lock(&svc);
+            let outcome = g.handle(&from, req, &*hub.relations, now_ms())?;
+            Ok::<_, PsError>((g.address().clone(), outcome))
+        })
+        .await;
+        match result {
+            Ok(Ok((addr, outcome))) => {
+                me.send(&iq.result(outcome.reply).to_element(ns::CLIENT));
+                self.run_effects(&addr, outcome.effects).await;
+            }
+            Ok(Err(e)) => self.iq_error(me, &iq, xep0060::error::to_stanza_error(&e)),
+            Err(e) => {
+                warn!(error = %e, "pubsub task failed");
+                self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
+            }
+        }
+    }
+
+    /// A `<message/>` to a pubsub service: the owner's answer to an approval request
+    /// (XEP-0060 8.6). Anything else is refused.
+    pub async fn pubsub_message(&self, me: &LocalSession, addr: String, el: Element) {
+        let Some(form) = el.get_child("x", ns::DATA_FORMS).cloned() else {
+            return self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
+        };
+        let hub = self.pubsub.clone();
+        let from: Jid = me.info.jid.clone().into();
+        let result = tokio::task::spawn_blocking(move || {
+            let svc = hub.service(&ServiceKey::Component(addr))?;
+            let req = xep0060::parse_authorization(&form)?;
+            let mut g = lock(&svc);
+            let outcome = g.handle(&from, req, &*hub.relations, now_ms())?;
+            Ok::<_, PsError>((g.address().clone(), outcome))
+        })
+        .await;
+        match result {
+            Ok(Ok((addr, outcome))) => self.run_effects(&addr, outcome.effects).await,
+            Ok(Err(e)) => self.bounce(&el, xep0060::error::to_stanza_error(&e)),
+            Err(_) => self.bounce(&el, StanzaError::new(Cond::InternalServerError)),
+        }
+    }
+
+    /// Carries out what the core asked for, in order.
+    pub async fn run_effects(&self, addr: &Jid, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Notify(n) => {
+                    let event = xep0060::event::render(&n);
+                    let prepared = Prepared::new(addr, n.notification_type, &event);
+                    self.fan_out(addr, &n, &prepared);
+                    if addr.node().is_some() {
+                        self.pep_implicit(addr, &n, &prepared).await;
+                    }
+                }
+                Effect::SendLast {
+                    to,
+                    node,
+                    items,
+                    payloads,
+                    notification_type,
+                    subid,
+                } => {
+                    let event = xep0060::event::items_event(&node, &items, payloads);
+                    let shim = subid.map(|s| xep0060::event::render_shim(&[s]));
+                    let msg = xep0060::event::message(addr, &to, notification_type, event, shim);
+                    self.deliver_one(&to, notification_type, &msg);
+                }
+                Effect::ApprovalRequest {
+                    to,
+                    node,
+                    subscriber,
+                    subid,
+                } => {
+                    for owner in to {
+                        let form =
+                            xep0060::forms::authorization_request(&node, &subscriber, &subid);
+                        let msg = Element::new("message", ns::CLIENT)
+                            .with_attr("from", addr.to_string())
+                            .with_attr("to", owner.to_string())
+                            .with_child(form);
+                        self.deliver_one(&owner, hydrant_pubsub::NotificationType::Normal, &msg);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One message from a service to one JID, with the subscriber delivery rules.
+    pub fn deliver_one(&self, to: &Jid, kind: hydrant_pubsub::NotificationType, msg: &Element) {
+        let sub = hydrant_pubsub::Subscriber {
+            jid: to.clone(),
+            subids: Vec::new(),
+            show_values: Vec::new(),
+        };
+        let mut stats = fanout::FanoutStats::default();
+        self.deliver_to_subscriber(
+            &sub,
+            false,
+            kind,
+            &[bytes::Bytes::from(msg.to_bytes(ns::CLIENT))],
+            &mut stats,
+        );
+        if stats.remote > 0 {
+            tracing::debug!(%to, "pubsub message for another domain: s2s is not available yet");
+        }
+    }
+
+    /// `send_last_published_item = on_sub_and_presence` on the components: a session that
+    /// just became available gets the last item of every node it is subscribed to.
+    pub async fn component_last_items(&self, me: &LocalSession) {
+        let to: Jid = me.info.jid.clone().into();
+        let addrs: Vec<String> = self.pubsub.component_addresses().cloned().collect();
+        for addr in addrs {
+            let hub = self.pubsub.clone();
+            let to = to.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                let svc = hub.service(&ServiceKey::Component(addr))?;
+                let g = lock(&svc);
+                let effects = g.last_items_for(&to, None, &*hub.relations)?;
+                Ok::<_, PsError>((g.address().clone(), effects))
+            })
+            .await;
+            if let Ok(Ok((addr, effects))) = res {
+                self.run_effects(&addr, effects).await;
+            }
+        }
+    }
+
+    /// Deletes a removed account's PEP nodes.
+    pub async fn forget_pep(&self, user: &str) {
+        let hub = self.pubsub.clone();
+        let bare = self.bare_of(user);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.drop_pep(&bare)).await {
+            warn!(error = %e, "could not delete the PEP nodes of a removed account");
+        }
+    }
+
+    /// Whether `to` addresses a pubsub component of this server.
+    pub fn pubsub_component(&self, to: &Jid) -> Option<String> {
+        match self.classify(Some(to)) {
+            Dest::Service(a) => Some(a),
+            _ => None,
+        }
+    }
+}

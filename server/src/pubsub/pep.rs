@@ -1,0 +1,337 @@
+//! PEP (XEP-0163) delivery on top of the core: `+notify` interest learned through entity
+//! capabilities (XEP-0115), implicit notifications to contacts, and last items when a
+//! contact's interest becomes known.
+//!
+//! Caps: on available presence with `<c/>`, the server asks the client's disco#info for
+//! `node#ver` (unless that `ver` is cached), from the server's own address. A result
+//! whose hash verifies (XEP-0115 section 5) is cached for every session using the same
+//! `ver`; an unverifiable one applies to that session only, so one client cannot poison
+//! what others receive.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use hydrant_proto::{Element, Iq, IqType, Jid, ns};
+use hydrant_pubsub::{AccessModel, NodeName, Notification};
+use hydrant_storage::SubState;
+use sha1::{Digest, Sha1};
+use tracing::debug;
+
+use super::fanout::Prepared;
+use super::{ServiceKey, lock};
+use crate::router::Router;
+use crate::router::sessions::{LocalSession, username};
+
+/// Most `ver` strings remembered server-wide.
+const CAPS_CACHE_MAX: usize = 10_000;
+
+impl Router {
+    /// Looks at the caps of an available presence and learns the session's +notify set.
+    pub fn caps_from_presence(&self, me: &Arc<LocalSession>, presence: &Element) {
+        let Some(c) = presence.get_child("c", ns::CAPS) else {
+            return;
+        };
+        let (Some(node), Some(ver)) = (c.attr("node"), c.attr("ver")) else {
+            return;
+        };
+        {
+            let st = me.state();
+            if st.caps_ver.as_deref() == Some(ver) {
+                return;
+            }
+        }
+        if let Some(notify) = self.caps_cache.get(ver).map(|v| v.clone()) {
+            let mut st = me.state();
+            st.caps_ver = Some(ver.to_owned());
+            st.notify = Some(notify);
+            drop(st);
+            self.spawn_pep_last_items(me);
+            return;
+        }
+        let id = format!("caps-{}-{}", me.info.id, self.next_query_id());
+        let query = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", id.clone())
+            .with_attr("from", self.domain.as_str())
+            .with_attr("to", me.info.jid.to_string())
+            .with_child(
+                Element::new("query", ns::DISCO_INFO).with_attr("node", format!("{node}#{ver}")),
+            );
+        {
+            let mut st = me.state();
+            st.caps_query = Some((id, ver.to_owned()));
+        }
+        me.send(&query);
+    }
+
+    /// An iq result/error addressed to the server: the answer to a caps query? Returns
+    /// true when it was one.
+    pub fn caps_answer(&self, me: &Arc<LocalSession>, iq: &Iq) -> bool {
+        let pending = {
+            let st = me.state();
+            st.caps_query.clone()
+        };
+        let Some((id, ver)) = pending.filter(|(id, _)| *id == iq.id) else {
+            return false;
+        };
+        let _ = id;
+        let mut st = me.state();
+        st.caps_query = None;
+        if iq.kind != IqType::Result {
+            return true;
+        }
+        let Some(q) = iq
+            .payload
+            .as_ref()
+            .filter(|q| q.is("query", ns::DISCO_INFO))
+        else {
+            return true;
+        };
+        let notify: Arc<[String]> = q
+            .children()
+            .filter(|f| f.is("feature", ns::DISCO_INFO))
+            .filter_map(|f| f.attr("var")?.strip_suffix("+notify").map(str::to_owned))
+            .collect();
+        if verify_caps(q, &ver) && self.caps_cache.len() < CAPS_CACHE_MAX {
+            self.caps_cache.insert(ver.clone(), notify.clone());
+        }
+        st.caps_ver = Some(ver);
+        st.notify = Some(notify);
+        drop(st);
+        self.spawn_pep_last_items(me);
+        true
+    }
+
+    fn spawn_pep_last_items(&self, me: &Arc<LocalSession>) {
+        let Some(router) = self.me.upgrade() else {
+            return;
+        };
+        let me = me.clone();
+        tokio::spawn(async move { router.pep_last_items(&me).await });
+    }
+
+    /// XEP-0163 4.3.? : a session whose +notify interest became known gets the last item
+    /// of each such node of its own account and of every contact it is subscribed to.
+    async fn pep_last_items(&self, me: &Arc<LocalSession>) {
+        let Some(notify) = me.state().notify.clone() else {
+            return;
+        };
+        if notify.is_empty() {
+            return;
+        }
+        let user = username(&me.info.jid);
+        let u = user.clone();
+        let roster = self
+            .db
+            .run(move |s| s.roster(&u))
+            .await
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        let mut owners = vec![self.bare_of(&user)];
+        for e in roster
+            .iter()
+            .filter(|e| matches!(e.subscription, SubState::To | SubState::Both))
+        {
+            if e.jid.ends_with(&format!("@{}", self.domain)) {
+                owners.push(e.jid.clone());
+            }
+        }
+        let nodes: Vec<NodeName> = notify.iter().map(|n| NodeName::new(n.clone())).collect();
+        let to: Jid = me.info.jid.clone().into();
+        for owner in owners {
+            let hub = self.pubsub.clone();
+            let (to, nodes) = (to.clone(), nodes.clone());
+            let res = tokio::task::spawn_blocking(move || {
+                let svc = hub.service(&ServiceKey::Pep(owner))?;
+                let g = lock(&svc);
+                let effects = g.last_items_for(&to, Some(&nodes), &*hub.relations)?;
+                Ok::<_, hydrant_pubsub::Error>((g.address().clone(), effects))
+            })
+            .await;
+            if let Ok(Ok((addr, effects))) = res {
+                self.run_effects(&addr, effects).await;
+            }
+        }
+    }
+
+    /// PEP notifications also go to the owner's contacts (and own resources) whose
+    /// sessions asked for the node with +notify, when the access model lets them read it.
+    pub async fn pep_implicit(&self, addr: &Jid, n: &Notification, prepared: &Prepared) {
+        let Some(owner_user) = addr.node().map(|u| u.as_str().to_owned()) else {
+            return;
+        };
+        if addr.domain().as_str() != self.domain {
+            return;
+        }
+        let (access, groups) = {
+            let hub = self.pubsub.clone();
+            let Ok(svc) = hub.service(&ServiceKey::Pep(addr.to_string())) else {
+                return;
+            };
+            let g = lock(&svc);
+            match g.node_config(&n.node) {
+                Some(c) => (c.access_model, c.roster_groups_allowed.clone()),
+                // A deleted node: its last audience was the presence audience.
+                None => (AccessModel::Presence, Vec::new()),
+            }
+        };
+        let u = owner_user.clone();
+        let roster = self
+            .db
+            .run(move |s| s.roster(&u))
+            .await
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        let mut audience: Vec<String> = vec![owner_user.clone()];
+        for e in &roster {
+            let allowed = match access {
+                AccessModel::Open | AccessModel::Presence => {
+                    matches!(e.subscription, SubState::From | SubState::Both)
+                }
+                AccessModel::Roster => e.groups.iter().any(|g| groups.contains(g)),
+                // Whitelist and authorize nodes reach explicit subscribers only.
+                _ => false,
+            };
+            if !allowed {
+                continue;
+            }
+            if let Some((local, domain)) = e.jid.split_once('@')
+                && domain == self.domain
+            {
+                audience.push(local.to_owned());
+            }
+        }
+        let explicit: Vec<&Jid> = n.recipients.iter().map(|s| &s.jid).collect();
+        let mut queued = 0usize;
+        for user in audience {
+            for s in self.sessions.of_user(&user) {
+                let wants = {
+                    let st = s.state();
+                    st.available
+                        && st
+                            .notify
+                            .as_ref()
+                            .is_some_and(|ns| ns.iter().any(|x| x == n.node.as_str()))
+                };
+                let full: Jid = s.info.jid.clone().into();
+                if !wants
+                    || explicit
+                        .iter()
+                        .any(|j| **j == full || j.as_str() == s.info.jid.to_bare().as_str())
+                {
+                    continue;
+                }
+                if s.outbox.push_parts(&prepared.parts_for(&full)).is_ok() {
+                    queued += 1;
+                }
+            }
+        }
+        debug!(node = %n.node.as_str(), queued, "PEP +notify deliveries");
+    }
+}
+
+/// XEP-0115 section 5.1: the verification string of a disco#info result, hashed with
+/// SHA-1 and base64-encoded, must equal `ver`.
+fn verify_caps(q: &Element, ver: &str) -> bool {
+    let mut identities: Vec<String> = q
+        .children()
+        .filter(|c| c.is("identity", ns::DISCO_INFO))
+        .map(|i| {
+            format!(
+                "{}/{}/{}/{}",
+                i.attr("category").unwrap_or(""),
+                i.attr("type").unwrap_or(""),
+                i.attr("xml:lang").unwrap_or(""),
+                i.attr("name").unwrap_or("")
+            )
+        })
+        .collect();
+    identities.sort();
+    let mut features: Vec<&str> = q
+        .children()
+        .filter(|c| c.is("feature", ns::DISCO_INFO))
+        .filter_map(|f| f.attr("var"))
+        .collect();
+    features.sort_unstable();
+    let mut s = String::new();
+    for i in identities {
+        s.push_str(&i);
+        s.push('<');
+    }
+    for f in features {
+        s.push_str(f);
+        s.push('<');
+    }
+    // Extended information (XEP-0128 forms): sorted by FORM_TYPE, fields by var.
+    let mut forms: Vec<(String, Vec<(String, Vec<String>)>)> = Vec::new();
+    for x in q.children().filter(|c| c.is("x", ns::DATA_FORMS)) {
+        let mut form_type = None;
+        let mut fields = Vec::new();
+        for f in x.children().filter(|c| c.name() == "field") {
+            let var = f.attr("var").unwrap_or("").to_owned();
+            let mut values: Vec<String> = f
+                .children()
+                .filter(|v| v.name() == "value")
+                .map(Element::text)
+                .collect();
+            values.sort();
+            if var == "FORM_TYPE" {
+                form_type = values.first().cloned();
+            } else {
+                fields.push((var, values));
+            }
+        }
+        let Some(ft) = form_type else { continue };
+        fields.sort();
+        forms.push((ft, fields));
+    }
+    forms.sort();
+    for (ft, fields) in forms {
+        s.push_str(&ft);
+        s.push('<');
+        for (var, values) in fields {
+            s.push_str(&var);
+            s.push('<');
+            for v in values {
+                s.push_str(&v);
+                s.push('<');
+            }
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(Sha1::digest(s.as_bytes())) == ver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xep0115_simple_example_verifies() {
+        // XEP-0115 section 5.2 example: ver QgayPKawpkPSDYmwT/WM94uAlu0=
+        let q = Element::new("query", ns::DISCO_INFO)
+            .with_child(
+                Element::new("identity", ns::DISCO_INFO)
+                    .with_attr("category", "client")
+                    .with_attr("type", "pc")
+                    .with_attr("name", "Exodus 0.9.1"),
+            )
+            .with_child(
+                Element::new("feature", ns::DISCO_INFO)
+                    .with_attr("var", "http://jabber.org/protocol/caps"),
+            )
+            .with_child(
+                Element::new("feature", ns::DISCO_INFO)
+                    .with_attr("var", "http://jabber.org/protocol/disco#info"),
+            )
+            .with_child(
+                Element::new("feature", ns::DISCO_INFO)
+                    .with_attr("var", "http://jabber.org/protocol/disco#items"),
+            )
+            .with_child(
+                Element::new("feature", ns::DISCO_INFO)
+                    .with_attr("var", "http://jabber.org/protocol/muc"),
+            );
+        assert!(verify_caps(&q, "QgayPKawpkPSDYmwT/WM94uAlu0="));
+        assert!(!verify_caps(&q, "AAAAPKawpkPSDYmwT/WM94uAlu0="));
+    }
+}
