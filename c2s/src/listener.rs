@@ -52,6 +52,7 @@ pub async fn serve<B: Backend>(
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics::counter!("hydrant_c2s_connections_refused_total").increment(1);
             debug!(%peer, "connection limit reached, closing new connection");
             drop(tcp);
             continue;
@@ -60,7 +61,10 @@ pub async fn serve<B: Backend>(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
+            let open = metrics::gauge!("hydrant_c2s_connections");
+            open.increment(1);
             handle(tcp, peer, kind, &shared, &shutdown).await;
+            open.decrement(1);
             drop(permit);
         });
     }

@@ -126,79 +126,81 @@ where
     /// Takes `&mut self` rather than `self`: an async fn stores a by-value receiver twice in
     /// its future, and this future lives as long as the connection.
     pub(crate) async fn run(&mut self, shutdown: &CancellationToken) -> Exit {
-        let exit =
-            loop {
-                enum Wake {
-                    Io(Io),
-                    Timer,
-                    Shutdown,
-                }
-                // A cooperative yield point: however much input is buffered, one connection
-                // never keeps a worker thread from the others.
-                tokio::task::coop::consume_budget().await;
-                let deadline = self.deadline();
-                let wake = tokio::select! {
-                    io = poll_fn(|cx| self.conn.poll_next(cx)) => Wake::Io(io),
-                    () = sleep_until(deadline) => Wake::Timer,
-                    () = shutdown.cancelled(), if self.closing_since.is_none() => Wake::Shutdown,
-                };
-                match wake {
-                    Wake::Timer => {
-                        if self.on_timer() {
-                            break Exit::Done;
-                        }
-                    }
-                    Wake::Shutdown => {
-                        self.stream_error(StreamError::new(Cond::SystemShutdown));
-                    }
-                    Wake::Io(Io::Event(ev)) => {
-                        if self.closing_since.is_some() {
-                            // After our close only the peer's close matters (RFC 6120 4.4).
-                            if matches!(ev, StreamEvent::Close) {
-                                break Exit::Done;
-                            }
-                            continue;
-                        }
-                        match ev {
-                            StreamEvent::Open(h) => self.on_open(&h),
-                            StreamEvent::Close => self.close(),
-                            StreamEvent::Stanza(el) => {
-                                // Boxed in its own statement: stanza handling (routing,
-                                // storage) has large futures that would otherwise size every
-                                // idle connection's task.
-                                let handling = Box::pin(self.on_element(el));
-                                let flow = handling.await;
-                                if let Flow::StartTls = flow {
-                                    // RFC 6120 5.4.3.3: nothing the client sent before the TLS
-                                    // handshake may be used afterwards; the reader is dropped.
-                                    let flushed = Box::pin(self.conn.flush()).await;
-                                    if flushed.is_err() {
-                                        break Exit::Done;
-                                    }
-                                    break Exit::StartTls;
-                                }
-                            }
-                        }
-                    }
-                    Wake::Io(Io::Malformed(e)) => {
-                        debug!(peer = %self.peer, error = %e, "malformed input");
-                        self.stream_error(e);
-                    }
-                    Wake::Io(Io::Overflow) => {
-                        // The slow-consumer policy (README): the stream ends with
-                        // <policy-violation/>; the client reconnects and catches up.
-                        debug!(peer = %self.peer, "outbound queue overflow");
-                        self.stream_error(StreamError::new(Cond::PolicyViolation).with_text(
-                            "outbound queue limit exceeded: the client reads too slowly",
-                        ));
-                    }
-                    Wake::Io(Io::Failed(e)) => {
-                        debug!(peer = %self.peer, error = %e, "connection failed");
+        let exit = loop {
+            enum Wake {
+                Io(Io),
+                Timer,
+                Shutdown,
+            }
+            // A cooperative yield point: however much input is buffered, one connection
+            // never keeps a worker thread from the others.
+            tokio::task::coop::consume_budget().await;
+            let deadline = self.deadline();
+            let wake = tokio::select! {
+                io = poll_fn(|cx| self.conn.poll_next(cx)) => Wake::Io(io),
+                () = sleep_until(deadline) => Wake::Timer,
+                () = shutdown.cancelled(), if self.closing_since.is_none() => Wake::Shutdown,
+            };
+            match wake {
+                Wake::Timer => {
+                    if self.on_timer() {
                         break Exit::Done;
                     }
-                    Wake::Io(Io::Eof | Io::Closed) => break Exit::Done,
                 }
-            };
+                Wake::Shutdown => {
+                    self.stream_error(StreamError::new(Cond::SystemShutdown));
+                }
+                Wake::Io(Io::Event(ev)) => {
+                    if self.closing_since.is_some() {
+                        // After our close only the peer's close matters (RFC 6120 4.4).
+                        if matches!(ev, StreamEvent::Close) {
+                            break Exit::Done;
+                        }
+                        continue;
+                    }
+                    match ev {
+                        StreamEvent::Open(h) => self.on_open(&h),
+                        StreamEvent::Close => self.close(),
+                        StreamEvent::Stanza(el) => {
+                            // Boxed in its own statement: stanza handling (routing,
+                            // storage) has large futures that would otherwise size every
+                            // idle connection's task.
+                            let handling = Box::pin(self.on_element(el));
+                            let flow = handling.await;
+                            if let Flow::StartTls = flow {
+                                // RFC 6120 5.4.3.3: nothing the client sent before the TLS
+                                // handshake may be used afterwards; the reader is dropped.
+                                let flushed = Box::pin(self.conn.flush()).await;
+                                if flushed.is_err() {
+                                    break Exit::Done;
+                                }
+                                break Exit::StartTls;
+                            }
+                        }
+                    }
+                }
+                Wake::Io(Io::Malformed(e)) => {
+                    debug!(peer = %self.peer, error = %e, "malformed input");
+                    self.stream_error(e);
+                }
+                Wake::Io(Io::Overflow) => {
+                    // The slow-consumer policy (README): the stream ends with
+                    // <policy-violation/>; the client reconnects and catches up.
+                    debug!(peer = %self.peer, "outbound queue overflow");
+                    metrics::counter!("hydrant_c2s_slow_consumer_disconnects_total").increment(1);
+                    self.stream_error(
+                        StreamError::new(Cond::PolicyViolation).with_text(
+                            "outbound queue limit exceeded: the client reads too slowly",
+                        ),
+                    );
+                }
+                Wake::Io(Io::Failed(e)) => {
+                    debug!(peer = %self.peer, error = %e, "connection failed");
+                    break Exit::Done;
+                }
+                Wake::Io(Io::Eof | Io::Closed) => break Exit::Done,
+            }
+        };
         if let Some(info) = self.bound.take() {
             let unbind = Box::pin(self.shared.backend.unbind(&info));
             unbind.await;
@@ -339,6 +341,8 @@ where
         if self.closing_since.is_some() {
             return;
         }
+        metrics::counter!("hydrant_c2s_stream_errors_total", "condition" => e.condition.as_str())
+            .increment(1);
         if !self.header_sent {
             self.send_header(None);
         }

@@ -27,6 +27,7 @@ pub struct Config {
     pub roster: RosterSection,
     pub presence: PresenceSection,
     pub pubsub: PubsubSection,
+    pub metrics: MetricsSection,
 }
 
 impl Default for Config {
@@ -42,6 +43,7 @@ impl Default for Config {
             roster: RosterSection::default(),
             presence: PresenceSection::default(),
             pubsub: PubsubSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -218,6 +220,14 @@ impl Default for PubsubSection {
             pep: true,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve Prometheus metrics over HTTP on this address (e.g. "127.0.0.1:9464");
+    /// unset: no metrics listener.
+    pub listen: Option<SocketAddr>,
 }
 
 fn nz(n: usize) -> NonZeroUsize {

@@ -43,6 +43,13 @@ pub async fn serve(
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
     raise_fd_limit(cfg.c2s.max_connections.get());
+    if let Some(addr) = cfg.metrics.listen {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("starting the metrics listener on {addr}"))?;
+        info!(%addr, "Prometheus metrics at http://{addr}/metrics");
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Arc::new(crate::users::open(&cfg).map_err(anyhow::Error::msg)?);

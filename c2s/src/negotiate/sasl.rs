@@ -259,6 +259,7 @@ where
             .throttle
             .failed(self.peer.ip(), self.cfg().auth_failure_max_delay);
         debug!(peer = %self.peer, ?delay, "authentication failed");
+        metrics::counter!("hydrant_c2s_auth_failures_total").increment(1);
         tokio::time::sleep(delay).await;
         self.auth_failures += 1;
         self.send_failure(f);

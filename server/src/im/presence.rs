@@ -76,6 +76,9 @@ impl Router {
             self.after_initial_presence(me).await;
             self.component_last_items(me).await;
         }
+        if kind == PresenceType::Available {
+            self.deliver_offline(me).await;
+        }
     }
 
     /// Sends a session's broadcast presence (available or unavailable) to contacts with a
@@ -183,13 +186,22 @@ impl Router {
                 let _ = me.outbox.push(Bytes::from(stanza));
             }
         }
-        // RFC 6121 8.5.2.1.1 via the offline store: only to a non-negative priority.
-        if me.state().priority >= 0 {
-            let u = user.clone();
-            if let Ok(msgs) = self.db.run(move |s| s.take_offline(&u)).await {
-                for m in msgs {
-                    let _ = me.outbox.push(Bytes::from(m));
-                }
+    }
+
+    /// RFC 6121 8.5.2.1.1 via the offline store: stored messages go to the first
+    /// available presence with a non-negative priority, initial or later.
+    async fn deliver_offline(&self, me: &Arc<LocalSession>) {
+        {
+            let mut st = me.state();
+            if !st.available || st.priority < 0 || st.offline_delivered {
+                return;
+            }
+            st.offline_delivered = true;
+        }
+        let u = username(&me.info.jid);
+        if let Ok(msgs) = self.db.run(move |s| s.take_offline(&u)).await {
+            for m in msgs {
+                let _ = me.outbox.push(Bytes::from(m));
             }
         }
     }

@@ -101,6 +101,14 @@ impl Router {
             );
         }
         debug!(node = %n.node.as_str(), queued = stats.queued, refused = stats.refused, remote = stats.remote, "fan-out");
+        metrics::counter!("hydrant_pubsub_notifications_queued_total")
+            .increment(stats.queued as u64);
+        // Refused: the recipient's queue was full; its stream is closed with
+        // <policy-violation/> and it catches up from the node (README, slow consumers).
+        metrics::counter!("hydrant_pubsub_notifications_refused_total")
+            .increment(stats.refused as u64);
+        metrics::counter!("hydrant_pubsub_notifications_remote_pending_total")
+            .increment(stats.remote as u64);
         stats
     }
 

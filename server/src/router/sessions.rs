@@ -24,6 +24,8 @@ pub struct PresenceState {
     pub interested: bool,
     /// Bare or full JIDs sent directed presence, owed an unavailable at the end (4.6).
     pub directed: HashSet<String>,
+    /// Offline messages were handed to this session already.
+    pub offline_delivered: bool,
     /// The caps `ver` whose features `notify` reflects (XEP-0115).
     pub caps_ver: Option<String>,
     /// PEP nodes this session wants with +notify (XEP-0163); None until known.
