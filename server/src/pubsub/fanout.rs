@@ -101,6 +101,10 @@ impl Router {
             );
         }
         debug!(node = %n.node.as_str(), queued = stats.queued, refused = stats.refused, remote = stats.remote, "fan-out");
+        if stats.remote > 0 {
+            // Not silent: until s2s exists these cannot be delivered (ARCHITECTURE.md).
+            tracing::warn!(node = %n.node.as_str(), remote = stats.remote, "notifications for other domains not delivered: s2s is not available yet");
+        }
         metrics::counter!("hydrant_pubsub_notifications_queued_total")
             .increment(stats.queued as u64);
         // Refused: the recipient's queue was full; its stream is closed with
