@@ -268,6 +268,10 @@ pub struct ServiceConfig {
     /// publish auto-creates; only it may create, publish, configure.
     pub pep: bool,
     pub create_policy: CreatePolicy,
+    /// Advertise XEP-0313 on the service and its nodes ([`crate::MAM_FEATURES`]):
+    /// set by a server that answers MAM queries with [`crate::Service::archive`].
+    /// Default false (the core has no MAM wire format of its own).
+    pub mam: bool,
 }
 
 impl Default for ServiceConfig {
@@ -280,6 +284,7 @@ impl Default for ServiceConfig {
             default_node: NodeConfig::default(),
             pep: false,
             create_policy: CreatePolicy::Anyone,
+            mam: false,
         }
     }
 }

@@ -64,6 +64,10 @@
 //!   `max` means the cap, a larger number is stored as `max` ([`MaxItems`]). A
 //!   transient node (`persist_items` false) keeps only its last item, for
 //!   `send_last_published_item`; retract and purge on it are `feature-not-implemented`.
+//! - Archive queries (XEP-0313 on nodes, XEP-0442): [`Service::archive`] lists a node's
+//!   items oldest first and pages forwards (RSM UIDs are ItemIDs), so "everything after
+//!   the last item I saw" is one query; see `service/archive.rs`. The MAM wire format
+//!   is the server's; [`ServiceConfig::mam`] makes disco advertise it.
 //! - Access: [`access::may`] is the capability table; an entity the access model
 //!   admits counts as `member`, one it does not as `none` (see [`access`]).
 //! - A JID may hold several subscriptions (multi-subscribe); re-subscribing without new
@@ -101,7 +105,8 @@ pub use error::{Error, StoreError};
 pub use relations::{NoRelations, Relations, StaticRelations};
 pub use request::{Reply, Request, RsmQuery};
 pub use service::Service;
-pub use service::disco::{AUTO_CREATE, FEATURES};
+pub use service::archive::{ArchivePage, ArchiveQuery};
+pub use service::disco::{AUTO_CREATE, FEATURES, MAM_FEATURES};
 pub use store::{ItemQuery, MemoryStore, NodeRecord, Store, SubChange};
 pub use types::{
     Affiliation, Item, ItemId, NodeName, Show, SubId, SubOptions, SubState, Subscriber,

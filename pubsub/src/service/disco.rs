@@ -56,6 +56,11 @@ pub const FEATURES: &[&str] = pubsub_features!(
     "subscription-options",
 );
 
+/// XEP-0313 on pubsub nodes (XEP-0442), advertised when [`crate::ServiceConfig::mam`]
+/// says the server answers MAM queries: the base protocol and `#extended`
+/// (`before-id`/`after-id`/`ids`, flipped pages, archive metadata).
+pub const MAM_FEATURES: &[&str] = &["urn:xmpp:mam:2", "urn:xmpp:mam:2#extended"];
+
 /// Advertised by PEP services only (XEP-0163: publish creates the node).
 pub const AUTO_CREATE: &str = "http://jabber.org/protocol/pubsub#auto-create";
 
@@ -68,6 +73,9 @@ impl<S: Store> Service<S> {
         out.extend_from_slice(FEATURES);
         if self.cfg.pep {
             out.push(AUTO_CREATE);
+        }
+        if self.cfg.mam {
+            out.extend_from_slice(MAM_FEATURES);
         }
         out.sort_unstable();
         out
@@ -108,7 +116,13 @@ impl<S: Store> Service<S> {
             Reply::DiscoInfo(DiscoInfo {
                 node: Some(name.clone()),
                 identity: ("pubsub", "leaf"),
-                features: vec![hydrant_proto::ns::PUBSUB],
+                features: if self.cfg.mam {
+                    let mut f = vec![hydrant_proto::ns::PUBSUB];
+                    f.extend_from_slice(MAM_FEATURES);
+                    f
+                } else {
+                    vec![hydrant_proto::ns::PUBSUB]
+                },
                 meta: Some(meta),
             }),
             Vec::new(),

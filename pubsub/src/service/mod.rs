@@ -4,6 +4,7 @@
 
 mod affiliations;
 mod approve;
+pub(crate) mod archive;
 mod configure;
 mod create;
 mod delete;

@@ -42,14 +42,21 @@ impl Router {
         }
     }
 
-    /// A pubsub payload, or a disco query with a node, for an account: its PEP service.
+    /// A pubsub payload, a disco query with a node, or a MAM request naming a node
+    /// (XEP-0442), for an account: its PEP service. (A MAM query without a node would be
+    /// for the account's own message archive, which hydrant does not keep.)
     fn is_pep_request(iq: &Iq) -> bool {
         iq.payload.as_ref().is_some_and(|p| {
             p.ns() == ns::PUBSUB
                 || p.ns() == ns::PUBSUB_OWNER
                 || (p.is("query", ns::DISCO_INFO) && p.attr("node").is_some())
                 || p.is("query", ns::DISCO_ITEMS)
+                || Self::is_pep_mam(p)
         })
+    }
+
+    fn is_pep_mam(p: &Element) -> bool {
+        p.ns() == crate::pubsub::mam::MAM && p.attr("node").is_some()
     }
 
     fn payload(&self, me: &LocalSession, iq: &Iq) -> Option<IqPayload> {
@@ -71,10 +78,9 @@ impl Router {
             self.caps_answer(me, &iq);
             return;
         }
-        let pubsub_payload = iq
-            .payload
-            .as_ref()
-            .is_some_and(|p| p.ns() == ns::PUBSUB || p.ns() == ns::PUBSUB_OWNER);
+        let pubsub_payload = iq.payload.as_ref().is_some_and(|p| {
+            p.ns() == ns::PUBSUB || p.ns() == ns::PUBSUB_OWNER || Self::is_pep_mam(p)
+        });
         if iq.to.is_none() && pubsub_payload {
             // RFC 6120 10.3.3: no 'to' means the account itself: its PEP service.
             let own = ServiceKey::Pep(self.bare_of(user));

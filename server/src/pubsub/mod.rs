@@ -4,9 +4,11 @@
 //! A request runs on the blocking pool (the core is synchronous and its store writes
 //! reach the disk before it returns, so an acknowledged publish is durable); the reply
 //! and the effects (notifications, last items, approval requests) are then carried out
-//! by the router, with the fan-out in `fanout.rs`.
+//! by the router, with the fan-out in `fanout.rs`. XEP-0313 queries on nodes (catch-up)
+//! are answered by `mam.rs`.
 
 pub mod fanout;
+pub mod mam;
 pub mod pep;
 pub mod relations;
 
@@ -56,7 +58,12 @@ impl Hub {
         let mut map = HashMap::new();
         for (addr, cfg) in components {
             let jid = Jid::new(addr)?;
-            let svc = Service::open(jid, sqlite.pubsub(addr), cfg.clone())
+            // `mam.rs` answers XEP-0313 queries on every node: disco says so.
+            let cfg = ServiceConfig {
+                mam: true,
+                ..cfg.clone()
+            };
+            let svc = Service::open(jid, sqlite.pubsub(addr), cfg)
                 .map_err(|e| anyhow::anyhow!("opening pubsub service {addr}: {e}"))?;
             map.insert(addr.clone(), Arc::new(Mutex::new(svc)));
         }
@@ -64,7 +71,10 @@ impl Hub {
             components: map,
             pep: DashMap::new(),
             sqlite,
-            pep_cfg,
+            pep_cfg: ServiceConfig {
+                mam: true,
+                ..pep_cfg
+            },
             relations: Arc::new(relations),
         })
     }
@@ -125,6 +135,9 @@ impl Router {
         let Some(payload) = iq.payload.clone() else {
             return self.iq_error(me, &iq, StanzaError::new(Cond::BadRequest));
         };
+        if payload.ns() == mam::MAM {
+            return self.mam_iq(me, iq, payload, key).await;
+        }
         let hub = self.pubsub.clone();
         let from: Jid = me.info.jid.clone().into();
         let kind = iq.kind;
