@@ -16,8 +16,8 @@ use hydrant_proto::{Jid, ns};
 use hydrant_pubsub::{NotificationType, Show, Subscriber, xep0060};
 use tracing::debug;
 
+use crate::router::Router;
 use crate::router::sessions::LocalSession;
-use crate::router::{Dest, Router};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -135,31 +135,37 @@ impl Router {
                 stats.refused += 1;
             }
         };
-        match self.classify(Some(&sub.jid)) {
-            Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(&full)
-                    && (!presence_based || admits(&s, &sub.show_values))
-                {
-                    push(&s);
-                }
+        // Resolved by hand rather than with `classify`: this runs once per recipient per
+        // publish, and must not allocate.
+        let jid = &sub.jid;
+        if jid.domain().as_str() != self.domain {
+            if !self.pubsub.is_component(jid.domain().as_str()) {
+                stats.remote += 1;
             }
-            Dest::LocalBare(user) => {
-                for s in self.sessions.of_user(&user) {
-                    let Some(prio) = s.available_with_priority() else {
-                        continue;
-                    };
-                    if prio < 0 && kind != NotificationType::Headline {
-                        continue;
-                    }
-                    if presence_based && !admits(&s, &sub.show_values) {
-                        continue;
-                    }
-                    push(&s);
-                }
-            }
-            Dest::Remote(_) => stats.remote += 1,
-            Dest::Server | Dest::Service(_) => {}
+            return;
         }
+        let Some(user) = jid.node().map(jid::NodeRef::as_str) else {
+            return;
+        };
+        let full = jid.resource().is_some();
+        self.sessions.for_each_of_user(user, |s| {
+            if full {
+                if s.info.jid == *jid && (!presence_based || admits(s, &sub.show_values)) {
+                    push(s);
+                }
+                return;
+            }
+            let Some(prio) = s.available_with_priority() else {
+                return;
+            };
+            if prio < 0 && kind != NotificationType::Headline {
+                return;
+            }
+            if presence_based && !admits(s, &sub.show_values) {
+                return;
+            }
+            push(s);
+        });
     }
 }
 

@@ -112,18 +112,28 @@ impl Sessions {
     }
 
     pub fn get(&self, jid: &FullJid) -> Option<Arc<LocalSession>> {
-        let user = username(jid);
+        let user = jid.node().map_or("", |n| n.as_str());
         self.by_user
-            .get(&user)?
+            .get(user)?
             .iter()
             .find(|s| s.info.jid == *jid)
             .cloned()
     }
 
+    /// Calls `f` for each session of a user while holding only that map shard's read
+    /// lock: the fan-out's way to reach sessions without copying the list.
+    pub fn for_each_of_user(&self, user: &str, mut f: impl FnMut(&LocalSession)) {
+        if let Some(list) = self.by_user.get(user) {
+            for s in list.iter() {
+                f(s);
+            }
+        }
+    }
+
     pub fn by_id(&self, info: &SessionInfo) -> Option<Arc<LocalSession>> {
-        let user = username(&info.jid);
+        let user = info.jid.node().map_or("", |n| n.as_str());
         self.by_user
-            .get(&user)?
+            .get(user)?
             .iter()
             .find(|s| s.info.id == info.id)
             .cloned()
