@@ -8,8 +8,12 @@
 //! figures can be compared across servers.
 //!
 //! Scenarios (subcommands): `connect` (N authenticated idle connections; memory per
-//! connection). `main` only parses options and dispatches.
+//! connection), `firehose` (one node, N subscribers), `feeds` (many nodes, Zipf
+//! followers), `limit` (the firehose client against the tool's own null server: this
+//! machine's ceiling). `main` only parses options and dispatches.
 
+mod hist;
+mod nullserver;
 mod report;
 mod scenario;
 mod sys;
@@ -29,6 +33,15 @@ struct Cli {
 enum Scenario {
     /// Open N authenticated client connections, hold them idle, measure server memory.
     Connect(scenario::connect::ConnectArgs),
+    /// One publisher, one node, N subscribers: notifications/s, latency, loss, CPU.
+    Firehose(scenario::firehose::FirehoseArgs),
+    /// F feeds (one node per publishing user), each subscriber follows K (Zipf).
+    Feeds(scenario::feeds::FeedsArgs),
+    /// The firehose client against the tool's own null server: the machine's ceiling.
+    Limit(scenario::limit::LimitArgs),
+    /// The null server itself (started by `limit`).
+    #[command(hide = true)]
+    NullServer(nullserver::NullServerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +59,10 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.scenario {
             Scenario::Connect(args) => scenario::connect::run(args).await,
+            Scenario::Firehose(args) => scenario::firehose::run(args).await,
+            Scenario::Feeds(args) => scenario::feeds::run(args).await,
+            Scenario::Limit(args) => scenario::limit::run(args).await,
+            Scenario::NullServer(args) => nullserver::run(args).await,
         }
     });
     // Do not wait for abandoned connection tasks.

@@ -1,6 +1,6 @@
 //! Process facts from the OS: the open-file limit, resident memory, CPU time.
 //!
-//! The only `unsafe` of the crate lives here: two libc calls with plain-data
+//! The only `unsafe` of the crate lives here: a few libc calls with plain-data
 //! arguments (`getrlimit`/`setrlimit`, `getrusage`, `sysconf`).
 
 use std::io;
@@ -56,6 +56,19 @@ pub fn self_cpu_time() -> (Duration, Duration) {
             + Duration::from_micros(t.tv_usec.try_into().unwrap_or(0))
     };
     (tv(usage.ru_utime), tv(usage.ru_stime))
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on this machine,
+/// so a timestamp written by one generator process can be read by another.
+#[allow(unsafe_code)]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// User + system CPU time of another process, from `/proc/PID/stat`.
@@ -142,6 +155,8 @@ mod tests {
         let lim = raise_nofile_limit().unwrap();
         assert_eq!(lim.soft, lim.hard);
         let (user, _sys) = self_cpu_time();
+        let (a, b) = (monotonic_ns(), monotonic_ns());
+        assert!(a > 0 && b >= a);
         assert!(user < Duration::from_hours(1));
     }
 }

@@ -40,6 +40,11 @@ pub struct ServerArgs {
     /// Time allowed for connect and negotiation of one connection.
     #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
+    /// `SO_RCVBUF` of every client socket, in bytes (default: the kernel's
+    /// autotuning). Small values let a throttled subscriber fill the server's queue
+    /// sooner.
+    #[arg(long)]
+    pub recv_buffer_bytes: Option<u32>,
 }
 
 /// Which accounts to use.
@@ -93,6 +98,7 @@ impl ServerArgs {
             resource: accounts.resource.clone(),
             presence,
             timeout: Duration::from_secs(self.timeout_secs),
+            recv_buffer: self.recv_buffer_bytes,
         }))
     }
 

@@ -1,5 +1,9 @@
 //! Scenarios: each one is a subcommand of `hydrant-load` with its own options,
 //! phases and result. They share `target` (options), `xmpp` (connections) and
-//! `report` (counters, progress, JSON).
+//! `report` (counters, progress, JSON); the pubsub ones share `pubsub` (the engine).
 
 pub mod connect;
+pub mod feeds;
+pub mod firehose;
+pub mod limit;
+pub mod pubsub;

@@ -73,6 +73,8 @@ pub struct Target {
     pub presence: bool,
     /// Time allowed for connect + negotiation of one connection.
     pub timeout: std::time::Duration,
+    /// `SO_RCVBUF` for the socket (small values make a slow reader felt sooner).
+    pub recv_buffer: Option<u32>,
 }
 
 /// Where in the sequence a connection failed.
@@ -85,6 +87,8 @@ pub enum Stage {
     Auth,
     Bind,
     Session,
+    /// Pubsub setup: node creation, configuration, subscription.
+    Pubsub,
     Hold,
 }
 
@@ -98,6 +102,7 @@ impl fmt::Display for Stage {
             Stage::Auth => "auth",
             Stage::Bind => "bind",
             Stage::Session => "session",
+            Stage::Pubsub => "pubsub",
             Stage::Hold => "hold",
         })
     }
@@ -187,6 +192,10 @@ pub struct Conn {
     deadline: Instant,
     /// Stream features of the current stream.
     features: Vec<u8>,
+    /// The full JID bound by `login` (empty before).
+    jid: String,
+    /// Counter for iq ids of `iq`.
+    next_id: u64,
 }
 
 impl fmt::Debug for Conn {
@@ -214,10 +223,13 @@ impl Conn {
     /// stream read.
     pub async fn open(target: Arc<Target>, source: Option<IpAddr>) -> Result<Self, ConnError> {
         let deadline = Instant::now() + target.timeout;
-        let tcp = timeout_at(deadline, tcp_connect(target.server, source))
-            .await
-            .map_err(|_| ConnError::new(Stage::Connect, ErrorKind::Timeout))?
-            .map_err(|e| ConnError::new(Stage::Connect, ErrorKind::Io(e)))?;
+        let tcp = timeout_at(
+            deadline,
+            tcp_connect(target.server, source, target.recv_buffer),
+        )
+        .await
+        .map_err(|_| ConnError::new(Stage::Connect, ErrorKind::Timeout))?
+        .map_err(|e| ConnError::new(Stage::Connect, ErrorKind::Io(e)))?;
         let io: Box<dyn Io> = if target.tls == TlsMode::Direct {
             tls_handshake(&target, Box::new(tcp), deadline).await?
         } else {
@@ -230,6 +242,8 @@ impl Conn {
             target,
             deadline,
             features: Vec::new(),
+            jid: String::new(),
+            next_id: 0,
         };
         conn.start_stream().await?;
         if conn.target.tls == TlsMode::Starttls {
@@ -315,7 +329,7 @@ impl Conn {
     pub async fn login(mut self, user: &str, index: u64) -> Result<Self, ConnError> {
         self.authenticate(user).await?;
         self.start_stream().await?;
-        self.bind(index).await?;
+        self.jid = self.bind(index).await?;
         if let Some(session) = scan::child_tag(&self.features, "session")
             && scan::attr(session, "xmlns").as_deref() == Some(NS_SESSION)
             && !session_is_optional(&self.features)
@@ -455,6 +469,102 @@ impl Conn {
         }
     }
 
+    /// The full JID bound by `login`.
+    pub fn jid(&self) -> &str {
+        &self.jid
+    }
+
+    /// Send `<iq type='{kind}' to='{to}' id=...>{payload}</iq>` and wait for its result
+    /// (skipping and answering other stanzas), with a fresh deadline of the target's
+    /// timeout. Returns the result element.
+    pub async fn iq(
+        &mut self,
+        stage: Stage,
+        kind: &str,
+        to: &str,
+        payload: &str,
+    ) -> Result<Vec<u8>, ConnError> {
+        self.next_id += 1;
+        let id = format!("q{}", self.next_id);
+        self.deadline = Instant::now() + self.target.timeout;
+        let iq = format!(
+            "<iq type='{kind}' to='{}' id='{id}'>{payload}</iq>",
+            scan::escape(to)
+        );
+        self.send(stage, iq.as_bytes()).await?;
+        self.read_iq_result(stage, &id).await
+    }
+
+    /// One read from the socket (at most `max` bytes, and at most the read buffer),
+    /// then `on_element` for every complete top-level element in it. Server iq
+    /// requests (pings) are answered and not passed on. A stream error, the stream's
+    /// end or the socket's end is an `Err` in stage `Hold`. Returns the bytes read.
+    pub async fn receive(
+        &mut self,
+        max: usize,
+        mut on_element: impl FnMut(&[u8]),
+    ) -> Result<usize, ConnError> {
+        let err = |kind| ConnError::new(Stage::Hold, kind);
+        let max = max.clamp(1, self.rbuf.len());
+        let n = self
+            .io
+            .read(&mut self.rbuf[..max])
+            .await
+            .map_err(|e| err(ErrorKind::Io(e)))?;
+        if n == 0 {
+            return Err(err(ErrorKind::Closed));
+        }
+        self.scanner.feed(&self.rbuf[..n]);
+        let mut replies = Vec::new();
+        loop {
+            match self.scanner.next_event() {
+                Ok(Some(Event::Element(elem))) => {
+                    if scan::root_name(elem) == b"error" {
+                        return Err(err(stream_error(elem)));
+                    }
+                    if let Some(reply) = answer_iq(elem) {
+                        replies.extend_from_slice(reply.as_bytes());
+                    } else {
+                        on_element(elem);
+                    }
+                }
+                Ok(Some(Event::StreamClose)) => return Err(err(ErrorKind::Closed)),
+                Ok(Some(Event::StreamOpen(_))) => {
+                    return Err(ConnError::protocol(Stage::Hold, "second stream header"));
+                }
+                Ok(None) => break,
+                Err(e) => return Err(ConnError::protocol(Stage::Hold, e.to_string())),
+            }
+        }
+        if !replies.is_empty() {
+            self.io
+                .write_all(&replies)
+                .await
+                .map_err(|e| err(ErrorKind::Io(e)))?;
+            self.io.flush().await.map_err(|e| err(ErrorKind::Io(e)))?;
+        }
+        Ok(n)
+    }
+
+    /// Use a larger read buffer from now on (bulk receivers: fewer syscalls).
+    pub fn set_read_buffer(&mut self, size: usize) {
+        self.rbuf = vec![0; size.max(READ_BUF)].into_boxed_slice();
+    }
+
+    /// Split into a reader (which keeps the scanner) and a writer, for a connection
+    /// that sends and receives at the same time (a publisher with requests in flight).
+    pub fn split(self) -> (ConnReader, ConnWriter) {
+        let (r, w) = tokio::io::split(self.io);
+        (
+            ConnReader {
+                io: r,
+                scanner: self.scanner,
+                rbuf: self.rbuf,
+            },
+            ConnWriter { io: w },
+        )
+    }
+
     /// Close the stream politely; errors do not matter any more.
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
@@ -530,8 +640,83 @@ impl Conn {
     }
 }
 
+/// The receiving half of a split connection.
+pub struct ConnReader {
+    io: tokio::io::ReadHalf<Box<dyn Io>>,
+    scanner: Scanner,
+    rbuf: Box<[u8]>,
+}
+
+impl fmt::Debug for ConnReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnReader").finish_non_exhaustive()
+    }
+}
+
+impl ConnReader {
+    /// One read, then `on_element` for every complete top-level element (pings are
+    /// passed on too: the caller has the writer). Stream errors and ends are `Err`.
+    pub async fn receive(&mut self, mut on_element: impl FnMut(&[u8])) -> Result<(), ConnError> {
+        let err = |kind| ConnError::new(Stage::Hold, kind);
+        let n = self
+            .io
+            .read(&mut self.rbuf)
+            .await
+            .map_err(|e| err(ErrorKind::Io(e)))?;
+        if n == 0 {
+            return Err(err(ErrorKind::Closed));
+        }
+        self.scanner.feed(&self.rbuf[..n]);
+        loop {
+            match self.scanner.next_event() {
+                Ok(Some(Event::Element(elem))) => {
+                    if scan::root_name(elem) == b"error" {
+                        return Err(err(stream_error(elem)));
+                    }
+                    on_element(elem);
+                }
+                Ok(Some(Event::StreamClose)) => return Err(err(ErrorKind::Closed)),
+                Ok(Some(Event::StreamOpen(_))) => {
+                    return Err(ConnError::protocol(Stage::Hold, "second stream header"));
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(ConnError::protocol(Stage::Hold, e.to_string())),
+            }
+        }
+    }
+}
+
+/// The sending half of a split connection.
+pub struct ConnWriter {
+    io: tokio::io::WriteHalf<Box<dyn Io>>,
+}
+
+impl fmt::Debug for ConnWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnWriter").finish_non_exhaustive()
+    }
+}
+
+impl ConnWriter {
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        let err = |e| ConnError::new(Stage::Hold, ErrorKind::Io(e));
+        self.io.write_all(data).await.map_err(err)?;
+        self.io.flush().await.map_err(err)
+    }
+
+    /// End the stream; errors do not matter any more.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            self.io.write_all(b"</stream:stream>").await?;
+            self.io.flush().await?;
+            self.io.shutdown().await
+        })
+        .await;
+    }
+}
+
 /// The defined condition inside an iq's `<error>`: the child in the stanzas namespace.
-fn error_condition(iq: &[u8]) -> Option<String> {
+pub fn error_condition(iq: &[u8]) -> Option<String> {
     let start = iq.windows(6).position(|w| w == b"<error")?;
     let error = &iq[start..];
     let mut pos = 0;
@@ -559,7 +744,7 @@ fn session_is_optional(features: &[u8]) -> bool {
 
 /// The reply to a server's iq get/set: a result for XEP-0199 pings, an error for
 /// anything else (RFC 6120 §8.2.3 requires a reply). `None` for other stanzas.
-fn answer_iq(elem: &[u8]) -> Option<String> {
+pub fn answer_iq(elem: &[u8]) -> Option<String> {
     if scan::root_name(elem) != b"iq" {
         return None;
     }
@@ -581,12 +766,19 @@ fn answer_iq(elem: &[u8]) -> Option<String> {
     }
 }
 
-async fn tcp_connect(server: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+async fn tcp_connect(
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    recv_buffer: Option<u32>,
+) -> io::Result<TcpStream> {
     let socket = if server.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
@@ -741,6 +933,7 @@ mod tests {
                 resource: "hl".into(),
                 presence: true,
                 timeout: std::time::Duration::from_secs(5),
+                recv_buffer: None,
             })
         }
 

@@ -3,6 +3,7 @@
 //! connection that negotiates up to a bound resource.
 
 pub mod conn;
+pub mod pubsub;
 pub mod sasl;
 pub mod scan;
 pub mod tls;
