@@ -58,6 +58,8 @@ pub struct Server {
     pub direct_tls: SocketAddr,
     dir: Option<TempDir>,
     extra: String,
+    /// Extra keys of the `[c2s]` section (see [`Server::start_in_with_c2s`]).
+    c2s_extra: String,
     shutdown: CancellationToken,
     /// The result of `serve`, once it returned.
     done: Option<tokio::sync::oneshot::Receiver<anyhow::Result<()>>>,
@@ -85,8 +87,15 @@ impl Server {
     /// production: a server task that hogs its threads cannot stall the test's client
     /// side, whose timeouts then still fire and fail the test.
     pub async fn start_in(dir: TempDir, extra: &str) -> Server {
+        Server::start_in_with_c2s(dir, "", extra).await
+    }
+
+    /// A server on an existing data directory with extra keys for the `[c2s]` section
+    /// (one per line, e.g. `"outbound_queue_bytes = 65536"`) and extra TOML sections.
+    /// A `require_tls` key there replaces the test default (`true`).
+    pub async fn start_in_with_c2s(dir: TempDir, c2s: &str, extra: &str) -> Server {
         init_tracing();
-        let text = config_text(dir.path(), extra);
+        let text = config_text(dir.path(), c2s, extra);
         let cfg = Config::parse(&text, Path::new("test")).expect("the test config is valid");
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -117,6 +126,7 @@ impl Server {
             direct_tls: bound.direct_tls[0],
             dir: Some(dir),
             extra: extra.to_owned(),
+            c2s_extra: c2s.to_owned(),
             shutdown,
             done: Some(done_rx),
             tls,
@@ -145,9 +155,9 @@ impl Server {
 
     /// Stops and starts again on the same data directory and configuration.
     pub async fn restart(self) -> Server {
-        let extra = self.extra.clone();
+        let (extra, c2s) = (self.extra.clone(), self.c2s_extra.clone());
         let dir = self.stop().await;
-        Server::start_in(dir, &extra).await
+        Server::start_in_with_c2s(dir, &c2s, &extra).await
     }
 
     /// Creates an account directly in the store (SQLite allows a second connection).
@@ -189,6 +199,37 @@ impl Server {
         c
     }
 
+    /// Plaintext (the server must run with `require_tls = false`), SASL SCRAM-SHA-256,
+    /// bind `resource`: a bound session that sent no presence. `recv_buffer` sets the
+    /// client socket's SO_RCVBUF before connecting (a small one makes a client that stops
+    /// reading fill up sooner).
+    pub async fn login_plaintext(
+        &self,
+        user: &str,
+        password: &str,
+        resource: &str,
+        recv_buffer: Option<u32>,
+    ) -> Client {
+        let mut c = Client::tcp_with_recv_buffer(self.c2s, self.tls(), recv_buffer).await;
+        let features = c.open_stream().await;
+        if let Some(st) = features.get_child("starttls", ns::TLS) {
+            assert!(
+                st.get_child("required", ns::TLS).is_none(),
+                "plaintext login needs require_tls = false: {features}"
+            );
+        }
+        assert!(
+            mechanisms(&features).contains(&"SCRAM-SHA-256".to_owned()),
+            "{features}"
+        );
+        c.auth_scram_sha256(user, password)
+            .await
+            .unwrap_or_else(|f| panic!("SCRAM login of {user} failed: {f}"));
+        let features = c.open_stream().await;
+        c.bind(&features, resource).await;
+        c
+    }
+
     /// `login`, then a roster get (so the session receives roster pushes) and initial
     /// presence, waiting for the server's echo of that presence.
     pub async fn online(&self, user: &str, password: &str, resource: &str) -> Client {
@@ -205,9 +246,14 @@ impl Drop for Server {
     }
 }
 
-fn config_text(dir: &Path, extra: &str) -> String {
+fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
     // Debug formatting of a path string is a valid TOML basic string for temp paths.
     let dir = dir.to_str().expect("UTF-8 temp dir");
+    let require_tls = if c2s.contains("require_tls") {
+        ""
+    } else {
+        "require_tls = true\n"
+    };
     format!(
         "domain = \"localhost\"\n\
          data_dir = {dir:?}\n\
@@ -215,7 +261,8 @@ fn config_text(dir: &Path, extra: &str) -> String {
          [c2s]\n\
          listen = [\"127.0.0.1:0\"]\n\
          direct_tls_listen = [\"127.0.0.1:0\"]\n\
-         require_tls = true\n\
+         {require_tls}\
+         {c2s}\n\
          auth_failure_max_delay_secs = 1\n\
          [registration]\n\
          enabled = true\n\
@@ -332,6 +379,53 @@ impl Client {
             closed: false,
             stream_id: None,
             alpn: None,
+        }
+    }
+
+    /// A plain TCP connection whose socket has SO_RCVBUF = `recv_buffer` (if given),
+    /// set before connecting so that the advertised window honours it.
+    pub async fn tcp_with_recv_buffer(
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        recv_buffer: Option<u32>,
+    ) -> Client {
+        let Some(size) = recv_buffer else {
+            return Client::tcp(addr, tls).await;
+        };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        let tcp = socket.connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        Client {
+            io: Transport::Plain(tcp),
+            reader: reader(),
+            buffered: VecDeque::new(),
+            tls,
+            jid: String::new(),
+            closed: false,
+            stream_id: None,
+            alpn: None,
+        }
+    }
+
+    /// The plaintext socket, for tests that read the raw byte stream themselves (e.g.
+    /// thousands of subscribers scanning notifications without an XML parser). Panics if
+    /// the stream is TLS or if anything was received and not consumed yet.
+    pub fn into_tcp(self) -> TcpStream {
+        assert!(
+            self.buffered.is_empty() && self.reader.buffered_len() == 0,
+            "{}: unconsumed input: {}",
+            self.jid,
+            self.describe_buffer()
+        );
+        match self.io {
+            Transport::Plain(tcp) => tcp,
+            _ => panic!("into_tcp on a stream that is not plain TCP"),
         }
     }
 
