@@ -568,7 +568,6 @@ async fn pep_last_item_when_caps_become_known_verified_and_unverified() {
 /// +notify contacts get nothing but last items. (Checked: with the core emitting the
 /// effect on PEP services this test passes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "pubsub core: no Effect::Notify on PEP nodes without explicit subscribers"]
 async fn pep_live_events_reach_contacts_with_notify_only() {
     let server = Server::start().await;
     users(&server, &["amy", "ben", "cal", "eve"]);

@@ -45,6 +45,7 @@ impl<S: Store> Service<S> {
         forms::apply_config(&mut config, &form, self.cfg.max_items_cap)?;
         let keep = config.keep_items(self.cfg.max_items_cap);
         self.store.set_config(name, &config, keep)?;
+        let pep = self.cfg.pep;
         let node = self.node_mut(name);
         node.config = config;
         let mut effects = Vec::new();
@@ -53,7 +54,7 @@ impl<S: Store> Service<S> {
                 .config
                 .deliver_payloads
                 .then(|| Box::new(node.config.clone()));
-            effects.extend(super::notify(node, Event::Configuration { form }));
+            effects.extend(super::notify(node, Event::Configuration { form }, pep));
         }
         Ok((Reply::Empty, effects))
     }

@@ -23,7 +23,12 @@ impl<S: Store> Service<S> {
         if node.config.notify_delete {
             // Every subscriber, pending and unconfigured included (XEP-0060 8.4.2).
             let all = node.all_subscribers();
-            effects.extend(super::notify_to(&node, Event::Delete { redirect }, all));
+            effects.extend(super::notify_to(
+                &node,
+                Event::Delete { redirect },
+                all,
+                self.cfg.pep,
+            ));
         }
         Ok((Reply::Empty, effects))
     }

@@ -164,14 +164,20 @@ fn snapshot<'a>(subs: impl Iterator<Item = &'a Subscription>) -> Subscribers {
     Arc::from(out)
 }
 
-/// A notification of `event` to the node's current subscribers, or None when the
-/// node does not send notifications or nobody is subscribed.
-pub(crate) fn notify(node: &NodeState, event: Event) -> Option<Effect> {
-    notify_to(node, event, Arc::clone(&node.subscribers))
+/// A notification of `event` to the node's current subscribers, or None when nobody is
+/// subscribed. On PEP (`pep`) the effect is always emitted: the server adds the owner's
+/// contacts that asked for the node with +notify (XEP-0163), who are not subscribers.
+pub(crate) fn notify(node: &NodeState, event: Event, pep: bool) -> Option<Effect> {
+    notify_to(node, event, Arc::clone(&node.subscribers), pep)
 }
 
-pub(crate) fn notify_to(node: &NodeState, event: Event, recipients: Subscribers) -> Option<Effect> {
-    if recipients.is_empty() {
+pub(crate) fn notify_to(
+    node: &NodeState,
+    event: Event,
+    recipients: Subscribers,
+    pep: bool,
+) -> Option<Effect> {
+    if recipients.is_empty() && !pep {
         return None;
     }
     Some(Effect::Notify(Notification {

@@ -78,7 +78,11 @@ impl<S: Store> Service<S> {
         let mut effects = Vec::new();
         if deliver {
             let items = published.into_iter().collect();
-            effects.extend(super::notify(node, Event::Items { items, payloads }));
+            effects.extend(super::notify(
+                node,
+                Event::Items { items, payloads },
+                self.cfg.pep,
+            ));
         }
         Ok((Reply::Published { node: name, id }, effects))
     }

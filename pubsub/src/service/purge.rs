@@ -25,7 +25,7 @@ impl<S: Store> Service<S> {
         let node = self.node(name)?;
         let mut effects = Vec::new();
         if node.config.deliver_notifications {
-            effects.extend(super::notify(node, Event::Purge));
+            effects.extend(super::notify(node, Event::Purge, self.cfg.pep));
         }
         Ok((Reply::Empty, effects))
     }

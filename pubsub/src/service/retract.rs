@@ -38,7 +38,7 @@ impl<S: Store> Service<S> {
         let node = self.node(name)?;
         let mut effects = Vec::new();
         if notify.unwrap_or(node.config.notify_retract) && node.config.deliver_notifications {
-            effects.extend(super::notify(node, Event::Retract { ids }));
+            effects.extend(super::notify(node, Event::Retract { ids }, self.cfg.pep));
         }
         Ok((Reply::Empty, effects))
     }

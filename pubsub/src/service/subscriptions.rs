@@ -132,7 +132,7 @@ pub(crate) fn subscription_event(
         subids: Vec::new(),
         show_values: Vec::new(),
     }]);
-    let mut effect = super::notify_to(node, Event::Subscription { jid, subid, state }, to)?;
+    let mut effect = super::notify_to(node, Event::Subscription { jid, subid, state }, to, false)?;
     // State changes reach the subscriber whatever the node's presence-based setting.
     if let Effect::Notify(n) = &mut effect {
         n.presence_based = false;
