@@ -5,7 +5,10 @@
 #
 # Stages (all by default, in this order):
 #   packages   install the interop clients with apt if missing (needs root on a
-#              fresh machine; skipped when everything is already installed)
+#              fresh machine; skipped when everything is already installed),
+#              then the venv with aioxmpp from PyPI that aioxmpp_pubsub runs in
+#              (tests/interop/aioxmpp-venv.sh: pinned, under
+#              ~/.cache/hydrant-interop, created once and reused)
 #   fmt        cargo fmt --all --check
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   deps       scripts/check-deps.sh (crate dependency directions, DESIGN.md)
@@ -13,7 +16,8 @@
 #              + cargo test --workspace --doc (nextest does not run doctests)
 #   build      cargo build -p hydrant-server (debug: target/debug/hydrant)
 #   interop    tests/interop/run.sh target/debug/hydrant (real clients:
-#              slixmpp, go-sendxmpp, profanity)
+#              slixmpp, go-sendxmpp, profanity, aioxmpp; PubSub, PEP and a
+#              kill -9 restart)
 #
 # Options (for developers; CI runs the default):
 #   --interop-only   only packages, build, interop
@@ -72,7 +76,7 @@ stage() {
 skip() { SUMMARY+=("$(printf '%-9s SKIP         %s' "$1" "$2")"); }
 
 # --- packages ----------------------------------------------------------------------
-PKGS=(python3-slixmpp go-sendxmpp profanity tmux openssl ca-certificates)
+PKGS=(python3-slixmpp python3-venv go-sendxmpp profanity tmux openssl ca-certificates)
 missing_pkgs() {
 	local p
 	for p in "${PKGS[@]}"; do
@@ -108,6 +112,18 @@ install_packages() {
 		return 1
 	fi
 }
+# the aioxmpp venv (pip, PyPI): quick no-op when it exists
+install_python_packages() {
+	local py
+	py=$(tests/interop/aioxmpp-venv.sh) || return 1
+	echo "aioxmpp venv: $py"
+}
+install_all() {
+	local rc=0
+	install_packages || rc=1
+	install_python_packages || rc=1
+	return "$rc"
+}
 
 # --- rust stages ----------------------------------------------------------------------
 run_unit() {
@@ -133,7 +149,7 @@ target_dir() {
 
 # --- run ----------------------------------------------------------------------------
 if [ "$DO_INTEROP" = 1 ]; then
-	stage packages install_packages || true
+	stage packages install_all || true
 else
 	skip packages "(--no-interop)"
 fi

@@ -104,7 +104,8 @@ wait_file_line() {
 
 # make_ca DIR DOMAIN: a throw-away test CA (DIR/ca.crt, ca.key) and a leaf for
 # DOMAIN (DIR/DOMAIN.crt, DIR/DOMAIN.key; DIR/DOMAIN.chain.pem = leaf + CA)
-# with SAN DNS:DOMAIN + IP:127.0.0.1 and EKU serverAuth+clientAuth.
+# with SAN DNS:DOMAIN + DNS:pubsub.DOMAIN (the default XEP-0060 service) +
+# IP:127.0.0.1 and EKU serverAuth+clientAuth.
 # Also DIR/capath/: the CA under its OpenSSL subject-hash name (for clients
 # that take a CA *directory*, e.g. libstrophe/profanity).
 make_ca() {
@@ -124,7 +125,7 @@ keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth, clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-subjectAltName = DNS:$domain, IP:127.0.0.1
+subjectAltName = DNS:$domain, DNS:pubsub.$domain, IP:127.0.0.1
 EOF
 		openssl req -new -newkey rsa:2048 -sha256 -nodes \
 			-keyout "$dir/$domain.key" -out "$dir/$domain.csr" \

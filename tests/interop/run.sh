@@ -12,7 +12,9 @@
 #
 # Options:
 #   --only NAME[,NAME...]  run only these tests: check_config slixmpp_basic
-#                          cli_user_list sendxmpp profanity slixmpp_negative
+#                          cli_user_list sendxmpp profanity slixmpp_pubsub
+#                          aioxmpp_pubsub slixmpp_pep slixmpp_negative
+#                          restart
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d)
 #   --reference-prosody    run the same client tests against Debian's Prosody
@@ -20,15 +22,21 @@
 #                          test fails against hydrant, this tells whether the
 #                          test or the server is wrong. Never used by
 #                          scripts/test.sh; the project does not depend on it.
+#                          (Prosody 0.12's pubsub has no RSM on items:
+#                          slixmpp_pubsub stops at its RSM step there.)
 #
-# Needs: bash, openssl, /usr/bin/python3 + python3-slixmpp, go-sendxmpp,
-# profanity, tmux (scripts/test.sh installs them).
+# Needs: bash, openssl, /usr/bin/python3 + python3-slixmpp + python3-venv,
+# go-sendxmpp, profanity, tmux (scripts/test.sh installs them), and for
+# aioxmpp_pubsub a venv with aioxmpp from PyPI: aioxmpp-venv.sh creates it
+# (idempotent; scripts/test.sh runs it in its packages stage, run.sh again
+# when the venv is missing). INTEROP_AIOXMPP_PYTHON overrides its python.
 set -euo pipefail
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_negative)
+TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsub aioxmpp_pubsub
+	slixmpp_pep slixmpp_negative restart)
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -140,14 +148,18 @@ s2s_direct_tls_ports = { }
 component_ports = { }
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "offline" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "offline"; "pep" }
 ssl = { certificate = "$WORK/tls/$XMPP_DOMAIN.crt"; key = "$WORK/tls/$XMPP_DOMAIN.key" }
 c2s_require_encryption = true
 authentication = "internal_hashed"
 password_hash = "SHA-256"  -- so that SCRAM-SHA-256 is offered, as hydrant does
 storage = "internal"
 allow_registration = true
+-- Prosody's pubsub lets only admins create nodes (hydrant: any local user)
+admins = { "ps_a@$XMPP_DOMAIN", "aiox_a@$XMPP_DOMAIN", "rs_a@$XMPP_DOMAIN" }
 VirtualHost "$XMPP_DOMAIN"
+Component "pubsub.$XMPP_DOMAIN" "pubsub"
+	pubsub_max_items = 10000
 EOF
 }
 
@@ -166,6 +178,12 @@ add_user() {
 	}
 }
 
+# add_users LOCALPART...: add_user each with $PASSWORD
+add_users() {
+	local u
+	for u; do add_user "$u" "$PASSWORD" || return 1; done
+}
+
 # --- test runner ------------------------------------------------------------------
 # run_test NAME CMD...: run with a hard timeout, output to the console and
 # $WORK/NAME.log; record PASS/FAIL; on failure show the server log tail.
@@ -177,8 +195,13 @@ run_test() {
 	start=$(now_ms)
 	set +e
 	if declare -F "$1" >/dev/null; then
-		"$@" 2>&1 | tee "$WORK/$name.log" # a shell function: quick, no timeout needed
-		rc=${PIPESTATUS[0]}
+		# a shell function: in this shell (not a pipeline's subshell), so that
+		# it may restart the server (SERVER_PID); it bounds its own waits.
+		# Output to the log, shown afterwards (not through a pipe to tee: a
+		# server it starts would inherit the pipe and keep tee waiting).
+		"$@" >"$WORK/$name.log" 2>&1
+		rc=$?
+		cat "$WORK/$name.log"
 	else
 		# in the background + wait, so that a SIGTERM/SIGINT to run.sh runs
 		# the cleanup trap at once (bash defers traps while a foreground
@@ -201,7 +224,7 @@ run_test() {
 	else
 		case $rc in
 		124 | 137) reason="killed after ${TEST_TIMEOUT}s (hung)" ;;
-		*) reason=$(grep -E 'FAIL|error' "$WORK/$name.log" | tail -n 1 | cut -c1-160) ;;
+		*) reason=$(grep -E 'FAIL|[Ee]rror' "$WORK/$name.log" | tail -n 1 | cut -c1-160) || true ;;
 		esac
 		record "$name" FAIL "$secs" "exit $rc${reason:+: $reason}"
 		server_log_tail
@@ -214,39 +237,62 @@ run_test() {
 }
 
 # --- start the server ---------------------------------------------------------------
+# start_server: start the server on $CFG (its data dir is kept across calls:
+# the restart test calls this again after a SIGKILL), append its output to
+# $SERVER_LOG, set SERVER_PID and wait until both c2s ports accept.
+start_server() {
+	if [ "$SERVER" = hydrant ]; then
+		say "starting $HYDRANT serve --config $CFG"
+		echo "==== interop: hydrant serve started at $(date -u +%FT%T.%3NZ) ====" >>"$SERVER_LOG"
+		"$HYDRANT" serve --config "$CFG" </dev/null >>"$SERVER_LOG" 2>&1 &
+		SERVER_PID=$!
+	else
+		say "starting prosody -F --config $CFG (reference mode)"
+		prosody -F --config "$CFG" </dev/null >>"$SERVER_LOG" 2>&1 &
+		SERVER_PID=$!
+	fi
+	local start
+	start=$(now_ms)
+	wait_port "$XMPP_HOST" "$XMPP_C2S_PORT" 20 "$SERVER_PID" &&
+		wait_port "$XMPP_HOST" "$XMPP_TLS_PORT" 5 "$SERVER_PID" || return 1
+	say "server pid $SERVER_PID accepting on $XMPP_HOST:$XMPP_C2S_PORT (STARTTLS) and :$XMPP_TLS_PORT (direct TLS) after $(($(now_ms) - start)) ms"
+}
+
+# kill9_server: SIGKILL the server (no shutdown code runs) and reap it.
+kill9_server() {
+	say "kill -9 $SERVER_PID"
+	kill -KILL "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+	pid_alive "$SERVER_PID" && { warn "pid $SERVER_PID survived SIGKILL"; return 1; }
+	SERVER_PID=
+}
+
 PW=$(openssl rand -hex 6)
 PASSWORD="pw-$PW"
 if [ "$SERVER" = hydrant ]; then
 	write_hydrant_config
 	run_test check_config "$HYDRANT" check-config --config "$CFG"
-	say "starting $HYDRANT serve --config $CFG"
-	"$HYDRANT" serve --config "$CFG" </dev/null >"$SERVER_LOG" 2>&1 &
-	SERVER_PID=$!
 else
 	command -v prosody >/dev/null || die "prosody is not installed (apt-get install prosody)"
 	write_prosody_config
-	say "starting prosody -F --config $CFG (reference mode)"
-	prosody -F --config "$CFG" </dev/null >>"$SERVER_LOG" 2>&1 &
-	SERVER_PID=$!
 fi
-start=$(now_ms)
-if ! wait_port "$XMPP_HOST" "$XMPP_C2S_PORT" 20 "$SERVER_PID" ||
-	! wait_port "$XMPP_HOST" "$XMPP_TLS_PORT" 5 "$SERVER_PID"; then
+if ! start_server; then
 	record server_start FAIL 0 "server did not start listening"
 	server_log_tail
 	print_summary
 	exit 1
 fi
-say "server pid $SERVER_PID accepting on $XMPP_HOST:$XMPP_C2S_PORT (STARTTLS) and :$XMPP_TLS_PORT (direct TLS) after $(($(now_ms) - start)) ms"
 
 # --- accounts ---------------------------------------------------------------------
 # alice registers in-band inside slixmpp_basic; everybody else is created with
 # the admin CLI (bob's password through stdin, the others with --password).
 # alice/bob: slixmpp_basic, carol/dave: sendxmpp, erin/frank: profanity,
-# grace: slixmpp_negative.
+# grace: slixmpp_negative, ps_*: slixmpp_pubsub, aiox_*: aioxmpp_pubsub,
+# pep_*: slixmpp_pep, rs_*: restart.
 if ! { add_user bob "$PASSWORD" stdin &&
 	add_user carol "$PASSWORD" && add_user dave "$PASSWORD" &&
-	add_user erin "$PASSWORD" && add_user frank "$PASSWORD" && add_user grace "$PASSWORD"; }; then
+	add_user erin "$PASSWORD" && add_user frank "$PASSWORD" && add_user grace "$PASSWORD" &&
+	add_users ps_a ps_b ps_c aiox_a aiox_b pep_a pep_b pep_c rs_a rs_b; }; then
 	record user_add FAIL 0 "could not create accounts with the admin CLI"
 	print_summary
 	exit 1
@@ -278,6 +324,29 @@ fi
 
 run_test sendxmpp "$INTEROP_DIR/sendxmpp.sh" carol "$PASSWORD" dave "$PASSWORD"
 run_test profanity "$INTEROP_DIR/profanity.sh" erin "$PASSWORD" frank "$PASSWORD"
+
+# PubSub (XEP-0060) on pubsub.$XMPP_DOMAIN and PEP (XEP-0163)
+ANY_ORDER=() # hydrant lists items newest first (documented); Prosody oldest first
+[ "$SERVER" = prosody ] && ANY_ORDER=(--any-order)
+run_test slixmpp_pubsub "$PY" "$INTEROP_DIR/slixmpp_pubsub.py" \
+	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+	--users ps_a,ps_b,ps_c --password "$PASSWORD" "${PYDEBUG[@]}" "${ANY_ORDER[@]}"
+
+aioxmpp_pubsub() {
+	local py=${INTEROP_AIOXMPP_PYTHON:-}
+	if [ -z "$py" ]; then
+		py=$("$INTEROP_DIR/aioxmpp-venv.sh") || { echo "FAIL: could not set up the aioxmpp venv"; return 1; }
+	fi
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$py" "$INTEROP_DIR/aioxmpp_pubsub.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users aiox_a,aiox_b --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test aioxmpp_pubsub aioxmpp_pubsub
+
+run_test slixmpp_pep "$PY" "$INTEROP_DIR/slixmpp_pep.py" \
+	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+	--users pep_a,pep_b,pep_c --password "$PASSWORD" "${PYDEBUG[@]}"
+
 # last: refusals (duplicate registration, wrong password) and a login after
 # them; a server that breaks here cannot hide the results above.
 run_test slixmpp_negative "$PY" "$INTEROP_DIR/slixmpp_negative.py" \
@@ -292,6 +361,34 @@ else
 	record server_alive FAIL 0 "server exited during the tests (status $rc)"
 	server_log_tail
 fi
+# --- kill -9 and restart: acknowledged items and subscriptions survive -------------
+# restart_pubsub.py --phase before publishes (acknowledged one by one, then a
+# pipelined storm), and signals once the storm is under way; the server gets
+# SIGKILL in mid-storm and is started again on the same config and data dir;
+# --phase after checks every acknowledged item and the old subscription.
+restart() {
+	local state=$WORK/restart-state.json ready=$WORK/restart-storm-started p1 rc common
+	common=(--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA"
+		--users "rs_a,rs_b" --password "$PASSWORD" --state "$state" "${PYDEBUG[@]}")
+	pid_alive "$SERVER_PID" || { echo "FAIL: the server is not running before the restart test"; return 1; }
+	rm -f "$ready"
+	timeout --kill-after=5 60 "$PY" "$INTEROP_DIR/restart_pubsub.py" --phase before --ready-file "$ready" "${common[@]}" &
+	p1=$!
+	if ! wait_file_line "$ready" . 30 "$p1"; then
+		wait "$p1"
+		echo "FAIL: phase 'before' did not get its publish storm going (exit $?)"
+		return 1
+	fi
+	kill9_server || { echo "FAIL: could not SIGKILL the server"; return 1; }
+	wait "$p1" && rc=0 || rc=$?
+	[ "$rc" = 0 ] || { echo "FAIL: phase 'before' exited $rc"; return 1; }
+	start_server || { echo "FAIL: the server did not come back after SIGKILL"; return 1; }
+	timeout --kill-after=5 60 "$PY" "$INTEROP_DIR/restart_pubsub.py" --phase after "${common[@]}"
+}
+if [ "$SERVER" = hydrant ] && selected restart && pid_alive "$SERVER_PID"; then
+	run_test restart restart
+fi
+
 # --- and stop cleanly on SIGTERM ---------------------------------------------------
 if pid_alive "$SERVER_PID"; then
 	start=$(now_ms)
