@@ -130,6 +130,11 @@ impl Outbox {
         self.lock().state != State::Open
     }
 
+    /// The byte limit this queue was created with.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes

@@ -260,6 +260,10 @@ pub struct ServiceConfig {
     /// The most items one items-retrieval reply carries; more are paged with RSM
     /// (XEP-0060 6.5.4). Default 500.
     pub max_page_items: u32,
+    /// The most payload bytes one items-retrieval reply carries (at least one item is
+    /// always sent); more are paged with RSM. Keep it well below the clients' outbound
+    /// queue limit. Default 256 KiB.
+    pub max_page_bytes: usize,
     /// The most subscriptions one JID may hold on one node. Default 16.
     pub max_subscriptions_per_jid: usize,
     /// Configuration of new nodes (create without form, auto-create, `<default/>`).
@@ -280,6 +284,7 @@ impl Default for ServiceConfig {
             max_items_cap: 10_000,
             max_payload_bytes: 256 * 1024,
             max_page_items: 500,
+            max_page_bytes: 256 * 1024,
             max_subscriptions_per_jid: 16,
             default_node: NodeConfig::default(),
             pep: false,

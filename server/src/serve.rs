@@ -163,6 +163,8 @@ fn pubsub_service_config(cfg: &Config, pep: bool) -> hydrant_pubsub::ServiceConf
     sc.max_items_cap = p.max_items_cap.get();
     sc.max_payload_bytes = p.max_payload_bytes.get();
     sc.max_page_items = p.max_page_items.get();
+    // A page must fit comfortably in the requester's outbound queue.
+    sc.max_page_bytes = (cfg.c2s.outbound_queue_bytes.get() / 4).clamp(4096, 256 * 1024);
     if !pep {
         sc.create_policy = match p.create {
             CreateWho::Local => CreatePolicy::LocalUsers(cfg.domain.0.clone()),

@@ -57,9 +57,12 @@ impl<S: Store> Service<S> {
                     found.push(item);
                 }
             }
+            cap_bytes(&mut found, self.cfg.max_page_bytes, false);
             (found, None)
         } else if let Some(n) = max_items {
-            (self.last_items(name, n.min(page_cap) as usize)?, None)
+            let mut items = self.last_items(name, n.min(page_cap) as usize)?;
+            cap_bytes(&mut items, self.cfg.max_page_bytes, false);
+            (items, None)
         } else {
             self.page(name, rsm.as_ref(), page_cap)?
         };
@@ -131,6 +134,10 @@ impl<S: Store> Service<S> {
             )?,
         };
         items.truncate(max);
+        // A page going toward newer items (`before`) must keep the items next to the
+        // marker, which are at its end.
+        let keep_end = q.after.is_none() && q.before.is_some();
+        cap_bytes(&mut items, self.cfg.max_page_bytes, keep_end);
         if rsm.is_none() && items.len() as u64 == count {
             return Ok((items, None));
         }
@@ -149,5 +156,33 @@ impl<S: Store> Service<S> {
         };
         let last = items.last().map(|l| l.id.to_string());
         Ok((items, Some(RsmResult { first, last, count })))
+    }
+}
+
+/// Keeps at most `budget` bytes of serialised payload (always at least one item), so a
+/// reply can never outgrow the requester's outbound queue; RSM continues from the last
+/// item kept. `keep_end`: drop from the front instead of the back.
+fn cap_bytes(items: &mut Vec<Arc<Item>>, budget: usize, keep_end: bool) {
+    let size =
+        |i: &Arc<Item>| -> usize { 128 + i.payload.as_ref().map_or(0, |p| p.to_bytes("").len()) };
+    let mut used = 0;
+    let mut keep = 0;
+    let order: Box<dyn Iterator<Item = &Arc<Item>>> = if keep_end {
+        Box::new(items.iter().rev())
+    } else {
+        Box::new(items.iter())
+    };
+    for i in order {
+        let n = size(i);
+        if keep > 0 && used + n > budget {
+            break;
+        }
+        used += n;
+        keep += 1;
+    }
+    if keep_end {
+        items.drain(..items.len() - keep);
+    } else {
+        items.truncate(keep);
     }
 }

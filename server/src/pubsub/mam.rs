@@ -531,7 +531,10 @@ impl Router {
                 query,
                 flip,
             } => {
-                let budget = PAGE_BYTES.saturating_sub(me.outbox.queued_bytes());
+                // Never more than half the client's own queue, so the answer cannot
+                // overflow it (a slow reader still only loses its own stream).
+                let cap = PAGE_BYTES.min(me.outbox.limit() / 2);
+                let budget = cap.saturating_sub(me.outbox.queued_bytes());
                 let id_base = self.next_query_id();
                 let backwards = query.before.is_some();
                 tokio::task::spawn_blocking(move || {
