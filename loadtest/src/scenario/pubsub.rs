@@ -313,13 +313,14 @@ pub async fn run(
         None
     };
 
-    // Publishers: log in, create the node.
+    // Publishers: log in, create the node. One at a time: ejabberd's Mnesia aborts
+    // concurrent node creations (`cyclic` lock) with <internal-server-error/>.
     let start = Instant::now();
     let pub_counters = Arc::new(Counters::default());
     let mut set = JoinSet::new();
-    let sem = Arc::new(Semaphore::new(load.concurrency));
+    let one = Arc::new(Semaphore::new(1));
     for (f, node) in plan.nodes.iter().enumerate() {
-        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+        let permit = one.clone().acquire_owned().await.expect("semaphore open");
         let (target, sources, counters) = (target.clone(), sources.clone(), pub_counters.clone());
         let (user, node, service) = (pub_name(f as u64), node.clone(), service.clone());
         let max_items = load.max_items;
@@ -379,6 +380,7 @@ pub async fn run(
     }
 
     // Subscribers: log in, subscribe, then receive until cancelled.
+    let sem = Arc::new(Semaphore::new(load.concurrency));
     let items = load.items;
     let shared = Arc::new(Shared {
         received: (0..users).map(|_| AtomicU64::new(0)).collect(),

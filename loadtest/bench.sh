@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# hydrant vs Prosody vs ejabberd (and the machine's ceiling) on the pubsub scenarios of
+# hydrant-load, in one run; writes BENCHMARKS.md at the repository root.
+#
+#   loadtest/bench.sh                       # all servers, default sizes (~ minutes)
+#   SUBS=5000 FEED_ITEMS=4000 loadtest/bench.sh
+#   SERVERS="hydrant ejabberd" OUT=/tmp/b.md loadtest/bench.sh
+#
+# Sizes (environment): SUBS (subscribers, 1000), FIREHOSE_ITEMS (200, published as fast
+# as acks allow), RATE_ITEMS (120, published at RATE=60/s), FEEDS (100), FOLLOW (10),
+# ZIPF (1.0), FEED_ITEMS (1000), IN_FLIGHT (4), ITEM_BYTES (2048), MAX_ITEMS (256).
+#
+# Needs root: installs prosody and ejabberd from Debian if missing (their services are
+# not started: Debian's policy-rc.d), runs them as their own users with private configs
+# under a temp dir, plaintext c2s on 127.0.0.1, SCRAM-SHA-1, no shapers or rate limits,
+# pubsub on pubsub.bench.test (publishers are admins in Prosody, which lets only admins
+# create nodes). Every server is started fresh for every scenario and stopped by its
+# PID (ejabberd: `ejabberdctl stop` first; its Erlang distribution on a private port
+# with ERL_DIST_PORT, no epmd). Loopback only.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SERVERS=${SERVERS:-"hydrant prosody ejabberd"}
+SUBS=${SUBS:-1000}
+FIREHOSE_ITEMS=${FIREHOSE_ITEMS:-200}
+RATE=${RATE:-60}
+RATE_ITEMS=${RATE_ITEMS:-120}
+FEEDS=${FEEDS:-100}
+FOLLOW=${FOLLOW:-10}
+ZIPF=${ZIPF:-1.0}
+FEED_ITEMS=${FEED_ITEMS:-1000}
+IN_FLIGHT=${IN_FLIGHT:-4}
+ITEM_BYTES=${ITEM_BYTES:-2048}
+MAX_ITEMS=${MAX_ITEMS:-256}
+OUT=${OUT:-$ROOT/BENCHMARKS.md}
+DOMAIN=bench.test
+
+[ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (apt-get, setpriv)" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)"
+need=()
+for s in $SERVERS; do
+	case $s in
+	prosody) command -v prosody >/dev/null || need+=(prosody) ;;
+	ejabberd) command -v ejabberdctl >/dev/null || need+=(ejabberd) ;;
+	hydrant) ;;
+	*) echo "unknown server $s" >&2; exit 1 ;;
+	esac
+done
+if [ ${#need[@]} -gt 0 ]; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+W=$(mktemp -d /tmp/hl-bench.XXXXXX)
+chmod 755 "$W"
+mkdir -p "$W/bin" "$W/results"
+PID= EJ_CTL=
+stop_pid() { # PID [SECONDS]: TERM, wait, KILL
+	local p=$1 t=${2:-10} i
+	[ -d "/proc/$p" ] || return 0
+	kill -TERM "$p" 2>/dev/null || return 0
+	for i in $(seq $((t * 10))); do
+		[ -d "/proc/$p" ] || return 0
+		[ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] && return 0
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null || true
+}
+stop_server() {
+	if [ -n "$EJ_CTL" ]; then
+		timeout 30 "$EJ_CTL" stop >/dev/null 2>&1 || true
+		EJ_CTL=
+	fi
+	if [ -n "$PID" ]; then
+		stop_pid "$PID" 15
+		wait "$PID" 2>/dev/null || true
+		PID=
+	fi
+	if [ -n "${WRAP:-}" ]; then stop_pid "$WRAP" 5; wait "$WRAP" 2>/dev/null || true; WRAP=; fi
+}
+trap stop_server EXIT
+
+echo "== building (release)"
+(cd "$ROOT" && cargo build --release -q -p hydrant-server -p hydrant-loadtest)
+# Copies: a rebuild elsewhere during the run cannot swap the binaries under us.
+cp "$ROOT/target/release/hydrant" "$ROOT/target/release/hydrant-load" "$W/bin/"
+LOAD=$W/bin/hydrant-load
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # PORT PID LOG
+	for _ in $(seq 300); do
+		ss -ltn | grep -q "127.0.0.1:$1 " && return 0
+		[ -d "/proc/$2" ] || { echo "server exited:"; tail -30 "$3"; exit 1; }
+		sleep 0.1
+	done
+	echo "server did not listen on $1:"; tail -30 "$3"; exit 1
+}
+PORT=$(free_port)
+
+# ---------------------------------------------------------------- configs ----
+H=$W/hydrant
+mkdir -p "$H"
+cat >"$H/hydrant.toml" <<CFG
+domain = "$DOMAIN"
+data_dir = "$H/data"
+log = "warn"
+[c2s]
+listen = ["127.0.0.1:$PORT"]
+direct_tls_listen = []
+require_tls = false
+max_connections = 19500
+[registration]
+enabled = true
+CFG
+
+P=$W/prosody
+mkdir -p "$P/data"
+admins=$(for i in $(seq 0 $((FEEDS - 1))); do printf '"pub%d@%s"; ' "$i" "$DOMAIN"; done)
+cat >"$P/prosody.cfg.lua" <<CFG
+pidfile = "$P/prosody.pid"
+data_path = "$P/data"
+admin_socket = "$P/prosody.sock"
+log = { warn = "$P/prosody.log" }
+daemonize = false
+interfaces = { "127.0.0.1" }
+c2s_ports = { $PORT }
+c2s_direct_tls_ports = { }
+s2s_ports = { }
+s2s_direct_tls_ports = { }
+component_ports = { }
+http_ports = { }
+https_ports = { }
+network_backend = "epoll"
+-- No mod_limits (c2s rate limits) and no TLS: the same plaintext streams as the others.
+modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "register"; "posix"; }
+modules_disabled = { "s2s"; "limits"; }
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+storage = "internal"
+allow_registration = true
+min_seconds_between_registrations = 0
+registration_allowlist = { "127.0.0.0/8" }
+-- Prosody's pubsub lets only admins create nodes: every publisher account is one.
+admins = { $admins }
+VirtualHost "$DOMAIN"
+Component "pubsub.$DOMAIN" "pubsub"
+	pubsub_max_items = $MAX_ITEMS
+CFG
+chown -R prosody:prosody "$P"
+
+E=$W/ejabberd
+mkdir -p "$E/db" "$E/log"
+cat >"$E/ejabberd.yml" <<CFG
+hosts:
+  - "$DOMAIN"
+loglevel: warning
+log_rotate_count: 0
+listen:
+  -
+    port: $PORT
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    # The default accept backlog (5) drops connections under a connect burst.
+    backlog: 1024
+    max_stanza_size: 262144
+    shaper: c2s_shaper
+    access: c2s
+    starttls_required: false
+auth_method: internal
+auth_password_format: scram
+registration_timeout: infinity
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  register:
+    allow: all
+  pubsub_createnode:
+    allow: local
+shaper:
+  normal:
+    rate: 3000
+    burst_size: 20000
+shaper_rules:
+  max_user_sessions: 10
+  max_user_offline_messages: 100
+  c2s_shaper: none
+  s2s_shaper: none
+modules:
+  mod_disco: {}
+  mod_ping: {}
+  mod_register:
+    ip_access: all
+    access: register
+  mod_roster: {}
+  mod_pubsub:
+    hosts:
+      - "pubsub.$DOMAIN"
+    access_createnode: pubsub_createnode
+    max_items_node: $MAX_ITEMS
+    plugins:
+      - flat
+CFG
+cat >"$E/ejabberdctl.cfg" <<CFG
+ERLANG_NODE=ejabberd@localhost
+ERL_DIST_PORT=$(free_port)
+ERL_OPTIONS="-setcookie hlbench -kernel inet_dist_use_interface {127,0,0,1} -env ERL_CRASH_DUMP_BYTES 0"
+EJABBERD_PID_PATH=$E/ejabberd.pid
+CONTRIB_MODULES_PATH=$E/contrib
+CONTRIB_MODULES_CONF_DIR=$E/contrib/conf
+CFG
+printf '{lookup, ["file", "native"]}.\n' >"$E/inetrc"
+chown -R ejabberd:ejabberd "$E"
+start_server() {
+	case $1 in
+	hydrant)
+		"$W/bin/hydrant" serve --config "$H/hydrant.toml" >>"$H/server.log" 2>&1 &
+		PID=$!
+		wait_port "$PORT" "$PID" "$H/server.log"
+		;;
+	prosody)
+		setpriv --reuid=prosody --regid=prosody --init-groups prosody -F --config "$P/prosody.cfg.lua" \
+			>>"$P/stdout.log" 2>&1 &
+		PID=$!
+		wait_port "$PORT" "$PID" "$P/stdout.log"
+		;;
+	ejabberd)
+		rm -f "$E/ejabberd.pid"
+		"$W/bin/ejctl" foreground >>"$E/log/foreground.out" 2>&1 &
+		WRAP=$!
+		EJ_CTL=$W/bin/ejctl
+		wait_port "$PORT" "$WRAP" "$E/log/foreground.out"
+		PID=$(cat "$E/ejabberd.pid")
+		;;
+	esac
+}
+cat >"$W/bin/ejctl" <<EOF
+#!/bin/sh
+exec env HOME="$E" setpriv --reuid=ejabberd --regid=ejabberd --init-groups -- \
+  /usr/sbin/ejabberdctl --config-dir "$E" --ctl-config "$E/ejabberdctl.cfg" --spool "$E/db" --logs "$E/log" "\$@"
+EOF
+chmod 755 "$W/bin/ejctl"
+
+# -------------------------------------------------------------- scenarios ----
+COMMON=(--users "$SUBS" --sources 127.0.0.2-127.0.0.254 --item-bytes "$ITEM_BYTES"
+	--in-flight "$IN_FLIGHT" --max-items "$MAX_ITEMS" --drain-secs 15 --allow-loss)
+SERVER_OPTS=(--server "127.0.0.1:$PORT" --domain "$DOMAIN" --tls none --auth scram-sha-1)
+declare -A ARGS
+ARGS[firehose-max]="firehose --items $FIREHOSE_ITEMS --rate 0"
+ARGS[firehose-rate]="firehose --items $RATE_ITEMS --rate $RATE"
+ARGS[feeds]="feeds --feeds $FEEDS --follow $FOLLOW --zipf $ZIPF --items $FEED_ITEMS --rate 0"
+SCENARIOS="firehose-max firehose-rate feeds"
+: >"$W/commands.txt"
+
+run() { # NAME SCENARIO-ARGS...
+	local name=$1; shift
+	echo "hydrant-load $* ${COMMON[*]} --json $name.json" | sed "s|$W/||g" >>"$W/commands.txt"
+	"$LOAD" "$@" "${COMMON[@]}" --json "$W/results/$name.json" >"$W/results/$name.txt" 2>"$W/results/$name.err" \
+		|| echo "   (exit status $?)"
+	grep -E "failed [ 0-9]+×|publish:|delivery|loss|LOSS|server pid|generator|slow consumers|DISCONNECTED" \
+		"$W/results/$name.txt" | sed 's/^/   /'
+}
+
+for scen in $SCENARIOS; do
+	echo "== limit (null server) for $scen"
+	if [ "$scen" = feeds ]; then
+		: # the null server's ceiling is measured on the firehose shape
+	else
+		# shellcheck disable=SC2086
+		run "limit-$scen" limit ${ARGS[$scen]#firehose }
+	fi
+	for s in $SERVERS; do
+		echo "== $s: $scen"
+		start_server "$s"
+		# shellcheck disable=SC2086
+		run "$s-$scen" ${ARGS[$scen]} "${SERVER_OPTS[@]}" --register --server-pid "$PID"
+		stop_server
+	done
+done
+
+# ------------------------------------------------------------ BENCHMARKS.md --
+ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
+{
+	echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem/{print $2}') GiB RAM, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME")"
+	echo "hydrant: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes in the tree)'), release build"
+	echo "prosody: $(ver prosody) (Lua $(ver lua5.4))"
+	echo "ejabberd: $(ver ejabberd) (Erlang/OTP erts $(ver erlang-base))"
+	echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+} >"$W/facts.txt"
+python3 - "$W" "$OUT" "$SERVERS" "$SCENARIOS" <<'PY'
+import json, os, sys
+w, out, servers, scenarios = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
+def load(name):
+    p = os.path.join(w, "results", name + ".json")
+    return json.load(open(p)) if os.path.exists(p) else None
+facts = open(os.path.join(w, "facts.txt")).read().strip().splitlines()
+cmds = open(os.path.join(w, "commands.txt")).read().strip()
+env = {k: os.environ.get(k) for k in ()}
+L = []
+L.append("# Benchmarks: hydrant, Prosody, ejabberd\n")
+L.append("Written by `loadtest/bench.sh` (do not edit by hand; re-run it). Benchmarks are not")
+L.append("tests: figures move with whatever else runs on the machine; compare within one run.\n")
+L.append("## Machine and versions\n")
+L += ["- " + f for f in facts]
+L.append("")
+L.append("Everything on one machine over loopback: generator, server and (for `limit`) the null")
+L.append("server share the same cores. Plaintext c2s, SCRAM-SHA-1, bound resource, no presence,")
+L.append("full-JID subscriptions; nodes created with `pubsub#notify_retract` 0,")
+L.append("`deliver_payloads` 1, `access_model` open, `max_items` as below; items are ~2 KB Atom")
+L.append("entries; the publisher keeps a fixed number of publishes in flight. Each server is")
+L.append("started fresh for each scenario; registration happens before measuring. Server CPU is")
+L.append("utime+stime from /proc over the publish phase (first publish to last delivery).\n")
+def f(v, fmt="{:,.0f}"):
+    return "n/a" if v is None else fmt.format(v)
+def row(name, r):
+    if r is None:
+        return f"| {name} | (no result) | | | | | | |"
+    d, sp, g = r["delivery"], r.get("server_process") or {}, r["generator"]
+    lat = d.get("latency") or {}
+    loss = d["loss"]
+    loss_s = f"**{loss:,} LOST**" if loss else "0"
+    rss = sp.get("rss_after_kib")
+    return (f"| {name} | {f(d['per_sec'])} | {f(lat.get('p50_ms'),'{:.1f}')} / {f(lat.get('p90_ms'),'{:.1f}')} / "
+            f"{f(lat.get('p99_ms'),'{:.1f}')} / {f(lat.get('max_ms'),'{:.1f}')} | {loss_s} ({d['received']:,}/{d['expected']:,}) | "
+            f"{f(sp.get('cpu_secs_per_1000'),'{:.4f}')} | {f(rss/1024 if rss else None,'{:.0f}')} | "
+            f"{f(g.get('cpu_secs_per_1000'),'{:.4f}')} | {f(r['publish']['per_sec'],'{:.0f}')} |")
+titles = {
+    "firehose-max": "firehose, as fast as acks allow",
+    "firehose-rate": "firehose at a target rate",
+    "feeds": "feeds (Zipf)",
+}
+for scen in scenarios:
+    results = {s: load(f"{s}-{scen}") for s in servers}
+    limit = load(f"limit-{scen}")
+    any_r = next((r for r in results.values() if r), None)
+    L.append(f"## {titles.get(scen, scen)}\n")
+    if any_r:
+        extra = any_r.get("extra") or {}
+        shape = (f"{any_r['subscribers']:,} subscribers, {any_r['nodes']:,} node(s), "
+                 f"{any_r['follows_per_subscriber']:.1f} follows each, {any_r['items']:,} items of "
+                 f"{any_r['item_bytes']:,} B, rate {'as fast as acks allow' if any_r['rate'] == 0 else str(any_r['rate']) + '/s'}, "
+                 f"{any_r['in_flight']} in flight")
+        if extra:
+            shape += f"; Zipf s={extra.get('zipf')}, most popular feed {extra.get('followers_of_most_popular')} followers, least {extra.get('followers_of_least_popular')}"
+        L.append(shape + ".\n")
+    L.append("| server | notifications/s | latency p50 / p90 / p99 / max (ms) | loss (received/expected) | server CPU-s per 1,000 | server RSS after (MiB) | generator CPU-s per 1,000 | publishes/s |")
+    L.append("|---|---:|---|---|---:|---:|---:|---:|")
+    for s in servers:
+        L.append(row(s, results[s]))
+    if limit:
+        L.append(row("limit (null server)", limit))
+    L.append("")
+    h = results.get("hydrant")
+    others = [(s, r) for s, r in results.items() if s != "hydrant" and r]
+    notes = []
+    if h and others:
+        best_s, best = max(others, key=lambda x: x[1]["delivery"]["per_sec"])
+        if best["delivery"]["per_sec"] > 0:
+            notes.append(f"hydrant / best other ({best_s}): **{h['delivery']['per_sec'] / best['delivery']['per_sec']:.2f}×** notifications/s")
+        hc = (h.get("server_process") or {}).get("cpu_secs_per_1000")
+        bc = min(((r.get("server_process") or {}).get("cpu_secs_per_1000") or 1e9, s) for s, r in others)
+        if hc and bc[0] < 1e9:
+            notes.append(f"CPU per notification: hydrant {hc:.4f} s/1000 vs best other ({bc[1]}) {bc[0]:.4f} s/1000 = **{hc / bc[0]:.2f}×**")
+    lim = limit or load("limit-firehose-max")
+    if h and lim and lim["delivery"]["per_sec"] > 0:
+        which = "" if limit else " (the firehose `limit`)"
+        notes.append(f"hydrant / limit{which}: **{h['delivery']['per_sec'] / lim['delivery']['per_sec']:.0%}** of the null server's notifications/s")
+    for s, r in results.items():
+        if r and r["delivery"]["loss"]:
+            notes.append(f"**{s} LOST {r['delivery']['loss']:,} notifications** at {r['delivery']['subscribers_with_loss']} subscribers")
+        if r and r["delivery"].get("other_disconnects"):
+            notes.append(f"{s}: subscriber streams ended: {r['delivery']['other_disconnects']}")
+    L += ["- " + n for n in notes]
+    L.append("")
+L.append("## Commands\n")
+L.append("Servers on 127.0.0.1:PORT, domain bench.test, configs written by `loadtest/bench.sh`")
+L.append("(hydrant: `require_tls = false`, registration on, pubsub defaults; Prosody: no TLS, no")
+L.append("mod_limits, publishers are admins, `pubsub_max_items`; ejabberd: `c2s_shaper: none`,")
+L.append("`registration_timeout: infinity`, mod_pubsub `flat` with `max_items_node`).\n")
+L.append("```")
+L.append(cmds)
+L.append("```")
+open(out, "w").write("\n".join(L) + "\n")
+print("wrote", out)
+PY
+echo "results and logs: $W"
