@@ -562,11 +562,8 @@ async fn pep_last_item_when_caps_become_known_verified_and_unverified() {
 /// Live PEP events (XEP-0163 4.3): a contact whose caps ask for +notify gets each new
 /// item, addressed to its full JID; contacts without +notify, and the owner, do not.
 ///
-/// Ignored until the pubsub core emits `Effect::Notify` for PEP nodes that have no
-/// explicit subscribers: `notify_to` (pubsub/src/service/mod.rs) returns `None` for an
-/// empty subscriber snapshot, so `Router::run_effects` never reaches `pep_implicit` and
-/// +notify contacts get nothing but last items. (Checked: with the core emitting the
-/// effect on PEP services this test passes.)
+/// Also the guard against duplicates: the last item sent when a session's interest
+/// becomes known races with the live notification of the same publish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pep_live_events_reach_contacts_with_notify_only() {
     let server = Server::start().await;

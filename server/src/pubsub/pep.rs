@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use hydrant_proto::{Element, Iq, IqType, Jid, ns};
-use hydrant_pubsub::{AccessModel, NodeName, Notification};
+use hydrant_pubsub::{AccessModel, Event, NodeName, Notification};
 use hydrant_storage::SubState;
 use sha1::{Digest, Sha1};
 use tracing::debug;
@@ -44,6 +44,7 @@ impl Router {
             let mut st = me.state();
             st.caps_ver = Some(ver.to_owned());
             st.notify = Some(notify);
+            st.pep_catchup = Some(std::collections::HashMap::new());
             drop(st);
             self.spawn_pep_last_items(me);
             return;
@@ -97,6 +98,7 @@ impl Router {
         }
         st.caps_ver = Some(ver);
         st.notify = Some(notify);
+        st.pep_catchup = Some(std::collections::HashMap::new());
         drop(st);
         self.spawn_pep_last_items(me);
         true
@@ -149,9 +151,25 @@ impl Router {
             })
             .await;
             if let Ok(Ok((addr, effects))) = res {
+                // The last item races with live notifications of the same node: whichever
+                // reaches the session second is dropped if it is not newer.
+                let effects = {
+                    let mut st = me.state();
+                    effects
+                        .into_iter()
+                        .filter(|e| match (e, st.pep_catchup.as_mut()) {
+                            (hydrant_pubsub::Effect::SendLast { node, items, .. }, Some(seen)) => {
+                                let seq = items.iter().map(|i| i.seq).max().unwrap_or(0);
+                                newer(seen, (addr.to_string(), node.as_str().to_owned()), seq)
+                            }
+                            _ => true,
+                        })
+                        .collect::<Vec<_>>()
+                };
                 self.run_effects(&addr, effects).await;
             }
         }
+        me.state().pep_catchup = None;
     }
 
     /// PEP notifications also go to the owner's contacts (and own resources) whose
@@ -206,12 +224,19 @@ impl Router {
         for user in audience {
             for s in self.sessions.of_user(&user) {
                 let wants = {
-                    let st = s.state();
-                    st.available
+                    let mut st = s.state();
+                    let wants = st.available
                         && st
                             .notify
                             .as_ref()
-                            .is_some_and(|ns| ns.iter().any(|x| x == n.node.as_str()))
+                            .is_some_and(|ns| ns.iter().any(|x| x == n.node.as_str()));
+                    match (&n.event, st.pep_catchup.as_mut()) {
+                        (Event::Items { items, .. }, Some(seen)) if wants => {
+                            let seq = items.iter().map(|i| i.seq).max().unwrap_or(0);
+                            newer(seen, (addr.to_string(), n.node.as_str().to_owned()), seq)
+                        }
+                        _ => wants,
+                    }
                 };
                 let full: Jid = s.info.jid.clone().into();
                 if !wants
@@ -227,6 +252,22 @@ impl Router {
             }
         }
         debug!(node = %n.node.as_str(), queued, "PEP +notify deliveries");
+    }
+}
+
+/// Records that items up to `seq` of a node reached a session; false when they (or
+/// newer ones) already had, so this copy is a duplicate.
+fn newer(
+    seen: &mut std::collections::HashMap<(String, String), u64>,
+    key: (String, String),
+    seq: u64,
+) -> bool {
+    match seen.get(&key) {
+        Some(&had) if had >= seq => false,
+        _ => {
+            seen.insert(key, seq);
+            true
+        }
     }
 }
 

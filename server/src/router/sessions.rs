@@ -30,6 +30,10 @@ pub struct PresenceState {
     pub caps_ver: Option<String>,
     /// PEP nodes this session wants with +notify (XEP-0163); None until known.
     pub notify: Option<Arc<[String]>>,
+    /// While the last PEP items for a newly known +notify interest are being sent: the
+    /// newest item `seq` delivered per (owner, node), so the last item and a concurrent
+    /// live notification never both arrive.
+    pub pep_catchup: Option<std::collections::HashMap<(String, String), u64>>,
     /// A caps disco#info query in flight: (iq id, ver).
     pub caps_query: Option<(String, String)>,
 }
