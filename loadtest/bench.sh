@@ -5,6 +5,7 @@
 #   loadtest/bench.sh                       # all servers, default sizes (~ minutes)
 #   SUBS=5000 FEED_ITEMS=4000 loadtest/bench.sh
 #   SERVERS="hydrant ejabberd" OUT=/tmp/b.md loadtest/bench.sh
+#   REPORT_ONLY=/tmp/hl-bench.XXXXXX loadtest/bench.sh   # rewrite BENCHMARKS.md from a run
 #
 # Sizes (environment): SUBS (subscribers, 1000), FIREHOSE_ITEMS (200, published as fast
 # as acks allow), RATE_ITEMS (120, published at RATE=60/s), FEEDS (100), FOLLOW (10),
@@ -34,6 +35,9 @@ MAX_ITEMS=${MAX_ITEMS:-256}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
+SCENARIOS="firehose-max firehose-rate feeds"
+ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
+if [ -z "${REPORT_ONLY:-}" ]; then
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (apt-get, setpriv)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
 need=()
@@ -252,7 +256,6 @@ declare -A ARGS
 ARGS[firehose-max]="firehose --items $FIREHOSE_ITEMS --rate 0"
 ARGS[firehose-rate]="firehose --items $RATE_ITEMS --rate $RATE"
 ARGS[feeds]="feeds --feeds $FEEDS --follow $FOLLOW --zipf $ZIPF --items $FEED_ITEMS --rate 0"
-SCENARIOS="firehose-max firehose-rate feeds"
 : >"$W/commands.txt"
 
 run() { # NAME SCENARIO-ARGS...
@@ -281,8 +284,6 @@ for scen in $SCENARIOS; do
 	done
 done
 
-# ------------------------------------------------------------ BENCHMARKS.md --
-ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
 {
 	echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem/{print $2}') GiB RAM, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME")"
 	echo "hydrant: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes in the tree)'), release build"
@@ -290,6 +291,11 @@ ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
 	echo "ejabberd: $(ver ejabberd) (Erlang/OTP erts $(ver erlang-base))"
 	echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 } >"$W/facts.txt"
+else
+	W=$REPORT_ONLY
+fi
+
+# ------------------------------------------------------------ BENCHMARKS.md --
 python3 - "$W" "$OUT" "$SERVERS" "$SCENARIOS" <<'PY'
 import json, os, sys
 w, out, servers, scenarios = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
@@ -371,6 +377,8 @@ for scen in scenarios:
     for s, r in results.items():
         if r and r["delivery"]["loss"]:
             notes.append(f"**{s} LOST {r['delivery']['loss']:,} notifications** at {r['delivery']['subscribers_with_loss']} subscribers")
+        if r and r["publish"]["failed"]:
+            notes.append(f"{s}: {r['publish']['failed']} publish failure(s) or publisher stream end(s): {r['publish']['failures']}")
         if r and r["delivery"].get("other_disconnects"):
             notes.append(f"{s}: subscriber streams ended: {r['delivery']['other_disconnects']}")
     L += ["- " + n for n in notes]
@@ -386,4 +394,4 @@ L.append("```")
 open(out, "w").write("\n".join(L) + "\n")
 print("wrote", out)
 PY
-echo "results and logs: $W"
+[ -n "${REPORT_ONLY:-}" ] || echo "results and logs: $W"
