@@ -192,6 +192,14 @@ else
 	skip interop "(--no-interop)"
 fi
 
+# Load-generator smoke (issue: benchmarks are not tests; CI only proves each scenario
+# works): connect, firehose, feeds and limit at ~200 connections, zero loss required.
+if [ "$DO_INTEROP" = 1 ]; then
+	stage loadsmoke loadtest/smoke.sh || true
+else
+	skip loadsmoke "(--no-interop)"
+fi
+
 banner "summary ($(($(now) - T_START))s)"
 for s in "${SUMMARY[@]}"; do echo "  $s"; done
 if [ "$FAILED" -gt 0 ]; then
