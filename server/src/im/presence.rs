@@ -86,13 +86,7 @@ impl Router {
     /// to everyone it sent directed presence to (RFC 6121 4.2.2, 4.4.2, 4.6.3).
     pub async fn broadcast_presence(&self, me: &LocalSession, el: Element) {
         let user = username(&me.info.jid);
-        let u = user.clone();
-        let roster = self
-            .db
-            .run(move |s| s.roster(&u))
-            .await
-            .map(|(_, r)| r)
-            .unwrap_or_default();
+        let roster = self.roster_items(&user).await;
         for e in roster
             .iter()
             .filter(|e| matches!(e.subscription, SubState::From | SubState::Both))
@@ -150,13 +144,7 @@ impl Router {
     async fn after_initial_presence(&self, me: &Arc<LocalSession>) {
         let user = username(&me.info.jid);
         let my_full = me.info.jid.to_string();
-        let u = user.clone();
-        let roster = self
-            .db
-            .run(move |s| s.roster(&u))
-            .await
-            .map(|(_, r)| r)
-            .unwrap_or_default();
+        let roster = self.roster_items(&user).await;
         // RFC 6121 4.2.2 / 4.3.2: probes to contacts the user is subscribed to; for local
         // contacts the answer is each available resource's last presence.
         for e in roster
@@ -272,13 +260,7 @@ impl Router {
         let mut out = el.clone();
         out.set_attr("from", my_bare.as_str());
         out.set_attr("to", contact);
-        let (u, c) = (user.clone(), contact.to_owned());
-        let existing = self
-            .db
-            .run(move |s| s.roster_item(&u, &c))
-            .await
-            .ok()
-            .flatten();
+        let existing = self.roster_entry(&user, contact).await;
         let mut entry = existing.clone().unwrap_or_else(|| RosterEntry {
             jid: contact.to_owned(),
             name: None,
@@ -412,13 +394,7 @@ impl Router {
             }
             return;
         }
-        let (u, f) = (user.clone(), from.to_owned());
-        let existing = self
-            .db
-            .run(move |s| s.roster_item(&u, &f))
-            .await
-            .ok()
-            .flatten();
+        let existing = self.roster_entry(&user, from).await;
         match kind {
             "subscribe" => {
                 if existing

@@ -81,13 +81,7 @@ impl Router {
                 StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
             );
         }
-        let (u, c) = (user.to_owned(), contact.clone());
-        let existing = self
-            .db
-            .run(move |s| s.roster_item(&u, &c))
-            .await
-            .ok()
-            .flatten();
+        let existing = self.roster_entry(user, &contact).await;
         if existing.is_none() && !self.roster_has_room(user).await {
             return self.iq_error(me, &iq, StanzaError::new(Cond::ResourceConstraint));
         }
@@ -109,13 +103,7 @@ impl Router {
     }
 
     async fn roster_remove(&self, me: &LocalSession, user: &str, iq: Iq, contact: &str) {
-        let (u, c) = (user.to_owned(), contact.to_owned());
-        let existing = self
-            .db
-            .run(move |s| s.roster_item(&u, &c))
-            .await
-            .ok()
-            .flatten();
+        let existing = self.roster_entry(user, contact).await;
         let Some(existing) = existing else {
             // RFC 6121 2.5.3
             return self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound));
@@ -154,15 +142,30 @@ impl Router {
         }
     }
 
-    /// Whether the user's roster may take one more item (`[roster] max_items`).
-    pub async fn roster_has_room(&self, user: &str) -> bool {
+    /// A user's roster items (empty if the store fails: callers only read it to decide
+    /// who hears about something, and the failure is logged by the store).
+    pub async fn roster_items(&self, user: &str) -> Vec<RosterEntry> {
         let u = user.to_owned();
-        let len = self
-            .db
+        self.db
             .run(move |s| s.roster(&u))
             .await
-            .map_or(0, |(_, r)| r.len());
-        len < self.cfg.max_roster_items
+            .map(|(_, r)| r)
+            .unwrap_or_default()
+    }
+
+    /// One roster item of a user.
+    pub async fn roster_entry(&self, user: &str, jid: &str) -> Option<RosterEntry> {
+        let (u, j) = (user.to_owned(), jid.to_owned());
+        self.db
+            .run(move |s| s.roster_item(&u, &j))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether the user's roster may take one more item (`[roster] max_items`).
+    pub async fn roster_has_room(&self, user: &str) -> bool {
+        self.roster_items(user).await.len() < self.cfg.max_roster_items
     }
 
     /// Unavailable presence from each available resource of `user` to the available

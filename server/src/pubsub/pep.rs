@@ -122,13 +122,7 @@ impl Router {
             return;
         }
         let user = username(&me.info.jid);
-        let u = user.clone();
-        let roster = self
-            .db
-            .run(move |s| s.roster(&u))
-            .await
-            .map(|(_, r)| r)
-            .unwrap_or_default();
+        let roster = self.roster_items(&user).await;
         let mut owners = vec![self.bare_of(&user)];
         for e in roster
             .iter()
@@ -193,13 +187,7 @@ impl Router {
                 None => (AccessModel::Presence, Vec::new()),
             }
         };
-        let u = owner_user.clone();
-        let roster = self
-            .db
-            .run(move |s| s.roster(&u))
-            .await
-            .map(|(_, r)| r)
-            .unwrap_or_default();
+        let roster = self.roster_items(&owner_user).await;
         let mut audience: Vec<String> = vec![owner_user.clone()];
         for e in &roster {
             let allowed = match access {
