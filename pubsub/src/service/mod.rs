@@ -101,7 +101,7 @@ impl NodeState {
         for s in self
             .subscriptions
             .iter()
-            .filter(|s| s.jid.to_bare() == *actor)
+            .filter(|s| same_bare(&s.jid, actor))
         {
             best = match (best, s.state) {
                 (_, SubState::Subscribed) => Some(SubState::Subscribed),
@@ -116,10 +116,17 @@ impl NodeState {
     /// delivering subscription.
     pub(crate) fn rebuild_subscribers(&mut self) {
         self.subscribers = snapshot(self.subscriptions.iter().filter(|s| {
-            s.state == SubState::Subscribed
-                && s.options.deliver
-                && self.affiliations.get(&s.jid.to_bare()) != Some(&Affiliation::Outcast)
+            s.state == SubState::Subscribed && s.options.deliver && !self.is_outcast(&s.jid)
         }));
+    }
+
+    /// Whether `jid`'s bare JID is an outcast; allocation-free when nobody is one (the
+    /// common case), since this runs for every subscription on each rebuild.
+    fn is_outcast(&self, jid: &Jid) -> bool {
+        self.affiliations
+            .values()
+            .any(|a| *a == Affiliation::Outcast)
+            && self.affiliations.get(&jid.to_bare()) == Some(&Affiliation::Outcast)
     }
 
     /// Every subscription, whatever its state (node deletion notifies them all).
@@ -386,7 +393,7 @@ impl<S: Store> Service<S> {
                 None => n
                     .subscriptions
                     .iter()
-                    .any(|s| s.state == SubState::Subscribed && s.jid.to_bare() == actor),
+                    .any(|s| s.state == SubState::Subscribed && same_bare(&s.jid, &actor)),
             };
             if !wanted || n.config.send_last_published_item != SendLastPublished::OnSubAndPresence {
                 continue;
@@ -516,4 +523,10 @@ impl<S: Store> Service<S> {
             .get_mut(name)
             .expect("node checked to exist earlier in this request")
     }
+}
+
+/// Whether `jid` (bare or full) has the bare JID `bare`, without building one: these
+/// comparisons run once per subscription in access checks and snapshot rebuilds.
+pub(crate) fn same_bare(jid: &Jid, bare: &BareJid) -> bool {
+    jid.node() == bare.node() && jid.domain() == bare.domain()
 }
