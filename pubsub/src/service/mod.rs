@@ -14,6 +14,7 @@ mod options;
 mod publish;
 mod purge;
 mod retract;
+mod revalidate;
 mod subscribe;
 mod subscriptions;
 mod unsubscribe;
