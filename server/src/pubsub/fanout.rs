@@ -8,12 +8,13 @@
 //! walking them; a full queue never slows the publisher (the outbox refuses at once and
 //! that subscriber's stream is closed by its own task).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use hydrant_proto::writer::escape_attr_into;
 use hydrant_proto::{Jid, ns};
-use hydrant_pubsub::{NotificationType, Show, Subscriber, xep0060};
+use hydrant_pubsub::{NotificationType, Show, Subscriber, Subscribers, xep0060};
 use tracing::debug;
 
 use crate::router::Router;
@@ -33,8 +34,56 @@ pub struct FanoutStats {
 
 /// A notification serialised once: `prefix` + escaped recipient + `suffix`.
 pub struct Prepared {
-    prefix: Bytes,
-    suffix: Bytes,
+    pub prefix: Bytes,
+    pub suffix: Bytes,
+}
+
+/// The escaped `to` address of every subscriber in a node's current snapshot, computed
+/// once per snapshot (snapshots change only on subscribe/unsubscribe), so a publish costs
+/// no allocation per recipient.
+#[derive(Default)]
+pub struct AddressCache {
+    /// (service, node) -> (the snapshot it was built for, kept alive so its pointer
+    /// cannot be reused by another snapshot, and the addresses in snapshot order).
+    map: std::sync::Mutex<std::collections::HashMap<NodeKey, CachedAddrs>>,
+}
+
+type NodeKey = (String, String);
+type CachedAddrs = (Subscribers, Arc<[Bytes]>);
+
+impl AddressCache {
+    pub fn escaped(&self, service: &Jid, n: &hydrant_pubsub::Notification) -> Arc<[Bytes]> {
+        let key = (service.to_string(), n.node.as_str().to_owned());
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((snap, addrs)) = map.get(&key)
+            && Arc::ptr_eq(snap, &n.recipients)
+        {
+            return addrs.clone();
+        }
+        let addrs: Arc<[Bytes]> = n
+            .recipients
+            .iter()
+            .map(|sub| {
+                let mut a = Vec::with_capacity(sub.jid.as_str().len() + 8);
+                escape_attr_into(&mut a, sub.jid.as_str());
+                Bytes::from(a)
+            })
+            .collect();
+        map.insert(key, (n.recipients.clone(), addrs.clone()));
+        addrs
+    }
+
+    /// Forgets a deleted service's entries (account removal).
+    pub fn forget_service(&self, service: &str) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|(svc, _), _| svc != service);
+    }
 }
 
 impl Prepared {
@@ -73,7 +122,8 @@ impl Router {
         prepared: &Prepared,
     ) -> FanoutStats {
         let mut stats = FanoutStats::default();
-        for sub in n.recipients.iter() {
+        let addrs = self.pubsub.addresses.escaped(from, n);
+        for (sub, addr) in n.recipients.iter().zip(addrs.iter()) {
             if sub.needs_shim() {
                 // Rare: one JID with several subscriptions gets its own copy with SHIM
                 // headers naming them (XEP-0060 7.1.2.4).
@@ -91,7 +141,11 @@ impl Router {
                 );
                 continue;
             }
-            let parts = prepared.parts_for(&sub.jid);
+            let parts = [
+                prepared.prefix.clone(),
+                addr.clone(),
+                prepared.suffix.clone(),
+            ];
             self.deliver_to_subscriber(
                 sub,
                 n.presence_based,

@@ -45,6 +45,8 @@ pub struct Hub {
     sqlite: Arc<SqliteStore>,
     pep_cfg: ServiceConfig,
     pub relations: Arc<StoreRelations>,
+    /// Escaped subscriber addresses per node snapshot, for the fan-out.
+    pub addresses: fanout::AddressCache,
 }
 
 impl Hub {
@@ -76,6 +78,7 @@ impl Hub {
                 ..pep_cfg
             },
             relations: Arc::new(relations),
+            addresses: fanout::AddressCache::default(),
         })
     }
 
@@ -112,6 +115,7 @@ impl Hub {
     /// Forgets an account's PEP service and deletes its nodes (account deleted).
     pub fn drop_pep(&self, bare: &str) -> Result<(), hydrant_storage::StorageError> {
         self.pep.remove(bare);
+        self.addresses.forget_service(bare);
         self.sqlite.delete_pubsub_service(bare)
     }
 }
