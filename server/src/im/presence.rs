@@ -276,6 +276,9 @@ impl Router {
             return self.bounce(&out, StanzaError::new(Cond::ResourceConstraint));
         }
         let mut changed = false;
+        // Cancelling the contact's subscription to the user (3.2.2) ends the relation
+        // the user's presence-access pubsub nodes rely on.
+        let mut drops_from = false;
         match kind {
             PresenceType::Subscribe => {
                 if matches!(entry.subscription, SubState::None | SubState::From) && !entry.ask_out {
@@ -321,10 +324,14 @@ impl Router {
                     SubState::From | SubState::None => SubState::None,
                 };
                 changed = existing.is_some() && before != entry.subscription;
+                drops_from = changed && matches!(before, SubState::From | SubState::Both);
             }
         }
         if changed {
             let _ = self.save_and_push(&user, &entry).await;
+        }
+        if drops_from {
+            self.revalidate_contact(&user, contact).await;
         }
         if let Ok(Dest::Remote(_)) = Jid::new(contact).map(|j| self.classify(Some(&j))) {
             return self.bounce(&out, remote_unreachable());
@@ -437,6 +444,9 @@ impl Router {
                     SubState::None
                 };
                 let _ = self.save_and_push(&user, &e).await;
+                // `from` no longer has the user's presence: the user's presence-access
+                // pubsub nodes stop admitting it.
+                self.revalidate_contact(&user, from).await;
                 self.presence_to_available(&user, &el);
                 // 3.3.3: the contact's resources become unavailable to the user.
                 if let Ok(Dest::LocalBare(other)) = Jid::new(from).map(|j| self.classify(Some(&j)))

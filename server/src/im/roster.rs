@@ -94,9 +94,14 @@ impl Router {
             approved: existing.as_ref().is_some_and(|e| e.approved),
             groups: item.groups.clone(),
         };
+        let groups_changed = existing.as_ref().is_some_and(|e| e.groups != entry.groups);
         match self.save_and_push(user, &entry).await {
             Ok(()) => {
                 me.send(&iq.result(None).to_element(ns::CLIENT));
+                // Roster-access pubsub nodes of the user may no longer admit the contact.
+                if groups_changed {
+                    self.revalidate_contact(user, &entry.jid).await;
+                }
             }
             Err(()) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
         }
@@ -136,6 +141,8 @@ impl Router {
                 };
                 self.push(user, &item, ver);
                 me.send(&iq.result(None).to_element(ns::CLIENT));
+                // Neither presence nor roster access admits a removed contact.
+                self.revalidate_contact(user, contact).await;
             }
             Ok(None) => self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound)),
             Err(_) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),

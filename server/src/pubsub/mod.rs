@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use hydrant_proto::{Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
-use hydrant_pubsub::{Effect, Error as PsError, Service, ServiceConfig, xep0060};
+use hydrant_pubsub::{Effect, Error as PsError, Event, Service, ServiceConfig, xep0060};
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
 use tracing::warn;
 
@@ -112,6 +112,25 @@ impl Hub {
         }
     }
 
+    /// An account's PEP service if it is open or has nodes in the store (an account
+    /// without PEP nodes is not kept open). Blocking: call from the blocking pool.
+    pub fn pep_if_any(&self, bare: &str) -> Result<Option<Svc>, PsError> {
+        if let Some(s) = self.pep.get(bare) {
+            return Ok(Some(s.clone()));
+        }
+        let jid = Jid::new(bare).map_err(|_| PsError::JidMalformed)?;
+        let svc = Service::open(jid, self.sqlite.pubsub(bare), self.pep_cfg.clone())?;
+        if svc.node_names().next().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.pep
+                .entry(bare.to_owned())
+                .or_insert_with(|| Arc::new(Mutex::new(svc)))
+                .clone(),
+        ))
+    }
+
     /// Forgets an account's PEP service and deletes its nodes (account deleted).
     pub fn drop_pep(&self, bare: &str) -> Result<(), hydrant_storage::StorageError> {
         self.pep.remove(bare);
@@ -197,7 +216,9 @@ impl Router {
                     let event = xep0060::event::render(&n);
                     let prepared = Prepared::new(addr, n.notification_type, &event);
                     self.fan_out(addr, &n, &prepared);
-                    if addr.node().is_some() {
+                    // Subscription-state events concern their one recipient, not the
+                    // owner's +notify contacts.
+                    if addr.node().is_some() && !matches!(n.event, Event::Subscription { .. }) {
                         self.pep_implicit(addr, &n, &prepared).await;
                     }
                 }
@@ -272,6 +293,49 @@ impl Router {
             .await;
             if let Ok(Ok((addr, effects))) = res {
                 self.run_effects(&addr, effects).await;
+            }
+        }
+    }
+
+    /// Local `owner_user`'s relation with `contact` (a bare JID) ended or narrowed
+    /// (roster item removed, presence subscription `from` cancelled, groups changed):
+    /// `contact`'s subscriptions that the owner's `presence` / `roster` nodes no longer
+    /// admit are removed and `contact` is told (XEP-0060 4.5, XEP-0163). Looks at the
+    /// owner's PEP service (if it has nodes) and every component (only nodes the owner
+    /// owns consult this relation).
+    pub async fn revalidate_contact(&self, owner_user: &str, contact: &str) {
+        let Ok(who) = hydrant_proto::BareJid::new(contact) else {
+            return;
+        };
+        let mut keys: Vec<ServiceKey> = vec![ServiceKey::Pep(self.bare_of(owner_user))];
+        keys.extend(
+            self.pubsub
+                .component_addresses()
+                .map(|a| ServiceKey::Component(a.clone())),
+        );
+        for key in keys {
+            let hub = self.pubsub.clone();
+            let who = who.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                let svc = match &key {
+                    ServiceKey::Pep(bare) => match hub.pep_if_any(bare)? {
+                        Some(s) => s,
+                        None => return Ok(None),
+                    },
+                    ServiceKey::Component(_) => hub.service(&key)?,
+                };
+                let mut g = lock(&svc);
+                let effects = g.revalidate(Some(&who), &*hub.relations)?;
+                Ok::<_, PsError>(Some((g.address().clone(), effects)))
+            })
+            .await;
+            match res {
+                Ok(Ok(Some((addr, effects)))) => self.run_effects(&addr, effects).await,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, %contact, "could not revalidate pubsub subscriptions");
+                }
+                Err(e) => warn!(error = %e, "pubsub revalidation task failed"),
             }
         }
     }
