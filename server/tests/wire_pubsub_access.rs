@@ -304,3 +304,47 @@ async fn pep_subscriber_losing_presence_subscription_is_dropped() {
     cal.assert_none("a subscription change", any_subscription_event);
     amy.assert_none("a subscription change", any_subscription_event);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_node_contact_moved_out_of_allowed_group_stops_receiving() {
+    let server = Server::start().await;
+    users(&server, &["owner", "carol"]);
+    let mut owner = server.online("owner", PW, "desk").await;
+    let mut carol = server.online("carol", PW, "c").await;
+    owner.roster_get(None).await;
+    let carol_bare = carol.bare();
+    let set_group = |g: &str| {
+        format!(
+            "<query xmlns='jabber:iq:roster'><item jid='{carol_bare}'><group>{g}</group></item></query>"
+        )
+    };
+    let res = owner.iq("set", None, &set_group("friends")).await;
+    assert_result(&res, "roster set friends");
+
+    create_node(
+        &mut owner,
+        "circle",
+        &[
+            ("pubsub#access_model", "roster"),
+            ("pubsub#roster_groups_allowed", "friends"),
+        ],
+    )
+    .await;
+    subscribe(&mut carol, SVC, "circle").await;
+    publish(&mut owner, SVC, "circle", "c1", &entry("one")).await;
+    carol.expect("c1", event(SVC, "circle", "c1")).await;
+
+    let res = owner.iq("set", None, &set_group("work")).await;
+    assert_result(&res, "roster set work");
+    carol
+        .expect(
+            "subscription='none'",
+            subscription_none(SVC, "circle", &carol_bare),
+        )
+        .await;
+    publish(&mut owner, SVC, "circle", "c2", &entry("two")).await;
+    for c in [&mut owner, &mut carol] {
+        c.sync().await;
+    }
+    carol.assert_none("an item after leaving the group", any_items("circle"));
+}
