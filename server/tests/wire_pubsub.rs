@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::pubsub::{PW, assert_result, entry, publish, users};
+
 use std::fmt::Write as _;
 
 use base64::Engine as _;
@@ -15,7 +17,6 @@ use hydrant_proto::{Element, ns};
 use sha1::{Digest as _, Sha1};
 
 const SVC: &str = "pubsub.localhost";
-const PW: &str = "pubsub-test-password";
 const SHIM: &str = "http://jabber.org/protocol/shim";
 const NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
 const SUBSCRIBE_OPTIONS: &str = "http://jabber.org/protocol/pubsub#subscribe_options";
@@ -39,10 +40,6 @@ fn form(form_type: &str, fields: &[(&str, &[&str])]) -> String {
     }
     x.push_str("</x>");
     x
-}
-
-fn assert_result(res: &Element, what: &str) {
-    assert_eq!(res.attr("type"), Some("result"), "{what}: {res}");
 }
 
 /// Creates `node` on the component with these `pubsub#…` settings.
@@ -92,26 +89,6 @@ async fn subscribe(c: &mut Client, node: &str, jid: &str, options: Option<&str>)
     sub.attr("subid")
         .unwrap_or_else(|| panic!("no subid: {res}"))
         .to_owned()
-}
-
-/// Publishes one item (`payload` is its XML) to `node` of service `to`.
-async fn publish(c: &mut Client, to: &str, node: &str, id: &str, payload: &str) {
-    let res = c
-        .iq(
-            "set",
-            Some(to),
-            &format!(
-                "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'>{payload}</item>\
-                 </publish></pubsub>",
-                ns::PUBSUB
-            ),
-        )
-        .await;
-    assert_result(&res, &format!("publish {id} to {node}"));
-}
-
-fn entry(text: &str) -> String {
-    format!("<entry xmlns='urn:example:news'>{text}</entry>")
 }
 
 fn tune(title: &str) -> String {
@@ -171,12 +148,6 @@ fn shim_subids(m: &Element) -> Vec<String> {
         .unwrap_or_default();
     ids.sort();
     ids
-}
-
-fn users(server: &Server, names: &[&str]) {
-    for n in names {
-        server.add_user(n, PW);
-    }
 }
 
 // --- XEP-0060 on the component --------------------------------------------------------------

@@ -5,21 +5,16 @@
 
 mod common;
 
+use common::pubsub::{PW, assert_result, entry, publish, users};
+
 use std::fmt::Write as _;
 
 use common::{Client, Server, befriend, roster_push};
 use hydrant_proto::{Element, ns};
 
 const SVC: &str = "pubsub.localhost";
-const PW: &str = "pubsub-access-password";
 const NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
 const TUNE: &str = "http://jabber.org/protocol/tune";
-
-fn users(server: &Server, names: &[&str]) {
-    for n in names {
-        server.add_user(n, PW);
-    }
-}
 
 fn config_form(fields: &[(&str, &str)]) -> String {
     let mut x = format!(
@@ -31,11 +26,6 @@ fn config_form(fields: &[(&str, &str)]) -> String {
     }
     x.push_str("</x>");
     x
-}
-
-#[track_caller]
-fn assert_result(res: &Element, what: &str) {
-    assert_eq!(res.attr("type"), Some("result"), "{what}: {res}");
 }
 
 async fn create_node(c: &mut Client, node: &str, config: &[(&str, &str)]) {
@@ -87,25 +77,6 @@ async fn subscribe(c: &mut Client, to: &str, node: &str) {
         .and_then(|p| p.get_child("subscription", ns::PUBSUB))
         .unwrap_or_else(|| panic!("no <subscription/>: {res}"));
     assert_eq!(sub.attr("subscription"), Some("subscribed"), "{res}");
-}
-
-async fn publish(c: &mut Client, to: &str, node: &str, id: &str, payload: &str) {
-    let res = c
-        .iq(
-            "set",
-            Some(to),
-            &format!(
-                "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'>{payload}</item>\
-                 </publish></pubsub>",
-                ns::PUBSUB
-            ),
-        )
-        .await;
-    assert_result(&res, &format!("publish {id} to {node}"));
-}
-
-fn entry(text: &str) -> String {
-    format!("<entry xmlns='urn:example:news'>{text}</entry>")
 }
 
 /// An items event from `from` about `node` carrying item `id`.

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod pubsub;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
