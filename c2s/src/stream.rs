@@ -198,7 +198,11 @@ where
                     debug!(peer = %self.peer, error = %e, "connection failed");
                     break Exit::Done;
                 }
-                Wake::Io(Io::Eof | Io::Closed) => break Exit::Done,
+                Wake::Io(Io::Eof) => {
+                    debug!(peer = %self.peer, "peer closed the connection");
+                    break Exit::Done;
+                }
+                Wake::Io(Io::Closed) => break Exit::Done,
             }
         };
         if let Some(info) = self.bound.take() {
@@ -343,6 +347,7 @@ where
         }
         metrics::counter!("hydrant_c2s_stream_errors_total", "condition" => e.condition.as_str())
             .increment(1);
+        debug!(peer = %self.peer, condition = e.condition.as_str(), text = ?e.text, "stream error");
         if !self.header_sent {
             self.send_header(None);
         }
@@ -355,6 +360,7 @@ where
     /// Closes our side of the stream in order (RFC 6120 4.4).
     fn close(&mut self) {
         if self.closing_since.is_none() {
+            debug!(peer = %self.peer, "closing the stream");
             self.conn
                 .outbox
                 .close_after(Some(bytes::Bytes::from_static(b"</stream:stream>")));

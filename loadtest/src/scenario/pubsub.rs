@@ -493,7 +493,11 @@ pub async fn run(
                 (shared.clone(), in_flight.clone(), pub_cancel.clone());
             readers.spawn(async move {
                 loop {
+                    // Biased: once the run is over, the generator closes these streams
+                    // itself; the server's answering close must not count as a failure
+                    // just because this task ran late and both branches were ready.
                     let r = tokio::select! {
+                        biased;
                         () = cancel.cancelled() => return,
                         r = reader.receive(|elem| on_publisher_element(elem, &shared, &in_flight)) => r,
                     };
