@@ -438,27 +438,14 @@ impl Conn {
             }
             self.scanner.feed(&self.rbuf[..n]);
             let mut replies = Vec::new();
-            loop {
-                match self.scanner.next_event() {
-                    Ok(Some(Event::Element(elem))) => {
-                        if scan::root_name(elem) == b"error" {
-                            return Err(err(stream_error(elem)));
-                        }
-                        if let Some(reply) = answer_iq(elem) {
-                            if scan::has_child(elem, "ping", Some(NS_PING)) {
-                                pings.fetch_add(1, Ordering::Relaxed);
-                            }
-                            replies.extend_from_slice(reply.as_bytes());
-                        }
+            drain_elements(&mut self.scanner, |elem| {
+                if let Some(reply) = answer_iq(elem) {
+                    if scan::has_child(elem, "ping", Some(NS_PING)) {
+                        pings.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(Some(Event::StreamClose)) => return Err(err(ErrorKind::Closed)),
-                    Ok(Some(Event::StreamOpen(_))) => {
-                        return Err(ConnError::protocol(Stage::Hold, "second stream header"));
-                    }
-                    Ok(None) => break,
-                    Err(e) => return Err(ConnError::protocol(Stage::Hold, e.to_string())),
+                    replies.extend_from_slice(reply.as_bytes());
                 }
-            }
+            })?;
             if !replies.is_empty() {
                 self.io
                     .write_all(&replies)
@@ -516,26 +503,13 @@ impl Conn {
         }
         self.scanner.feed(&self.rbuf[..n]);
         let mut replies = Vec::new();
-        loop {
-            match self.scanner.next_event() {
-                Ok(Some(Event::Element(elem))) => {
-                    if scan::root_name(elem) == b"error" {
-                        return Err(err(stream_error(elem)));
-                    }
-                    if let Some(reply) = answer_iq(elem) {
-                        replies.extend_from_slice(reply.as_bytes());
-                    } else {
-                        on_element(elem);
-                    }
-                }
-                Ok(Some(Event::StreamClose)) => return Err(err(ErrorKind::Closed)),
-                Ok(Some(Event::StreamOpen(_))) => {
-                    return Err(ConnError::protocol(Stage::Hold, "second stream header"));
-                }
-                Ok(None) => break,
-                Err(e) => return Err(ConnError::protocol(Stage::Hold, e.to_string())),
+        drain_elements(&mut self.scanner, |elem| {
+            if let Some(reply) = answer_iq(elem) {
+                replies.extend_from_slice(reply.as_bytes());
+            } else {
+                on_element(elem);
             }
-        }
+        })?;
         if !replies.is_empty() {
             self.io
                 .write_all(&replies)
@@ -656,7 +630,7 @@ impl fmt::Debug for ConnReader {
 impl ConnReader {
     /// One read, then `on_element` for every complete top-level element (pings are
     /// passed on too: the caller has the writer). Stream errors and ends are `Err`.
-    pub async fn receive(&mut self, mut on_element: impl FnMut(&[u8])) -> Result<(), ConnError> {
+    pub async fn receive(&mut self, on_element: impl FnMut(&[u8])) -> Result<(), ConnError> {
         let err = |kind| ConnError::new(Stage::Hold, kind);
         let n = self
             .io
@@ -667,21 +641,32 @@ impl ConnReader {
             return Err(err(ErrorKind::Closed));
         }
         self.scanner.feed(&self.rbuf[..n]);
-        loop {
-            match self.scanner.next_event() {
-                Ok(Some(Event::Element(elem))) => {
-                    if scan::root_name(elem) == b"error" {
-                        return Err(err(stream_error(elem)));
-                    }
-                    on_element(elem);
+        drain_elements(&mut self.scanner, on_element)
+    }
+}
+
+/// Every complete top-level element buffered in `scanner`, to `on_element`, during the
+/// hold stage of a connection. A stream error, the stream's end or a second header is
+/// the `Err` that ends the connection.
+fn drain_elements(
+    scanner: &mut Scanner,
+    mut on_element: impl FnMut(&[u8]),
+) -> Result<(), ConnError> {
+    let err = |kind| ConnError::new(Stage::Hold, kind);
+    loop {
+        match scanner.next_event() {
+            Ok(Some(Event::Element(elem))) => {
+                if scan::root_name(elem) == b"error" {
+                    return Err(err(stream_error(elem)));
                 }
-                Ok(Some(Event::StreamClose)) => return Err(err(ErrorKind::Closed)),
-                Ok(Some(Event::StreamOpen(_))) => {
-                    return Err(ConnError::protocol(Stage::Hold, "second stream header"));
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(ConnError::protocol(Stage::Hold, e.to_string())),
+                on_element(elem);
             }
+            Ok(Some(Event::StreamClose)) => return Err(err(ErrorKind::Closed)),
+            Ok(Some(Event::StreamOpen(_))) => {
+                return Err(ConnError::protocol(Stage::Hold, "second stream header"));
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(ConnError::protocol(Stage::Hold, e.to_string())),
         }
     }
 }
