@@ -35,7 +35,7 @@ MAX_ITEMS=${MAX_ITEMS:-256}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
-SCENARIOS="firehose-max firehose-rate feeds"
+SCENARIOS=${SCENARIOS:-"firehose-max firehose-rate feeds"}
 ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
 if [ -z "${REPORT_ONLY:-}" ]; then
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (apt-get, setpriv)" >&2; exit 1; }

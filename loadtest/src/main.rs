@@ -14,6 +14,7 @@
 
 mod hist;
 mod nullserver;
+mod pubrt;
 mod report;
 mod scenario;
 mod sys;

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hist::Histogram;
+use crate::pubrt::PublisherRuntime;
 use crate::report::{self, AbortOnDrop, Counters, Latency, PhaseResult};
 use crate::sys;
 use crate::target::{AccountArgs, ServerArgs, Sources};
@@ -314,7 +315,9 @@ pub async fn run(
     };
 
     // Publishers: log in, create the node. One at a time: ejabberd's Mnesia aborts
-    // concurrent node creations (`cyclic` lock) with <internal-server-error/>.
+    // concurrent node creations (`cyclic` lock) with <internal-server-error/>. Their
+    // connections live on a runtime of their own (see `pubrt.rs`).
+    let pub_rt = PublisherRuntime::start().map_err(|e| format!("publisher runtime: {e}"))?;
     let start = Instant::now();
     let pub_counters = Arc::new(Counters::default());
     let mut set = JoinSet::new();
@@ -324,45 +327,48 @@ pub async fn run(
         let (target, sources, counters) = (target.clone(), sources.clone(), pub_counters.clone());
         let (user, node, service) = (pub_name(f as u64), node.clone(), service.clone());
         let max_items = load.max_items;
-        set.spawn(async move {
-            let t0 = Instant::now();
-            let r = async {
-                let mut c = Conn::open(target, sources.pick(f as u64))
-                    .await?
-                    .login(&user, f as u64)
-                    .await?;
-                match c
-                    .iq(
-                        Stage::Pubsub,
-                        "set",
-                        &service,
-                        &ps::create_payload(&node, max_items),
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    // Left over from an earlier run with the same --node-prefix.
-                    Err(ConnError {
-                        kind: ErrorKind::Refused(cond),
-                        ..
-                    }) if cond == "conflict" => {}
-                    Err(e) => return Err(e),
+        set.spawn_on(
+            async move {
+                let t0 = Instant::now();
+                let r = async {
+                    let mut c = Conn::open(target, sources.pick(f as u64))
+                        .await?
+                        .login(&user, f as u64)
+                        .await?;
+                    match c
+                        .iq(
+                            Stage::Pubsub,
+                            "set",
+                            &service,
+                            &ps::create_payload(&node, max_items),
+                        )
+                        .await
+                    {
+                        Ok(_) => {}
+                        // Left over from an earlier run with the same --node-prefix.
+                        Err(ConnError {
+                            kind: ErrorKind::Refused(cond),
+                            ..
+                        }) if cond == "conflict" => {}
+                        Err(e) => return Err(e),
+                    }
+                    Ok(c)
                 }
-                Ok(c)
-            }
-            .await;
-            drop(permit);
-            match r {
-                Ok(c) => {
-                    counters.success(t0.elapsed());
-                    Some((f, c))
+                .await;
+                drop(permit);
+                match r {
+                    Ok(c) => {
+                        counters.success(t0.elapsed());
+                        Some((f, c))
+                    }
+                    Err(e) => {
+                        counters.failure(format!("{node}: {}", e.reason()));
+                        None
+                    }
                 }
-                Err(e) => {
-                    counters.failure(format!("{node}: {}", e.reason()));
-                    None
-                }
-            }
-        });
+            },
+            pub_rt.handle(),
+        );
     }
     let mut pub_conns: Vec<Option<Conn>> = (0..plan.nodes.len()).map(|_| None).collect();
     while let Some(r) = set.join_next().await {
@@ -491,7 +497,7 @@ pub async fn run(
             writers.push(Some(writer));
             let (shared, in_flight, cancel) =
                 (shared.clone(), in_flight.clone(), pub_cancel.clone());
-            readers.spawn(async move {
+            readers.spawn_on(async move {
                 loop {
                     // Biased: once the run is over, the generator closes these streams
                     // itself; the server's answering close must not count as a failure
@@ -506,7 +512,7 @@ pub async fn run(
                         return;
                     }
                 }
-            });
+            }, pub_rt.handle());
         } else {
             writers.push(None);
         }
@@ -514,35 +520,45 @@ pub async fn run(
     let publish_start = Instant::now();
     let first_ns = sys::monotonic_ns();
     let progress = AbortOnDrop(spawn_run_progress(shared.clone(), items, publish_start));
-    let mut sent = 0u64;
-    let mut skipped = 0u64;
-    for seq in 0..items {
-        if load.rate > 0.0 {
-            tokio::time::sleep_until(
-                publish_start + Duration::from_secs_f64(seq as f64 / load.rate),
-            )
-            .await;
-        }
-        let permit = in_flight.acquire().await.expect("semaphore open");
-        let node_idx = plan.schedule[seq as usize] as usize;
-        let Some(writer) = writers[node_idx].as_mut() else {
-            skipped += 1;
-            continue; // its publisher failed setup: not expected by anyone
-        };
-        permit.forget();
-        let now = sys::monotonic_ns();
-        shared.sent_ns[seq as usize].store(now, Ordering::Relaxed);
-        let iq = template.publish(&service, &plan.nodes[node_idx], seq, now);
-        if let Err(e) = writer.send(iq.as_bytes()).await {
-            shared
-                .publish_failures
-                .failure(format!("send: {}", e.reason()));
-            writers[node_idx] = None;
-            in_flight.add_permits(1);
-            continue;
-        }
-        sent += 1;
-    }
+    let publishing = {
+        let (rate, schedule, nodes) = (load.rate, plan.schedule.clone(), plan.nodes.clone());
+        let (shared, in_flight, service) = (shared.clone(), in_flight.clone(), service.clone());
+        pub_rt.handle().spawn(async move {
+            let mut sent = 0u64;
+            let mut skipped = 0u64;
+            for seq in 0..items {
+                if rate > 0.0 {
+                    tokio::time::sleep_until(
+                        publish_start + Duration::from_secs_f64(seq as f64 / rate),
+                    )
+                    .await;
+                }
+                let permit = in_flight.acquire().await.expect("semaphore open");
+                let node_idx = schedule[seq as usize] as usize;
+                let Some(writer) = writers[node_idx].as_mut() else {
+                    skipped += 1;
+                    continue; // its publisher failed setup: not expected by anyone
+                };
+                permit.forget();
+                let now = sys::monotonic_ns();
+                shared.sent_ns[seq as usize].store(now, Ordering::Relaxed);
+                let iq = template.publish(&service, &nodes[node_idx], seq, now);
+                if let Err(e) = writer.send(iq.as_bytes()).await {
+                    shared
+                        .publish_failures
+                        .failure(format!("send: {}", e.reason()));
+                    writers[node_idx] = None;
+                    in_flight.add_permits(1);
+                    continue;
+                }
+                sent += 1;
+            }
+            (sent, skipped, writers)
+        })
+    };
+    let (sent, skipped, writers) = publishing
+        .await
+        .map_err(|e| format!("publisher task: {e}"))?;
     // Wait for the last acknowledgements.
     let ack_deadline = Duration::from_secs(load.drain_secs.max(1));
     let mut last = (shared.acks.load(Ordering::Relaxed), Instant::now());
