@@ -28,6 +28,7 @@ pub struct Config {
     pub presence: PresenceSection,
     pub pubsub: PubsubSection,
     pub metrics: MetricsSection,
+    pub storage: StorageSection,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             presence: PresenceSection::default(),
             pubsub: PubsubSection::default(),
             metrics: MetricsSection::default(),
+            storage: StorageSection::default(),
         }
     }
 }
@@ -228,6 +230,23 @@ pub struct MetricsSection {
     /// Serve Prometheus metrics over HTTP on this address (e.g. "127.0.0.1:9464");
     /// unset: no metrics listener.
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// SQLite's own page cache per database connection (there are three), in KiB. The
+    /// kernel caches the file as well, so a small cache costs little speed; SQLite's
+    /// default (2 MiB each) would be counted in hydrant's resident memory.
+    pub page_cache_kib: u32,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            page_cache_kib: hydrant_storage::DEFAULT_PAGE_CACHE_KIB,
+        }
+    }
 }
 
 fn nz(n: usize) -> NonZeroUsize {

@@ -55,7 +55,8 @@ pub fn run(cfg: &Config, action: &UserAction) -> Result<(), String> {
 
 pub fn open(cfg: &Config) -> Result<SqliteStore, String> {
     let path = cfg.data_dir.join("hydrant.sqlite3");
-    SqliteStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+    SqliteStore::open_with_cache(&path, cfg.storage.page_cache_kib)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Accepts `user` or `user@domain` (our domain only) and applies RFC 7622 nodeprep.

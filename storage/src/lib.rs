@@ -28,7 +28,7 @@ pub use account::AccountStore;
 pub use error::{Result, StorageError};
 pub use offline::OfflineStore;
 pub use roster::{RosterEntry, RosterStore, SubState};
-pub use sqlite::{SqlitePubsubStore, SqliteStore};
+pub use sqlite::{DEFAULT_PAGE_CACHE_KIB, SqlitePubsubStore, SqliteStore};
 
 /// Everything the server needs from one backend, usable as `&dyn Store`.
 pub trait Store: AccountStore + RosterStore + OfflineStore {}

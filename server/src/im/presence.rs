@@ -61,7 +61,7 @@ impl Router {
                     .get_child("priority", ns::CLIENT)
                     .and_then(|p| p.text().trim().parse::<i8>().ok())
                     .unwrap_or(0);
-                st.last = Some(el.clone());
+                st.last = Some(Box::new(el.clone()));
             } else {
                 initial = false;
                 st.available = false;
@@ -107,7 +107,7 @@ impl Router {
             }
         }
         if el.attr("type") == Some("unavailable") {
-            let directed: Vec<String> = me.state().directed.drain().collect();
+            let directed = std::mem::take(&mut me.state().directed);
             for to in directed {
                 let mut out = el.clone();
                 out.set_attr("to", to.as_str());
@@ -161,7 +161,7 @@ impl Router {
             if s.info.id == me.info.id {
                 continue;
             }
-            let last = s.state().last.clone();
+            let last = s.state().last.as_deref().cloned();
             if let Some(mut p) = last.filter(|_| s.state().available) {
                 p.set_attr("to", my_full.as_str());
                 me.send(&p);
@@ -199,7 +199,7 @@ impl Router {
         for c in self.sessions.of_user(contact) {
             let last = {
                 let st = c.state();
-                st.available.then(|| st.last.clone()).flatten()
+                st.available.then(|| st.last.as_deref().cloned()).flatten()
             };
             if let Some(mut p) = last {
                 p.set_attr("to", to);
@@ -231,9 +231,12 @@ impl Router {
                     drop(st);
                     return self.bounce(&el, StanzaError::new(Cond::ResourceConstraint));
                 }
-                st.directed.insert(key);
+                if !st.directed.contains(&key) {
+                    st.directed.push(key);
+                }
             } else if kind == PresenceType::Unavailable {
-                st.directed.remove(&to.to_string());
+                let key = to.to_string();
+                st.directed.retain(|d| *d != key);
             }
         }
         self.presence_to_contact(to.as_str(), &el);
@@ -370,7 +373,7 @@ impl Router {
                     continue;
                 }
                 match kind {
-                    None => st.last.clone(),
+                    None => st.last.as_deref().cloned(),
                     Some(k) => Some(
                         Element::new("presence", ns::CLIENT)
                             .with_attr("type", k)

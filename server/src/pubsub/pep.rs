@@ -44,7 +44,7 @@ impl Router {
             let mut st = me.state();
             st.caps_ver = Some(ver.to_owned());
             st.notify = Some(notify);
-            st.pep_catchup = Some(std::collections::HashMap::new());
+            st.pep_catchup = Some(Box::default());
             drop(st);
             self.spawn_pep_last_items(me);
             return;
@@ -60,7 +60,7 @@ impl Router {
             );
         {
             let mut st = me.state();
-            st.caps_query = Some((id, ver.to_owned()));
+            st.caps_query = Some(Box::new((id, ver.to_owned())));
         }
         me.send(&query);
     }
@@ -70,7 +70,7 @@ impl Router {
     pub fn caps_answer(&self, me: &Arc<LocalSession>, iq: &Iq) -> bool {
         let pending = {
             let st = me.state();
-            st.caps_query.clone()
+            st.caps_query.as_deref().cloned()
         };
         let Some((id, ver)) = pending.filter(|(id, _)| *id == iq.id) else {
             return false;
@@ -98,7 +98,7 @@ impl Router {
         }
         st.caps_ver = Some(ver);
         st.notify = Some(notify);
-        st.pep_catchup = Some(std::collections::HashMap::new());
+        st.pep_catchup = Some(Box::default());
         drop(st);
         self.spawn_pep_last_items(me);
         true

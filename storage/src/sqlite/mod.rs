@@ -51,6 +51,12 @@ pub use pubsub::SqlitePubsubStore;
 /// reader is busy with a large roster, few enough that page caches stay small.
 const READERS: usize = 2;
 
+/// SQLite's page cache per connection unless configured: small, because the kernel
+/// caches the file anyway and SQLite's default (2 MiB per connection) would show up in
+/// the server's memory per client at 10,000 idle connections (logins read accounts
+/// and rosters through every connection).
+pub const DEFAULT_PAGE_CACHE_KIB: u32 = 256;
+
 /// How long a connection waits for another process's lock (a backup tool, the admin
 /// CLI) before giving up with an error. In-process writers never contend here.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,13 +96,19 @@ impl SqliteStore {
     /// switches it to WAL and brings its schema up to date. Fails with `SchemaTooNew` if
     /// a newer hydrant has already migrated it.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with_cache(path, DEFAULT_PAGE_CACHE_KIB)
+    }
+
+    /// [`open`](Self::open) with SQLite's page cache set to `cache_kib` KiB per
+    /// connection.
+    pub fn open_with_cache(path: &Path, cache_kib: u32) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StorageError::Backend(format!("creating directory {}: {e}", dir.display()))
             })?;
         }
         let mut writer = Connection::open(path)?;
-        configure(&writer)?;
+        configure(&writer, cache_kib)?;
         // journal_mode=WAL is persistent in the file; it answers the mode it ended up
         // in, which is not WAL on filesystems without shared memory support.
         let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -109,7 +121,7 @@ impl SqliteStore {
         writer.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&mut writer)?;
         let readers = (0..READERS)
-            .map(|_| open_reader(path).map(Mutex::new))
+            .map(|_| open_reader(path, cache_kib).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore::from_db(Db {
             writer: Mutex::new(writer),
@@ -124,7 +136,7 @@ impl SqliteStore {
     /// servers).
     pub fn open_in_memory() -> Result<SqliteStore> {
         let mut conn = Connection::open_in_memory()?;
-        configure(&conn)?;
+        configure(&conn, DEFAULT_PAGE_CACHE_KIB)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore::from_db(Db {
             writer: Mutex::new(conn),
@@ -215,15 +227,21 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 /// Settings every writer-capable connection needs; SQLite keeps them per connection.
-fn configure(conn: &Connection) -> Result<()> {
+fn configure(conn: &Connection, cache_kib: u32) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Off by default in SQLite for backward compatibility; the schema's ON DELETE
     // CASCADE (account deletion) depends on it.
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    set_cache(conn, cache_kib)
+}
+
+fn set_cache(conn: &Connection, cache_kib: u32) -> Result<()> {
+    // A negative cache_size is a size in KiB (a positive one would count pages).
+    conn.pragma_update(None, "cache_size", -i64::from(cache_kib.max(1)))?;
     Ok(())
 }
 
-fn open_reader(path: &Path) -> Result<Connection> {
+fn open_reader(path: &Path, cache_kib: u32) -> Result<Connection> {
     // Read-write flags plus query_only rather than SQLITE_OPEN_READ_ONLY: a read-only
     // connection cannot recreate a missing -shm file or recover a WAL after a crash.
     let conn = Connection::open_with_flags(
@@ -232,6 +250,7 @@ fn open_reader(path: &Path) -> Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "query_only", "ON")?;
+    set_cache(&conn, cache_kib)?;
     Ok(conn)
 }
 

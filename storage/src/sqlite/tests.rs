@@ -178,3 +178,16 @@ fn concurrent_senders_never_exceed_the_offline_cap() {
     assert_eq!(stored, CAP);
     assert_eq!(store.take_offline("romeo").unwrap().len(), CAP);
 }
+
+#[test]
+fn page_cache_size_applies_to_every_connection() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open_with_cache(&dir.path().join("hydrant.db"), 100).unwrap();
+    let cache =
+        |c: &Connection| -> i64 { c.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap() };
+    assert_eq!(cache(&store.db.writer.lock().unwrap()), -100);
+    assert!(!store.db.readers.is_empty());
+    for r in &store.db.readers {
+        assert_eq!(cache(&r.lock().unwrap()), -100);
+    }
+}
