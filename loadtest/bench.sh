@@ -8,8 +8,12 @@
 #   REPORT_ONLY=/tmp/hl-bench.XXXXXX loadtest/bench.sh   # rewrite BENCHMARKS.md from a run
 #
 # Sizes (environment): SUBS (subscribers, 1000), FIREHOSE_ITEMS (200, published as fast
-# as acks allow), RATE_ITEMS (120, published at RATE=60/s), FEEDS (100), FOLLOW (10),
-# ZIPF (1.0), FEED_ITEMS (1000), IN_FLIGHT (4), ITEM_BYTES (2048), MAX_ITEMS (256).
+# as acks allow), RATE_ITEMS (120, published at RATE=60/s); LARGE_SUBS (10000),
+# LARGE_ITEMS (30, as fast as acks allow), LARGE_RATE_ITEMS (30 at LARGE_RATE=5/s);
+# FEEDS (100), FOLLOW (10), ZIPF (1.0), FEED_ITEMS (1000), IN_FLIGHT (4), ITEM_BYTES
+# (2048), MAX_ITEMS (256); CONNECT (idle connection counts, "10000 19000").
+# SCENARIOS picks from: connect-N (N in CONNECT), firehose-max, firehose-rate,
+# firehose-max-large, firehose-rate-large, feeds.
 #
 # Needs root: installs prosody and ejabberd from Debian if missing (their services are
 # not started: Debian's policy-rc.d), runs them as their own users with private configs
@@ -29,13 +33,18 @@ FEEDS=${FEEDS:-100}
 FOLLOW=${FOLLOW:-10}
 ZIPF=${ZIPF:-1.0}
 FEED_ITEMS=${FEED_ITEMS:-1000}
+LARGE_SUBS=${LARGE_SUBS:-10000}
+LARGE_ITEMS=${LARGE_ITEMS:-30}
+LARGE_RATE=${LARGE_RATE:-5}
+LARGE_RATE_ITEMS=${LARGE_RATE_ITEMS:-30}
+CONNECT=${CONNECT:-"10000 19000"}
 IN_FLIGHT=${IN_FLIGHT:-4}
 ITEM_BYTES=${ITEM_BYTES:-2048}
 MAX_ITEMS=${MAX_ITEMS:-256}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
-SCENARIOS=${SCENARIOS:-"firehose-max firehose-rate feeds"}
+SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds"}
 ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
 if [ -z "${REPORT_ONLY:-}" ]; then
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (apt-get, setpriv)" >&2; exit 1; }
@@ -249,29 +258,59 @@ EOF
 chmod 755 "$W/bin/ejctl"
 
 # -------------------------------------------------------------- scenarios ----
-COMMON=(--users "$SUBS" --sources 127.0.0.2-127.0.0.254 --item-bytes "$ITEM_BYTES"
+COMMON=(--sources 127.0.0.2-127.0.0.254 --item-bytes "$ITEM_BYTES"
 	--in-flight "$IN_FLIGHT" --max-items "$MAX_ITEMS" --drain-secs 15 --allow-loss)
+CONNECT_COMMON=(--sources 127.0.0.2-127.0.0.254 --concurrency 100 --settle-secs 3)
 SERVER_OPTS=(--server "127.0.0.1:$PORT" --domain "$DOMAIN" --tls none --auth scram-sha-1)
 declare -A ARGS
-ARGS[firehose-max]="firehose --items $FIREHOSE_ITEMS --rate 0"
-ARGS[firehose-rate]="firehose --items $RATE_ITEMS --rate $RATE"
-ARGS[feeds]="feeds --feeds $FEEDS --follow $FOLLOW --zipf $ZIPF --items $FEED_ITEMS --rate 0"
+ARGS[firehose-max]="firehose --users $SUBS --items $FIREHOSE_ITEMS --rate 0"
+ARGS[firehose-rate]="firehose --users $SUBS --items $RATE_ITEMS --rate $RATE"
+ARGS[firehose-max-large]="firehose --users $LARGE_SUBS --items $LARGE_ITEMS --rate 0"
+ARGS[firehose-rate-large]="firehose --users $LARGE_SUBS --items $LARGE_RATE_ITEMS --rate $LARGE_RATE"
+ARGS[feeds]="feeds --users $SUBS --feeds $FEEDS --follow $FOLLOW --zipf $ZIPF --items $FEED_ITEMS --rate 0"
 : >"$W/commands.txt"
 
 run() { # NAME SCENARIO-ARGS...
 	local name=$1; shift
-	echo "hydrant-load $* ${COMMON[*]} --json $name.json" | sed "s|$W/||g" >>"$W/commands.txt"
-	"$LOAD" "$@" "${COMMON[@]}" --json "$W/results/$name.json" >"$W/results/$name.txt" 2>"$W/results/$name.err" \
+	local common=("${COMMON[@]}")
+	[ "$1" = connect ] && common=("${CONNECT_COMMON[@]}")
+	echo "hydrant-load $* ${common[*]} --json $name.json" | sed "s|$W/||g" >>"$W/commands.txt"
+	"$LOAD" "$@" "${common[@]}" --json "$W/results/$name.json" >"$W/results/$name.txt" 2>"$W/results/$name.err" \
 		|| echo "   (exit status $?)"
-	grep -E "failed [ 0-9]+×|publish:|delivery|loss|LOSS|server pid|generator|slow consumers|DISCONNECTED" \
+	grep -E "failed [ 0-9]+×|publish:|delivery|loss|LOSS|server pid|generator|slow consumers|DISCONNECTED|connect\+auth|dropped" \
 		"$W/results/$name.txt" | sed 's/^/   /'
 }
 
 for scen in $SCENARIOS; do
-	echo "== limit (null server) for $scen"
-	if [ "$scen" = feeds ]; then
-		: # the null server's ceiling is measured on the firehose shape
-	else
+	case $scen in
+	connect-*)
+		n=${scen#connect-}
+		for s in $SERVERS; do
+			echo "== $s: $n idle connections"
+			# Accounts first, then a fresh server: registration's garbage is not counted.
+			start_server "$s"
+			"$LOAD" connect --users "$n" --register "${CONNECT_COMMON[@]}" "${SERVER_OPTS[@]}" \
+				>"$W/results/$s-$scen-register.txt" 2>&1 || echo "   (registration: exit status $?)"
+			stop_server
+			start_server "$s"
+			run "$s-$scen" connect --users "$n" "${SERVER_OPTS[@]}" --server-pid "$PID"
+			stop_server
+			if [ "$s" = hydrant ]; then
+				# hydrant alone over STARTTLS (its generated self-signed certificate): the
+				# TLS memory target. The others' TLS setups are not configured here.
+				echo "== hydrant: $n idle connections over STARTTLS"
+				start_server hydrant
+				run "hydrant-$scen-tls" connect --users "$n" --server "127.0.0.1:$PORT" --domain "$DOMAIN" \
+					--tls starttls --insecure --auth scram-sha-1 --server-pid "$PID"
+				stop_server
+			fi
+		done
+		continue
+		;;
+	esac
+	[ -n "${ARGS[$scen]:-}" ] || { echo "unknown scenario $scen" >&2; exit 1; }
+	if [ "$scen" != feeds ]; then
+		echo "== limit (null server) for $scen"
 		# shellcheck disable=SC2086
 		run "limit-$scen" limit ${ARGS[$scen]#firehose }
 	fi
@@ -336,10 +375,58 @@ def row(name, r):
 titles = {
     "firehose-max": "firehose, as fast as acks allow",
     "firehose-rate": "firehose at a target rate",
+    "firehose-max-large": "firehose, many subscribers, as fast as acks allow",
+    "firehose-rate-large": "firehose, many subscribers, at a target rate",
     "feeds": "feeds (Zipf)",
 }
+def connect_row(name, r):
+    if r is None:
+        return f"| {name} | (no result) | | | | |"
+    c, m, g = r["connect"], r.get("server_memory") or {}, r["generator"]
+    lat = c.get("latency") or {}
+    cpu = m.get("cpu_connect_secs")
+    return (f"| {name} | {c['ok']:,}/{c['attempted']:,} | {f(c['rate_per_sec'])} "
+            f"({f(lat.get('p50_ms'),'{:.0f}')} / {f(lat.get('p99_ms'),'{:.0f}')} ms) | "
+            f"{f(m.get('rss_per_connection_kib'),'{:.2f}')} | "
+            f"{f(cpu * 1000 / c['ok'] if cpu is not None and c['ok'] else None,'{:.2f}')} | "
+            f"{f(r['hold'].get('dropped'),'{:,}')} |")
+summary = []  # (target, measured, met)
+def lat99(r):
+    return ((r or {}).get("delivery") or {}).get("latency", {}).get("p99_ms")
 for scen in scenarios:
     results = {s: load(f"{s}-{scen}") for s in servers}
+    if scen.startswith("connect-"):
+        n = int(scen.split("-", 1)[1])
+        L.append(f"## connect: {n:,} idle connections\n")
+        L.append("Accounts registered first, then each server restarted; SCRAM-SHA-1 logins, 100 at a "
+                 "time, bound resource, no presence, held idle. Memory is the server's RSS after "
+                 "minus before, over the connections (3 s settle).\n")
+        L.append("| server | connected | logins/s (latency p50 / p99) | server RSS per connection (KiB) | server CPU per login (ms) | dropped while idle |")
+        L.append("|---|---:|---|---:|---:|---:|")
+        for s in servers:
+            L.append(connect_row(s, results[s]))
+        L.append("")
+        h = results.get("hydrant")
+        hm = ((h or {}).get("server_memory") or {}).get("rss_per_connection_kib")
+        if hm is not None:
+            others = [(((r or {}).get("server_memory") or {}).get("rss_per_connection_kib"), s) for s, r in results.items() if s != "hydrant" and r]
+            others = [o for o in others if o[0]]
+            if others:
+                best = min(others)
+                L.append(f"- hydrant memory per connection / best other ({best[1]}): **{hm / best[0]:.2f}×**\n")
+            ok = h["connect"]["ok"] == n
+            summary.append((f"idle memory ≤ 4 KiB per plaintext connection at {n:,}", f"{hm:.2f} KiB" + ("" if ok else f" (only {h['connect']['ok']:,} connected)"), hm <= 4.0 and ok))
+        t = load(f"hydrant-{scen}-tls")
+        tm = ((t or {}).get("server_memory") or {}).get("rss_per_connection_kib")
+        if tm is not None:
+            L.append("hydrant alone over STARTTLS (TLS 1.3, its self-signed certificate):\n")
+            L.append("| server | connected | logins/s (latency p50 / p99) | server RSS per connection (KiB) | server CPU per login (ms) | dropped while idle |")
+            L.append("|---|---:|---|---:|---:|---:|")
+            L.append(connect_row("hydrant (STARTTLS)", t))
+            L.append("")
+            ok = t["connect"]["ok"] == n
+            summary.append((f"idle memory ≤ 20 KiB per TLS connection at {n:,}", f"{tm:.2f} KiB" + ("" if ok else f" (only {t['connect']['ok']:,} connected)"), tm <= 20.0 and ok))
+        continue
     limit = load(f"limit-{scen}")
     any_r = next((r for r in results.values() if r), None)
     L.append(f"## {titles.get(scen, scen)}\n")
@@ -383,6 +470,29 @@ for scen in scenarios:
             notes.append(f"{s}: subscriber streams ended: {r['delivery']['other_disconnects']}")
     L += ["- " + n for n in notes]
     L.append("")
+    if h:
+        d = h["delivery"]
+        summary.append((f"zero loss: {titles.get(scen, scen)} ({h['subscribers']:,} subscribers)", f"{d['loss']:,} lost", d["loss"] == 0))
+        if scen == "firehose-max-large":
+            hc = (h.get("server_process") or {}).get("cpu_secs_per_1000")
+            bc = [((r.get("server_process") or {}).get("cpu_secs_per_1000"), s) for s, r in results.items() if s != "hydrant" and r]
+            bc = [b for b in bc if b[0]]
+            if hc and bc:
+                b = min(bc)
+                summary.append((f"server CPU per notification ≤ 1/10 of the best other at {h['subscribers']:,} subscribers", f"{hc:.4f} vs {b[1]} {b[0]:.4f} s/1000 = {hc / b[0]:.2f}×", hc <= b[0] / 10))
+            if limit and limit["delivery"]["per_sec"] > 0:
+                fr = d["per_sec"] / limit["delivery"]["per_sec"]
+                summary.append((f"notifications/s ≥ 0.7 of `limit` at {h['subscribers']:,} subscribers", f"{fr:.2f}", fr >= 0.7))
+        if scen in ("firehose-rate", "firehose-rate-large") and lat99(h) is not None:
+            summary.append((f"p99 publish→delivery ≤ 50 ms, {h['subscribers']:,} subscribers at {h['rate']:g}/s", f"{lat99(h):.1f} ms", lat99(h) <= 50))
+if summary:
+    at = next(i for i, l in enumerate(L) if l.startswith("## Machine"))
+    T = ["## hydrant against the targets of the loadtest issue\n",
+         "Computed from the tables below (this run only).\n",
+         "| target | hydrant | met |", "|---|---|---|"]
+    T += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in summary]
+    T.append("")
+    L[at:at] = T
 L.append("## Commands\n")
 L.append("Servers on 127.0.0.1:PORT, domain bench.test, configs written by `loadtest/bench.sh`")
 L.append("(hydrant: `require_tls = false`, registration on, pubsub defaults; Prosody: no TLS, no")
