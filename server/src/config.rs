@@ -200,6 +200,13 @@ pub struct PubsubSection {
     pub max_page_items: NonZeroU32,
     /// Personal eventing (XEP-0163) on every account.
     pub pep: bool,
+    /// Publisher pacing: after a publish, when more than half of a sample of its local
+    /// recipients still have more than this many bytes queued (the server as a whole is
+    /// behind, not one slow subscriber), the publisher's next stanza waits until they
+    /// have drained below it, at most `pace_max_wait_ms`. 0 turns pacing off.
+    pub pace_queued_bytes: usize,
+    /// Longest one publish is held back by pacing, in milliseconds.
+    pub pace_max_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -220,6 +227,8 @@ impl Default for PubsubSection {
             max_payload_bytes: nz(262_144),
             max_page_items: NonZeroU32::new(500).expect("non-zero"),
             pep: true,
+            pace_queued_bytes: 65_536,
+            pace_max_wait_ms: 250,
         }
     }
 }

@@ -74,6 +74,8 @@ pub async fn serve(
             scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
             max_roster_items: cfg.roster.max_items,
             max_directed_presence: cfg.presence.max_directed_per_session,
+            pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
+            pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
         },
         hub,
     );

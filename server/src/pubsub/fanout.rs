@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use hydrant_proto::outbox::Outbox;
 use hydrant_proto::writer::escape_attr_into;
 use hydrant_proto::{Jid, ns};
 use hydrant_pubsub::{NotificationType, Show, Subscriber, Subscribers, xep0060};
@@ -22,9 +23,16 @@ use crate::router::sessions::LocalSession;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Recipients' queues sampled per fan-out for publisher pacing.
+pub const PACE_SAMPLE: usize = 16;
+
 /// Counters of what one fan-out did (logged at debug; metrics later).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub struct FanoutStats {
+    /// Every `sample_every`-th queue that accepted the notification, at most
+    /// [`PACE_SAMPLE`] of them: how far behind the recipients are (pacing).
+    pub sample: Vec<Arc<Outbox>>,
+    sample_every: usize,
     pub queued: usize,
     /// Recipients whose queue refused (slow consumers: their streams are being closed).
     pub refused: usize,
@@ -121,7 +129,10 @@ impl Router {
         n: &hydrant_pubsub::Notification,
         prepared: &Prepared,
     ) -> FanoutStats {
-        let mut stats = FanoutStats::default();
+        let mut stats = FanoutStats {
+            sample_every: (n.recipients.len() / PACE_SAMPLE).max(1),
+            ..FanoutStats::default()
+        };
         let addrs = self.pubsub.addresses.escaped(from, n);
         for (sub, addr) in n.recipients.iter().zip(addrs.iter()) {
             if sub.needs_shim() {
@@ -184,6 +195,12 @@ impl Router {
     ) {
         let mut push = |s: &LocalSession| {
             if s.outbox.push_parts(parts).is_ok() {
+                if stats.sample_every > 0
+                    && stats.queued.is_multiple_of(stats.sample_every)
+                    && stats.sample.len() < PACE_SAMPLE
+                {
+                    stats.sample.push(s.outbox.clone());
+                }
                 stats.queued += 1;
             } else {
                 stats.refused += 1;

@@ -9,6 +9,7 @@
 
 pub mod fanout;
 pub mod mam;
+pub mod pacing;
 pub mod pep;
 pub mod relations;
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+use hydrant_proto::outbox::Outbox;
 use hydrant_proto::{Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
 use hydrant_pubsub::{Effect, Error as PsError, Event, Service, ServiceConfig, xep0060};
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
@@ -164,18 +166,34 @@ impl Router {
         let hub = self.pubsub.clone();
         let from: Jid = me.info.jid.clone().into();
         let kind = iq.kind;
-        let result = tokio::task::spawn_blocking(move || {
+        let work = move || {
             let svc = hub.service(&key)?;
             let req = xep0060::parse(kind, &payload)?;
             let mut g = lock(&svc);
             let outcome = g.handle(&from, req, &*hub.relations, now_ms())?;
             Ok::<_, PsError>((g.address().clone(), outcome))
-        })
-        .await;
+        };
+        // The store commits (fsync) inside `handle`, so it runs off the async workers.
+        // block_in_place rather than spawn_blocking: when the commit is done this task
+        // goes on at once. A spawn_blocking result wakes it through the runtime's global
+        // queue, behind every subscriber connection the previous fan-out woke, so a
+        // publisher would get one publish per full round of subscriber writes and every
+        // write would carry a single notification; ahead of them, several publishes'
+        // notifications share one write (DESIGN.md: many queued stanzas per syscall).
+        // `pace` keeps such a publisher from running away from its subscribers.
+        // Current-thread runtimes (tests) cannot block in place.
+        let result = if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            Ok(tokio::task::block_in_place(work))
+        } else {
+            tokio::task::spawn_blocking(work).await
+        };
         match result {
             Ok(Ok((addr, outcome))) => {
                 me.send(&iq.result(outcome.reply).to_element(ns::CLIENT));
-                self.run_effects(&addr, outcome.effects).await;
+                let sample = self.run_effects_sampled(&addr, outcome.effects).await;
+                self.pace(&sample).await;
             }
             Ok(Err(e)) => self.iq_error(me, &iq, xep0060::error::to_stanza_error(&e)),
             Err(e) => {
@@ -210,12 +228,19 @@ impl Router {
 
     /// Carries out what the core asked for, in order.
     pub async fn run_effects(&self, addr: &Jid, effects: Vec<Effect>) {
+        self.run_effects_sampled(addr, effects).await;
+    }
+
+    /// [`run_effects`](Self::run_effects), returning a sample of the queues the last
+    /// notification went to (for [`pace`](Self::pace)).
+    async fn run_effects_sampled(&self, addr: &Jid, effects: Vec<Effect>) -> Vec<Arc<Outbox>> {
+        let mut sample = Vec::new();
         for e in effects {
             match e {
                 Effect::Notify(n) => {
                     let event = xep0060::event::render(&n);
                     let prepared = Prepared::new(addr, n.notification_type, &event);
-                    self.fan_out(addr, &n, &prepared);
+                    sample = self.fan_out(addr, &n, &prepared).sample;
                     // Subscription-state events concern their one recipient, not the
                     // owner's +notify contacts.
                     if addr.node().is_some() && !matches!(n.event, Event::Subscription { .. }) {
@@ -252,6 +277,21 @@ impl Router {
                     }
                 }
                 _ => {}
+            }
+        }
+        sample
+    }
+
+    /// Publisher pacing (`[pubsub] pace_queued_bytes`, see `pacing.rs`).
+    pub async fn pace(&self, sample: &[Arc<Outbox>]) {
+        match pacing::pace(sample, self.cfg.pace_queued_bytes, self.cfg.pace_max_wait).await {
+            pacing::Paced::NotNeeded => {}
+            pacing::Paced::Drained => {
+                metrics::counter!("hydrant_pubsub_publisher_paced_total").increment(1);
+            }
+            pacing::Paced::TimedOut => {
+                metrics::counter!("hydrant_pubsub_publisher_paced_total").increment(1);
+                metrics::counter!("hydrant_pubsub_publisher_pacing_timeouts_total").increment(1);
             }
         }
     }

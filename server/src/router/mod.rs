@@ -31,6 +31,10 @@ pub struct RouterConfig {
     pub scram_iterations: u32,
     pub max_roster_items: usize,
     pub max_directed_presence: usize,
+    /// Publisher pacing threshold in queued bytes per recipient (0: off), see
+    /// `pubsub::pace`.
+    pub pace_queued_bytes: usize,
+    pub pace_max_wait: std::time::Duration,
 }
 
 pub struct Router {
