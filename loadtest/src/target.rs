@@ -45,6 +45,10 @@ pub struct ServerArgs {
     /// sooner.
     #[arg(long)]
     pub recv_buffer_bytes: Option<u32>,
+    /// XEP-0138 zlib stream compression after authentication (the server must offer
+    /// it; a connection to one that does not fails in the `compress` stage).
+    #[arg(long)]
+    pub zlib: bool,
 }
 
 /// Which accounts to use.
@@ -99,6 +103,7 @@ impl ServerArgs {
             presence,
             timeout: Duration::from_secs(self.timeout_secs),
             recv_buffer: self.recv_buffer_bytes,
+            zlib: self.zlib,
         }))
     }
 

@@ -64,6 +64,8 @@ struct ConnectResult {
     server: String,
     domain: String,
     tls: TlsMode,
+    /// XEP-0138 zlib on every connection.
+    zlib: bool,
     tls_verification: String,
     auth: Mechanism,
     users: u64,
@@ -129,7 +131,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), String> {
     let gen_mem_start = sys::memory(None).map_err(|e| format!("own /proc status: {e}"))?;
 
     println!(
-        "connect: {} users ({}{}..{}{}) to {} domain {}, tls {} ({}), auth {}, {} source address(es), concurrency {}",
+        "connect: {} users ({}{}..{}{}) to {} domain {}, tls {}{} ({}), auth {}, {} source address(es), concurrency {}",
         args.accounts.users,
         args.accounts.user_prefix,
         args.accounts.offset,
@@ -138,6 +140,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), String> {
         target.server,
         target.domain,
         target.tls,
+        if target.zlib { " + zlib" } else { "" },
         args.server.verification(),
         target.mechanism.name(),
         sources.len().max(1),
@@ -331,6 +334,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), String> {
         server: args.server.server.clone(),
         domain: args.server.domain.clone(),
         tls: args.server.tls,
+        zlib: args.server.zlib,
         tls_verification: args.server.verification(),
         auth: args.server.auth,
         users: args.accounts.users,

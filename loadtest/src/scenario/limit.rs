@@ -77,6 +77,8 @@ pub async fn run(mut args: LimitArgs) -> Result<(), String> {
         sources: args.sources.clone(),
         timeout_secs: 30,
         recv_buffer_bytes: args.recv_buffer_bytes,
+        // The null server speaks no compression.
+        zlib: false,
     };
     args.load.server_pid = Some(child.0.id());
     args.load.register = false;

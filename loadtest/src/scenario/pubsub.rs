@@ -172,6 +172,8 @@ pub struct PubsubResult {
     domain: String,
     service: String,
     tls: TlsMode,
+    /// XEP-0138 zlib on every connection.
+    zlib: bool,
     auth: crate::xmpp::sasl::Mechanism,
     subscribers: u64,
     nodes: usize,
@@ -281,7 +283,7 @@ pub async fn run(
         "as fast as acks allow".to_owned()
     };
     println!(
-        "{}: {users} subscribers ({} JID), {} node(s), {:.1} follows per subscriber, {} items of ~{} bytes at {rate_text} ({} in flight){}; server {} domain {} service {service}, tls {}, auth {}",
+        "{}: {users} subscribers ({} JID), {} node(s), {:.1} follows per subscriber, {} items of ~{} bytes at {rate_text} ({} in flight){}; server {} domain {} service {service}, tls {}{}, auth {}",
         plan.scenario,
         match load.subscribe_jid {
             SubscribeJid::Full => "full",
@@ -298,6 +300,7 @@ pub async fn run(
         target.server,
         target.domain,
         target.tls,
+        if target.zlib { " + zlib" } else { "" },
         target.mechanism.name(),
     );
 
@@ -746,6 +749,7 @@ pub async fn run(
         domain: server.domain.clone(),
         service,
         tls: server.tls,
+        zlib: server.zlib,
         auth: server.auth,
         subscribers: users,
         nodes: plan.nodes.len(),

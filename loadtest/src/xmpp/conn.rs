@@ -30,6 +30,8 @@ const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 const NS_REGISTER: &str = "jabber:iq:register";
 const NS_PING: &str = "urn:xmpp:ping";
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const NS_COMPRESS_FEATURE: &str = "http://jabber.org/features/compress";
+const NS_COMPRESS: &str = "http://jabber.org/protocol/compress";
 
 /// Size of the read buffer: large enough for stream features in one read.
 const READ_BUF: usize = 4096;
@@ -57,7 +59,7 @@ impl fmt::Display for TlsMode {
 }
 
 /// Everything a connection needs to know about the server and the accounts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub server: SocketAddr,
     /// XMPP domain: the stream's `to`, the TLS SNI and the JIDs' domain part.
@@ -75,6 +77,8 @@ pub struct Target {
     pub timeout: std::time::Duration,
     /// `SO_RCVBUF` for the socket (small values make a slow reader felt sooner).
     pub recv_buffer: Option<u32>,
+    /// Negotiate XEP-0138 zlib compression after authentication.
+    pub zlib: bool,
 }
 
 /// Where in the sequence a connection failed.
@@ -87,6 +91,8 @@ pub enum Stage {
     Auth,
     Bind,
     Session,
+    /// XEP-0138 compression negotiation.
+    Compress,
     /// Pubsub setup: node creation, configuration, subscription.
     Pubsub,
     Hold,
@@ -102,6 +108,7 @@ impl fmt::Display for Stage {
             Stage::Auth => "auth",
             Stage::Bind => "bind",
             Stage::Session => "session",
+            Stage::Compress => "compress",
             Stage::Pubsub => "pubsub",
             Stage::Hold => "hold",
         })
@@ -329,6 +336,9 @@ impl Conn {
     pub async fn login(mut self, user: &str, index: u64) -> Result<Self, ConnError> {
         self.authenticate(user).await?;
         self.start_stream().await?;
+        if self.target.zlib {
+            self.compress().await?;
+        }
         self.jid = self.bind(index).await?;
         if let Some(session) = scan::child_tag(&self.features, "session")
             && scan::attr(session, "xmlns").as_deref() == Some(NS_SESSION)
@@ -398,6 +408,50 @@ impl Conn {
                 _ => return Err(ConnError::protocol(Stage::Auth, "unexpected element")),
             }
         }
+    }
+
+    /// XEP-0138: zlib from here on in both directions, then a stream restart (section
+    /// 3: after authentication, before resource binding).
+    async fn compress(&mut self) -> Result<(), ConnError> {
+        // <method/> appears in stream features only inside <compression/>.
+        let offered = scan::has_child(&self.features, "compression", Some(NS_COMPRESS_FEATURE))
+            && scan::child_texts(&self.features, "method")
+                .iter()
+                .any(|m| m == "zlib");
+        if !offered {
+            return Err(ConnError::protocol(
+                Stage::Compress,
+                "zlib compression not offered",
+            ));
+        }
+        let req = format!("<compress xmlns='{NS_COMPRESS}'><method>zlib</method></compress>");
+        self.send(Stage::Compress, req.as_bytes()).await?;
+        let reply = self.read_element(Stage::Compress).await?;
+        match scan::root_name(&reply) {
+            b"compressed" => {}
+            b"failure" => {
+                let cond = scan::first_child_name(&reply).unwrap_or_else(|| "failure".into());
+                return Err(ConnError::new(Stage::Compress, ErrorKind::Refused(cond)));
+            }
+            _ => {
+                return Err(ConnError::protocol(
+                    Stage::Compress,
+                    "expected <compressed/>",
+                ));
+            }
+        }
+        if self.scanner.buffered() > 0 {
+            // The server speaks zlib right after <compressed/>; plain bytes here would
+            // be read as compressed ones.
+            return Err(ConnError::protocol(
+                Stage::Compress,
+                "data after <compressed/>",
+            ));
+        }
+        let (placeholder, _) = tokio::io::duplex(1);
+        let io = std::mem::replace(&mut self.io, Box::new(placeholder));
+        self.io = Box::new(super::zlib::Zlib::new(io));
+        self.start_stream().await
     }
 
     async fn bind(&mut self, index: u64) -> Result<String, ConnError> {
@@ -919,7 +973,83 @@ mod tests {
                 presence: true,
                 timeout: std::time::Duration::from_secs(5),
                 recv_buffer: None,
+                zlib: false,
             })
+        }
+
+        /// `next` over any byte stream (the zlib layer included).
+        async fn next_any<S: AsyncRead + Unpin>(
+            sock: &mut S,
+            sc: &mut Scanner,
+        ) -> (&'static str, Vec<u8>) {
+            let mut buf = [0u8; 512];
+            loop {
+                match sc.next_event().unwrap() {
+                    Some(Event::StreamOpen(b)) => return ("open", b.to_vec()),
+                    Some(Event::Element(b)) => return ("elem", b.to_vec()),
+                    Some(Event::StreamClose) => return ("close", Vec::new()),
+                    None => {}
+                }
+                let n = sock.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed early");
+                sc.feed(&buf[..n]);
+            }
+        }
+
+        #[tokio::test]
+        async fn zlib_is_negotiated_after_auth_and_the_stream_restarts_compressed() {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut sc = Scanner::default();
+                assert_eq!(next_any(&mut sock, &mut sc).await.0, "open");
+                let f = format!(
+                    "{HEADER}<stream:features><mechanisms xmlns='{NS_SASL}'>\
+                     <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+                );
+                sock.write_all(f.as_bytes()).await.unwrap();
+                next_any(&mut sock, &mut sc).await;
+                let ok = format!("<success xmlns='{NS_SASL}'/>");
+                sock.write_all(ok.as_bytes()).await.unwrap();
+                sc.reset();
+                assert_eq!(next_any(&mut sock, &mut sc).await.0, "open");
+                let f = format!(
+                    "{HEADER}<stream:features><compression xmlns='{NS_COMPRESS_FEATURE}'>\
+                     <method>zlib</method></compression><bind xmlns='{NS_BIND}'/></stream:features>"
+                );
+                sock.write_all(f.as_bytes()).await.unwrap();
+                let (_, req) = next_any(&mut sock, &mut sc).await;
+                assert_eq!(scan::root_name(&req), b"compress");
+                assert_eq!(scan::child_texts(&req, "method"), ["zlib"]);
+                let done = format!("<compressed xmlns='{NS_COMPRESS}'/>");
+                sock.write_all(done.as_bytes()).await.unwrap();
+                // From here on both directions are zlib: the same layer serves the
+                // scripted server.
+                let mut z = super::super::super::zlib::Zlib::new(sock);
+                sc.reset();
+                assert_eq!(next_any(&mut z, &mut sc).await.0, "open");
+                let f =
+                    format!("{HEADER}<stream:features><bind xmlns='{NS_BIND}'/></stream:features>");
+                z.write_all(f.as_bytes()).await.unwrap();
+                z.flush().await.unwrap();
+                let (_, bind) = next_any(&mut z, &mut sc).await;
+                let id = scan::attr(&bind, "id").unwrap();
+                let reply = format!(
+                    "<iq type='result' id='{id}'><bind xmlns='{NS_BIND}'><jid>load3@load.test/hl3</jid></bind></iq>"
+                );
+                z.write_all(reply.as_bytes()).await.unwrap();
+                z.flush().await.unwrap();
+                assert_eq!(next_any(&mut z, &mut sc).await.0, "close");
+            });
+            let mut t = (*target(addr)).clone();
+            t.zlib = true;
+            t.presence = false;
+            let conn = Conn::open(Arc::new(t), None).await.unwrap();
+            let conn = conn.login("load3", 3).await.unwrap();
+            assert_eq!(conn.jid(), "load3@load.test/hl3");
+            conn.close().await;
+            server.await.unwrap();
         }
 
         #[tokio::test]

@@ -7,3 +7,4 @@ pub mod pubsub;
 pub mod sasl;
 pub mod scan;
 pub mod tls;
+pub mod zlib;
