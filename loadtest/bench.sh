@@ -344,7 +344,7 @@ else
 fi
 
 # ------------------------------------------------------------ BENCHMARKS.md --
-python3 - "$W" "$OUT" "$SERVERS" "$SCENARIOS" <<'PY'
+python3 - "$W" "$OUT" "$SERVERS" "$SCENARIOS" "$ROOT/loadtest/HISTORY.md" <<'PY'
 import json, os, sys
 w, out, servers, scenarios = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
 def load(name):
@@ -512,6 +512,8 @@ if summary:
     T += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in summary]
     T.append("")
     L[at:at] = T
+if len(sys.argv) > 5 and os.path.exists(sys.argv[5]):
+    L.append(open(sys.argv[5]).read().strip() + "\n")
 L.append("## Commands\n")
 L.append("Servers on 127.0.0.1:PORT, domain bench.test, configs written by `loadtest/bench.sh`")
 L.append("(hydrant: `require_tls = false`, registration on, pubsub defaults; Prosody: no TLS, no")
