@@ -389,6 +389,8 @@ titles = {
     "feeds": "feeds (Zipf)",
     "firehose-max-zlib": "firehose with XEP-0138 zlib, as fast as acks allow",
 }
+CONNECT_HEADER = ["| server | connected | logins/s (latency p50 / p99) | server RSS per connection (KiB) | server CPU per login (ms) | dropped while idle |",
+                  "|---|---:|---|---:|---:|---:|"]
 def connect_row(name, r):
     if r is None:
         return f"| {name} | (no result) | | | | |"
@@ -411,8 +413,7 @@ for scen in scenarios:
         L.append("Accounts registered first, then each server restarted; SCRAM-SHA-1 logins, 100 at a "
                  "time, bound resource, no presence, held idle. Memory is the server's RSS after "
                  "minus before, over the connections (3 s settle).\n")
-        L.append("| server | connected | logins/s (latency p50 / p99) | server RSS per connection (KiB) | server CPU per login (ms) | dropped while idle |")
-        L.append("|---|---:|---|---:|---:|---:|")
+        L += CONNECT_HEADER
         for s in servers:
             L.append(connect_row(s, results[s]))
         L.append("")
@@ -430,8 +431,7 @@ for scen in scenarios:
         tm = ((t or {}).get("server_memory") or {}).get("rss_per_connection_kib")
         if tm is not None:
             L.append("hydrant alone over STARTTLS (TLS 1.3, its self-signed certificate):\n")
-            L.append("| server | connected | logins/s (latency p50 / p99) | server RSS per connection (KiB) | server CPU per login (ms) | dropped while idle |")
-            L.append("|---|---:|---|---:|---:|---:|")
+            L += CONNECT_HEADER
             L.append(connect_row("hydrant (STARTTLS)", t))
             L.append("")
             ok = t["connect"]["ok"] == n

@@ -13,8 +13,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::pubsub::{PW, assert_result, users};
-use common::{Client, Server, TIMEOUT};
+use common::pubsub::{PW, assert_result, subscribe, users};
+use common::{Server, TIMEOUT};
 use hydrant_proto::ns;
 use tokio::time::Instant;
 
@@ -26,11 +26,6 @@ const STALLED: usize = 3;
 /// stalled clients' kernel buffers hold a few MB (loopback autotuning) before anything
 /// stays in hydrant's queues.
 const MAX_ITEMS: usize = 8000;
-
-async fn iq_ok(c: &mut Client, payload: &str, what: &str) {
-    let res = c.iq("set", Some(SVC), payload).await;
-    assert_result(&res, what);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_is_paced_while_all_subscribers_stall_and_never_wedged() {
@@ -54,16 +49,13 @@ async fn a_publisher_is_paced_while_all_subscribers_stall_and_never_wedged() {
         "<pubsub xmlns='{}'><create node='{NODE}'/></pubsub>",
         ns::PUBSUB
     );
-    iq_ok(&mut publisher, &create, "create").await;
+    let res = publisher.iq("set", Some(SVC), &create).await;
+    assert_result(&res, "create");
     let mut stalled = Vec::new();
     for name in &names {
         let mut c = server.login_plaintext(name, PW, "s", Some(4096)).await;
         let jid = c.jid.clone();
-        let sub = format!(
-            "<pubsub xmlns='{}'><subscribe node='{NODE}' jid='{jid}'/></pubsub>",
-            ns::PUBSUB
-        );
-        iq_ok(&mut c, &sub, "subscribe").await;
+        subscribe(&mut c, SVC, NODE, &jid, None).await;
         // From here on nobody reads this stream until the end.
         stalled.push(c);
     }

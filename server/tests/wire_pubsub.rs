@@ -66,28 +66,10 @@ async fn create_node(c: &mut Client, node: &str, config: &[(&str, &str)]) {
 
 /// Subscribes `jid` to `node`; returns the SubID.
 async fn subscribe(c: &mut Client, node: &str, jid: &str, options: Option<&str>) -> String {
-    let options = options
-        .map(|o| format!("<options>{o}</options>"))
-        .unwrap_or_default();
-    let res = c
-        .iq(
-            "set",
-            Some(SVC),
-            &format!(
-                "<pubsub xmlns='{}'><subscribe node='{node}' jid='{jid}'/>{options}</pubsub>",
-                ns::PUBSUB
-            ),
-        )
-        .await;
-    assert_result(&res, &format!("subscribe {jid} to {node}"));
-    let sub = res
-        .get_child("pubsub", ns::PUBSUB)
-        .and_then(|p| p.get_child("subscription", ns::PUBSUB))
-        .unwrap_or_else(|| panic!("no <subscription/>: {res}"));
-    assert_eq!(sub.attr("subscription"), Some("subscribed"), "{res}");
-    assert_eq!(sub.attr("jid"), Some(jid), "{res}");
+    let sub = common::pubsub::subscribe(c, SVC, node, jid, options).await;
+    assert_eq!(sub.attr("jid"), Some(jid), "{sub}");
     sub.attr("subid")
-        .unwrap_or_else(|| panic!("no subid: {res}"))
+        .unwrap_or_else(|| panic!("no subid: {sub}"))
         .to_owned()
 }
 

@@ -61,22 +61,7 @@ async fn configure(c: &mut Client, node: &str, config: &[(&str, &str)]) {
 /// Subscribes `c`'s bare JID to `node` of service `to`.
 async fn subscribe(c: &mut Client, to: &str, node: &str) {
     let jid = c.bare();
-    let res = c
-        .iq(
-            "set",
-            Some(to),
-            &format!(
-                "<pubsub xmlns='{}'><subscribe node='{node}' jid='{jid}'/></pubsub>",
-                ns::PUBSUB
-            ),
-        )
-        .await;
-    assert_result(&res, &format!("subscribe {jid} to {node}"));
-    let sub = res
-        .get_child("pubsub", ns::PUBSUB)
-        .and_then(|p| p.get_child("subscription", ns::PUBSUB))
-        .unwrap_or_else(|| panic!("no <subscription/>: {res}"));
-    assert_eq!(sub.attr("subscription"), Some("subscribed"), "{res}");
+    common::pubsub::subscribe(c, to, node, &jid, None).await;
 }
 
 /// An items event from `from` about `node` carrying item `id`.

@@ -879,8 +879,12 @@ mod tests {
         use super::super::*;
         use tokio::net::TcpListener;
 
-        /// Read the next event from the client, as (kind, bytes).
-        async fn next(sock: &mut TcpStream, sc: &mut Scanner) -> (&'static str, Vec<u8>) {
+        /// Read the next event from the client, as (kind, bytes), over any byte stream
+        /// (the zlib layer included).
+        async fn next<S: AsyncRead + Unpin>(
+            sock: &mut S,
+            sc: &mut Scanner,
+        ) -> (&'static str, Vec<u8>) {
             let mut buf = [0u8; 512];
             loop {
                 match sc.next_event().unwrap() {
@@ -977,25 +981,6 @@ mod tests {
             })
         }
 
-        /// `next` over any byte stream (the zlib layer included).
-        async fn next_any<S: AsyncRead + Unpin>(
-            sock: &mut S,
-            sc: &mut Scanner,
-        ) -> (&'static str, Vec<u8>) {
-            let mut buf = [0u8; 512];
-            loop {
-                match sc.next_event().unwrap() {
-                    Some(Event::StreamOpen(b)) => return ("open", b.to_vec()),
-                    Some(Event::Element(b)) => return ("elem", b.to_vec()),
-                    Some(Event::StreamClose) => return ("close", Vec::new()),
-                    None => {}
-                }
-                let n = sock.read(&mut buf).await.unwrap();
-                assert!(n > 0, "client closed early");
-                sc.feed(&buf[..n]);
-            }
-        }
-
         #[tokio::test]
         async fn zlib_is_negotiated_after_auth_and_the_stream_restarts_compressed() {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1003,23 +988,23 @@ mod tests {
             let server = tokio::spawn(async move {
                 let (mut sock, _) = listener.accept().await.unwrap();
                 let mut sc = Scanner::default();
-                assert_eq!(next_any(&mut sock, &mut sc).await.0, "open");
+                assert_eq!(next(&mut sock, &mut sc).await.0, "open");
                 let f = format!(
                     "{HEADER}<stream:features><mechanisms xmlns='{NS_SASL}'>\
                      <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
                 );
                 sock.write_all(f.as_bytes()).await.unwrap();
-                next_any(&mut sock, &mut sc).await;
+                next(&mut sock, &mut sc).await;
                 let ok = format!("<success xmlns='{NS_SASL}'/>");
                 sock.write_all(ok.as_bytes()).await.unwrap();
                 sc.reset();
-                assert_eq!(next_any(&mut sock, &mut sc).await.0, "open");
+                assert_eq!(next(&mut sock, &mut sc).await.0, "open");
                 let f = format!(
                     "{HEADER}<stream:features><compression xmlns='{NS_COMPRESS_FEATURE}'>\
                      <method>zlib</method></compression><bind xmlns='{NS_BIND}'/></stream:features>"
                 );
                 sock.write_all(f.as_bytes()).await.unwrap();
-                let (_, req) = next_any(&mut sock, &mut sc).await;
+                let (_, req) = next(&mut sock, &mut sc).await;
                 assert_eq!(scan::root_name(&req), b"compress");
                 assert_eq!(scan::child_texts(&req, "method"), ["zlib"]);
                 let done = format!("<compressed xmlns='{NS_COMPRESS}'/>");
@@ -1028,19 +1013,19 @@ mod tests {
                 // scripted server.
                 let mut z = super::super::super::zlib::Zlib::new(sock);
                 sc.reset();
-                assert_eq!(next_any(&mut z, &mut sc).await.0, "open");
+                assert_eq!(next(&mut z, &mut sc).await.0, "open");
                 let f =
                     format!("{HEADER}<stream:features><bind xmlns='{NS_BIND}'/></stream:features>");
                 z.write_all(f.as_bytes()).await.unwrap();
                 z.flush().await.unwrap();
-                let (_, bind) = next_any(&mut z, &mut sc).await;
+                let (_, bind) = next(&mut z, &mut sc).await;
                 let id = scan::attr(&bind, "id").unwrap();
                 let reply = format!(
                     "<iq type='result' id='{id}'><bind xmlns='{NS_BIND}'><jid>load3@load.test/hl3</jid></bind></iq>"
                 );
                 z.write_all(reply.as_bytes()).await.unwrap();
                 z.flush().await.unwrap();
-                assert_eq!(next_any(&mut z, &mut sc).await.0, "close");
+                assert_eq!(next(&mut z, &mut sc).await.0, "close");
             });
             let mut t = (*target(addr)).clone();
             t.zlib = true;

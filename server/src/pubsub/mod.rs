@@ -284,15 +284,12 @@ impl Router {
 
     /// Publisher pacing (`[pubsub] pace_queued_bytes`, see `pacing.rs`).
     pub async fn pace(&self, sample: &[Arc<Outbox>]) {
-        match pacing::pace(sample, self.cfg.pace_queued_bytes, self.cfg.pace_max_wait).await {
-            pacing::Paced::NotNeeded => {}
-            pacing::Paced::Drained => {
-                metrics::counter!("hydrant_pubsub_publisher_paced_total").increment(1);
-            }
-            pacing::Paced::TimedOut => {
-                metrics::counter!("hydrant_pubsub_publisher_paced_total").increment(1);
-                metrics::counter!("hydrant_pubsub_publisher_pacing_timeouts_total").increment(1);
-            }
+        let paced = pacing::pace(sample, self.cfg.pace_queued_bytes, self.cfg.pace_max_wait).await;
+        if paced != pacing::Paced::NotNeeded {
+            metrics::counter!("hydrant_pubsub_publisher_paced_total").increment(1);
+        }
+        if paced == pacing::Paced::TimedOut {
+            metrics::counter!("hydrant_pubsub_publisher_pacing_timeouts_total").increment(1);
         }
     }
 

@@ -42,17 +42,19 @@ pub fn behind(sample: &[Arc<Outbox>], limit: usize) -> bool {
 
 /// Waits while [`behind`], at most `max_wait`. `limit` 0 turns pacing off.
 pub async fn pace(sample: &[Arc<Outbox>], limit: usize, max_wait: Duration) -> Paced {
-    if limit == 0 || sample.is_empty() || !behind(sample, limit) {
+    if limit == 0 || sample.is_empty() {
         return Paced::NotNeeded;
     }
     let deadline = Instant::now() + max_wait;
+    let mut paced = Paced::NotNeeded;
     while behind(sample, limit) {
         if Instant::now() >= deadline {
             return Paced::TimedOut;
         }
+        paced = Paced::Drained;
         tokio::time::sleep(POLL).await;
     }
-    Paced::Drained
+    paced
 }
 
 #[cfg(test)]

@@ -34,6 +34,38 @@ pub async fn publish(c: &mut Client, to: &str, node: &str, id: &str, payload: &s
     assert_result(&res, &format!("publish {id} to {node}"));
 }
 
+/// Subscribes `jid` to `node` of service `to` (`options`: the content of
+/// `<options/>`), asserts the result says `subscribed` and returns its `<subscription/>`.
+pub async fn subscribe(
+    c: &mut Client,
+    to: &str,
+    node: &str,
+    jid: &str,
+    options: Option<&str>,
+) -> Element {
+    let options = options
+        .map(|o| format!("<options>{o}</options>"))
+        .unwrap_or_default();
+    let res = c
+        .iq(
+            "set",
+            Some(to),
+            &format!(
+                "<pubsub xmlns='{}'><subscribe node='{node}' jid='{jid}'/>{options}</pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    assert_result(&res, &format!("subscribe {jid} to {node}"));
+    let sub = res
+        .get_child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.get_child("subscription", ns::PUBSUB))
+        .unwrap_or_else(|| panic!("no <subscription/>: {res}"))
+        .clone();
+    assert_eq!(sub.attr("subscription"), Some("subscribed"), "{res}");
+    sub
+}
+
 pub fn entry(text: &str) -> String {
     format!("<entry xmlns='urn:example:news'>{text}</entry>")
 }
