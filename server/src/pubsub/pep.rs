@@ -44,7 +44,7 @@ impl Router {
             let mut st = me.state();
             st.caps_ver = Some(ver.to_owned());
             st.notify = Some(notify);
-            st.pep_catchup = Some(Box::default());
+            st.pep_seen.get_or_insert_with(Box::default);
             drop(st);
             self.spawn_pep_last_items(me);
             return;
@@ -98,7 +98,7 @@ impl Router {
         }
         st.caps_ver = Some(ver);
         st.notify = Some(notify);
-        st.pep_catchup = Some(Box::default());
+        st.pep_seen.get_or_insert_with(Box::default);
         drop(st);
         self.spawn_pep_last_items(me);
         true
@@ -151,7 +151,7 @@ impl Router {
                     let mut st = me.state();
                     effects
                         .into_iter()
-                        .filter(|e| match (e, st.pep_catchup.as_mut()) {
+                        .filter(|e| match (e, st.pep_seen.as_mut()) {
                             (hydrant_pubsub::Effect::SendLast { node, items, .. }, Some(seen)) => {
                                 let seq = items.iter().map(|i| i.seq).max().unwrap_or(0);
                                 newer(seen, (addr.to_string(), node.as_str().to_owned()), seq)
@@ -163,7 +163,6 @@ impl Router {
                 self.run_effects(&addr, effects).await;
             }
         }
-        me.state().pep_catchup = None;
     }
 
     /// PEP notifications also go to the owner's contacts (and own resources) whose
@@ -218,10 +217,15 @@ impl Router {
                             .notify
                             .as_ref()
                             .is_some_and(|ns| ns.iter().any(|x| x == n.node.as_str()));
-                    match (&n.event, st.pep_catchup.as_mut()) {
+                    match (&n.event, st.pep_seen.as_mut()) {
                         (Event::Items { items, .. }, Some(seen)) if wants => {
                             let seq = items.iter().map(|i| i.seq).max().unwrap_or(0);
                             newer(seen, (addr.to_string(), n.node.as_str().to_owned()), seq)
+                        }
+                        // A node created again after deletion numbers its items anew.
+                        (Event::Delete { .. }, Some(seen)) => {
+                            seen.remove(&(addr.to_string(), n.node.as_str().to_owned()));
+                            wants
                         }
                         _ => wants,
                     }

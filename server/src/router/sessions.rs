@@ -35,10 +35,12 @@ pub struct PresenceState {
     pub caps_ver: Option<String>,
     /// PEP nodes this session wants with +notify (XEP-0163); None until known.
     pub notify: Option<Arc<[String]>>,
-    /// While the last PEP items for a newly known +notify interest are being sent: the
-    /// newest item `seq` delivered per (owner, node), so the last item and a concurrent
-    /// live notification never both arrive.
-    pub pep_catchup: Option<Box<std::collections::HashMap<(String, String), u64>>>,
+    /// Once a +notify interest is known: the newest item `seq` delivered per (owner,
+    /// node), so the last item sent on catch-up and a live notification of the same item
+    /// never both arrive. Kept for the session, not just while the catch-up runs: a live
+    /// notification committed before the catch-up read the node can still be on its way
+    /// (its fan-out awaits the owner's roster) after the catch-up has finished.
+    pub pep_seen: Option<Box<std::collections::HashMap<(String, String), u64>>>,
     /// A caps disco#info query in flight: (iq id, ver).
     pub caps_query: Option<Box<(String, String)>>,
 }
