@@ -8,27 +8,37 @@
 //! carries the attribute), so it keeps its meaning through parse → write.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::writer::{escape_attr_into, escape_text_into};
 
 /// An XML element: local name, namespace, attributes in order, child nodes.
+///
+/// The namespace is shared (`Arc<str>`): every element of a parsed stanza that inherits
+/// a namespace points at the one string its declaration produced, so a long namespace
+/// URI costs its length once, not once per descendant (the namespace bomb of the
+/// hardening issue: 64 KiB URI × 16,000 children was 1 GB).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
     name: String,
-    ns: String,
+    ns: Arc<str>,
     attrs: Vec<(String, String)>,
     nodes: Vec<Node>,
 }
 
 /// A child node: an element or character data (already unescaped).
+///
+/// The element is boxed so that a node is 24 bytes, not 88: a stanza of many small
+/// children (`<a/>` is 4 bytes on the wire) costs far less, and a growing child vector
+/// copies less.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
-    Element(Element),
+    Element(Box<Element>),
     Text(String),
 }
 
 impl Element {
-    pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, ns: impl Into<Arc<str>>) -> Self {
         Element {
             name: name.into(),
             ns: ns.into(),
@@ -61,7 +71,7 @@ impl Element {
     }
 
     pub fn is(&self, name: &str, ns: &str) -> bool {
-        self.name == name && self.ns == ns
+        self.name == name && &*self.ns == ns
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
@@ -85,10 +95,9 @@ impl Element {
         }
     }
 
-    /// Appends an attribute the caller knows is not present yet (the reader, whose input
-    /// was already checked for duplicates), skipping `set_attr`'s search.
-    pub(crate) fn push_attr(&mut self, name: String, value: String) {
-        self.attrs.push((name, value));
+    /// Sets all attributes at once (the reader: an exactly sized vector, no growth slack).
+    pub(crate) fn set_attrs(&mut self, attrs: Vec<(String, String)>) {
+        self.attrs = attrs;
     }
 
     pub fn remove_attr(&mut self, name: &str) -> Option<String> {
@@ -103,7 +112,7 @@ impl Element {
     /// Element children only, in document order.
     pub fn children(&self) -> impl Iterator<Item = &Element> {
         self.nodes.iter().filter_map(|n| match n {
-            Node::Element(e) => Some(e),
+            Node::Element(e) => Some(&**e),
             Node::Text(_) => None,
         })
     }
@@ -111,7 +120,7 @@ impl Element {
     /// Mutable access to the element children.
     pub fn children_mut(&mut self) -> impl Iterator<Item = &mut Element> {
         self.nodes.iter_mut().filter_map(|n| match n {
-            Node::Element(e) => Some(e),
+            Node::Element(e) => Some(&mut **e),
             Node::Text(_) => None,
         })
     }
@@ -121,7 +130,7 @@ impl Element {
     }
 
     pub fn append_child(&mut self, child: Element) {
-        self.nodes.push(Node::Element(child));
+        self.nodes.push(Node::Element(Box::new(child)));
     }
 
     /// Appends character data, merging with a preceding text node so that equal documents
@@ -153,7 +162,7 @@ impl Element {
             .iter()
             .position(|n| matches!(n, Node::Element(e) if e.is(name, ns)))?;
         match self.nodes.remove(i) {
-            Node::Element(e) => Some(e),
+            Node::Element(e) => Some(*e),
             Node::Text(_) => unreachable!("position() matched an element"),
         }
     }
@@ -187,13 +196,27 @@ impl Element {
     /// `<message xmlns='jabber:client'/>` wrapped in `<forwarded xmlns='urn:xmpp:forward:0'/>`
     /// (XEP-0297) must stay `jabber:client`, hence the walk stops at foreign namespaces.
     pub fn rename_ns(&mut self, from: &str, to: &str) {
-        if self.ns != from || from == to {
+        if &*self.ns != from || from == to {
             return;
         }
-        to.clone_into(&mut self.ns);
-        for child in self.children_mut() {
-            child.rename_ns(from, to);
+        self.rename_ns_shared(from, &Arc::from(to));
+    }
+
+    fn rename_ns_shared(&mut self, from: &str, to: &Arc<str>) {
+        if &*self.ns != from {
+            return;
         }
+        self.ns = to.clone();
+        for child in self.children_mut() {
+            child.rename_ns_shared(from, to);
+        }
+    }
+
+    /// Releases spare capacity of the attribute and child vectors (the parser calls it
+    /// when an element ends, so a parsed stanza holds no growth slack).
+    pub(crate) fn shrink(&mut self) {
+        self.attrs.shrink_to_fit();
+        self.nodes.shrink_to_fit();
     }
 
     /// Serializes into `out`. `parent_ns` is the namespace in scope where the element is
@@ -202,7 +225,7 @@ impl Element {
     pub fn write_to(&self, out: &mut Vec<u8>, parent_ns: &str) {
         out.push(b'<');
         out.extend_from_slice(self.name.as_bytes());
-        if self.ns != parent_ns {
+        if &*self.ns != parent_ns {
             out.extend_from_slice(b" xmlns='");
             escape_attr_into(out, &self.ns);
             out.push(b'\'');

@@ -339,7 +339,7 @@ pub fn error_reply(original: &Element, err: &StanzaError) -> Element {
     if original.name() != "iq" {
         for node in original.nodes() {
             match node {
-                crate::element::Node::Element(e) => reply.append_child(e.clone()),
+                crate::element::Node::Element(e) => reply.append_child((**e).clone()),
                 crate::element::Node::Text(t) => reply.append_text(t.clone()),
             }
         }

@@ -74,7 +74,7 @@ impl ParsedIq {
     pub(crate) fn take_payload(mut self, el: Element) -> Iq {
         if let Some(i) = self.payload_at {
             self.iq.payload = el.into_nodes().into_iter().nth(i).and_then(|n| match n {
-                Node::Element(e) => Some(e),
+                Node::Element(e) => Some(*e),
                 Node::Text(_) => None,
             });
         }

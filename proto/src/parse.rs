@@ -8,6 +8,7 @@
 //! normalisation, and the attribute-count limit.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesRef, BytesStart, Event};
@@ -173,29 +174,40 @@ fn attr_value(raw: &[u8]) -> Result<String, StreamError> {
     Ok(out)
 }
 
-/// In-scope namespace bindings: a flat stack of (prefix, uri), "" being the default
-/// namespace, with one mark per open element.
-struct Scope {
-    bindings: Vec<(String, String)>,
+/// In-scope namespace bindings: the stream header's (borrowed, never copied per stanza)
+/// under a flat stack of the stanza's own (prefix, uri), "" being the default namespace,
+/// with one mark per open element. URIs are shared `Arc<str>`s: an element inherits its
+/// namespace by reference count, not by copy.
+struct Scope<'h> {
+    base: &'h [(String, Arc<str>)],
+    bindings: Vec<(String, Arc<str>)>,
     marks: Vec<usize>,
+    /// The empty namespace, shared by every element in no namespace.
+    none: Arc<str>,
+    xml: Arc<str>,
 }
 
-impl Scope {
-    fn new(initial: &[(String, String)]) -> Self {
+impl<'h> Scope<'h> {
+    fn new(base: &'h [(String, Arc<str>)]) -> Self {
         Scope {
-            bindings: initial.to_vec(),
+            base,
+            bindings: Vec::new(),
             marks: Vec::new(),
+            none: Arc::from(""),
+            xml: Arc::from(ns::XML),
         }
     }
 
-    fn lookup(&self, prefix: &str) -> Option<&str> {
+    fn lookup(&self, prefix: &str) -> Option<&Arc<str>> {
         if prefix == "xml" {
-            return Some(ns::XML);
+            return Some(&self.xml);
         }
-        match self.bindings.iter().rev().find(|(p, _)| p == prefix) {
+        let found = self.bindings.iter().rev().find(|(p, _)| p == prefix);
+        let found = found.or_else(|| self.base.iter().rev().find(|(p, _)| p == prefix));
+        match found {
             Some((_, uri)) => Some(uri),
             // The default namespace is "no namespace" until declared.
-            None if prefix.is_empty() => Some(""),
+            None if prefix.is_empty() => Some(&self.none),
             None => None,
         }
     }
@@ -212,7 +224,7 @@ struct Start {
     prefix: String,
     local: String,
     /// `None`: the element's prefix is not bound.
-    ns: Option<String>,
+    ns: Option<Arc<str>>,
     /// Attributes as kept on an [`Element`] (namespace declarations dropped, except those
     /// a prefixed attribute needs).
     attrs: Vec<(String, String)>,
@@ -224,9 +236,10 @@ struct Start {
 /// them when the element ends).
 fn read_start(
     e: &BytesStart<'_>,
-    scope: &mut Scope,
+    scope: &mut Scope<'_>,
     limits: &Limits,
     keep_raw: bool,
+    copied: &mut usize,
 ) -> Result<Start, StreamError> {
     let qname = utf8(e.name().into_inner())?;
     let (prefix, local) = split_qname(qname)?;
@@ -243,12 +256,22 @@ fn read_start(
                 .with_text(format!("more than {} attributes", limits.max_attrs)));
         }
         let key = utf8(attr.key.into_inner())?;
+        let is_decl = key == "xmlns" || key.starts_with("xmlns:");
+        let (cap, what) = if is_decl {
+            (limits.max_ns_bytes, "namespace URI")
+        } else {
+            (limits.max_attr_bytes, "attribute value")
+        };
+        if attr.value.len() > cap {
+            return Err(StreamError::new(Cond::PolicyViolation)
+                .with_text(format!("{what} longer than {cap} bytes")));
+        }
         let value = attr_value(&attr.value)?;
         if keep_raw {
             raw.push((key.to_owned(), value.clone()));
         }
         if key == "xmlns" {
-            scope.bindings.push((String::new(), value));
+            scope.bindings.push((String::new(), Arc::from(value)));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
             // Namespaces in XML 1.0 section 3 / errata NE05: `xmlns` cannot be declared,
             // `xml` only to its own URI, and prefixes cannot be undeclared in 1.0.
@@ -258,13 +281,13 @@ fn read_start(
                     "invalid namespace declaration {key}"
                 )));
             }
-            scope.bindings.push((p.to_owned(), value));
+            scope.bindings.push((p.to_owned(), Arc::from(value)));
         } else {
             split_qname(key)?;
             plain.push((key, value));
         }
     }
-    let ns = scope.lookup(prefix).map(str::to_owned);
+    let ns = scope.lookup(prefix).cloned();
     let mut attrs: Vec<(String, String)> = Vec::with_capacity(plain.len());
     let mut qualified: Vec<(&str, &str)> = Vec::new();
     for (key, value) in plain {
@@ -275,13 +298,23 @@ fn read_start(
                 .lookup(p)
                 .ok_or_else(|| not_well_formed(format!("undeclared prefix in attribute {key}")))?;
             // Namespaces in XML 1.0 6.3: no two attributes with the same expanded name.
-            if qualified.contains(&(uri, l)) {
+            if qualified.contains(&(&**uri, l)) {
                 return Err(not_well_formed(format!("duplicate attribute {{{uri}}}{l}")));
             }
             qualified.push((uri, l));
             let decl = format!("xmlns:{p}");
             if !attrs.iter().any(|(k, _)| *k == decl) {
-                attrs.push((decl, uri.to_owned()));
+                // The one place a URI is copied rather than shared: the declaration a
+                // prefixed attribute needs travels with its element. Real stanzas
+                // almost never carry prefixed attributes (xml:lang is not one), so the
+                // copies are charged against the stanza's own size: a declaration
+                // reused by thousands of children cannot multiply its length.
+                *copied += uri.len();
+                if *copied > limits.max_stanza_bytes {
+                    return Err(StreamError::new(Cond::PolicyViolation)
+                        .with_text("too many namespace-qualified attributes"));
+                }
+                attrs.push((decl, uri.to_string()));
             }
         }
         attrs.push((key.to_owned(), value));
@@ -297,17 +330,16 @@ fn read_start(
 
 fn open_element(
     e: &BytesStart<'_>,
-    scope: &mut Scope,
+    scope: &mut Scope<'_>,
     limits: &Limits,
+    copied: &mut usize,
 ) -> Result<Element, StreamError> {
-    let start = read_start(e, scope, limits, false)?;
+    let start = read_start(e, scope, limits, false, copied)?;
     let ns = start.ns.ok_or_else(|| {
         not_well_formed(format!("undeclared namespace prefix '{}'", start.prefix))
     })?;
     let mut el = Element::new(start.local, ns);
-    for (k, v) in start.attrs {
-        el.push_attr(k, v);
-    }
+    el.set_attrs(start.attrs);
     Ok(el)
 }
 
@@ -315,7 +347,7 @@ fn open_element(
 /// declarations of the stream header, which are in scope for every stanza.
 pub(crate) fn parse_stanza(
     bytes: &[u8],
-    bindings: &[(String, String)],
+    bindings: &[(String, Arc<str>)],
     limits: &Limits,
 ) -> Result<Element, StreamError> {
     let text = utf8(bytes)?;
@@ -323,6 +355,7 @@ pub(crate) fn parse_stanza(
     let mut reader = Reader::from_str(text);
     let mut scope = Scope::new(bindings);
     let mut stack: Vec<Element> = Vec::new();
+    let mut copied = 0;
     loop {
         let done = match reader.read_event().map_err(|e| xml_error(&e))? {
             Event::Start(e) => {
@@ -330,19 +363,20 @@ pub(crate) fn parse_stanza(
                     return Err(StreamError::new(Cond::PolicyViolation)
                         .with_text(format!("nesting deeper than {}", limits.max_depth)));
                 }
-                stack.push(open_element(&e, &mut scope, limits)?);
+                stack.push(open_element(&e, &mut scope, limits, &mut copied)?);
                 None
             }
             Event::Empty(e) => {
-                let el = open_element(&e, &mut scope, limits)?;
+                let el = open_element(&e, &mut scope, limits, &mut copied)?;
                 scope.pop();
                 attach(&mut stack, el)
             }
             Event::End(_) => {
                 scope.pop();
-                let el = stack
+                let mut el = stack
                     .pop()
                     .ok_or_else(|| not_well_formed("unexpected end tag"))?;
+                el.shrink();
                 attach(&mut stack, el)
             }
             Event::Text(t) => {
@@ -451,7 +485,8 @@ pub(crate) fn parse_header(
         _ => return Err(not_well_formed("expected the stream header")),
     };
     let mut scope = Scope::new(&[]);
-    let start = read_start(&e, &mut scope, limits, true)?;
+    let mut copied = 0;
+    let start = read_start(&e, &mut scope, limits, true, &mut copied)?;
     let bad_prefix = |t: &str| StreamError::new(Cond::BadNamespacePrefix).with_text(t);
     let invalid_ns = |t: &str| StreamError::new(Cond::InvalidNamespace).with_text(t);
     // RFC 6120 4.9.3.2 example: `<stream:stream xmlns='jabber:client'>` without an
@@ -460,7 +495,7 @@ pub(crate) fn parse_header(
         return Err(bad_prefix("stream namespace prefix not declared"));
     };
     // RFC 6120 4.8.1 / 4.9.3.10: the root must be <stream/> in the stream namespace.
-    if element_ns != ns::STREAM || start.local != "stream" {
+    if &*element_ns != ns::STREAM || start.local != "stream" {
         return Err(invalid_ns(
             "the root element must be stream in the stream namespace",
         ));
@@ -471,14 +506,17 @@ pub(crate) fn parse_header(
     if start.prefix != "stream" {
         return Err(bad_prefix("the stream namespace prefix must be 'stream'"));
     }
-    let default_ns = scope.lookup("").unwrap_or_default().to_owned();
+    let default_ns = scope
+        .lookup("")
+        .map(ToString::to_string)
+        .unwrap_or_default();
     // RFC 6120 4.8.2: the content namespace MUST be other than the stream namespace.
     if default_ns == ns::STREAM {
         return Err(invalid_ns("content namespace equals the stream namespace"));
     }
     let header = StreamHeader {
         attrs: start.raw,
-        ns: element_ns,
+        ns: element_ns.to_string(),
         default_ns,
         bindings: scope.bindings,
         qname: format!("{}:{}", start.prefix, start.local),

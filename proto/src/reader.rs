@@ -13,27 +13,45 @@
 //! Errors are sticky: after the first one every call returns it again, and the stream
 //! must be closed with [`StreamError::to_bytes`].
 
+use std::sync::Arc;
+
 use crate::element::Element;
 use crate::error::{StreamError, StreamErrorCondition as Cond};
 use crate::parse;
 
 /// Hard limits applied to everything a peer sends.
+///
+/// Together they bound what one unit can cost: the reader buffers at most
+/// `max_stanza_bytes` (`max_header_bytes` for a stream header), and the parsed
+/// [`Element`] is a small multiple of its size on the wire (namespace strings are shared,
+/// not copied per element; `proto/tests/parse_memory.rs` asserts the multiple).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Largest serialized size of one stanza (and of the stream header), in bytes.
+    /// Largest serialized size of one stanza, in bytes.
     pub max_stanza_bytes: usize,
+    /// Largest serialized size of the stream header (`<stream:stream ...>`), in bytes.
+    pub max_header_bytes: usize,
     /// Deepest element nesting inside a stanza; the stanza itself is depth 1.
     pub max_depth: usize,
     /// Most attributes (namespace declarations included) on one element.
     pub max_attrs: usize,
+    /// Longest namespace URI a declaration may bind, in bytes as written.
+    pub max_ns_bytes: usize,
+    /// Longest attribute value, in bytes as written.
+    pub max_attr_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_stanza_bytes: 262_144,
+            max_header_bytes: 4096,
             max_depth: 32,
             max_attrs: 64,
+            // Namespace URIs of real protocols are under 100 bytes.
+            max_ns_bytes: 1024,
+            // Above the longest JID (3071 bytes, RFC 7622 3.1) with room for escaping.
+            max_attr_bytes: 4096,
         }
     }
 }
@@ -47,8 +65,9 @@ pub struct StreamHeader {
     pub(crate) ns: String,
     /// The default (content) namespace, "" if none was declared.
     pub(crate) default_ns: String,
-    /// Namespace declarations of the header; in scope for every stanza of the stream.
-    pub(crate) bindings: Vec<(String, String)>,
+    /// Namespace declarations of the header; in scope for every stanza of the stream
+    /// (the parser looks them up here, never copying them per stanza).
+    pub(crate) bindings: Vec<(String, Arc<str>)>,
     /// The header's qualified name, which the closing tag must repeat.
     pub(crate) qname: String,
 }
@@ -102,7 +121,9 @@ impl StreamHeader {
     /// Whether the header binds some prefix to `uri` (XEP-0220: dialback support is
     /// announced by declaring `jabber:server:dialback`).
     pub fn declares(&self, uri: &str) -> bool {
-        self.bindings.iter().any(|(p, u)| !p.is_empty() && u == uri)
+        self.bindings
+            .iter()
+            .any(|(p, u)| !p.is_empty() && &**u == uri)
     }
 }
 
@@ -249,6 +270,12 @@ impl StreamReader {
         self.pending_close = false;
     }
 
+    /// Replaces the limits, for the units not yet scanned: c2s reads with smaller limits
+    /// until the peer authenticated and switches at the stream restart after SASL success.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Bytes received but not yet consumed by an event.
     pub fn buffered_len(&self) -> usize {
         self.buf.len() - self.start
@@ -360,13 +387,17 @@ impl StreamReader {
         // The scan never looks further than one byte past the limit: what lies beyond
         // cannot change the outcome, and so every split of the input meets the same
         // first error.
-        let max = self.limits.max_stanza_bytes;
+        let max = match self.phase {
+            Phase::Prolog { .. } => self.limits.max_header_bytes,
+            Phase::Open | Phase::Closed => self.limits.max_stanza_bytes,
+        };
         let avail = (self.buf.len() - self.start).min(max.saturating_add(1));
         let data = &self.buf[self.start..self.start + avail];
+        let prolog = matches!(self.phase, Phase::Prolog { .. });
         match self.scan.scan_unit(data, self.phase, &self.limits)? {
-            Some((_, len)) if len > max => Err(too_big(max)),
+            Some((_, len)) if len > max => Err(too_big(max, prolog)),
             Some(unit) => Ok(Some(unit)),
-            None if avail > max => Err(too_big(max)),
+            None if avail > max => Err(too_big(max, prolog)),
             None => Ok(None),
         }
     }
@@ -428,13 +459,21 @@ impl StreamReader {
 }
 
 /// Progress of the boundary scan through the current unit.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Scan {
     /// How far past `start` the scan has looked.
     off: usize,
     lex: Lex,
     /// Element depth inside the current stanza.
     depth: usize,
+    /// Where the name of the tag being scanned starts (offset from `start`).
+    tag_name: usize,
+    /// The qualified names of the open elements of the stanza, as (offset, length) in the
+    /// unit. An end tag is checked against the innermost one as soon as it is complete:
+    /// a mismatch (`<message><body>x</message>`) is `not-well-formed` at once, not a
+    /// stanza that never ends because the depth count never returns to zero. At most
+    /// `max_depth` entries; freed with the scan when the unit is consumed.
+    open: Vec<(u32, u32)>,
 }
 
 impl Default for Scan {
@@ -443,8 +482,17 @@ impl Default for Scan {
             off: 0,
             lex: Lex::Between,
             depth: 0,
+            tag_name: 0,
+            open: Vec::new(),
         }
     }
+}
+
+/// The qualified name at the front of a tag: up to whitespace, `/` or `>`.
+fn tag_name_len(tag: &[u8]) -> usize {
+    tag.iter()
+        .position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>'))
+        .unwrap_or(tag.len())
 }
 
 impl Scan {
@@ -470,6 +518,7 @@ impl Scan {
                             end: true,
                         };
                         self.off += 1;
+                        self.tag_name = self.off;
                     }
                     b'?' if phase == (Phase::Prolog { decl_allowed: true }) => {
                         self.lex = Lex::Pi;
@@ -495,6 +544,7 @@ impl Scan {
                             quote: 0,
                             end: false,
                         };
+                        self.tag_name = self.off;
                     }
                 },
                 Lex::Tag { quote: 0, end } => {
@@ -515,13 +565,29 @@ impl Scan {
                     if prolog {
                         return Ok(Some((UnitKind::Header, self.off)));
                     }
+                    let name = &data[self.tag_name..pos];
+                    let name = &name[..tag_name_len(name)];
                     if end {
                         if self.depth == 0 {
                             return Ok(Some((UnitKind::Close, self.off)));
                         }
                         self.depth -= 1;
+                        let (at, len) = self.open.pop().unwrap_or_default();
+                        let open = &data[at as usize..(at + len) as usize];
+                        if name != open {
+                            return Err(parse::not_well_formed(format!(
+                                "end tag </{}> does not match <{}>",
+                                String::from_utf8_lossy(name),
+                                String::from_utf8_lossy(open)
+                            )));
+                        }
                     } else if data[pos - 1] == b'/' {
                         self.depth -= 1;
+                    } else {
+                        // Offsets fit: a unit is at most `max_stanza_bytes`, checked
+                        // against usize but far below 4 GiB in any sane configuration;
+                        // a larger one would only make the comparison fail safe.
+                        self.open.push((self.tag_name as u32, name.len() as u32));
                     }
                     if self.depth == 0 {
                         return Ok(Some((UnitKind::Stanza, self.off)));
@@ -590,6 +656,7 @@ impl Scan {
 /// RFC 6120 4.9.3.14 names this case: "the entity has sent a stanza ... that exceeds
 /// a size limit". The text must not depend on whether the unit was seen complete, or
 /// the error would depend on how the input was split.
-fn too_big(max: usize) -> StreamError {
-    StreamError::new(Cond::PolicyViolation).with_text(format!("stanza larger than {max} bytes"))
+fn too_big(max: usize, header: bool) -> StreamError {
+    let what = if header { "stream header" } else { "stanza" };
+    StreamError::new(Cond::PolicyViolation).with_text(format!("{what} larger than {max} bytes"))
 }

@@ -536,7 +536,7 @@ fn size_limit_never_closed_element_with_children() {
 #[test]
 fn size_limit_applies_to_the_header() {
     let limits = Limits {
-        max_stanza_bytes: 200,
+        max_header_bytes: 200,
         ..Limits::default()
     };
     let header = format!(
@@ -653,6 +653,90 @@ fn without_restart_a_second_header_is_a_stanza_that_never_ends() {
     r.feed(format!("{HEADER}{HEADER}").as_bytes()).unwrap();
     assert!(matches!(r.next_event(), Ok(Some(StreamEvent::Open(_)))));
     assert_eq!(r.next_event(), Ok(None));
+}
+
+/// Hardening issue item 2: a mismatched end tag is refused as soon as it is complete.
+/// Before, the boundary scan only counted depth, so `</message>` closing `<body>` left the
+/// stanza open (depth 1) and the stream waiting forever.
+#[test]
+fn mismatched_end_tag_is_refused_at_once() {
+    for body in [
+        "<message to='me'><body>x</message>",
+        "<iq><query xmlns='urn:x'><item/></iq>",
+        "<m xmlns:p='urn:p'><p:a></a></m>",
+        "<m><a></a ><b></bb></m>",
+    ] {
+        let input = with_header(body);
+        for size in 1..=input.len() {
+            let (events, err) = run_chunks(Limits::default(), input.chunks(size));
+            assert_eq!(events.len(), 1, "{body}: only the header");
+            assert_eq!(
+                err.map(|e| e.condition),
+                Some(Cond::NotWellFormed),
+                "{body} in chunks of {size}"
+            );
+        }
+    }
+    // Whitespace before `>` and prefixes that match are fine.
+    let ok = events(
+        &String::from_utf8(with_header("<m xmlns:p='urn:p'><p:a></p:a ><b/></m >")).unwrap(),
+    );
+    assert_eq!(ok.len(), 2);
+}
+
+#[test]
+fn namespace_and_attribute_value_lengths_are_capped() {
+    // The header's own stream namespace is 32 bytes.
+    let limits = Limits {
+        max_ns_bytes: 40,
+        max_attr_bytes: 20,
+        ..Limits::default()
+    };
+    let ns40 = format!("urn:{}", "n".repeat(36));
+    let ns41 = format!("urn:{}", "n".repeat(37));
+    let ok = with_header(&format!("<m xmlns:p='{ns40}' to='twenty-bytes-exactly'/>"));
+    assert_eq!(run_chunks(limits, [ok.as_slice()]).1, None);
+    for body in [
+        format!("<m><x xmlns='{ns41}'/></m>"),
+        format!("<m xmlns:p='{ns41}'/>"),
+        "<m to='twenty-one-bytes-long'/>".to_owned(),
+    ] {
+        let (_, err) = run_chunks(limits, [with_header(&body).as_slice()]);
+        assert_eq!(
+            err.map(|e| e.condition),
+            Some(Cond::PolicyViolation),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn header_limit_is_separate_from_the_stanza_limit() {
+    let limits = Limits {
+        max_header_bytes: HEADER.len(),
+        max_stanza_bytes: 10_000,
+        ..Limits::default()
+    };
+    let stanza = format!("<message><body>{}</body></message>", "a".repeat(5000));
+    let (events, err) = run_chunks(limits, [with_header(&stanza).as_slice()]);
+    assert_eq!((events.len(), err), (2, None));
+    let long = HEADER.replace("version=", "id='x' version=");
+    let (_, err) = run_chunks(limits, [long.as_bytes()]);
+    assert_eq!(err.unwrap().condition, Cond::PolicyViolation);
+}
+
+#[test]
+fn set_limits_applies_to_later_units() {
+    let mut r = StreamReader::new(Limits {
+        max_stanza_bytes: 100,
+        ..Limits::default()
+    });
+    r.feed(HEADER.as_bytes()).unwrap();
+    assert!(matches!(r.next_event(), Ok(Some(StreamEvent::Open(_)))));
+    r.set_limits(Limits::default());
+    let big = format!("<message><body>{}</body></message>", "a".repeat(500));
+    r.feed(big.as_bytes()).unwrap();
+    assert!(matches!(r.next_event(), Ok(Some(StreamEvent::Stanza(_)))));
 }
 
 // ---- memory ----

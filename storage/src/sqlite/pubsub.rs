@@ -626,9 +626,12 @@ impl RawItem {
 pub(crate) fn parse_payload(bytes: &[u8]) -> Result<Element> {
     const HEADER: &[u8] = b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>";
     let mut reader = StreamReader::new(Limits {
-        max_stanza_bytes: bytes.len().max(HEADER.len()),
+        max_stanza_bytes: bytes.len(),
+        max_header_bytes: HEADER.len(),
         max_depth: usize::MAX,
         max_attrs: usize::MAX,
+        max_ns_bytes: usize::MAX,
+        max_attr_bytes: usize::MAX,
     });
     let bad = |e: &dyn std::fmt::Display| corrupt(format_args!("payload: {e}"));
     reader.feed(HEADER).map_err(|e| bad(&e))?;
