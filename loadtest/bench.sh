@@ -123,6 +123,11 @@ listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = []
 require_tls = false
 max_connections = 19500
+# The generator is one host standing in for thousands of clients: lift the
+# per-address admission limits (README "Limits and abuse") that would refuse it.
+max_unauthenticated_per_ip = 100000
+connections_per_ip_per_sec = 100000
+connection_burst_per_ip = 100000
 [registration]
 enabled = true
 CFG

@@ -16,10 +16,23 @@ pub struct C2sConfig {
     pub require_tls: bool,
     /// Offer XEP-0077 in-band registration before authentication.
     pub allow_registration: bool,
-    /// Parser limits (stanza size, depth, attributes).
+    /// Parser limits (stanza size, depth, attributes) once the client authenticated.
     pub limits: Limits,
-    /// Time allowed from TCP accept to a bound resource.
+    /// Parser limits until the client authenticated: an unauthenticated peer only sends
+    /// a header, SASL and registration, so it gets a few KiB, not `limits`.
+    pub preauth_limits: Limits,
+    /// Time allowed from TCP accept to a bound resource: one deadline over the TCP
+    /// connection, the TLS handshake and every stream restart.
     pub auth_timeout: Duration,
+    /// Time allowed for each stream header before authentication (after accept, after
+    /// STARTTLS, after SASL success).
+    pub header_timeout: Duration,
+    /// After the server closed a stream (error or not) and shut down its write side, how
+    /// long it keeps reading and discarding input so that the peer can read the error
+    /// rather than getting a TCP reset for the bytes it was still sending.
+    pub linger: Duration,
+    /// Per-address admission (IPv4 address, IPv6 /64).
+    pub per_ip: PerIpLimits,
     /// After this much inbound silence on a bound session the server sends an XEP-0199 ping.
     pub ping_interval: Duration,
     /// Inbound silence tolerated after that ping before `<connection-timeout/>`.
@@ -39,6 +52,28 @@ pub struct C2sConfig {
     pub extra_features: Vec<hydrant_proto::Element>,
 }
 
+/// Caps per client address (IPv4 address, IPv6 /64 prefix), so that one host cannot take
+/// every connection slot.
+#[derive(Debug, Clone, Copy)]
+pub struct PerIpLimits {
+    /// Connections from one address that have not authenticated yet.
+    pub max_unauthenticated: u32,
+    /// New connections per second from one address, sustained (token bucket rate).
+    pub connections_per_sec: u32,
+    /// New connections from one address in a burst (token bucket size).
+    pub connection_burst: u32,
+}
+
+impl Default for PerIpLimits {
+    fn default() -> Self {
+        PerIpLimits {
+            max_unauthenticated: 64,
+            connections_per_sec: 20,
+            connection_burst: 100,
+        }
+    }
+}
+
 impl C2sConfig {
     /// Defaults suitable for tests: no TLS, registration off.
     pub fn new(domain: impl Into<String>) -> Self {
@@ -48,7 +83,17 @@ impl C2sConfig {
             require_tls: true,
             allow_registration: false,
             limits: Limits::default(),
+            preauth_limits: Limits {
+                // RFC 6120 13.12: stanzas of at least 10,000 bytes must be accepted; a
+                // registration form is the largest thing a client sends this early.
+                max_stanza_bytes: 10_000,
+                max_header_bytes: 4096,
+                ..Limits::default()
+            },
             auth_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
+            per_ip: PerIpLimits::default(),
             ping_interval: Duration::from_mins(5),
             ping_timeout: Duration::from_mins(1),
             whitespace_keepalive: Duration::from_mins(1),

@@ -31,7 +31,9 @@ pub(crate) enum Io {
     Eof,
     /// A producer overflowed the outbound queue.
     Overflow,
-    /// Everything queued was written after `close_after`; the socket is shut down.
+    /// Everything queued was written after `close_after`; the socket's write side is
+    /// shut down. Reported once; afterwards input is read and discarded (lingering
+    /// close) until `Eof`.
     Closed,
     Failed(io::Error),
 }
@@ -48,6 +50,8 @@ pub(crate) struct Conn<S> {
     /// The reader failed: its error was reported once; later input is discarded (the
     /// stream is being closed) but still read, to notice the peer's EOF.
     broken: bool,
+    /// Our write side is shut down (after `Io::Closed`): only reads remain.
+    write_closed: bool,
     pub(crate) last_read: Instant,
     pub(crate) last_write: Instant,
 }
@@ -64,6 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             needs_flush: false,
             maybe_event: true,
             broken: false,
+            write_closed: false,
             last_read: now,
             last_write: now,
         }
@@ -92,8 +97,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
             }
-            match self.poll_write_out(cx) {
-                Poll::Ready(Ok(WriteState::Closed)) => return Poll::Ready(Io::Closed),
+            let written = if self.write_closed {
+                Poll::Pending
+            } else {
+                self.poll_write_out(cx)
+            };
+            match written {
+                Poll::Ready(Ok(WriteState::Closed)) => {
+                    self.write_closed = true;
+                    // Whatever arrives from now on is discarded: the stream is over.
+                    self.broken = true;
+                    self.maybe_event = false;
+                    return Poll::Ready(Io::Closed);
+                }
                 Poll::Ready(Ok(WriteState::Overflow)) => return Poll::Ready(Io::Overflow),
                 Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
                 Poll::Pending => {}

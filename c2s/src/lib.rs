@@ -11,6 +11,7 @@
 //! server hands in. Sessions are generic over `AsyncRead + AsyncWrite`, so tests drive
 //! them over in-memory pipes.
 
+mod admission;
 mod backend;
 mod config;
 mod conn;
@@ -20,8 +21,9 @@ mod session;
 mod stream;
 mod throttle;
 
+pub use admission::Refused;
 pub use backend::{Backend, RegisterError, SessionInfo};
-pub use config::C2sConfig;
+pub use config::{C2sConfig, PerIpLimits};
 pub use listener::{ListenerKind, handle, serve};
 pub use stream::Shared;
 
@@ -37,7 +39,8 @@ pub async fn run_stream_for_test<S, B>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
     B: Backend,
 {
-    let _ = stream::Stream::new(io, shared, peer, secure)
+    let now = tokio::time::Instant::now();
+    let _ = stream::Stream::new(io, shared, peer, secure, now, None)
         .run(shutdown)
         .await;
 }

@@ -1,8 +1,10 @@
 //! Accept loops for the STARTTLS and direct-TLS (XEP-0368) ports.
 //!
 //! Every connection is its own task in a `JoinSet`; a semaphore caps how many exist at
-//! once (past it, new sockets are closed at once and counted), and a `CancellationToken`
-//! tells every stream to end with `<system-shutdown/>`.
+//! once and per-address admission (`admission.rs`) caps each host's connection rate and
+//! unauthenticated connections (past either, new sockets are closed at once and
+//! counted), and a `CancellationToken` tells every stream to end with
+//! `<system-shutdown/>`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +13,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::admission::PreauthGuard;
 use crate::backend::Backend;
 use crate::stream::{Exit, Shared, Stream};
 
@@ -51,11 +55,23 @@ pub async fn serve<B: Backend>(
                 continue;
             }
         };
+        let accepted = Instant::now();
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            metrics::counter!("hydrant_c2s_connections_refused_total").increment(1);
+            metrics::counter!("hydrant_c2s_connections_refused_total", "reason" => "max_connections")
+                .increment(1);
             debug!(%peer, "connection limit reached, closing new connection");
             drop(tcp);
             continue;
+        };
+        let preauth = match shared.admission.admit(peer.ip()) {
+            Ok(guard) => guard,
+            Err(why) => {
+                metrics::counter!("hydrant_c2s_connections_refused_total", "reason" => why.as_str())
+                    .increment(1);
+                debug!(%peer, reason = why.as_str(), "per-address limit reached, closing new connection");
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let shared = shared.clone();
@@ -63,7 +79,16 @@ pub async fn serve<B: Backend>(
         tasks.spawn(async move {
             let open = metrics::gauge!("hydrant_c2s_connections");
             open.increment(1);
-            handle(tcp, peer, kind, &shared, &shutdown).await;
+            let conn = Box::pin(handle_admitted(
+                tcp,
+                peer,
+                kind,
+                &shared,
+                &shutdown,
+                accepted,
+                Some(preauth),
+            ));
+            conn.await;
             open.decrement(1);
             drop(permit);
         });
@@ -71,7 +96,8 @@ pub async fn serve<B: Backend>(
     while tasks.join_next().await.is_some() {}
 }
 
-/// One connection from accept to close, including the STARTTLS upgrade.
+/// One connection from accept to close, including the STARTTLS upgrade, without
+/// per-address admission (the caller accepted it).
 pub async fn handle<B: Backend>(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -79,34 +105,53 @@ pub async fn handle<B: Backend>(
     shared: &Shared<B>,
     shutdown: &CancellationToken,
 ) {
+    handle_admitted(tcp, peer, kind, shared, shutdown, Instant::now(), None).await;
+}
+
+async fn handle_admitted<B: Backend>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    shared: &Shared<B>,
+    shutdown: &CancellationToken,
+    accepted: Instant,
+    preauth: Option<PreauthGuard>,
+) {
     // Every step is boxed in its own `let` so that this task's future stays small: an
     // idle connection pays only for the step it is in (a temporary built in the same
     // statement as an `.await` would stay in the task's state for good).
-    let tcp = match kind {
-        ListenerKind::DirectTls => tcp,
+    let (tcp, preauth) = match kind {
+        ListenerKind::DirectTls => (tcp, preauth),
         ListenerKind::StartTls => {
-            let mut stream = Box::new(Stream::new(tcp, shared, peer, false));
+            let mut stream = Box::new(Stream::new(tcp, shared, peer, false, accepted, preauth));
             let plain = Box::pin(stream.run(shutdown));
             let Exit::StartTls = plain.await else { return };
-            stream.into_io()
+            stream.into_parts()
         }
     };
-    let accept = Box::pin(accept_tls(tcp, shared));
+    // The handshake shares the deadline that started at accept (hardening issue: a
+    // fresh timeout per step let one client hold a slot for minutes).
+    let deadline = accepted + shared.cfg.auth_timeout;
+    let accept = Box::pin(accept_tls(tcp, shared, deadline));
     let Some(tls) = accept.await else { return };
     // A stream that is already secure never offers STARTTLS again (RFC 6120 5.4.3.3).
-    let mut stream = Box::new(Stream::new(tls, shared, peer, true));
+    let mut stream = Box::new(Stream::new(tls, shared, peer, true, accepted, preauth));
     let secure = Box::pin(stream.run(shutdown));
     let _ = secure.await;
 }
 
-async fn accept_tls<S, B>(io: S, shared: &Shared<B>) -> Option<tokio_rustls::server::TlsStream<S>>
+async fn accept_tls<S, B>(
+    io: S,
+    shared: &Shared<B>,
+    deadline: Instant,
+) -> Option<tokio_rustls::server::TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     B: Backend,
 {
     let cfg = shared.cfg.tls.clone()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    match tokio::time::timeout(shared.cfg.auth_timeout, acceptor.accept(io)).await {
+    match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             debug!(error = %e, "TLS handshake failed");

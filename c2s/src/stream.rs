@@ -19,6 +19,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::admission::{Admission, PreauthGuard};
 use crate::backend::{Backend, SessionInfo};
 use crate::config::C2sConfig;
 use crate::conn::{Conn, Io};
@@ -33,6 +34,8 @@ pub struct Shared<B> {
     pub cfg: Arc<C2sConfig>,
     pub backend: Arc<B>,
     pub(crate) throttle: AuthThrottle,
+    /// Per-address connection rate and unauthenticated-connection caps.
+    pub(crate) admission: Arc<Admission>,
     next_session: AtomicU64,
     /// Key for the fake SCRAM salts of unknown users, so probing cannot tell them apart.
     pub(crate) fake_salt_key: [u8; 32],
@@ -43,6 +46,7 @@ impl<B: Backend> Shared<B> {
         let mut fake_salt_key = [0u8; 32];
         getrandom::fill(&mut fake_salt_key).expect("the OS random source is available");
         Arc::new(Shared {
+            admission: Admission::new(cfg.per_ip),
             cfg: Arc::new(cfg),
             backend,
             throttle: AuthThrottle::default(),
@@ -84,8 +88,16 @@ pub(crate) struct Stream<'a, S, B> {
     pub(crate) auth_failures: u32,
     pub(crate) bound: Option<SessionInfo>,
     closing_since: Option<Instant>,
+    /// Our side is closed and written; input is read and discarded until this instant
+    /// or the peer's EOF (lingering close).
+    lingering_until: Option<Instant>,
     pub(crate) ping_sent: Option<Instant>,
-    started: Instant,
+    /// From TCP accept to a bound resource: covers the TLS handshake and every restart.
+    auth_deadline: Instant,
+    /// When we started waiting for the peer's current stream header.
+    header_wait_since: Instant,
+    /// Counts this connection against its address until it authenticates.
+    preauth: Option<PreauthGuard>,
 }
 
 impl<'a, S, B> Stream<'a, S, B>
@@ -93,10 +105,19 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
 {
-    pub(crate) fn new(io: S, shared: &'a Shared<B>, peer: SocketAddr, secure: bool) -> Self {
+    /// A stream on a connection accepted at `accepted` (the authentication deadline
+    /// counts from there, across STARTTLS and restarts).
+    pub(crate) fn new(
+        io: S,
+        shared: &'a Shared<B>,
+        peer: SocketAddr,
+        secure: bool,
+        accepted: Instant,
+        preauth: Option<PreauthGuard>,
+    ) -> Self {
         let outbox = Outbox::new(shared.cfg.outbound_queue_bytes);
         Stream {
-            conn: Conn::new(io, StreamReader::new(shared.cfg.limits), outbox),
+            conn: Conn::new(io, StreamReader::new(shared.cfg.preauth_limits), outbox),
             shared,
             peer,
             secure,
@@ -107,14 +128,17 @@ where
             auth_failures: 0,
             bound: None,
             closing_since: None,
+            lingering_until: None,
             ping_sent: None,
-            started: Instant::now(),
+            auth_deadline: accepted + shared.cfg.auth_timeout,
+            header_wait_since: Instant::now(),
+            preauth,
         }
     }
 
-    /// The socket, after [`Exit::StartTls`].
-    pub(crate) fn into_io(self) -> S {
-        self.conn.into_io()
+    /// The socket and the admission guard, after [`Exit::StartTls`].
+    pub(crate) fn into_parts(self) -> (S, Option<PreauthGuard>) {
+        (self.conn.into_io(), self.preauth)
     }
 
     pub(crate) fn cfg(&self) -> &C2sConfig {
@@ -202,7 +226,17 @@ where
                     debug!(peer = %self.peer, "peer closed the connection");
                     break Exit::Done;
                 }
-                Wake::Io(Io::Closed) => break Exit::Done,
+                Wake::Io(Io::Closed) => {
+                    // Lingering close: our error and `</stream:stream>` are written and
+                    // the write side is shut down, but a peer still sending would get a
+                    // TCP reset if we closed now, and a reset can destroy the error
+                    // before the peer reads it. Read and discard until the peer's EOF
+                    // (the usual end) or the linger time.
+                    if self.lingering_until.is_some() || self.cfg().linger.is_zero() {
+                        break Exit::Done;
+                    }
+                    self.lingering_until = Some(Instant::now() + self.cfg().linger);
+                }
             }
         };
         if let Some(info) = self.bound.take() {
@@ -213,12 +247,15 @@ where
     }
 
     fn deadline(&self) -> Instant {
+        if let Some(until) = self.lingering_until {
+            return until;
+        }
         if let Some(since) = self.closing_since {
             return since + CLOSE_GRACE;
         }
         let cfg = self.cfg();
         if self.bound.is_none() {
-            return self.started + cfg.auth_timeout;
+            return self.preauth_deadline();
         }
         let keepalive = self.conn.last_write + cfg.whitespace_keepalive;
         let ping = match self.ping_sent {
@@ -228,18 +265,35 @@ where
         keepalive.min(ping)
     }
 
+    /// Until bound: the authentication deadline, and while a stream header is awaited
+    /// the (shorter) header deadline.
+    fn preauth_deadline(&self) -> Instant {
+        if self.awaiting_header {
+            self.auth_deadline
+                .min(self.header_wait_since + self.cfg().header_timeout)
+        } else {
+            self.auth_deadline
+        }
+    }
+
     /// Handles an expired deadline; true when the task should end now.
     fn on_timer(&mut self) -> bool {
         let now = Instant::now();
+        if let Some(until) = self.lingering_until {
+            return now >= until;
+        }
         if let Some(since) = self.closing_since {
             return now >= since + CLOSE_GRACE;
         }
         let cfg = self.shared.cfg.clone();
         if self.bound.is_none() {
-            if now >= self.started + cfg.auth_timeout {
-                self.stream_error(
-                    StreamError::new(Cond::ConnectionTimeout).with_text("authentication timeout"),
-                );
+            if now >= self.preauth_deadline() {
+                let text = if now >= self.auth_deadline {
+                    "authentication timeout"
+                } else {
+                    "no stream header in time"
+                };
+                self.stream_error(StreamError::new(Cond::ConnectionTimeout).with_text(text));
             }
             return false;
         }
@@ -372,7 +426,17 @@ where
     pub(crate) fn restart(&mut self) {
         self.conn.reader.restart();
         self.awaiting_header = true;
+        self.header_wait_since = Instant::now();
         self.header_sent = false;
+        if self.username.is_some() {
+            // Authenticated (the restart after SASL success, RFC 6120 6.4.6): the full
+            // limits apply from the new stream on, and the connection no longer counts
+            // against its address's unauthenticated cap.
+            self.conn.reader.set_limits(self.shared.cfg.limits);
+            if let Some(mut guard) = self.preauth.take() {
+                guard.authenticated();
+            }
+        }
     }
 
     async fn on_element(&mut self, el: Element) -> Flow {
@@ -443,7 +507,7 @@ mod size_tests {
             .await
             .unwrap();
         let (s, peer) = l.accept().await.unwrap();
-        let mut st = super::Stream::new(s, &shared, peer, false);
+        let mut st = super::Stream::new(s, &shared, peer, false, tokio::time::Instant::now(), None);
         let stream_size = std::mem::size_of_val(&st);
         let run_size = std::mem::size_of_val(&st.run(&tok));
         assert!(

@@ -114,6 +114,7 @@ fn small_limits() -> Harness {
         max_stanza_bytes: LIMIT,
         ..Limits::default()
     };
+    cfg.preauth_limits = cfg.limits;
     let h = Harness::new(cfg);
     h.backend.add_user("alice", "secret");
     h
@@ -235,4 +236,54 @@ async fn eof_in_the_middle_of_a_stanza_ends_the_task() {
         Some(other) => panic!("unexpected {other:?}"),
     }
     c.expect_task_end().await;
+}
+
+/// Hardening issue item 5: until authenticated a client gets `preauth_limits` (10,000
+/// bytes), not the full stanza limit; after SASL success the full limit applies.
+#[tokio::test(start_paused = true)]
+async fn stanza_limit_is_smaller_before_authentication() {
+    let mut h = Harness::with_alice();
+    assert_eq!(h.shared.cfg.preauth_limits.max_stanza_bytes, 10_000);
+    assert!(h.shared.cfg.limits.max_stanza_bytes > 30_000);
+    let big = format!(
+        "<message to='bob@{}'><body>{}</body></message>",
+        common::DOMAIN,
+        "a".repeat(20_000)
+    );
+    let mut c = opened(&h).await;
+    c.send(&big).await;
+    c.expect_stream_error("policy-violation").await;
+
+    let mut c = h.connect(true);
+    c.bound_alice("home").await;
+    assert!(matches!(h.record().await, common::Record::Bind(_)));
+    c.send(&big).await;
+    let (_, stanza) = h.stanza().await;
+    let hydrant_proto::Stanza::Message(m) = stanza else {
+        panic!("expected the message, got {stanza:?}");
+    };
+    assert_eq!(m.body().map(|b| b.len()), Some(20_000));
+}
+
+/// A stream header larger than `max_header_bytes` is refused before it is complete.
+#[tokio::test(start_paused = true)]
+async fn oversized_stream_header_is_policy_violation() {
+    let h = Harness::with_alice();
+    let max = h.shared.cfg.preauth_limits.max_header_bytes;
+    let mut c = h.connect(true);
+    let header = common::header(common::DOMAIN)
+        .replace(" version=", &format!(" id='{}' version=", "x".repeat(max)));
+    c.send(&header).await;
+    c.expect_open().await;
+    c.expect_stream_error("policy-violation").await;
+}
+
+/// Hardening issue item 2: `<message to='me'><body>x</message>` used to leave the stream
+/// waiting forever (the scan only counted depth); now it is not-well-formed at once.
+#[tokio::test(start_paused = true)]
+async fn mismatched_end_tag_is_not_well_formed_at_once() {
+    let h = Harness::with_alice();
+    let mut c = opened(&h).await;
+    c.send("<message to='me'><body>x</message>").await;
+    c.expect_stream_error("not-well-formed").await;
 }

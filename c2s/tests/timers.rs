@@ -25,7 +25,9 @@ async fn unauthenticated_stream_times_out() {
 
 #[tokio::test(start_paused = true)]
 async fn auth_timeout_runs_from_accept_even_for_a_chatty_client() {
-    let h = Harness::with_alice();
+    let mut cfg = config();
+    cfg.header_timeout = Duration::from_secs(25);
+    let h = Harness::new(cfg);
     let start = Instant::now();
     let mut c = h.connect(true);
     // No header yet; whitespace is not progress.
@@ -39,6 +41,34 @@ async fn auth_timeout_runs_from_accept_even_for_a_chatty_client() {
     c.expect_stream_error_within("connection-timeout", Duration::from_mins(1))
         .await;
     assert_eq!(start.elapsed(), Duration::from_secs(30));
+}
+
+/// Hardening issue item 4: a client that connects and never sends its header is gone
+/// after `header_timeout` (10 s), not after the whole authentication timeout.
+#[tokio::test(start_paused = true)]
+async fn missing_stream_header_times_out_early() {
+    let h = Harness::with_alice();
+    assert_eq!(h.shared.cfg.header_timeout, Duration::from_secs(10));
+    let start = Instant::now();
+    let mut c = h.connect(true);
+    c.expect_open().await;
+    c.expect_stream_error_within("connection-timeout", Duration::from_mins(1))
+        .await;
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+}
+
+/// The restart after SASL success waits for a new header under the same short deadline.
+#[tokio::test(start_paused = true)]
+async fn header_after_sasl_restart_is_due_within_the_header_timeout() {
+    let h = Harness::with_alice();
+    let mut c = h.connect(true);
+    c.open().await;
+    c.plain("", "alice", "secret").await.expect("PLAIN login");
+    let restarted = Instant::now();
+    c.expect_open().await;
+    c.expect_stream_error_within("connection-timeout", Duration::from_mins(1))
+        .await;
+    assert_eq!(restarted.elapsed(), Duration::from_secs(10));
 }
 
 #[tokio::test(start_paused = true)]

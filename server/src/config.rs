@@ -75,6 +75,26 @@ pub struct C2sSection {
     pub max_depth: NonZeroUsize,
     /// Most attributes accepted on one element.
     pub max_attributes: NonZeroUsize,
+    /// Largest stream header (`<stream:stream ...>`), in bytes.
+    pub max_header_bytes: NonZeroUsize,
+    /// Longest namespace URI a declaration may bind, in bytes.
+    pub max_namespace_bytes: NonZeroUsize,
+    /// Longest attribute value, in bytes.
+    pub max_attribute_value_bytes: NonZeroUsize,
+    /// Largest stanza accepted before the client authenticated (RFC 6120 13.12: at least
+    /// 10,000).
+    pub preauth_max_stanza_bytes: NonZeroUsize,
+    /// Seconds allowed for each stream header before authentication.
+    pub header_timeout_secs: NonZeroU64,
+    /// Milliseconds the server keeps reading (and discarding) after it closed a stream,
+    /// so the peer reads the error instead of a TCP reset; 0 closes at once.
+    pub linger_ms: u64,
+    /// Connections from one address (IPv4, or IPv6 /64) not yet authenticated.
+    pub max_unauthenticated_per_ip: NonZeroU32,
+    /// New connections per second from one address, sustained.
+    pub connections_per_ip_per_sec: NonZeroU32,
+    /// New connections from one address in a burst.
+    pub connection_burst_per_ip: NonZeroU32,
     /// Seconds from TCP accept to a bound resource.
     pub auth_timeout_secs: NonZeroU64,
     /// Seconds of client silence before the server sends an XEP-0199 ping.
@@ -103,6 +123,15 @@ impl Default for C2sSection {
             max_stanza_bytes: nz(262_144),
             max_depth: nz(32),
             max_attributes: nz(64),
+            max_header_bytes: nz(4096),
+            max_namespace_bytes: nz(1024),
+            max_attribute_value_bytes: nz(4096),
+            preauth_max_stanza_bytes: nz(10_000),
+            header_timeout_secs: nz64(10),
+            linger_ms: 2000,
+            max_unauthenticated_per_ip: nz32(64),
+            connections_per_ip_per_sec: nz32(20),
+            connection_burst_per_ip: nz32(100),
             auth_timeout_secs: nz64(60),
             ping_interval_secs: nz64(300),
             ping_timeout_secs: nz64(60),
@@ -262,6 +291,10 @@ fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).expect("non-zero default")
 }
 
+fn nz32(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero default")
+}
+
 fn nz64(n: u64) -> NonZeroU64 {
     NonZeroU64::new(n).expect("non-zero default")
 }
@@ -326,6 +359,11 @@ impl Config {
         if self.c2s.max_stanza_bytes.get() < 10_000 {
             // RFC 6120 13.12: servers MUST accept stanzas of at least 10,000 bytes.
             return Err("[c2s] max_stanza_bytes must be at least 10000 (RFC 6120 13.12)".into());
+        }
+        if self.c2s.preauth_max_stanza_bytes.get() < 10_000 {
+            return Err(
+                "[c2s] preauth_max_stanza_bytes must be at least 10000 (RFC 6120 13.12)".into(),
+            );
         }
         if self.c2s.listen.is_empty() && self.c2s.direct_tls_listen.is_empty() {
             return Err("[c2s] listen and direct_tls_listen are both empty".into());

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hydrant_c2s::{C2sConfig, ListenerKind, Shared};
+use hydrant_c2s::{C2sConfig, ListenerKind, PerIpLimits, Shared};
 use hydrant_proto::{Element, Limits, ns};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -86,10 +86,27 @@ pub async fn serve(
     c2s.allow_registration = cfg.registration.enabled;
     c2s.limits = Limits {
         max_stanza_bytes: c.max_stanza_bytes.get(),
+        max_header_bytes: c.max_header_bytes.get(),
         max_depth: c.max_depth.get(),
         max_attrs: c.max_attributes.get(),
+        max_ns_bytes: c.max_namespace_bytes.get(),
+        max_attr_bytes: c.max_attribute_value_bytes.get(),
+    };
+    c2s.preauth_limits = Limits {
+        max_stanza_bytes: c
+            .preauth_max_stanza_bytes
+            .get()
+            .min(c.max_stanza_bytes.get()),
+        ..c2s.limits
     };
     c2s.auth_timeout = Duration::from_secs(c.auth_timeout_secs.get());
+    c2s.header_timeout = Duration::from_secs(c.header_timeout_secs.get());
+    c2s.linger = Duration::from_millis(c.linger_ms);
+    c2s.per_ip = PerIpLimits {
+        max_unauthenticated: c.max_unauthenticated_per_ip.get(),
+        connections_per_sec: c.connections_per_ip_per_sec.get(),
+        connection_burst: c.connection_burst_per_ip.get(),
+    };
     c2s.ping_interval = Duration::from_secs(c.ping_interval_secs.get());
     c2s.ping_timeout = Duration::from_secs(c.ping_timeout_secs.get());
     c2s.whitespace_keepalive = Duration::from_secs(c.whitespace_keepalive_secs.get());

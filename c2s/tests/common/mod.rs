@@ -430,7 +430,9 @@ impl Client {
         el
     }
 
-    /// `</stream:stream>` then EOF, and the server's task ends.
+    /// `</stream:stream>` then EOF, and the server's task ends. Like a real client, we
+    /// close our side once the server closed its own (RFC 6120 4.4): the server lingers,
+    /// reading, until then.
     pub async fn expect_closed(&mut self) {
         match self.next_event().await {
             Some(StreamEvent::Close) => {}
@@ -439,6 +441,7 @@ impl Client {
                 self.transcript()
             ),
         }
+        let _ = self.io.shutdown().await;
         self.expect_eof().await;
     }
 

@@ -256,6 +256,15 @@ fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
     } else {
         "require_tls = true\n"
     };
+    // Tests open many connections from 127.0.0.1 at once; per-address admission gets
+    // its own tests, which set these keys themselves.
+    let per_ip = if c2s.contains("_per_ip") {
+        ""
+    } else {
+        "max_unauthenticated_per_ip = 100000\n\
+         connections_per_ip_per_sec = 100000\n\
+         connection_burst_per_ip = 100000\n"
+    };
     format!(
         "domain = \"localhost\"\n\
          data_dir = {dir:?}\n\
@@ -264,6 +273,7 @@ fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
          listen = [\"127.0.0.1:0\"]\n\
          direct_tls_listen = [\"127.0.0.1:0\"]\n\
          {require_tls}\
+         {per_ip}\
          {c2s}\n\
          auth_failure_max_delay_secs = 1\n\
          [registration]\n\
@@ -364,6 +374,7 @@ fn reader() -> StreamReader {
         max_stanza_bytes: 16 << 20,
         max_depth: 64,
         max_attrs: 64,
+        ..Limits::default()
     })
 }
 
