@@ -29,7 +29,7 @@ thread_local! {
 
 /// What glibc's malloc takes for a request of `size` bytes on 64-bit Linux.
 fn chunk(size: usize) -> isize {
-    ((size + 8 + 15) & !15).max(32) as isize
+    ((size + 8 + 15) & !15).max(32).cast_signed()
 }
 
 fn charge(delta: isize) {
@@ -109,7 +109,7 @@ fn assert_bounded(stanza: &[u8], limits: Limits) -> bool {
             String::from_utf8_lossy(&stanza[..stanza.len().min(40)])
         );
     }
-    let bound = K * stanza.len() as isize + SLACK;
+    let bound = K * stanza.len().cast_signed() + SLACK;
     assert!(
         peak <= bound && kept <= bound,
         "{} wire bytes: peak {peak}, kept {kept}, bound {bound}",
