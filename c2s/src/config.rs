@@ -16,6 +16,10 @@ pub struct C2sConfig {
     pub require_tls: bool,
     /// Offer XEP-0077 in-band registration before authentication.
     pub allow_registration: bool,
+    /// Registrations per client network (IPv4 address, IPv6 /64) per hour; 0: unlimited.
+    pub registrations_per_ip_per_hour: u32,
+    /// Registration requests on one stream before `<policy-violation/>`.
+    pub max_registration_attempts: u32,
     /// Parser limits (stanza size, depth, attributes).
     pub limits: Limits,
     /// Time allowed from TCP accept to a bound resource.
@@ -47,6 +51,8 @@ impl C2sConfig {
             tls: None,
             require_tls: true,
             allow_registration: false,
+            registrations_per_ip_per_hour: 5,
+            max_registration_attempts: 5,
             limits: Limits::default(),
             auth_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_mins(5),

@@ -122,6 +122,14 @@ pub struct RegistrationSection {
     pub enabled: bool,
     /// Shortest password accepted at registration and password change.
     pub min_password_length: usize,
+    /// Registrations per client network (IPv4 address, IPv6 /64) per hour, as a burst
+    /// refilled evenly; past it `<resource-constraint/>`. 0: unlimited.
+    pub per_ip_per_hour: u32,
+    /// Registration requests on one stream before it is closed with `<policy-violation/>`.
+    pub max_attempts_per_stream: NonZeroU32,
+    /// Accounts the server holds at most; registration past it gets `<not-allowed/>`.
+    /// 0: unlimited.
+    pub max_accounts: u64,
 }
 
 impl Default for RegistrationSection {
@@ -129,6 +137,9 @@ impl Default for RegistrationSection {
         RegistrationSection {
             enabled: false,
             min_password_length: 4,
+            per_ip_per_hour: 5,
+            max_attempts_per_stream: NonZeroU32::new(5).expect("non-zero"),
+            max_accounts: 0,
         }
     }
 }
