@@ -36,6 +36,10 @@ pub struct C2sConfig {
     pub max_auth_failures: u32,
     /// Longest delay imposed on failed logins from one address.
     pub auth_failure_max_delay: Duration,
+    /// Failed logins per client network (IPv4 address, IPv6 /64) per hour; 0: unlimited.
+    pub auth_failures_per_ip_per_hour: u32,
+    /// Failed logins per account per hour, from any network; 0: unlimited.
+    pub auth_failures_per_account_per_hour: u32,
     /// Connections held at once, all listeners together.
     pub max_connections: usize,
     /// Stream features the server adds after authentication (e.g. roster versioning),
@@ -61,6 +65,8 @@ impl C2sConfig {
             outbound_queue_bytes: 1 << 20,
             max_auth_failures: 3,
             auth_failure_max_delay: Duration::from_secs(10),
+            auth_failures_per_ip_per_hour: 30,
+            auth_failures_per_account_per_hour: 30,
             max_connections: 19_000,
             extra_features: Vec::new(),
         }

@@ -1,17 +1,22 @@
 //! Brute-force and flood protection shared by every c2s stream of a server.
 //!
-//! - In-band registrations are a budget per client network ([`Net`]: an IPv4 address or
-//!   an IPv6 /64, the block one subscriber usually gets), taken before the server derives
-//!   any keys.
-//! - Failed logins slow the network down: each failure doubles the delay before the next
-//!   `<failure/>` answer to it, up to a cap; a success or ten quiet minutes forget it.
+//! - Logins are a budget per client network ([`Net`]: an IPv4 address or an IPv6 /64, the
+//!   block one subscriber usually gets) and one per account. An attempt is taken from
+//!   both before the credential is verified and given back if it succeeds, so only
+//!   failures use them up, and guesses sent over many connections at once draw on the
+//!   same budgets as guesses sent one after the other.
+//! - Failed logins also slow the network down: each failure doubles the delay before the
+//!   next `<failure/>` answer to it, up to a cap; a success or ten quiet minutes forget it.
+//! - In-band registrations are a budget per client network, taken before the server
+//!   derives any keys.
 //!
 //! Budgets are GCRA token buckets: `n` per hour means a burst of `n`, then one more every
 //! hour/`n`. Every table is keyed by what the client chooses (addresses), so each is
 //! bounded: past [`MAX_KEYS`] entries the idle ones are dropped, then the least used.
+//! Usernames are kept as keyed 64-bit hashes, never as the strings a client sent.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -49,13 +54,32 @@ impl Net {
 #[derive(Debug, Default)]
 pub struct AuthThrottle {
     state: Mutex<State>,
+    /// Keys the username hashes (random per process, so names cannot be chosen to collide).
+    usernames: RandomState,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// Failed logins per network: how many, and when the last one was.
     failures: HashMap<Net, (u32, Instant)>,
+    logins_by_net: Budget<Net>,
+    logins_by_account: Budget<u64>,
     registrations: Budget<Net>,
+}
+
+/// Login attempts allowed per hour (0: unlimited).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoginBudgets {
+    pub per_net: u32,
+    pub per_account: u32,
+}
+
+/// A login attempt taken from the budgets, to give back if the credential is right.
+#[derive(Debug)]
+pub(crate) struct LoginAttempt {
+    net: Net,
+    account: Option<u64>,
+    budgets: LoginBudgets,
 }
 
 impl AuthThrottle {
@@ -82,9 +106,48 @@ impl AuthThrottle {
         FIRST_DELAY.saturating_mul(1 << exp).min(max_delay)
     }
 
-    /// A successful login clears the network's delay.
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.state().failures.remove(&Net::of(ip));
+    /// Takes one login attempt from the budgets of `ip`'s network and of `account` (if
+    /// the name is valid at all), before the credential is verified. `Err`: one of them
+    /// is used up, with the time until it allows another; nothing was taken.
+    pub(crate) fn login_attempt(
+        &self,
+        ip: IpAddr,
+        account: Option<&str>,
+        budgets: LoginBudgets,
+    ) -> Result<LoginAttempt, Duration> {
+        let now = Instant::now();
+        let net = Net::of(ip);
+        let account = account.map(|a| self.usernames.hash_one(a));
+        let mut state = self.state();
+        state.logins_by_net.take(net, budgets.per_net, now)?;
+        if let Some(key) = account
+            && let Err(wait) = state.logins_by_account.take(key, budgets.per_account, now)
+        {
+            state.logins_by_net.give_back(net, budgets.per_net, now);
+            return Err(wait);
+        }
+        Ok(LoginAttempt {
+            net,
+            account,
+            budgets,
+        })
+    }
+
+    /// The attempt succeeded: it is given back, and the network's delay is cleared. Only
+    /// this attempt: logging in to one's own account does not buy more guesses.
+    pub(crate) fn login_succeeded(&self, attempt: LoginAttempt) {
+        let now = Instant::now();
+        let mut state = self.state();
+        state.failures.remove(&attempt.net);
+        let budgets = attempt.budgets;
+        state
+            .logins_by_net
+            .give_back(attempt.net, budgets.per_net, now);
+        if let Some(key) = attempt.account {
+            state
+                .logins_by_account
+                .give_back(key, budgets.per_account, now);
+        }
     }
 
     /// Takes one registration attempt from the budget of `ip`'s network
@@ -198,7 +261,11 @@ mod tests {
             Duration::from_millis(250),
             "per address"
         );
-        t.succeeded(ip);
+        let budgets = LoginBudgets {
+            per_net: 0,
+            per_account: 0,
+        };
+        t.login_succeeded(t.login_attempt(ip, None, budgets).unwrap());
         assert_eq!(t.failed(ip, cap), Duration::from_millis(250));
         tokio::time::advance(FORGET_AFTER).await;
         assert_eq!(
@@ -242,6 +309,37 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(t.registration_attempt(a, 0), Ok(()));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logins_draw_on_the_network_and_the_account_budget() {
+        let t = AuthThrottle::default();
+        let budgets = LoginBudgets {
+            per_net: 3,
+            per_account: 2,
+        };
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        // Two failures on alice from a: her budget is used up, from any network.
+        t.login_attempt(a, Some("alice"), budgets).unwrap();
+        t.login_attempt(a, Some("alice"), budgets).unwrap();
+        assert_eq!(
+            t.login_attempt(b, Some("alice"), budgets).unwrap_err(),
+            Duration::from_mins(30)
+        );
+        // A refusal takes nothing: b still has its three.
+        for user in ["bob", "carol", "dave"] {
+            t.login_attempt(b, Some(user), budgets).unwrap();
+        }
+        assert!(t.login_attempt(b, Some("erin"), budgets).is_err());
+        // a has one left; a success gives back only its own attempt.
+        let ok = t.login_attempt(a, Some("mallory"), budgets).unwrap();
+        t.login_succeeded(ok);
+        t.login_attempt(a, None, budgets).unwrap();
+        assert!(t.login_attempt(a, None, budgets).is_err());
+        // Refilled over the hour.
+        tokio::time::advance(Duration::from_mins(20)).await;
+        t.login_attempt(a, None, budgets).unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,6 +72,9 @@ async fn a_taken_name_does_not_use_up_the_budget() {
     }
     let reply = register(&mut c, "bob").await;
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    // The one registration of the hour was bob's.
+    let reply = register(&mut c, "carol").await;
+    assert_stanza_error(&reply, "wait", "resource-constraint");
 }
 
 #[tokio::test(start_paused = true)]
@@ -102,4 +105,7 @@ async fn the_registration_form_is_not_an_attempt() {
     }
     let reply = register(&mut c, "bob").await;
     assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    // The one attempt of this stream was the set, not the gets.
+    assert_stanza_error(&register(&mut c, "carol").await, "modify", "not-acceptable");
+    c.expect_stream_error("policy-violation").await;
 }

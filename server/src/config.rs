@@ -92,6 +92,11 @@ pub struct C2sSection {
     pub max_auth_failures: NonZeroU32,
     /// Cap on the growing delay imposed on repeated failed logins from one address.
     pub auth_failure_max_delay_secs: u64,
+    /// Failed logins per client network (IPv4 address, IPv6 /64) per hour, as a burst
+    /// refilled evenly; past it logins are refused unchecked. 0: unlimited.
+    pub auth_failures_per_ip_per_hour: u32,
+    /// Failed logins per account per hour from all networks together. 0: unlimited.
+    pub auth_failures_per_account_per_hour: u32,
 }
 
 impl Default for C2sSection {
@@ -111,6 +116,8 @@ impl Default for C2sSection {
             max_connections: nz(19_000),
             max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
             auth_failure_max_delay_secs: 10,
+            auth_failures_per_ip_per_hour: 30,
+            auth_failures_per_account_per_hour: 30,
         }
     }
 }

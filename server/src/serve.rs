@@ -100,6 +100,8 @@ pub async fn serve(
     c2s.max_connections = c.max_connections.get();
     c2s.max_auth_failures = c.max_auth_failures.get();
     c2s.auth_failure_max_delay = Duration::from_secs(c.auth_failure_max_delay_secs);
+    c2s.auth_failures_per_ip_per_hour = c.auth_failures_per_ip_per_hour;
+    c2s.auth_failures_per_account_per_hour = c.auth_failures_per_account_per_hour;
     // RFC 6121 2.6: roster versioning is implemented by the router.
     c2s.extra_features = vec![Element::new("ver", ns::ROSTERVER)];
     let limit = Arc::new(Semaphore::new(c2s.max_connections));
