@@ -125,6 +125,8 @@ require_tls = false
 max_connections = 19500
 [registration]
 enabled = true
+# every client registers from loopback: no budget per network
+per_ip_per_hour = 0
 CFG
 
 P=$W/prosody

@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const FORGET_AFTER: Duration = Duration::from_mins(10);
@@ -56,6 +57,8 @@ pub struct AuthThrottle {
     state: Mutex<State>,
     /// Keys the username hashes (random per process, so names cannot be chosen to collide).
     usernames: RandomState,
+    /// Woken whenever a login attempt is settled, for the attempts waiting on one.
+    settled: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +67,10 @@ struct State {
     failures: HashMap<Net, (u32, Instant)>,
     logins_by_net: Budget<Net>,
     logins_by_account: Budget<u64>,
+    /// Attempts taken and not settled yet, per network and per account (entries at zero
+    /// are removed: bounded by the connections).
+    in_flight: HashMap<Net, u32>,
+    in_flight_accounts: HashMap<u64, u32>,
     registrations: Budget<Net>,
 }
 
@@ -74,12 +81,55 @@ pub(crate) struct LoginBudgets {
     pub per_account: u32,
 }
 
-/// A login attempt taken from the budgets, to give back if the credential is right.
+/// A login attempt taken from the budgets while its credential is checked: given back by
+/// [`LoginAttempt::succeeded`], kept (a failure) when dropped otherwise.
 #[derive(Debug)]
-pub(crate) struct LoginAttempt {
+pub(crate) struct LoginAttempt<'a> {
+    throttle: &'a AuthThrottle,
     net: Net,
     account: Option<u64>,
     budgets: LoginBudgets,
+}
+
+impl LoginAttempt<'_> {
+    /// The credential was right: the attempt is given back and the network's delay is
+    /// cleared. Only this attempt: logging in to one's own account buys no guesses.
+    pub(crate) fn succeeded(self) {
+        let now = Instant::now();
+        let mut state = self.throttle.state();
+        state.failures.remove(&self.net);
+        let budgets = self.budgets;
+        state
+            .logins_by_net
+            .give_back(self.net, budgets.per_net, now);
+        if let Some(key) = self.account {
+            state
+                .logins_by_account
+                .give_back(key, budgets.per_account, now);
+        }
+    }
+}
+
+impl Drop for LoginAttempt<'_> {
+    fn drop(&mut self) {
+        {
+            let mut state = self.throttle.state();
+            release(&mut state.in_flight, self.net);
+            if let Some(key) = self.account {
+                release(&mut state.in_flight_accounts, key);
+            }
+        }
+        self.throttle.settled.notify_waiters();
+    }
+}
+
+fn release<K: Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
+    if let Some(n) = map.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&key);
+        }
+    }
 }
 
 impl AuthThrottle {
@@ -107,46 +157,47 @@ impl AuthThrottle {
     }
 
     /// Takes one login attempt from the budgets of `ip`'s network and of `account` (if
-    /// the name is valid at all), before the credential is verified. `Err`: one of them
-    /// is used up, with the time until it allows another; nothing was taken.
-    pub(crate) fn login_attempt(
+    /// the name is valid at all), before the credential is checked. When a budget is used
+    /// up by attempts still being checked, this waits for them: if they succeed, their
+    /// attempts come back (a burst of right passwords from one big NAT is not refused);
+    /// if they fail, this one is refused. `Err`: refused, with the time until the budget
+    /// allows another; nothing was taken.
+    pub(crate) async fn login_attempt(
         &self,
         ip: IpAddr,
         account: Option<&str>,
         budgets: LoginBudgets,
-    ) -> Result<LoginAttempt, Duration> {
-        let now = Instant::now();
+    ) -> Result<LoginAttempt<'_>, Duration> {
         let net = Net::of(ip);
         let account = account.map(|a| self.usernames.hash_one(a));
-        let mut state = self.state();
-        state.logins_by_net.take(net, budgets.per_net, now)?;
-        if let Some(key) = account
-            && let Err(wait) = state.logins_by_account.take(key, budgets.per_account, now)
-        {
-            state.logins_by_net.give_back(net, budgets.per_net, now);
-            return Err(wait);
-        }
-        Ok(LoginAttempt {
-            net,
-            account,
-            budgets,
-        })
-    }
-
-    /// The attempt succeeded: it is given back, and the network's delay is cleared. Only
-    /// this attempt: logging in to one's own account does not buy more guesses.
-    pub(crate) fn login_succeeded(&self, attempt: LoginAttempt) {
-        let now = Instant::now();
-        let mut state = self.state();
-        state.failures.remove(&attempt.net);
-        let budgets = attempt.budgets;
-        state
-            .logins_by_net
-            .give_back(attempt.net, budgets.per_net, now);
-        if let Some(key) = attempt.account {
-            state
-                .logins_by_account
-                .give_back(key, budgets.per_account, now);
+        loop {
+            // Registered before the check, so a settlement in between is not missed.
+            let settled = self.settled.notified();
+            {
+                let mut state = self.state();
+                match state.take_login(net, account, budgets, Instant::now()) {
+                    Ok(()) => {
+                        *state.in_flight.entry(net).or_default() += 1;
+                        if let Some(key) = account {
+                            *state.in_flight_accounts.entry(key).or_default() += 1;
+                        }
+                        return Ok(LoginAttempt {
+                            throttle: self,
+                            net,
+                            account,
+                            budgets,
+                        });
+                    }
+                    Err(wait) => {
+                        let pending = state.in_flight.contains_key(&net)
+                            || account.is_some_and(|a| state.in_flight_accounts.contains_key(&a));
+                        if !pending {
+                            return Err(wait);
+                        }
+                    }
+                }
+            }
+            settled.await;
         }
     }
 
@@ -163,6 +214,26 @@ impl AuthThrottle {
         self.state()
             .registrations
             .give_back(Net::of(ip), per_hour, Instant::now());
+    }
+}
+
+impl State {
+    /// One attempt from both budgets, or from neither.
+    fn take_login(
+        &mut self,
+        net: Net,
+        account: Option<u64>,
+        budgets: LoginBudgets,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        self.logins_by_net.take(net, budgets.per_net, now)?;
+        if let Some(key) = account
+            && let Err(wait) = self.logins_by_account.take(key, budgets.per_account, now)
+        {
+            self.logins_by_net.give_back(net, budgets.per_net, now);
+            return Err(wait);
+        }
+        Ok(())
     }
 }
 
@@ -265,7 +336,10 @@ mod tests {
             per_net: 0,
             per_account: 0,
         };
-        t.login_succeeded(t.login_attempt(ip, None, budgets).unwrap());
+        t.login_attempt(ip, None, budgets)
+            .await
+            .unwrap()
+            .succeeded();
         assert_eq!(t.failed(ip, cap), Duration::from_millis(250));
         tokio::time::advance(FORGET_AFTER).await;
         assert_eq!(
@@ -320,26 +394,67 @@ mod tests {
         };
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let failure = |ip, user| {
+            let t = &t;
+            async move { t.login_attempt(ip, user, budgets).await.map(drop) }
+        };
         // Two failures on alice from a: her budget is used up, from any network.
-        t.login_attempt(a, Some("alice"), budgets).unwrap();
-        t.login_attempt(a, Some("alice"), budgets).unwrap();
+        failure(a, Some("alice")).await.unwrap();
+        failure(a, Some("alice")).await.unwrap();
         assert_eq!(
-            t.login_attempt(b, Some("alice"), budgets).unwrap_err(),
+            failure(b, Some("alice")).await.unwrap_err(),
             Duration::from_mins(30)
         );
         // A refusal takes nothing: b still has its three.
         for user in ["bob", "carol", "dave"] {
-            t.login_attempt(b, Some(user), budgets).unwrap();
+            failure(b, Some(user)).await.unwrap();
         }
-        assert!(t.login_attempt(b, Some("erin"), budgets).is_err());
+        assert!(failure(b, Some("erin")).await.is_err());
         // a has one left; a success gives back only its own attempt.
-        let ok = t.login_attempt(a, Some("mallory"), budgets).unwrap();
-        t.login_succeeded(ok);
-        t.login_attempt(a, None, budgets).unwrap();
-        assert!(t.login_attempt(a, None, budgets).is_err());
+        t.login_attempt(a, Some("mallory"), budgets)
+            .await
+            .unwrap()
+            .succeeded();
+        failure(a, None).await.unwrap();
+        assert!(failure(a, None).await.is_err());
         // Refilled over the hour.
         tokio::time::advance(Duration::from_mins(20)).await;
-        t.login_attempt(a, None, budgets).unwrap();
+        failure(a, None).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exhausted_budget_waits_for_the_attempts_being_checked() {
+        let t = AuthThrottle::default();
+        let budgets = LoginBudgets {
+            per_net: 2,
+            per_account: 0,
+        };
+        let ip: IpAddr = "192.0.2.3".parse().unwrap();
+        let first = t.login_attempt(ip, None, budgets).await.unwrap();
+        let second = t.login_attempt(ip, None, budgets).await.unwrap();
+        let mut third = std::pin::pin!(t.login_attempt(ip, None, budgets));
+        assert!(
+            futures_poll(third.as_mut()).is_none(),
+            "waits while two are checked"
+        );
+        // The first was right: its attempt comes back, and the third gets it.
+        first.succeeded();
+        let third = futures_poll(third.as_mut())
+            .expect("settled")
+            .expect("taken");
+        // The second and third fail: the fourth is refused at once.
+        drop(second);
+        drop(third);
+        assert!(t.login_attempt(ip, None, budgets).await.is_err());
+    }
+
+    /// Polls a future once.
+    fn futures_poll<F: Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -69,9 +69,33 @@ async fn parallel_connections_share_the_network_budget() {
     // Another network is not affected.
     let mut other = opened(&h, "198.51.100.1:1").await;
     other.plain("", "alice", "secret").await.unwrap();
-    // One attempt comes back every 20 minutes.
+    // One attempt comes back every 20 minutes (on a new connection: the old ones have
+    // reached their authentication timeout by then).
     tokio::time::advance(Duration::from_mins(20)).await;
-    c.plain("", "alice", "secret").await.unwrap();
+    let mut later = opened(&h, "192.0.2.9:7").await;
+    later.plain("", "alice", "secret").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_right_passwords_from_one_network_is_not_refused() {
+    // A big NAT after a server restart: more logins at once than the failure budget.
+    let h = harness(2, 0);
+    let mut clients = Vec::new();
+    for port in 1..=8 {
+        let mut c = opened(&h, &format!("192.0.2.10:{port}")).await;
+        c.send_auth("PLAIN", b"\0alice\0secret").await;
+        clients.push(c);
+    }
+    for c in &mut clients {
+        let answer = c.expect_element().await;
+        assert!(answer.is("success", ns::SASL), "{answer:?}");
+    }
+    // The budget is intact.
+    for guess in ["guess1", "guess2"] {
+        let mut c = opened(&h, "192.0.2.10:9").await;
+        let failure = c.plain("", "alice", guess).await.unwrap_err();
+        assert_sasl_failure(&failure, "not-authorized");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
 use crate::backend::Backend;
-use crate::stream::Stream;
+use crate::stream::{Shared, Stream};
 use crate::throttle::{LoginAttempt, LoginBudgets};
 
 /// An exchange waiting for the client's next `<response/>`.
@@ -56,7 +56,7 @@ impl Failure {
     }
 }
 
-impl<S, B> Stream<'_, S, B>
+impl<'a, S, B> Stream<'a, S, B>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
@@ -129,12 +129,15 @@ where
             Some(SaslState::Scram(state)) => {
                 let username = state.username().to_owned();
                 // The client proof is the guess: budgets first.
-                let Some(attempt) = self.login_attempt(Some(&username)) else {
+                let Some(attempt) = self.login_attempt(Some(&username)).await else {
                     return self.throttled();
                 };
                 match state.finish(&payload) {
                     Ok(server_final) => self.succeed(username, &server_final, attempt),
-                    Err(ScramError::NotAuthorized) => self.fail(Failure::NotAuthorized).await,
+                    Err(ScramError::NotAuthorized) => {
+                        drop(attempt);
+                        self.fail(Failure::NotAuthorized).await;
+                    }
                     Err(_) => self.send_failure(Failure::MalformedRequest),
                 }
             }
@@ -188,10 +191,11 @@ where
         {
             return self.send_failure(Failure::InvalidAuthzid);
         }
-        let Some(attempt) = self.login_attempt(username.as_deref()) else {
+        let Some(attempt) = self.login_attempt(username.as_deref()).await else {
             return self.throttled();
         };
         let Some(username) = username else {
+            drop(attempt);
             return self.fail(Failure::NotAuthorized).await;
         };
         // An unknown user costs the same PBKDF2 run as a known one (the fake keys have
@@ -209,6 +213,8 @@ where
         if ok {
             self.succeed(username, &[], attempt);
         } else {
+            // Settled before the failure delay, so attempts waiting on it go on.
+            drop(attempt);
             self.fail(Failure::NotAuthorized).await;
         }
     }
@@ -259,15 +265,16 @@ where
 
     /// Takes an attempt from the login budgets before a credential is checked; `None`:
     /// used up, the check must not be made.
-    fn login_attempt(&self, username: Option<&str>) -> Option<LoginAttempt> {
+    async fn login_attempt(&self, username: Option<&str>) -> Option<LoginAttempt<'a>> {
         let budgets = LoginBudgets {
             per_net: self.cfg().auth_failures_per_ip_per_hour,
             per_account: self.cfg().auth_failures_per_account_per_hour,
         };
-        match self
-            .shared
+        let shared: &'a Shared<B> = self.shared;
+        match shared
             .throttle
             .login_attempt(self.peer.ip(), username, budgets)
+            .await
         {
             Ok(attempt) => Some(attempt),
             Err(wait) => {
@@ -286,9 +293,9 @@ where
         self.count_failure(Failure::TemporaryAuth);
     }
 
-    fn succeed(&mut self, username: String, additional: &[u8], attempt: LoginAttempt) {
+    fn succeed(&mut self, username: String, additional: &[u8], attempt: LoginAttempt<'_>) {
         info!(peer = %self.peer, user = %username, "authenticated");
-        self.shared.throttle.login_succeeded(attempt);
+        attempt.succeeded();
         let mut el = Element::new("success", ns::SASL);
         if !additional.is_empty() {
             el.append_text(B64.encode(additional));
