@@ -130,6 +130,8 @@ connections_per_ip_per_sec = 100000
 connection_burst_per_ip = 100000
 [registration]
 enabled = true
+# every client registers from loopback: no budget per network
+per_ip_per_hour = 0
 CFG
 
 P=$W/prosody

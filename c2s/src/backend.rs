@@ -29,6 +29,8 @@ pub enum RegisterError {
     Conflict,
     /// Missing or unacceptable fields: `<not-acceptable/>`.
     NotAcceptable,
+    /// No account may be created now (e.g. the server's account cap): `<not-allowed/>`.
+    NotAllowed,
     /// Anything else: `<internal-server-error/>`.
     Internal,
 }
@@ -39,7 +41,8 @@ pub trait Backend: Send + Sync + 'static {
     fn credentials(&self, username: &str)
     -> impl Future<Output = Option<StoredCredentials>> + Send;
 
-    /// Creates an account (XEP-0077 before authentication).
+    /// Creates an account (XEP-0077 before authentication). Every cheap check (the
+    /// name, a conflict, quotas) comes before the expensive key derivation.
     fn register(
         &self,
         username: &str,

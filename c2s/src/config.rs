@@ -16,6 +16,10 @@ pub struct C2sConfig {
     pub require_tls: bool,
     /// Offer XEP-0077 in-band registration before authentication.
     pub allow_registration: bool,
+    /// Registrations per client network (IPv4 address, IPv6 /64) per hour; 0: unlimited.
+    pub registrations_per_ip_per_hour: u32,
+    /// Registration requests on one stream before `<policy-violation/>`.
+    pub max_registration_attempts: u32,
     /// Parser limits (stanza size, depth, attributes) once the client authenticated.
     pub limits: Limits,
     /// Parser limits until the client authenticated: an unauthenticated peer only sends
@@ -45,6 +49,10 @@ pub struct C2sConfig {
     pub max_auth_failures: u32,
     /// Longest delay imposed on failed logins from one address.
     pub auth_failure_max_delay: Duration,
+    /// Failed logins per client network (IPv4 address, IPv6 /64) per hour; 0: unlimited.
+    pub auth_failures_per_ip_per_hour: u32,
+    /// Failed logins per account per hour, from any network; 0: unlimited.
+    pub auth_failures_per_account_per_hour: u32,
     /// Connections held at once, all listeners together.
     pub max_connections: usize,
     /// Stream features the server adds after authentication (e.g. roster versioning),
@@ -82,6 +90,8 @@ impl C2sConfig {
             tls: None,
             require_tls: true,
             allow_registration: false,
+            registrations_per_ip_per_hour: 5,
+            max_registration_attempts: 5,
             limits: Limits::default(),
             preauth_limits: Limits {
                 // RFC 6120 13.12: stanzas of at least 10,000 bytes must be accepted; a
@@ -100,6 +110,8 @@ impl C2sConfig {
             outbound_queue_bytes: 1 << 20,
             max_auth_failures: 3,
             auth_failure_max_delay: Duration::from_secs(10),
+            auth_failures_per_ip_per_hour: 30,
+            auth_failures_per_account_per_hour: 30,
             max_connections: 19_000,
             extra_features: Vec::new(),
         }

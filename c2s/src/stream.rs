@@ -86,6 +86,7 @@ pub(crate) struct Stream<'a, S, B> {
     pub(crate) username: Option<String>,
     pub(crate) sasl: Option<SaslState>,
     pub(crate) auth_failures: u32,
+    pub(crate) register_attempts: u32,
     pub(crate) bound: Option<SessionInfo>,
     closing_since: Option<Instant>,
     /// Our side is closed and written; input is read and discarded until this instant
@@ -126,6 +127,7 @@ where
             username: None,
             sasl: None,
             auth_failures: 0,
+            register_attempts: 0,
             bound: None,
             closing_since: None,
             lingering_until: None,

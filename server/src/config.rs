@@ -112,6 +112,11 @@ pub struct C2sSection {
     pub max_auth_failures: NonZeroU32,
     /// Cap on the growing delay imposed on repeated failed logins from one address.
     pub auth_failure_max_delay_secs: u64,
+    /// Failed logins per client network (IPv4 address, IPv6 /64) per hour, as a burst
+    /// refilled evenly; past it logins are refused unchecked. 0: unlimited.
+    pub auth_failures_per_ip_per_hour: u32,
+    /// Failed logins per account per hour from all networks together. 0: unlimited.
+    pub auth_failures_per_account_per_hour: u32,
 }
 
 impl Default for C2sSection {
@@ -140,6 +145,8 @@ impl Default for C2sSection {
             max_connections: nz(19_000),
             max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
             auth_failure_max_delay_secs: 10,
+            auth_failures_per_ip_per_hour: 30,
+            auth_failures_per_account_per_hour: 30,
         }
     }
 }
@@ -151,6 +158,14 @@ pub struct RegistrationSection {
     pub enabled: bool,
     /// Shortest password accepted at registration and password change.
     pub min_password_length: usize,
+    /// Registrations per client network (IPv4 address, IPv6 /64) per hour, as a burst
+    /// refilled evenly; past it `<resource-constraint/>`. 0: unlimited.
+    pub per_ip_per_hour: u32,
+    /// Registration requests on one stream before it is closed with `<policy-violation/>`.
+    pub max_attempts_per_stream: NonZeroU32,
+    /// Accounts the server holds at most; registration past it gets `<not-allowed/>`.
+    /// 0: unlimited.
+    pub max_accounts: u64,
 }
 
 impl Default for RegistrationSection {
@@ -158,6 +173,9 @@ impl Default for RegistrationSection {
         RegistrationSection {
             enabled: false,
             min_password_length: 4,
+            per_ip_per_hour: 5,
+            max_attempts_per_stream: NonZeroU32::new(5).expect("non-zero"),
+            max_accounts: 0,
         }
     }
 }

@@ -71,6 +71,7 @@ pub async fn serve(
             offline_max: cfg.offline.max_messages_per_user,
             registration_enabled: cfg.registration.enabled,
             min_password_length: cfg.registration.min_password_length,
+            max_accounts: cfg.registration.max_accounts,
             scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
             max_roster_items: cfg.roster.max_items,
             max_directed_presence: cfg.presence.max_directed_per_session,
@@ -84,6 +85,8 @@ pub async fn serve(
     c2s.tls = Some(tls);
     c2s.require_tls = c.require_tls;
     c2s.allow_registration = cfg.registration.enabled;
+    c2s.registrations_per_ip_per_hour = cfg.registration.per_ip_per_hour;
+    c2s.max_registration_attempts = cfg.registration.max_attempts_per_stream.get();
     c2s.limits = Limits {
         max_stanza_bytes: c.max_stanza_bytes.get(),
         max_header_bytes: c.max_header_bytes.get(),
@@ -114,6 +117,8 @@ pub async fn serve(
     c2s.max_connections = c.max_connections.get();
     c2s.max_auth_failures = c.max_auth_failures.get();
     c2s.auth_failure_max_delay = Duration::from_secs(c.auth_failure_max_delay_secs);
+    c2s.auth_failures_per_ip_per_hour = c.auth_failures_per_ip_per_hour;
+    c2s.auth_failures_per_account_per_hour = c.auth_failures_per_account_per_hour;
     // RFC 6121 2.6: roster versioning is implemented by the router.
     c2s.extra_features = vec![Element::new("ver", ns::ROSTERVER)];
     let limit = Arc::new(Semaphore::new(c2s.max_connections));

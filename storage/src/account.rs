@@ -26,4 +26,7 @@ pub trait AccountStore: Send + Sync {
     fn list_accounts(&self) -> Result<Vec<String>>;
 
     fn account_exists(&self, username: &str) -> Result<bool>;
+
+    /// How many accounts there are.
+    fn count_accounts(&self) -> Result<u64>;
 }

@@ -98,6 +98,7 @@ pub fn accounts(store: &dyn Store) {
         store.list_accounts().unwrap(),
         ["Alice", "alice", "bob", "zed", "émile"]
     );
+    assert_eq!(store.count_accounts().unwrap(), 5);
 
     assert!(store.set_credentials("alice", &creds(5)).unwrap());
     assert_eq!(store.credentials("alice").unwrap(), Some(creds(5)));
@@ -109,6 +110,7 @@ pub fn accounts(store: &dyn Store) {
     }
     assert!(!store.delete_account("alice").unwrap());
     assert_eq!(store.list_accounts().unwrap(), Vec::<String>::new());
+    assert_eq!(store.count_accounts().unwrap(), 0);
 }
 
 /// Deleting an account takes its roster, pending requests and offline queue with it,

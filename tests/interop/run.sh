@@ -128,6 +128,8 @@ require_tls = true
 
 [registration]
 enabled = true
+# every client registers from loopback: no budget per network
+per_ip_per_hour = 0
 EOF
 }
 

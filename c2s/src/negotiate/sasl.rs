@@ -1,9 +1,14 @@
 //! SASL authentication (RFC 6120 section 6): SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN.
 //!
 //! SCRAM runs on stored keys (`hydrant_proto::scram`); PLAIN (RFC 4616) is offered only on
-//! TLS-protected streams and costs one PBKDF2 run. Failed attempts are answered after a
-//! per-address delay that grows with each failure, and after `max_auth_failures` on one
-//! stream the stream is closed with `<policy-violation/>` (RFC 6120 6.4.5).
+//! TLS-protected streams and costs one PBKDF2 run, for an unknown user as for a known one.
+//!
+//! Guessing is limited by the throttle: each credential check first takes an attempt
+//! from the budgets of the client's network and of the account (given back on success);
+//! with either used up the check is not made and the answer is `<temporary-auth-failure/>`.
+//! Failed attempts are answered after a per-network delay that grows with each failure,
+//! and after `max_auth_failures` on one stream the stream is closed with
+//! `<policy-violation/>` (RFC 6120 6.4.5).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,7 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
 use crate::backend::Backend;
-use crate::stream::Stream;
+use crate::stream::{Shared, Stream};
+use crate::throttle::{LoginAttempt, LoginBudgets};
 
 /// An exchange waiting for the client's next `<response/>`.
 pub(crate) enum SaslState {
@@ -32,6 +38,7 @@ enum Failure {
     InvalidMechanism,
     MalformedRequest,
     NotAuthorized,
+    TemporaryAuth,
 }
 
 impl Failure {
@@ -44,11 +51,12 @@ impl Failure {
             Failure::InvalidMechanism => "invalid-mechanism",
             Failure::MalformedRequest => "malformed-request",
             Failure::NotAuthorized => "not-authorized",
+            Failure::TemporaryAuth => "temporary-auth-failure",
         }
     }
 }
 
-impl<S, B> Stream<'_, S, B>
+impl<'a, S, B> Stream<'a, S, B>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
@@ -120,9 +128,16 @@ where
             Some(SaslState::PlainAwaitingResponse) => self.plain(&payload).await,
             Some(SaslState::Scram(state)) => {
                 let username = state.username().to_owned();
+                // The client proof is the guess: budgets first.
+                let Some(attempt) = self.login_attempt(Some(&username)).await else {
+                    return self.throttled();
+                };
                 match state.finish(&payload) {
-                    Ok(server_final) => self.succeed(username, &server_final),
-                    Err(ScramError::NotAuthorized) => self.fail(Failure::NotAuthorized).await,
+                    Ok(server_final) => self.succeed(username, &server_final, attempt),
+                    Err(ScramError::NotAuthorized) => {
+                        drop(attempt);
+                        self.fail(Failure::NotAuthorized).await;
+                    }
                     Err(_) => self.send_failure(Failure::MalformedRequest),
                 }
             }
@@ -169,26 +184,37 @@ where
         ) else {
             return self.send_failure(Failure::MalformedRequest);
         };
-        let Some(username) = self.normalize_username(authc) else {
-            return self.fail(Failure::NotAuthorized).await;
-        };
-        if !authz.is_empty() && !self.authzid_ok(authz, &username) {
+        let username = self.normalize_username(authc);
+        if let Some(username) = &username
+            && !authz.is_empty()
+            && !self.authzid_ok(authz, username)
+        {
             return self.send_failure(Failure::InvalidAuthzid);
         }
-        let ok = match self.shared.backend.credentials(&username).await {
-            Some(creds) => {
-                let pass = pass.to_owned();
-                let keys = creds.sha256;
-                // PBKDF2 is deliberately slow; keep it off the reactor threads.
-                tokio::task::spawn_blocking(move || keys.verify_password(ScramHash::Sha256, &pass))
-                    .await
-                    .unwrap_or(false)
-            }
-            None => false,
+        let Some(attempt) = self.login_attempt(username.as_deref()).await else {
+            return self.throttled();
         };
+        let Some(username) = username else {
+            drop(attempt);
+            return self.fail(Failure::NotAuthorized).await;
+        };
+        // An unknown user costs the same PBKDF2 run as a known one (the fake keys have
+        // the iteration count accounts are created with), so timing tells nothing.
+        let keys = match self.shared.backend.credentials(&username).await {
+            Some(creds) => creds.sha256,
+            None => self.fake_keys(ScramHash::Sha256, &username),
+        };
+        let pass = pass.to_owned();
+        // PBKDF2 is deliberately slow; keep it off the reactor threads.
+        let ok =
+            tokio::task::spawn_blocking(move || keys.verify_password(ScramHash::Sha256, &pass))
+                .await
+                .unwrap_or(false);
         if ok {
-            self.succeed(username, &[]);
+            self.succeed(username, &[], attempt);
         } else {
+            // Settled before the failure delay, so attempts waiting on it go on.
+            drop(attempt);
             self.fail(Failure::NotAuthorized).await;
         }
     }
@@ -237,9 +263,39 @@ where
         }
     }
 
-    fn succeed(&mut self, username: String, additional: &[u8]) {
+    /// Takes an attempt from the login budgets before a credential is checked; `None`:
+    /// used up, the check must not be made.
+    async fn login_attempt(&self, username: Option<&str>) -> Option<LoginAttempt<'a>> {
+        let budgets = LoginBudgets {
+            per_net: self.cfg().auth_failures_per_ip_per_hour,
+            per_account: self.cfg().auth_failures_per_account_per_hour,
+        };
+        let shared: &'a Shared<B> = self.shared;
+        match shared
+            .throttle
+            .login_attempt(self.peer.ip(), username, budgets)
+            .await
+        {
+            Ok(attempt) => Some(attempt),
+            Err(wait) => {
+                debug!(peer = %self.peer, user = ?username, ?wait, "login throttled");
+                None
+            }
+        }
+    }
+
+    /// A login refused unchecked because a budget is used up: RFC 6120 6.5.11
+    /// `<temporary-auth-failure/>` ("advisable ... to try again later"), answered at once
+    /// (the check costs nothing) and counted against the stream like a failure.
+    fn throttled(&mut self) {
+        self.sasl = None;
+        metrics::counter!("hydrant_c2s_auth_throttled_total").increment(1);
+        self.count_failure(Failure::TemporaryAuth);
+    }
+
+    fn succeed(&mut self, username: String, additional: &[u8], attempt: LoginAttempt<'_>) {
         info!(peer = %self.peer, user = %username, "authenticated");
-        self.shared.throttle.succeeded(self.peer.ip());
+        attempt.succeeded();
         let mut el = Element::new("success", ns::SASL);
         if !additional.is_empty() {
             el.append_text(B64.encode(additional));
@@ -251,7 +307,7 @@ where
         self.restart();
     }
 
-    /// A failed credential check: delayed by the address's record, counted per stream.
+    /// A failed credential check: delayed by the network's record, counted per stream.
     async fn fail(&mut self, f: Failure) {
         self.sasl = None;
         let delay = self
@@ -261,6 +317,11 @@ where
         debug!(peer = %self.peer, ?delay, "authentication failed");
         metrics::counter!("hydrant_c2s_auth_failures_total").increment(1);
         tokio::time::sleep(delay).await;
+        self.count_failure(f);
+    }
+
+    /// Answers a failed attempt and closes the stream after `max_auth_failures`.
+    fn count_failure(&mut self, f: Failure) {
         self.auth_failures += 1;
         self.send_failure(f);
         if self.auth_failures >= self.cfg().max_auth_failures {

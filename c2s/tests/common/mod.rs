@@ -192,11 +192,20 @@ impl Harness {
     }
 
     pub fn connect_with_pipe(&self, secure: bool, pipe: usize) -> Client {
+        self.connect_from_with_pipe(peer(), secure, pipe)
+    }
+
+    /// A stream from another client address (for the per-network limits).
+    pub fn connect_from(&self, from: &str, secure: bool) -> Client {
+        self.connect_from_with_pipe(from.parse().expect("a socket address"), secure, PIPE)
+    }
+
+    fn connect_from_with_pipe(&self, from: SocketAddr, secure: bool, pipe: usize) -> Client {
         let (client_io, server_io) = tokio::io::duplex(pipe);
         let shared = self.shared.clone();
         let shutdown = self.shutdown.clone();
         let task = tokio::spawn(async move {
-            hydrant_c2s::run_stream_for_test(server_io, peer(), secure, &shared, &shutdown).await;
+            hydrant_c2s::run_stream_for_test(server_io, from, secure, &shared, &shutdown).await;
         });
         Client {
             io: client_io,

@@ -28,6 +28,8 @@ pub struct RouterConfig {
     pub offline_max: usize,
     pub registration_enabled: bool,
     pub min_password_length: usize,
+    /// Most accounts registration may create (0: unlimited).
+    pub max_accounts: u64,
     pub scram_iterations: u32,
     pub max_roster_items: usize,
     pub max_directed_presence: usize,
@@ -48,6 +50,9 @@ pub struct Router {
     /// This router, for tasks it spawns.
     pub me: std::sync::Weak<Router>,
     next_query: std::sync::atomic::AtomicU64,
+    /// Held from the account count to the insert, so concurrent registrations cannot
+    /// pass `max_accounts` together.
+    creating_account: tokio::sync::Mutex<()>,
 }
 
 /// Where a stanza's `to` points.
@@ -75,6 +80,7 @@ impl Router {
             caps_cache: dashmap::DashMap::new(),
             me: me.clone(),
             next_query: std::sync::atomic::AtomicU64::new(1),
+            creating_account: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -150,10 +156,31 @@ impl Router {
     }
 
     async fn derive(&self, password: String) -> StoredCredentials {
+        // PBKDF2 runs: what registration and password changes cost the server's CPU.
+        metrics::counter!("hydrant_scram_key_derivations_total").increment(1);
         let it = self.cfg.scram_iterations;
         tokio::task::spawn_blocking(move || StoredCredentials::from_password(&password, it))
             .await
             .expect("credential derivation does not panic")
+    }
+
+    /// `NotAllowed` when `[registration] max_accounts` accounts exist already.
+    async fn account_cap_reached(&self) -> Result<(), RegisterError> {
+        let max = self.cfg.max_accounts;
+        if max == 0 {
+            return Ok(());
+        }
+        match self.db.run(|s| s.count_accounts()).await {
+            Ok(n) if n < max => Ok(()),
+            Ok(_) => {
+                info!(max, "registration refused: the account cap is reached");
+                Err(RegisterError::NotAllowed)
+            }
+            Err(e) => {
+                warn!(error = %e, "registration: account count failed");
+                Err(RegisterError::Internal)
+            }
+        }
     }
 
     /// Creates or updates credentials (registration, password change, admin CLI).
@@ -210,7 +237,29 @@ impl Backend for Router {
         if password.chars().count() < self.cfg.min_password_length {
             return Err(RegisterError::NotAcceptable);
         }
-        match self.set_password(username, password, true).await {
+        // Everything that can refuse the name is checked before the keys are derived:
+        // PBKDF2 is the expensive part, and must not be had for a name that cannot be
+        // registered. The name must already be nodeprep'd (RFC 7622 3.3, which bounds
+        // its length too).
+        if jid::NodePart::new(username).map_or(true, |n| n.as_str() != username) {
+            return Err(RegisterError::NotAcceptable);
+        }
+        let u = username.to_owned();
+        match self.db.run(move |s| s.account_exists(&u)).await {
+            Ok(false) => {}
+            Ok(true) => return Err(RegisterError::Conflict),
+            Err(e) => {
+                warn!(error = %e, "registration: account lookup failed");
+                return Err(RegisterError::Internal);
+            }
+        }
+        self.account_cap_reached().await?;
+        let creds = self.derive(password.to_owned()).await;
+        let _creating = self.creating_account.lock().await;
+        // Again: others may have registered while the keys were derived.
+        self.account_cap_reached().await?;
+        let u = username.to_owned();
+        match self.db.run(move |s| s.create_account(&u, &creds)).await {
             Ok(()) => Ok(()),
             Err(StorageError::AlreadyExists) => Err(RegisterError::Conflict),
             Err(e) => {

@@ -100,6 +100,15 @@ impl AccountStore for SqliteStore {
     fn account_exists(&self, username: &str) -> Result<bool> {
         self.read(|tx| account_exists(tx, username))
     }
+
+    fn count_accounts(&self) -> Result<u64> {
+        self.read(|tx| {
+            let n: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM accounts")?
+                .query_row([], |r| r.get(0))?;
+            Ok(n.try_into().unwrap_or(0))
+        })
+    }
 }
 
 /// Inserts or replaces both hashes' keys.
