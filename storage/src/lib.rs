@@ -26,7 +26,7 @@ pub mod testsuite;
 
 pub use account::AccountStore;
 pub use error::{Result, StorageError};
-pub use offline::OfflineStore;
+pub use offline::{OfflineMessage, OfflineStore};
 pub use roster::{RosterEntry, RosterStore, SubState};
 pub use sqlite::{DEFAULT_PAGE_CACHE_KIB, SqlitePubsubStore, SqliteStore};
 

@@ -381,6 +381,8 @@ pub fn offline(store: &dyn Store) {
         [b"late-1".to_vec(), b"late-2".to_vec()]
     );
 
+    offline_paging(store);
+
     let missing = store.store_offline("nobody", b"x", 10);
     assert!(
         matches!(missing, Err(StorageError::NotFound)),
@@ -388,10 +390,48 @@ pub fn offline(store: &dyn Store) {
     );
     assert_eq!(store.count_offline("nobody").unwrap(), 0);
     assert_eq!(store.take_offline("nobody").unwrap(), Vec::<Vec<u8>>::new());
+    assert_eq!(store.offline_page("nobody", 100).unwrap(), Vec::new());
+    assert_eq!(store.remove_offline("nobody", &[1, 2]).unwrap(), 0);
 
     for name in ["benvolio", "tybalt"] {
         assert!(store.delete_account(name).unwrap());
     }
+}
+
+/// Pages sized in bytes, read without removing; removal of exactly the ids delivered
+/// (the server's delivery path, issue 8 item 13). `benvolio` starts with an empty queue.
+fn offline_paging(store: &dyn Store) {
+    let stanzas = |page: &[crate::OfflineMessage]| -> Vec<Vec<u8>> {
+        page.iter().map(|m| m.stanza.clone()).collect()
+    };
+    for m in ["aa", "bbb", "cccc"] {
+        assert!(store.store_offline("benvolio", m.as_bytes(), 10).unwrap());
+    }
+    // As many as fit, oldest first; the oldest even when it alone is too large.
+    let page = store.offline_page("benvolio", 5).unwrap();
+    assert_eq!(stanzas(&page), [b"aa".to_vec(), b"bbb".to_vec()]);
+    assert_eq!(
+        stanzas(&store.offline_page("benvolio", 1).unwrap()),
+        [b"aa".to_vec()]
+    );
+    assert_eq!(store.offline_page("benvolio", usize::MAX).unwrap().len(), 3);
+    assert_eq!(store.offline_page("benvolio", 0).unwrap().len(), 1);
+    // Reading removes nothing.
+    assert_eq!(store.count_offline("benvolio").unwrap(), 3);
+
+    // A message arriving between the read and the removal stays, in order.
+    assert!(store.store_offline("benvolio", b"ddd", 10).unwrap());
+    let ids: Vec<u64> = page.iter().map(|m| m.id).collect();
+    assert_eq!(store.remove_offline("benvolio", &ids).unwrap(), 2);
+    assert_eq!(store.remove_offline("benvolio", &ids).unwrap(), 0);
+    // Ids are per user: removing benvolio's leaves tybalt's queue alone.
+    assert_eq!(store.count_offline("tybalt").unwrap(), 1);
+    let rest = store.offline_page("benvolio", usize::MAX).unwrap();
+    assert_eq!(stanzas(&rest), [b"cccc".to_vec(), b"ddd".to_vec()]);
+    assert_ne!(rest[0].id, rest[1].id);
+    let ids: Vec<u64> = rest.iter().map(|m| m.id).collect();
+    assert_eq!(store.remove_offline("benvolio", &ids).unwrap(), 2);
+    assert_eq!(store.count_offline("benvolio").unwrap(), 0);
 }
 
 /// Distinct, deterministic credentials per `seed`, including the extreme iteration

@@ -45,6 +45,9 @@ pub struct Router {
     pub pubsub: Arc<crate::pubsub::Hub>,
     /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP).
     pub caps_cache: dashmap::DashMap<String, Arc<[String]>>,
+    /// Accounts whose offline messages a session is delivering right now (one session
+    /// per account at a time, `im/backlog.rs`).
+    pub offline_claims: dashmap::DashSet<String>,
     /// This router, for tasks it spawns.
     pub me: std::sync::Weak<Router>,
     next_query: std::sync::atomic::AtomicU64,
@@ -73,6 +76,7 @@ impl Router {
             cfg,
             pubsub: Arc::new(pubsub),
             caps_cache: dashmap::DashMap::new(),
+            offline_claims: dashmap::DashSet::new(),
             me: me.clone(),
             next_query: std::sync::atomic::AtomicU64::new(1),
         })
@@ -246,6 +250,9 @@ impl Backend for Router {
 
     async fn unbind(&self, session: &SessionInfo) {
         if let Some(s) = self.sessions.remove(session) {
+            // Nobody drains this queue any more: whoever waits for room in it (a backlog
+            // delivery) must learn that it is closed, not wait forever.
+            s.outbox.close_after(None);
             self.session_ended(&s).await;
         }
     }
