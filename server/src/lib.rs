@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod im;
 pub mod pubsub;
 pub mod router;

@@ -42,6 +42,10 @@ pub async fn serve(
     shutdown: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // First of all: a second server on this directory must not even bind a port.
+    let _data_dir = crate::datadir::lock(&cfg.data_dir).map_err(anyhow::Error::msg)?;
     raise_fd_limit(cfg.c2s.max_connections.get());
     if let Some(addr) = cfg.metrics.listen {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -50,8 +54,6 @@ pub async fn serve(
             .with_context(|| format!("starting the metrics listener on {addr}"))?;
         info!(%addr, "Prometheus metrics at http://{addr}/metrics");
     }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Arc::new(crate::users::open(&cfg).map_err(anyhow::Error::msg)?);
     let tls = crate::tls::server_config(&cfg)?;
     let hub = crate::pubsub::Hub::open(

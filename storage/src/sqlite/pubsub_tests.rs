@@ -797,3 +797,85 @@ fn bench_put_item() {
     }
     super::group::set_batching(true);
 }
+
+/// A row that does not decode fails the load with an error naming its table and key,
+/// never a panic and never a bare "invalid column type" (issue 8, item 15).
+#[test]
+fn a_corrupt_row_is_reported_with_its_table_and_key() {
+    let dir = super::tests::TempDir::new();
+    let path = dir.path().join("hydrant.db");
+    let sqlite = SqliteStore::open(&path).unwrap();
+    let mut node = simple_node("photos");
+    node.subscriptions.push(Subscription {
+        jid: jid("sub@example.com/r"),
+        state: SubState::Subscribed,
+        options: SubOptions::default(),
+        subid: SubId::from("s1"),
+    });
+    let mut store = sqlite.pubsub(SVC);
+    store.create_node(&node).unwrap();
+    store
+        .put_item(
+            &NodeName::from("photos"),
+            &item("i1", 1, Some(entry("x"))),
+            10,
+        )
+        .unwrap();
+    assert_eq!(store.load_nodes().unwrap().len(), 1);
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let load_error = |store: &mut SqlitePubsubStore| store.load_nodes().unwrap_err().0;
+    let corrupt = |sql: &str| {
+        raw.execute_batch(&format!("PRAGMA ignore_check_constraints = ON; {sql}"))
+            .unwrap();
+    };
+    let check = |err: &str, table: &str, key: &str, what: &str| {
+        assert!(err.contains(&format!("corrupt row in {table} (")), "{err}");
+        assert!(err.contains(key), "{err}");
+        assert!(err.contains(&format!("service={SVC:?}")), "{err}");
+        assert!(err.contains(what), "{err}");
+    };
+
+    // A value of the wrong type (SQLite stores it: column types are affinities).
+    corrupt("UPDATE pubsub_nodes SET persist_items = 'maybe'");
+    let err = load_error(&mut store);
+    check(&err, "pubsub_nodes", "node=\"photos\"", "persist_items");
+    corrupt("UPDATE pubsub_nodes SET persist_items = 1");
+
+    // A value the CHECK constraints should have kept out.
+    corrupt("UPDATE pubsub_nodes SET access_model = 'bogus'");
+    check(
+        &load_error(&mut store),
+        "pubsub_nodes",
+        "node=\"photos\"",
+        "bogus",
+    );
+    corrupt("UPDATE pubsub_nodes SET access_model = 'open'");
+
+    corrupt("UPDATE pubsub_subscriptions SET jid = '@@'");
+    check(
+        &load_error(&mut store),
+        "pubsub_subscriptions",
+        "subid=\"s1\"",
+        "jid",
+    );
+    corrupt("UPDATE pubsub_subscriptions SET jid = 'sub@example.com/r'");
+
+    corrupt("UPDATE pubsub_affiliations SET affiliation = 'emperor'");
+    check(
+        &load_error(&mut store),
+        "pubsub_affiliations",
+        "jid=\"owner@example.com\"",
+        "emperor",
+    );
+    corrupt("UPDATE pubsub_affiliations SET affiliation = 'owner'");
+    assert_eq!(store.load_nodes().unwrap().len(), 1);
+
+    // Items are read on demand; a bad one names its node and id.
+    corrupt("UPDATE pubsub_items SET payload = CAST('<unclosed' AS BLOB)");
+    let err = store
+        .get_item(&NodeName::from("photos"), &ItemId::from("i1"))
+        .unwrap_err()
+        .0;
+    check(&err, "pubsub_items", "item_id=\"i1\"", "payload");
+}
