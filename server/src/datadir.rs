@@ -32,6 +32,19 @@ impl DataDirLock {
 
 /// Locks `dir` (which must exist) for this process, or says who holds it.
 pub fn lock(dir: &Path) -> Result<DataDirLock, String> {
+    try_lock(dir)?.map_err(|holder| {
+        format!(
+            "data directory {} is in use by another hydrant server{holder}: \
+             {} is locked; stop that server or configure another data_dir",
+            dir.display(),
+            dir.join(LOCK_FILE).display()
+        )
+    })
+}
+
+/// Whether a server runs on `dir`: `Ok(Ok(lock))` if not (and now this process holds
+/// it), `Ok(Err(holder))` if one does (`holder`: " (process N)" when known).
+pub fn try_lock(dir: &Path) -> Result<Result<DataDirLock, String>, String> {
     let path = dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -46,17 +59,11 @@ pub fn lock(dir: &Path) -> Result<DataDirLock, String> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
-            let who = if holder.is_empty() {
+            return Ok(Err(if holder.is_empty() {
                 String::new()
             } else {
                 format!(" (process {holder})")
-            };
-            return Err(format!(
-                "data directory {} is in use by another hydrant server{who}: \
-                 {} is locked; stop that server or configure another data_dir",
-                dir.display(),
-                path.display()
-            ));
+            }));
         }
         Err(TryLockError::Error(e)) => {
             return Err(format!("locking {}: {e}", path.display()));
@@ -68,7 +75,7 @@ pub fn lock(dir: &Path) -> Result<DataDirLock, String> {
         .set_len(0)
         .and_then(|()| file.rewind())
         .and_then(|()| writeln!(file, "{}", std::process::id()));
-    Ok(DataDirLock { _file: file, path })
+    Ok(Ok(DataDirLock { _file: file, path }))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! and the admin CLI. It is the only crate that depends on all the others; nothing
 //! depends on it.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod datadir;

@@ -56,31 +56,11 @@ pub async fn serve(
     }
     let store = Arc::new(crate::users::open(&cfg).map_err(anyhow::Error::msg)?);
     let tls = crate::tls::server_config(&cfg)?;
-    let hub = crate::pubsub::Hub::open(
-        store.clone(),
-        &pubsub_services(&cfg),
-        pubsub_service_config(&cfg, true),
-        crate::pubsub::relations::StoreRelations {
-            store: store.clone(),
-            domain: cfg.domain.0.clone(),
-            admins: cfg.pubsub.admins.clone().into(),
-        },
-    )?;
-    let router = Router::new(
-        cfg.domain.0.clone(),
-        Db::new(store),
-        RouterConfig {
-            offline_max: cfg.offline.max_messages_per_user,
-            registration_enabled: cfg.registration.enabled,
-            min_password_length: cfg.registration.min_password_length,
-            scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
-            max_roster_items: cfg.roster.max_items,
-            max_directed_presence: cfg.presence.max_directed_per_session,
-            pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
-            pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
-        },
-        hub,
-    );
+    let router = build_router(&cfg, store)?;
+    // Changes the admin CLI recorded while no server ran, then those it records now.
+    let watcher = router.clone();
+    let watch_stop = shutdown.clone();
+    tokio::spawn(async move { watcher.watch_account_changes(watch_stop).await });
     let c = &cfg.c2s;
     let mut c2s = C2sConfig::new(cfg.domain.0.clone());
     c2s.tls = Some(tls);
@@ -141,6 +121,39 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+/// The router with its pubsub services over `store` (also what the admin CLI uses to
+/// apply an account removal when no server runs).
+pub fn build_router(
+    cfg: &Config,
+    store: Arc<hydrant_storage::SqliteStore>,
+) -> anyhow::Result<Arc<Router>> {
+    let hub = crate::pubsub::Hub::open(
+        store.clone(),
+        &pubsub_services(cfg),
+        pubsub_service_config(cfg, true),
+        crate::pubsub::relations::StoreRelations {
+            store: store.clone(),
+            domain: cfg.domain.0.clone(),
+            admins: cfg.pubsub.admins.clone().into(),
+        },
+    )?;
+    Ok(Router::new(
+        cfg.domain.0.clone(),
+        Db::new(store),
+        RouterConfig {
+            offline_max: cfg.offline.max_messages_per_user,
+            registration_enabled: cfg.registration.enabled,
+            min_password_length: cfg.registration.min_password_length,
+            scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
+            max_roster_items: cfg.roster.max_items,
+            max_directed_presence: cfg.presence.max_directed_per_session,
+            pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
+            pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
+        },
+        hub,
+    ))
 }
 
 /// The configured pubsub components, `pubsub.<domain>` by default.

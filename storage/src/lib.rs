@@ -24,7 +24,7 @@ mod sqlite;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testsuite;
 
-pub use account::AccountStore;
+pub use account::{AccountChange, AccountStore};
 pub use error::{Result, StorageError};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use roster::{RosterEntry, RosterStore, SubState};

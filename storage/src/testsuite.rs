@@ -7,7 +7,7 @@
 
 use hydrant_proto::scram::{ScramKeys, StoredCredentials};
 
-use crate::{RosterEntry, StorageError, Store, SubState};
+use crate::{AccountChange, RosterEntry, StorageError, Store, SubState};
 
 /// Runs every section below. `store` must start empty.
 pub fn run_conformance(store: &dyn Store) {
@@ -16,6 +16,8 @@ pub fn run_conformance(store: &dyn Store) {
     roster(store);
     pending_subscriptions(store);
     offline(store);
+    account_changes(store);
+    contact_removed_everywhere(store);
 }
 
 /// Data written through one store is there, unchanged, through the next. `open` must
@@ -432,6 +434,106 @@ fn offline_paging(store: &dyn Store) {
     let ids: Vec<u64> = rest.iter().map(|m| m.id).collect();
     assert_eq!(store.remove_offline("benvolio", &ids).unwrap(), 2);
     assert_eq!(store.count_offline("benvolio").unwrap(), 0);
+}
+
+/// Changes recorded for a running server: a removal takes the credentials at once, is
+/// never downgraded to a password change, and goes with the account (issue 8, item 14).
+pub fn account_changes(store: &dyn Store) {
+    assert_eq!(store.account_changes().unwrap(), Vec::new());
+    for name in ["mercutio", "paris"] {
+        store.create_account(name, &creds(1)).unwrap();
+    }
+    assert!(
+        !store
+            .record_change("nobody", AccountChange::Removed)
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .record_change("paris", AccountChange::PasswordChanged)
+            .unwrap()
+    );
+    assert_eq!(store.credentials("paris").unwrap(), Some(creds(1)));
+    assert!(
+        store
+            .record_change("mercutio", AccountChange::Removed)
+            .unwrap()
+    );
+    // No login any more, but the name stays taken until the removal is complete.
+    assert_eq!(store.credentials("mercutio").unwrap(), None);
+    assert!(store.account_exists("mercutio").unwrap());
+    let dup = store.create_account("mercutio", &creds(2));
+    assert!(matches!(dup, Err(StorageError::AlreadyExists)), "{dup:?}");
+    assert!(
+        store
+            .record_change("mercutio", AccountChange::PasswordChanged)
+            .unwrap()
+    );
+    assert_eq!(
+        store.account_changes().unwrap(),
+        [
+            ("mercutio".to_owned(), AccountChange::Removed),
+            ("paris".to_owned(), AccountChange::PasswordChanged)
+        ]
+    );
+
+    // Clearing a different change than the one recorded leaves it.
+    store.clear_change("paris", AccountChange::Removed).unwrap();
+    store
+        .clear_change("paris", AccountChange::PasswordChanged)
+        .unwrap();
+    assert_eq!(store.account_changes().unwrap().len(), 1);
+    // Deleting the account takes its record along.
+    assert!(store.delete_account("mercutio").unwrap());
+    assert_eq!(store.account_changes().unwrap(), Vec::new());
+    assert!(store.delete_account("paris").unwrap());
+}
+
+/// A removed account's JID leaves every other roster and every pending request, and
+/// only those rosters' versions move.
+pub fn contact_removed_everywhere(store: &dyn Store) {
+    for name in ["balthasar", "gregory", "sampson", "abram"] {
+        store.create_account(name, &creds(1)).unwrap();
+    }
+    let gone = "abram@verona.lit";
+    store
+        .set_roster_item("gregory", &entry(gone, SubState::Both, &["Friends"]))
+        .unwrap();
+    let v_greg = store
+        .set_roster_item("gregory", &entry("x@verona.lit", SubState::To, &[]))
+        .unwrap();
+    let v_samp = store
+        .set_roster_item("sampson", &entry(gone, SubState::From, &[]))
+        .unwrap();
+    store
+        .add_pending_in("balthasar", gone, b"<presence/>")
+        .unwrap();
+    store
+        .add_pending_in("balthasar", "y@verona.lit", b"<presence/>")
+        .unwrap();
+    let (v_balt, _) = store.roster("balthasar").unwrap();
+
+    let changed = store.remove_contact_everywhere(gone).unwrap();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert_eq!(changed[0].0, "gregory");
+    assert!(changed[0].1 > v_greg);
+    assert_eq!(changed[1].0, "sampson");
+    assert!(changed[1].1 > v_samp);
+    let (v, items) = store.roster("gregory").unwrap();
+    assert_eq!(v, changed[0].1);
+    assert_eq!(items, [entry("x@verona.lit", SubState::To, &[])]);
+    assert_eq!(store.roster("sampson").unwrap().1, Vec::new());
+    assert_eq!(
+        store.pending_in("balthasar").unwrap(),
+        [("y@verona.lit".to_owned(), b"<presence/>".to_vec())]
+    );
+    assert_eq!(store.roster("balthasar").unwrap().0, v_balt);
+    assert_eq!(store.remove_contact_everywhere(gone).unwrap(), Vec::new());
+
+    for name in ["balthasar", "gregory", "sampson", "abram"] {
+        assert!(store.delete_account(name).unwrap());
+    }
 }
 
 /// Distinct, deterministic credentials per `seed`, including the extreme iteration

@@ -144,15 +144,6 @@ impl Router {
             .unwrap_or(false)
     }
 
-    /// Closes every session of a user with a stream error (account removed).
-    pub fn kick_user(&self, user: &str, err: &StreamError) {
-        let mut bytes = err.to_bytes();
-        bytes.extend_from_slice(b"</stream:stream>");
-        for s in self.sessions.of_user(user) {
-            s.outbox.close_after(Some(bytes.clone().into()));
-        }
-    }
-
     async fn derive(&self, password: String) -> StoredCredentials {
         let it = self.cfg.scram_iterations;
         tokio::task::spawn_blocking(move || StoredCredentials::from_password(&password, it))
@@ -241,6 +232,11 @@ impl Backend for Router {
         let Some(me) = self.sessions.by_id(session) else {
             return;
         };
+        if me.outbox.is_closing() {
+            // The server is ending this session (account removed, password changed,
+            // replaced): what it still sends is not acted on.
+            return;
+        }
         match stanza {
             Stanza::Message(m) => self.outbound_message(&me, m).await,
             Stanza::Presence(p) => self.outbound_presence(&me, p).await,

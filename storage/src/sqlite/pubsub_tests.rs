@@ -879,3 +879,48 @@ fn a_corrupt_row_is_reported_with_its_table_and_key() {
         .0;
     check(&err, "pubsub_items", "item_id=\"i1\"", "payload");
 }
+
+/// A removed account's affiliations and subscriptions leave every PEP service's rows
+/// (open or not); components' rows are left to the service (issue 8, item 14).
+#[test]
+fn delete_pep_entity_cleans_pep_rows_only() {
+    let sqlite = SqliteStore::open_in_memory().unwrap();
+    let sub = |j: &str, id: &str| Subscription {
+        jid: jid(j),
+        state: SubState::Subscribed,
+        options: SubOptions::default(),
+        subid: SubId::from(id),
+    };
+    for service in ["bob@example.com", SVC] {
+        let mut node = simple_node("n");
+        node.affiliations
+            .push((bare("alice@example.com"), Affiliation::Publisher));
+        node.affiliations
+            .push((bare("alice@example.comx"), Affiliation::Publisher));
+        node.subscriptions = vec![
+            sub("alice@example.com", "1"),
+            sub("alice@example.com/phone", "2"),
+            sub("alice@example.comx/r", "3"),
+            sub("carol@example.com/r", "4"),
+        ];
+        sqlite.pubsub(service).create_node(&node).unwrap();
+    }
+    sqlite.delete_pep_entity("alice@example.com").unwrap();
+    let load = |service: &str| sqlite.pubsub(service).load_nodes().unwrap().remove(0);
+    let pep = load("bob@example.com");
+    let subs: Vec<String> = pep
+        .subscriptions
+        .iter()
+        .map(|s| s.jid.to_string())
+        .collect();
+    assert_eq!(subs, ["alice@example.comx/r", "carol@example.com/r"]);
+    let affs: Vec<String> = pep
+        .affiliations
+        .iter()
+        .map(|(j, _)| j.to_string())
+        .collect();
+    assert_eq!(affs, ["alice@example.comx", "owner@example.com"]);
+    let component = load(SVC);
+    assert_eq!(component.subscriptions.len(), 4);
+    assert_eq!(component.affiliations.len(), 3);
+}
