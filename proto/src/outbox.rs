@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
@@ -48,6 +48,26 @@ struct Inner {
     queue: VecDeque<Bytes>,
     bytes: usize,
     state: State,
+    /// Producers waiting for free space ([`Outbox::poll_room`]); usually empty.
+    room_waiters: Vec<Waker>,
+}
+
+impl Inner {
+    /// Everyone waiting for room, to be woken once the lock is released: the connection
+    /// took buffers out, or the queue stopped accepting pushes.
+    fn take_room_waiters(&mut self) -> Vec<Waker> {
+        if self.room_waiters.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.room_waiters)
+        }
+    }
+}
+
+fn wake_all(waiters: Vec<Waker>) {
+    for w in waiters {
+        w.wake();
+    }
 }
 
 /// A bounded, byte-counted queue of outbound buffers for one connection.
@@ -66,6 +86,7 @@ impl Outbox {
                 queue: VecDeque::new(),
                 bytes: 0,
                 state: State::Open,
+                room_waiters: Vec::new(),
             }),
             waker: AtomicWaker::new(),
             limit,
@@ -97,8 +118,10 @@ impl Outbox {
             }
             if inner.bytes + len > self.limit {
                 inner.state = State::Overflowed;
+                let waiters = inner.take_room_waiters();
                 drop(inner);
                 self.waker.wake();
+                wake_all(waiters);
                 return Err(PushError::Overflow);
             }
             inner.bytes += len;
@@ -111,7 +134,7 @@ impl Outbox {
     /// Queues `last` (a closing tag or stream error, beyond the limit if need be) and asks
     /// the connection to close once everything queued is written.
     pub fn close_after(&self, last: Option<Bytes>) {
-        {
+        let waiters = {
             let mut inner = self.lock();
             if inner.state == State::Closing {
                 return;
@@ -121,8 +144,34 @@ impl Outbox {
                 inner.queue.push_back(b);
             }
             inner.state = State::Closing;
-        }
+            inner.take_room_waiters()
+        };
         self.waker.wake();
+        wake_all(waiters);
+    }
+
+    /// For a producer that would rather wait than overflow the queue (a backlog handed
+    /// over at login, paced by what the client reads): `Ready(true)` once `need` more
+    /// bytes fit under the limit, `Ready(false)` once the queue accepts nothing more.
+    /// Otherwise `cx` is woken when the connection takes buffers out or the queue closes.
+    /// A `need` above the limit never fits: check against [`Outbox::limit`] first.
+    pub fn poll_room(&self, cx: &mut Context<'_>, need: usize) -> Poll<bool> {
+        let mut inner = self.lock();
+        if inner.state != State::Open {
+            return Poll::Ready(false);
+        }
+        if inner.bytes + need <= self.limit {
+            return Poll::Ready(true);
+        }
+        if !inner.room_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            inner.room_waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// [`Outbox::poll_room`] as a future.
+    pub async fn room(&self, need: usize) -> bool {
+        std::future::poll_fn(|cx| self.poll_room(cx, need)).await
     }
 
     /// True once the connection was told to close (by overflow or [`Outbox::close_after`]).
@@ -156,6 +205,9 @@ impl Outbox {
         if inner.state == State::Overflowed {
             inner.queue.clear();
             inner.bytes = 0;
+            let waiters = inner.take_room_waiters();
+            drop(inner);
+            wake_all(waiters);
             return Poll::Ready(Drained::Overflow);
         }
         if inner.queue.is_empty() {
@@ -175,6 +227,9 @@ impl Outbox {
             // An idle connection should not keep a burst's worth of slots.
             inner.queue = VecDeque::new();
         }
+        let waiters = inner.take_room_waiters();
+        drop(inner);
+        wake_all(waiters);
         Poll::Ready(Drained::Data)
     }
 }
@@ -220,6 +275,57 @@ mod tests {
             ob.poll_drain(&mut cx(), &mut Vec::new(), 16),
             Poll::Ready(Drained::Overflow)
         );
+    }
+
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn wakes(c: &Count) -> usize {
+        c.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn room_waiters_are_woken_by_a_drain_and_by_closing() {
+        let ob = Outbox::new(10);
+        ob.push(Bytes::from_static(b"abcdefgh")).unwrap();
+        assert_eq!(ob.poll_room(&mut cx(), 2), Poll::Ready(true));
+        let (count, waker) = counting();
+        assert_eq!(
+            ob.poll_room(&mut Context::from_waker(&waker), 3),
+            Poll::Pending
+        );
+        // Registering twice keeps one entry.
+        assert_eq!(
+            ob.poll_room(&mut Context::from_waker(&waker), 3),
+            Poll::Pending
+        );
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut Vec::new(), 16),
+            Poll::Ready(Drained::Data)
+        );
+        assert_eq!(wakes(&count), 1);
+        assert_eq!(ob.poll_room(&mut cx(), 3), Poll::Ready(true));
+
+        ob.push(Bytes::from_static(b"abcdefgh")).unwrap();
+        let (count, waker) = counting();
+        assert_eq!(
+            ob.poll_room(&mut Context::from_waker(&waker), 3),
+            Poll::Pending
+        );
+        ob.close_after(None);
+        assert_eq!(wakes(&count), 1);
+        assert_eq!(ob.poll_room(&mut cx(), 0), Poll::Ready(false));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! and the admin CLI. It is the only crate that depends on all the others; nothing
 //! depends on it.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod im;
 pub mod pubsub;
 pub mod router;

@@ -42,6 +42,10 @@ pub async fn serve(
     shutdown: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // First of all: a second server on this directory must not even bind a port.
+    let _data_dir = crate::datadir::lock(&cfg.data_dir).map_err(anyhow::Error::msg)?;
     raise_fd_limit(cfg.c2s.max_connections.get());
     if let Some(addr) = cfg.metrics.listen {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -50,36 +54,13 @@ pub async fn serve(
             .with_context(|| format!("starting the metrics listener on {addr}"))?;
         info!(%addr, "Prometheus metrics at http://{addr}/metrics");
     }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Arc::new(crate::users::open(&cfg).map_err(anyhow::Error::msg)?);
     let tls = crate::tls::server_config(&cfg)?;
-    let hub = crate::pubsub::Hub::open(
-        store.clone(),
-        &pubsub_services(&cfg),
-        pubsub_service_config(&cfg, true),
-        crate::pubsub::relations::StoreRelations {
-            store: store.clone(),
-            domain: cfg.domain.0.clone(),
-            admins: cfg.pubsub.admins.clone().into(),
-        },
-    )?;
-    let router = Router::new(
-        cfg.domain.0.clone(),
-        Db::new(store),
-        RouterConfig {
-            offline_max: cfg.offline.max_messages_per_user,
-            registration_enabled: cfg.registration.enabled,
-            min_password_length: cfg.registration.min_password_length,
-            max_accounts: cfg.registration.max_accounts,
-            scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
-            max_roster_items: cfg.roster.max_items,
-            max_directed_presence: cfg.presence.max_directed_per_session,
-            pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
-            pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
-        },
-        hub,
-    );
+    let router = build_router(&cfg, store)?;
+    // Changes the admin CLI recorded while no server ran, then those it records now.
+    let watcher = router.clone();
+    let watch_stop = shutdown.clone();
+    tokio::spawn(async move { watcher.watch_account_changes(watch_stop).await });
     let c = &cfg.c2s;
     let mut c2s = C2sConfig::new(cfg.domain.0.clone());
     c2s.tls = Some(tls);
@@ -161,6 +142,40 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+/// The router with its pubsub services over `store` (also what the admin CLI uses to
+/// apply an account removal when no server runs).
+pub fn build_router(
+    cfg: &Config,
+    store: Arc<hydrant_storage::SqliteStore>,
+) -> anyhow::Result<Arc<Router>> {
+    let hub = crate::pubsub::Hub::open(
+        store.clone(),
+        &pubsub_services(cfg),
+        pubsub_service_config(cfg, true),
+        crate::pubsub::relations::StoreRelations {
+            store: store.clone(),
+            domain: cfg.domain.0.clone(),
+            admins: cfg.pubsub.admins.clone().into(),
+        },
+    )?;
+    Ok(Router::new(
+        cfg.domain.0.clone(),
+        Db::new(store),
+        RouterConfig {
+            offline_max: cfg.offline.max_messages_per_user,
+            registration_enabled: cfg.registration.enabled,
+            min_password_length: cfg.registration.min_password_length,
+            max_accounts: cfg.registration.max_accounts,
+            scram_iterations: hydrant_proto::scram::DEFAULT_ITERATIONS,
+            max_roster_items: cfg.roster.max_items,
+            max_directed_presence: cfg.presence.max_directed_per_session,
+            pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
+            pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
+        },
+        hub,
+    ))
 }
 
 /// The configured pubsub components, `pubsub.<domain>` by default.

@@ -1,10 +1,12 @@
 //! `hydrant user ...`: account administration straight on the store (SQLite allows it
-//! while the server runs; the server sees changes on the next login).
+//! while the server runs). Removal and password changes also concern the running
+//! server (sessions to end, state in memory): they are recorded for it and applied
+//! there, or here when no server runs (`accounts.rs`).
 
 use std::io::BufRead as _;
 
 use hydrant_proto::scram::{DEFAULT_ITERATIONS, StoredCredentials};
-use hydrant_storage::{AccountStore as _, SqliteStore, StorageError};
+use hydrant_storage::{AccountChange, AccountStore as _, SqliteStore, StorageError};
 
 use crate::cli::UserAction;
 use crate::config::Config;
@@ -24,13 +26,26 @@ pub fn run(cfg: &Config, action: &UserAction) -> Result<(), String> {
         }
         UserAction::Remove { user } => {
             let user = normalize(cfg, user)?;
-            if !store.delete_account(&user).map_err(|e| e.to_string())? {
+            // Recorded for the server (`accounts.rs`): the credentials go at once.
+            if !store
+                .record_change(&user, AccountChange::Removed)
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no such account: {user}@{}", cfg.domain.0));
             }
-            store
-                .delete_pubsub_service(&format!("{user}@{}", cfg.domain.0))
-                .map_err(|e| e.to_string())?;
-            println!("removed {user}@{}", cfg.domain.0);
+            match crate::datadir::try_lock(&cfg.data_dir)? {
+                Ok(_no_server) => {
+                    apply_changes_here(cfg, store)?;
+                    println!("removed {user}@{}", cfg.domain.0);
+                }
+                Err(holder) => println!(
+                    "{user}@{} can no longer log in; the running server{holder} removes \
+                     the rest (ends its sessions, its roster and presence subscriptions, \
+                     pubsub nodes, affiliations and subscriptions) within {} s",
+                    cfg.domain.0,
+                    crate::accounts::CHANGES_POLL.as_secs()
+                ),
+            }
         }
         UserAction::Passwd { user, password } => {
             let user = normalize(cfg, user)?;
@@ -42,6 +57,12 @@ pub fn run(cfg: &Config, action: &UserAction) -> Result<(), String> {
             {
                 return Err(format!("no such account: {user}@{}", cfg.domain.0));
             }
+            // A running server ends the account's sessions (`accounts.rs`).
+            if crate::datadir::try_lock(&cfg.data_dir)?.is_err() {
+                store
+                    .record_change(&user, AccountChange::PasswordChanged)
+                    .map_err(|e| e.to_string())?;
+            }
             println!("password changed for {user}@{}", cfg.domain.0);
         }
         UserAction::List => {
@@ -51,6 +72,21 @@ pub fn run(cfg: &Config, action: &UserAction) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// No server runs on the data directory (this process holds its lock): apply recorded
+/// account changes with the server's own code, on a router without listeners.
+fn apply_changes_here(cfg: &Config, store: SqliteStore) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let router = crate::serve::build_router(cfg, std::sync::Arc::new(store))
+            .map_err(|e| format!("{e:#}"))?;
+        router.apply_account_changes().await;
+        Ok(())
+    })
 }
 
 pub fn open(cfg: &Config) -> Result<SqliteStore, String> {

@@ -4,6 +4,35 @@ use hydrant_proto::scram::StoredCredentials;
 
 use crate::Result;
 
+/// What the admin CLI changed about an account for a running server to act on
+/// ([`AccountStore::record_change`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Removal requested: the credentials are gone already, the server finishes the
+    /// removal (sessions, contacts, pubsub) and deletes the account.
+    Removed,
+    /// The password was changed: the server ends the account's sessions.
+    PasswordChanged,
+}
+
+impl AccountChange {
+    /// How SQL backends store it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountChange::Removed => "removed",
+            AccountChange::PasswordChanged => "password",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AccountChange> {
+        match s {
+            "removed" => Some(AccountChange::Removed),
+            "password" => Some(AccountChange::PasswordChanged),
+            _ => None,
+        }
+    }
+}
+
 /// Local user accounts.
 ///
 /// `username` is the localpart, already nodeprep'd by the caller; stores compare it
@@ -29,4 +58,17 @@ pub trait AccountStore: Send + Sync {
 
     /// How many accounts there are.
     fn count_accounts(&self) -> Result<u64>;
+
+    /// Records a change for the running server (one per account; a removal is never
+    /// replaced by a password change). `Removed` also deletes the credentials in the
+    /// same transaction, so the account can no longer log in. `false` if there is no
+    /// such account.
+    fn record_change(&self, username: &str, change: AccountChange) -> Result<bool>;
+
+    /// Every recorded change, sorted by username.
+    fn account_changes(&self) -> Result<Vec<(String, AccountChange)>>;
+
+    /// Deletes the record of `change` for the account (not a different one recorded
+    /// since).
+    fn clear_change(&self, username: &str, change: AccountChange) -> Result<()>;
 }

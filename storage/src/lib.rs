@@ -24,9 +24,9 @@ mod sqlite;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testsuite;
 
-pub use account::AccountStore;
+pub use account::{AccountChange, AccountStore};
 pub use error::{Result, StorageError};
-pub use offline::OfflineStore;
+pub use offline::{OfflineMessage, OfflineStore};
 pub use roster::{RosterEntry, RosterStore, SubState};
 pub use sqlite::{DEFAULT_PAGE_CACHE_KIB, SqlitePubsubStore, SqliteStore};
 

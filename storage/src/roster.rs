@@ -80,4 +80,9 @@ pub trait RosterStore: Send + Sync {
 
     /// Every pending request as `(from, stanza)`, sorted bytewise by `from`.
     fn pending_in(&self, username: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Removes `jid` (a removed account's bare JID) from every account's roster, and
+    /// every pending request from it, in one transaction. Returns the accounts whose
+    /// roster changed with their new roster versions, sorted by username.
+    fn remove_contact_everywhere(&self, jid: &str) -> Result<Vec<(String, u64)>>;
 }

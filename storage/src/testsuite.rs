@@ -7,7 +7,7 @@
 
 use hydrant_proto::scram::{ScramKeys, StoredCredentials};
 
-use crate::{RosterEntry, StorageError, Store, SubState};
+use crate::{AccountChange, RosterEntry, StorageError, Store, SubState};
 
 /// Runs every section below. `store` must start empty.
 pub fn run_conformance(store: &dyn Store) {
@@ -16,6 +16,8 @@ pub fn run_conformance(store: &dyn Store) {
     roster(store);
     pending_subscriptions(store);
     offline(store);
+    account_changes(store);
+    contact_removed_everywhere(store);
 }
 
 /// Data written through one store is there, unchanged, through the next. `open` must
@@ -383,6 +385,8 @@ pub fn offline(store: &dyn Store) {
         [b"late-1".to_vec(), b"late-2".to_vec()]
     );
 
+    offline_paging(store);
+
     let missing = store.store_offline("nobody", b"x", 10);
     assert!(
         matches!(missing, Err(StorageError::NotFound)),
@@ -390,8 +394,146 @@ pub fn offline(store: &dyn Store) {
     );
     assert_eq!(store.count_offline("nobody").unwrap(), 0);
     assert_eq!(store.take_offline("nobody").unwrap(), Vec::<Vec<u8>>::new());
+    assert_eq!(store.offline_page("nobody", 100).unwrap(), Vec::new());
+    assert_eq!(store.remove_offline("nobody", &[1, 2]).unwrap(), 0);
 
     for name in ["benvolio", "tybalt"] {
+        assert!(store.delete_account(name).unwrap());
+    }
+}
+
+/// Pages sized in bytes, read without removing; removal of exactly the ids delivered
+/// (the server's delivery path, issue 8 item 13). `benvolio` starts with an empty queue.
+fn offline_paging(store: &dyn Store) {
+    let stanzas = |page: &[crate::OfflineMessage]| -> Vec<Vec<u8>> {
+        page.iter().map(|m| m.stanza.clone()).collect()
+    };
+    for m in ["aa", "bbb", "cccc"] {
+        assert!(store.store_offline("benvolio", m.as_bytes(), 10).unwrap());
+    }
+    // As many as fit, oldest first; the oldest even when it alone is too large.
+    let page = store.offline_page("benvolio", 5).unwrap();
+    assert_eq!(stanzas(&page), [b"aa".to_vec(), b"bbb".to_vec()]);
+    assert_eq!(
+        stanzas(&store.offline_page("benvolio", 1).unwrap()),
+        [b"aa".to_vec()]
+    );
+    assert_eq!(store.offline_page("benvolio", usize::MAX).unwrap().len(), 3);
+    assert_eq!(store.offline_page("benvolio", 0).unwrap().len(), 1);
+    // Reading removes nothing.
+    assert_eq!(store.count_offline("benvolio").unwrap(), 3);
+
+    // A message arriving between the read and the removal stays, in order.
+    assert!(store.store_offline("benvolio", b"ddd", 10).unwrap());
+    let ids: Vec<u64> = page.iter().map(|m| m.id).collect();
+    assert_eq!(store.remove_offline("benvolio", &ids).unwrap(), 2);
+    assert_eq!(store.remove_offline("benvolio", &ids).unwrap(), 0);
+    // Ids are per user: removing benvolio's leaves tybalt's queue alone.
+    assert_eq!(store.count_offline("tybalt").unwrap(), 1);
+    let rest = store.offline_page("benvolio", usize::MAX).unwrap();
+    assert_eq!(stanzas(&rest), [b"cccc".to_vec(), b"ddd".to_vec()]);
+    assert_ne!(rest[0].id, rest[1].id);
+    let ids: Vec<u64> = rest.iter().map(|m| m.id).collect();
+    assert_eq!(store.remove_offline("benvolio", &ids).unwrap(), 2);
+    assert_eq!(store.count_offline("benvolio").unwrap(), 0);
+}
+
+/// Changes recorded for a running server: a removal takes the credentials at once, is
+/// never downgraded to a password change, and goes with the account (issue 8, item 14).
+pub fn account_changes(store: &dyn Store) {
+    assert_eq!(store.account_changes().unwrap(), Vec::new());
+    for name in ["mercutio", "paris"] {
+        store.create_account(name, &creds(1)).unwrap();
+    }
+    assert!(
+        !store
+            .record_change("nobody", AccountChange::Removed)
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .record_change("paris", AccountChange::PasswordChanged)
+            .unwrap()
+    );
+    assert_eq!(store.credentials("paris").unwrap(), Some(creds(1)));
+    assert!(
+        store
+            .record_change("mercutio", AccountChange::Removed)
+            .unwrap()
+    );
+    // No login any more, but the name stays taken until the removal is complete.
+    assert_eq!(store.credentials("mercutio").unwrap(), None);
+    assert!(store.account_exists("mercutio").unwrap());
+    let dup = store.create_account("mercutio", &creds(2));
+    assert!(matches!(dup, Err(StorageError::AlreadyExists)), "{dup:?}");
+    assert!(
+        store
+            .record_change("mercutio", AccountChange::PasswordChanged)
+            .unwrap()
+    );
+    assert_eq!(
+        store.account_changes().unwrap(),
+        [
+            ("mercutio".to_owned(), AccountChange::Removed),
+            ("paris".to_owned(), AccountChange::PasswordChanged)
+        ]
+    );
+
+    // Clearing a different change than the one recorded leaves it.
+    store.clear_change("paris", AccountChange::Removed).unwrap();
+    store
+        .clear_change("paris", AccountChange::PasswordChanged)
+        .unwrap();
+    assert_eq!(store.account_changes().unwrap().len(), 1);
+    // Deleting the account takes its record along.
+    assert!(store.delete_account("mercutio").unwrap());
+    assert_eq!(store.account_changes().unwrap(), Vec::new());
+    assert!(store.delete_account("paris").unwrap());
+}
+
+/// A removed account's JID leaves every other roster and every pending request, and
+/// only those rosters' versions move.
+pub fn contact_removed_everywhere(store: &dyn Store) {
+    for name in ["balthasar", "gregory", "sampson", "abram"] {
+        store.create_account(name, &creds(1)).unwrap();
+    }
+    let gone = "abram@verona.lit";
+    store
+        .set_roster_item("gregory", &entry(gone, SubState::Both, &["Friends"]))
+        .unwrap();
+    let v_greg = store
+        .set_roster_item("gregory", &entry("x@verona.lit", SubState::To, &[]))
+        .unwrap();
+    let v_samp = store
+        .set_roster_item("sampson", &entry(gone, SubState::From, &[]))
+        .unwrap();
+    store
+        .add_pending_in("balthasar", gone, b"<presence/>")
+        .unwrap();
+    store
+        .add_pending_in("balthasar", "y@verona.lit", b"<presence/>")
+        .unwrap();
+    let (v_balt, _) = store.roster("balthasar").unwrap();
+
+    let changed = store.remove_contact_everywhere(gone).unwrap();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert_eq!(changed[0].0, "gregory");
+    assert!(changed[0].1 > v_greg);
+    assert_eq!(changed[1].0, "sampson");
+    assert!(changed[1].1 > v_samp);
+    let (v, items) = store.roster("gregory").unwrap();
+    assert_eq!(v, changed[0].1);
+    assert_eq!(items, [entry("x@verona.lit", SubState::To, &[])]);
+    assert_eq!(store.roster("sampson").unwrap().1, Vec::new());
+    assert_eq!(
+        store.pending_in("balthasar").unwrap(),
+        [("y@verona.lit".to_owned(), b"<presence/>".to_vec())]
+    );
+    assert_eq!(store.roster("balthasar").unwrap().0, v_balt);
+    assert_eq!(store.remove_contact_everywhere(gone).unwrap(), Vec::new());
+
+    for name in ["balthasar", "gregory", "sampson", "abram"] {
         assert!(store.delete_account(name).unwrap());
     }
 }

@@ -9,6 +9,7 @@ mod configure;
 mod create;
 mod delete;
 pub(crate) mod disco;
+mod forget;
 mod items;
 mod options;
 mod publish;

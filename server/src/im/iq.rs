@@ -5,7 +5,7 @@ use hydrant_proto::{
     Element, ErrorType, Iq, IqPayload, IqType, StanzaError, StanzaErrorCondition as Cond,
     StreamError, StreamErrorCondition, ns,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use std::sync::Arc;
 
@@ -208,20 +208,21 @@ impl Router {
                 me.send(&iq.result(Some(reply)).to_element(ns::CLIENT));
             }
             IqType::Set if q.get_child("remove", ns::REGISTER).is_some() => {
-                let u = user.to_owned();
-                match self.db.run(move |s| s.delete_account(&u)).await {
-                    Ok(_) => {
-                        self.forget_pep(user).await;
-                        info!(user, "account removed in-band");
-                        me.send(&iq.result(None).to_element(ns::CLIENT));
-                        // XEP-0077 3.2: the account is gone, so are its sessions.
-                        self.kick_user(
+                // XEP-0077 3.2: the result first, then every session of the account ends
+                // with <not-authorized/> (`remove_account` does that, and the rest).
+                me.send(&iq.result(None).to_element(ns::CLIENT));
+                match self.remove_account(user).await {
+                    Ok(_) => info!(user, "account removed in-band"),
+                    Err(e) => {
+                        // Nothing was deleted; the client was told otherwise, so end its
+                        // sessions anyway rather than leave it believing it is gone.
+                        warn!(error = %e, user, "in-band account removal failed");
+                        self.end_sessions(
                             user,
-                            &StreamError::new(StreamErrorCondition::NotAuthorized)
-                                .with_text("account removed"),
+                            None,
+                            &StreamError::new(StreamErrorCondition::InternalServerError),
                         );
                     }
-                    Err(_) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
                 }
             }
             IqType::Set => {
@@ -240,6 +241,8 @@ impl Router {
                             Ok(()) => {
                                 info!(user, "password changed in-band");
                                 me.send(&iq.result(None).to_element(ns::CLIENT));
+                                // The account's other sessions end (`accounts.rs`).
+                                self.password_changed(user, Some(me.info.id));
                             }
                             Err(_) => {
                                 self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));

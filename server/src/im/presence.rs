@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hydrant_proto::{
     Element, Jid, Presence, PresenceType, StanzaError, StanzaErrorCondition as Cond, ns,
 };
 use hydrant_storage::{RosterEntry, SubState};
 use tracing::debug;
 
+use crate::im::backlog::trimmed_request;
 use crate::im::roster::presence_to;
 use crate::router::sessions::{LocalSession, username};
 use crate::router::{Dest, Router, remote_unreachable};
@@ -77,7 +77,9 @@ impl Router {
             self.component_last_items(me).await;
         }
         if kind == PresenceType::Available {
-            self.deliver_offline(me).await;
+            // Pending subscription requests (initial presence only) and offline
+            // messages, paced by the session's queue (`backlog.rs`).
+            self.hand_over_stored(me, initial).await;
         }
     }
 
@@ -140,7 +142,8 @@ impl Router {
     }
 
     /// First available presence of a session: probe contacts, show the user's other
-    /// resources, hand over stored subscription requests and offline messages.
+    /// resources (stored subscription requests and offline messages follow, from
+    /// `backlog.rs`).
     async fn after_initial_presence(&self, me: &Arc<LocalSession>) {
         let user = username(&me.info.jid);
         let my_full = me.info.jid.to_string();
@@ -165,31 +168,6 @@ impl Router {
             if let Some(mut p) = last.filter(|_| s.state().available) {
                 p.set_attr("to", my_full.as_str());
                 me.send(&p);
-            }
-        }
-        // RFC 6121 3.1.3: subscription requests received while offline.
-        let u = user.clone();
-        if let Ok(pending) = self.db.run(move |s| s.pending_in(&u)).await {
-            for (_, stanza) in pending {
-                let _ = me.outbox.push(Bytes::from(stanza));
-            }
-        }
-    }
-
-    /// RFC 6121 8.5.2.1.1 via the offline store: stored messages go to the first
-    /// available presence with a non-negative priority, initial or later.
-    async fn deliver_offline(&self, me: &Arc<LocalSession>) {
-        {
-            let mut st = me.state();
-            if !st.available || st.priority < 0 || st.offline_delivered {
-                return;
-            }
-            st.offline_delivered = true;
-        }
-        let u = username(&me.info.jid);
-        if let Ok(msgs) = self.db.run(move |s| s.take_offline(&u)).await {
-            for m in msgs {
-                let _ = me.outbox.push(Bytes::from(m));
             }
         }
     }
@@ -416,7 +394,9 @@ impl Router {
                     Box::pin(self.inbound_subscription(to, from, "subscribed", reply)).await;
                     return;
                 }
-                let bytes = el.to_bytes(ns::CLIENT);
+                // Stored trimmed: it is redelivered at every login until answered, so
+                // an arbitrary payload would cost the user's queue that much each time.
+                let bytes = trimmed_request(from, to);
                 let (u, f) = (user.clone(), from.to_owned());
                 let _ = self.db.run(move |s| s.add_pending_in(&u, &f, &bytes)).await;
                 self.presence_to_available(&user, &el);

@@ -177,7 +177,7 @@ impl Router {
 
     /// Unavailable presence from each available resource of `user` to the available
     /// resources of a local `contact` (bare JID); other domains are not reachable yet.
-    fn unavailable_to_contact(&self, user: &str, contact: &str) {
+    pub(crate) fn unavailable_to_contact(&self, user: &str, contact: &str) {
         let Ok(jid) = hydrant_proto::Jid::new(contact) else {
             return;
         };
@@ -222,7 +222,7 @@ impl Router {
     }
 
     /// RFC 6121 2.1.6: a roster push to every interested resource of the user.
-    fn push(&self, user: &str, item: &RosterItem, ver: u64) {
+    pub(crate) fn push(&self, user: &str, item: &RosterItem, ver: u64) {
         let query = RosterQuery {
             ver: Some(ver.to_string()),
             items: vec![item.clone()],

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use hydrant_proto::outbox::Outbox;
-use hydrant_proto::{Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
+use hydrant_proto::{BareJid, Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
 use hydrant_pubsub::{Effect, Error as PsError, Event, Service, ServiceConfig, xep0060};
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
 use tracing::warn;
@@ -134,6 +134,34 @@ impl Hub {
     }
 
     /// Forgets an account's PEP service and deletes its nodes (account deleted).
+    /// Removes every trace of `bare` (a removed account) from the other services:
+    /// first its rows on every PEP service, open or not, then, in memory and store, on
+    /// every open service (components delete the nodes it owned alone). Blocking: call
+    /// from the blocking pool. Returns each service's effects (delete notifications).
+    pub fn forget_entity(&self, bare: &BareJid) -> Vec<(Jid, Vec<Effect>)> {
+        if let Err(e) = self.sqlite.delete_pep_entity(bare.as_str()) {
+            warn!(error = %e, jid = %bare, "could not delete a removed account's PEP rows");
+        }
+        let open: Vec<Svc> = self
+            .components
+            .values()
+            .cloned()
+            .chain(self.pep.iter().map(|e| e.value().clone()))
+            .collect();
+        let mut out = Vec::new();
+        for svc in open {
+            let mut g = lock(&svc);
+            match g.forget(bare) {
+                Ok(effects) => out.push((g.address().clone(), effects)),
+                Err(e) => warn!(
+                    error = %e, jid = %bare, service = %g.address(),
+                    "could not remove a removed account's pubsub state"
+                ),
+            }
+        }
+        out
+    }
+
     pub fn drop_pep(&self, bare: &str) -> Result<(), hydrant_storage::StorageError> {
         self.pep.remove(bare);
         self.addresses.forget_service(bare);

@@ -47,6 +47,9 @@ pub struct Router {
     pub pubsub: Arc<crate::pubsub::Hub>,
     /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP).
     pub caps_cache: dashmap::DashMap<String, Arc<[String]>>,
+    /// Accounts whose offline messages a session is delivering right now (one session
+    /// per account at a time, `im/backlog.rs`).
+    pub offline_claims: dashmap::DashSet<String>,
     /// This router, for tasks it spawns.
     pub me: std::sync::Weak<Router>,
     next_query: std::sync::atomic::AtomicU64,
@@ -78,6 +81,7 @@ impl Router {
             cfg,
             pubsub: Arc::new(pubsub),
             caps_cache: dashmap::DashMap::new(),
+            offline_claims: dashmap::DashSet::new(),
             me: me.clone(),
             next_query: std::sync::atomic::AtomicU64::new(1),
             creating_account: tokio::sync::Mutex::new(()),
@@ -144,15 +148,6 @@ impl Router {
             .run(move |s| s.account_exists(&u))
             .await
             .unwrap_or(false)
-    }
-
-    /// Closes every session of a user with a stream error (account removed).
-    pub fn kick_user(&self, user: &str, err: &StreamError) {
-        let mut bytes = err.to_bytes();
-        bytes.extend_from_slice(b"</stream:stream>");
-        for s in self.sessions.of_user(user) {
-            s.outbox.close_after(Some(bytes.clone().into()));
-        }
     }
 
     async fn derive(&self, password: String) -> StoredCredentials {
@@ -286,6 +281,11 @@ impl Backend for Router {
         let Some(me) = self.sessions.by_id(session) else {
             return;
         };
+        if me.outbox.is_closing() {
+            // The server is ending this session (account removed, password changed,
+            // replaced): what it still sends is not acted on.
+            return;
+        }
         match stanza {
             Stanza::Message(m) => self.outbound_message(&me, m).await,
             Stanza::Presence(p) => self.outbound_presence(&me, p).await,
@@ -295,6 +295,9 @@ impl Backend for Router {
 
     async fn unbind(&self, session: &SessionInfo) {
         if let Some(s) = self.sessions.remove(session) {
+            // Nobody drains this queue any more: whoever waits for room in it (a backlog
+            // delivery) must learn that it is closed, not wait forever.
+            s.outbox.close_after(None);
             self.session_ended(&s).await;
         }
     }

@@ -248,7 +248,8 @@ impl Drop for Server {
     }
 }
 
-fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
+/// The test configuration's text for a data directory (see [`Server::start_in_with_c2s`]).
+pub fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
     // Debug formatting of a path string is a valid TOML basic string for temp paths.
     let dir = dir.to_str().expect("UTF-8 temp dir");
     let require_tls = if c2s.contains("require_tls") {

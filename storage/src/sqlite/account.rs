@@ -4,7 +4,7 @@ use hydrant_proto::scram::{ScramKeys, StoredCredentials};
 use rusqlite::Connection;
 
 use super::{SqliteStore, account_exists, now_unix};
-use crate::{AccountStore, Result, StorageError};
+use crate::{AccountChange, AccountStore, Result, StorageError};
 
 /// The `account_scram.hash` values, named as in the SASL mechanism names.
 const SHA1: &str = "SHA-1";
@@ -107,6 +107,55 @@ impl AccountStore for SqliteStore {
                 .prepare_cached("SELECT COUNT(*) FROM accounts")?
                 .query_row([], |r| r.get(0))?;
             Ok(n.try_into().unwrap_or(0))
+        })
+    }
+
+    fn record_change(&self, username: &str, change: AccountChange) -> Result<bool> {
+        self.write(|tx| {
+            if !account_exists(tx, username)? {
+                return Ok(false);
+            }
+            if change == AccountChange::Removed {
+                tx.prepare_cached("DELETE FROM account_scram WHERE username = ?1")?
+                    .execute([username])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO account_changes (username, kind, requested_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (username) DO UPDATE SET
+                     kind = CASE WHEN account_changes.kind = 'removed' THEN 'removed'
+                                 ELSE excluded.kind END,
+                     requested_at = excluded.requested_at",
+            )?
+            .execute((username, change.as_str(), now_unix()))?;
+            Ok(true)
+        })
+    }
+
+    fn account_changes(&self) -> Result<Vec<(String, AccountChange)>> {
+        self.read(|tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT username, kind FROM account_changes ORDER BY username")?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let (user, kind): (String, String) = (r.get(0)?, r.get(1)?);
+                let change = AccountChange::parse(&kind).ok_or_else(|| {
+                    StorageError::Backend(format!(
+                        "corrupt row in account_changes (username={user:?}): kind {kind:?}"
+                    ))
+                })?;
+                out.push((user, change));
+            }
+            Ok(out)
+        })
+    }
+
+    fn clear_change(&self, username: &str, change: AccountChange) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM account_changes WHERE username = ?1 AND kind = ?2")?
+                .execute((username, change.as_str()))?;
+            Ok(())
         })
     }
 }

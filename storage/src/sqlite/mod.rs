@@ -174,6 +174,31 @@ impl SqliteStore {
         })
     }
 
+    /// Deletes the affiliations and subscriptions (of the bare JID and of any full JID
+    /// under it) that `bare`, a removed account, holds on PEP services (addresses with
+    /// a localpart), whether or not they are loaded: the PEP services of the account's
+    /// former contacts are opened only on use, so their rows are cleaned here. Services
+    /// already open must also forget it in memory (`hydrant_pubsub::Service::forget`),
+    /// after this call so that a service opened meanwhile loads the cleaned rows.
+    /// Components' nodes are left to `Service::forget`, which also deletes the nodes
+    /// the account owned alone.
+    pub fn delete_pep_entity(&self, bare: &str) -> Result<()> {
+        // `/` sorts just before `0`: every full JID of `bare` is in [bare/, bare0).
+        let (lo, hi) = (format!("{bare}/"), format!("{bare}0"));
+        self.db.write(|tx| {
+            tx.prepare_cached(
+                "DELETE FROM pubsub_subscriptions WHERE service LIKE '%@%'
+                   AND (jid = ?1 OR (jid >= ?2 AND jid < ?3))",
+            )?
+            .execute((bare, &lo, &hi))?;
+            tx.prepare_cached(
+                "DELETE FROM pubsub_affiliations WHERE service LIKE '%@%' AND jid = ?1",
+            )?
+            .execute([bare])?;
+            Ok(())
+        })
+    }
+
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         self.db.write(f)
     }

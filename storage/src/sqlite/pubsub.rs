@@ -287,7 +287,7 @@ impl Store for SqlitePubsubStore {
             )?
             .query_row((service, name, id.as_str()), RawItem::from_row)
             .optional()?
-            .map(RawItem::into_item)
+            .map(|raw| raw.into_item(service, name))
             .transpose()
         })
     }
@@ -333,7 +333,9 @@ impl Store for SqlitePubsubStore {
                     RawItem::from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            raw.into_iter().map(RawItem::into_item).collect()
+            raw.into_iter()
+                .map(|r| r.into_item(service, name))
+                .collect()
         })
     }
 
@@ -402,14 +404,6 @@ fn saturating_i64(n: impl TryInto<i64>) -> i64 {
 
 fn to_i64(n: u64, what: &str) -> Result<i64> {
     i64::try_from(n).map_err(|_| StorageError::Backend(format!("{what} {n} exceeds 2^63-1")))
-}
-
-fn to_u64(n: i64, what: &str) -> Result<u64> {
-    u64::try_from(n).map_err(|_| corrupt(format!("negative {what} {n}")))
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend(format!("corrupt pubsub row: {what}"))
 }
 
 fn node_exists(conn: &Connection, service: &str, name: &str) -> Result<bool> {
@@ -603,13 +597,30 @@ impl RawItem {
         })
     }
 
-    fn into_item(self) -> Result<Arc<Item>> {
+    /// The item, or an error naming the row (`pubsub_items` and its key).
+    fn into_item(self, service: &str, node: &str) -> Result<Arc<Item>> {
+        let bad = |what: &dyn std::fmt::Display| {
+            bad_row(
+                "pubsub_items",
+                format_args!("service={service:?} node={node:?} item_id={:?}", self.id),
+                what,
+            )
+        };
         Ok(Arc::new(Item {
-            payload: self.payload.as_deref().map(parse_payload).transpose()?,
+            payload: self
+                .payload
+                .as_deref()
+                .map(parse_payload)
+                .transpose()
+                .map_err(|e| match e {
+                    StorageError::Backend(m) => bad(&m),
+                    other => bad(&other),
+                })?,
             publisher: Jid::new(&self.publisher)
-                .map_err(|e| corrupt(format_args!("publisher {:?}: {e}", self.publisher)))?,
-            seq: to_u64(self.seq, "seq")?,
-            published_ms: to_u64(self.published_ms, "published_ms")?,
+                .map_err(|e| bad(&format_args!("publisher {:?}: {e}", self.publisher)))?,
+            seq: u64::try_from(self.seq).map_err(|_| bad(&format_args!("seq {}", self.seq)))?,
+            published_ms: u64::try_from(self.published_ms)
+                .map_err(|_| bad(&format_args!("published_ms {}", self.published_ms)))?,
             id: ItemId::from(self.id),
         }))
     }
@@ -633,7 +644,7 @@ pub(crate) fn parse_payload(bytes: &[u8]) -> Result<Element> {
         max_ns_bytes: usize::MAX,
         max_attr_bytes: usize::MAX,
     });
-    let bad = |e: &dyn std::fmt::Display| corrupt(format_args!("payload: {e}"));
+    let bad = |e: &dyn std::fmt::Display| StorageError::Backend(format!("payload: {e}"));
     reader.feed(HEADER).map_err(|e| bad(&e))?;
     reader.feed(bytes).map_err(|e| bad(&e))?;
     loop {
@@ -646,6 +657,11 @@ pub(crate) fn parse_payload(bytes: &[u8]) -> Result<Element> {
 }
 
 /// Everything of one service, in four queries whatever the number of nodes.
+///
+/// This runs when a service opens (the components at start-up, a PEP service on first
+/// use). A row that does not decode (a value the schema's CHECKs should have refused,
+/// the wrong type in a column, an unparsable JID) fails the whole load with an error
+/// naming the table and the row's key, so an operator can find it with plain SQL.
 fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
     let mut nodes: BTreeMap<String, NodeRecord> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
@@ -657,51 +673,14 @@ fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
     )?;
     let mut rows = stmt.query([service])?;
     while let Some(r) = rows.next()? {
-        let name: String = r.get(0)?;
-        let bad = |what: &str, v: &str| corrupt(format_args!("node {name:?}: {what} {v:?}"));
-        let access: String = r.get(7)?;
-        let publish: String = r.get(8)?;
-        let send_last: String = r.get(17)?;
-        let notification: String = r.get(19)?;
-        let creator: String = r.get(1)?;
-        let max_items: Option<i64> = r.get(9)?;
-        let config = NodeConfig {
-            title: r.get(4)?,
-            description: r.get(5)?,
-            payload_type: r.get(6)?,
-            access_model: AccessModel::from_name(&access)
-                .ok_or_else(|| bad("access_model", &access))?,
-            roster_groups_allowed: Vec::new(),
-            publish_model: PublishModel::from_name(&publish)
-                .ok_or_else(|| bad("publish_model", &publish))?,
-            max_items: match max_items {
-                None => MaxItems::Max,
-                Some(n) => {
-                    MaxItems::Count(u32::try_from(n).map_err(|_| bad("max_items", &n.to_string()))?)
-                }
-            },
-            persist_items: r.get(10)?,
-            deliver_payloads: r.get(11)?,
-            deliver_notifications: r.get(12)?,
-            notify_retract: r.get(13)?,
-            notify_delete: r.get(14)?,
-            notify_config: r.get(15)?,
-            subscribe: r.get(16)?,
-            send_last_published_item: SendLastPublished::from_name(&send_last)
-                .ok_or_else(|| bad("send_last_published_item", &send_last))?,
-            presence_based_delivery: r.get(18)?,
-            notification_type: NotificationType::from_name(&notification)
-                .ok_or_else(|| bad("notification_type", &notification))?,
-        };
-        let record = NodeRecord {
-            name: NodeName::from(name.as_str()),
-            config,
-            affiliations: Vec::new(),
-            subscriptions: Vec::new(),
-            creator: Jid::new(&creator).map_err(|e| bad("creator", &format!("{creator} ({e})")))?,
-            created_ms: to_u64(r.get(2)?, "created_ms")?,
-            last_seq: to_u64(r.get(3)?, "last_seq")?,
-        };
+        let name = key_text(r, 0, "pubsub_nodes", service)?;
+        let record = node_row(r, &name).map_err(|e| {
+            bad_row(
+                "pubsub_nodes",
+                format_args!("service={service:?} node={name:?}"),
+                e,
+            )
+        })?;
         nodes.insert(name, record);
     }
     drop(rows);
@@ -710,14 +689,22 @@ fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
     // Rows of child tables whose node was not loaded cannot exist (foreign keys), but a
     // lookup miss is skipped rather than trusted.
     let mut stmt = conn.prepare_cached(
-        "SELECT node, group_name FROM pubsub_roster_groups WHERE service = ?1
+        "SELECT node, group_name, position FROM pubsub_roster_groups WHERE service = ?1
          ORDER BY node, position",
     )?;
     let mut rows = stmt.query([service])?;
     while let Some(r) = rows.next()? {
-        let name: String = r.get(0)?;
+        let name = key_text(r, 0, "pubsub_roster_groups", service)?;
+        let group: String = r.get(1).map_err(|e| {
+            let position = r.get_ref(2).map(|v| format!("{v:?}")).unwrap_or_default();
+            bad_row(
+                "pubsub_roster_groups",
+                format_args!("service={service:?} node={name:?} position={position}"),
+                e,
+            )
+        })?;
         if let Some(n) = nodes.get_mut(&name) {
-            n.config.roster_groups_allowed.push(r.get(1)?);
+            n.config.roster_groups_allowed.push(group);
         }
     }
     drop(rows);
@@ -729,16 +716,25 @@ fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
     )?;
     let mut rows = stmt.query([service])?;
     while let Some(r) = rows.next()? {
-        let name: String = r.get(0)?;
-        let jid: String = r.get(1)?;
-        let aff: String = r.get(2)?;
-        let jid = BareJid::new(&jid)
-            .map_err(|e| corrupt(format_args!("node {name:?} affiliation jid {jid:?}: {e}")))?;
+        let name = key_text(r, 0, "pubsub_affiliations", service)?;
+        let jid = key_text(r, 1, "pubsub_affiliations", service)?;
+        let key = || format!("service={service:?} node={name:?} jid={jid:?}");
+        let bare = BareJid::new(&jid)
+            .map_err(|e| bad_row("pubsub_affiliations", key(), format_args!("jid: {e}")))?;
+        let aff: String = r
+            .get(2)
+            .map_err(|e| bad_row("pubsub_affiliations", key(), e))?;
         let aff = Affiliation::from_name(&aff)
             .filter(|a| *a != Affiliation::None)
-            .ok_or_else(|| corrupt(format_args!("node {name:?} affiliation {aff:?}")))?;
+            .ok_or_else(|| {
+                bad_row(
+                    "pubsub_affiliations",
+                    key(),
+                    format_args!("affiliation {aff:?}"),
+                )
+            })?;
         if let Some(n) = nodes.get_mut(&name) {
-            n.affiliations.push((jid, aff));
+            n.affiliations.push((bare, aff));
         }
     }
     drop(rows);
@@ -750,31 +746,111 @@ fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
     )?;
     let mut rows = stmt.query([service])?;
     while let Some(r) = rows.next()? {
-        let name: String = r.get(0)?;
-        let subid: String = r.get(1)?;
-        let jid: String = r.get(2)?;
-        let state: String = r.get(3)?;
-        let shows: String = r.get(5)?;
-        let bad = |what: &str, v: &str| {
-            corrupt(format_args!(
-                "node {name:?} subscription {subid:?}: {what} {v:?}"
-            ))
-        };
-        let sub = Subscription {
-            jid: Jid::new(&jid).map_err(|_| bad("jid", &jid))?,
-            state: SubState::from_name(&state).ok_or_else(|| bad("state", &state))?,
-            options: SubOptions {
-                deliver: r.get(4)?,
-                show_values: shows
-                    .split_ascii_whitespace()
-                    .map(|s| Show::from_name(s).ok_or_else(|| bad("show value", s)))
-                    .collect::<Result<_>>()?,
-            },
-            subid: SubId::from(subid.as_str()),
-        };
+        let name = key_text(r, 0, "pubsub_subscriptions", service)?;
+        let subid = key_text(r, 1, "pubsub_subscriptions", service)?;
+        let sub = subscription_row(r, &subid).map_err(|e| {
+            bad_row(
+                "pubsub_subscriptions",
+                format_args!("service={service:?} node={name:?} subid={subid:?}"),
+                e,
+            )
+        })?;
         if let Some(n) = nodes.get_mut(&name) {
             n.subscriptions.push(sub);
         }
     }
     Ok(nodes.into_values().collect())
+}
+
+/// A row of `table` that does not decode, named by its key.
+fn bad_row(table: &str, key: impl std::fmt::Display, what: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(format!("corrupt row in {table} ({key}): {what}"))
+}
+
+/// A key column as text; if even that fails, the error names the service and column.
+fn key_text(r: &Row<'_>, i: usize, table: &str, service: &str) -> Result<String> {
+    r.get(i).map_err(|e| {
+        let column = r.as_ref().column_name(i).unwrap_or("?");
+        bad_row(
+            table,
+            format_args!("service={service:?}, unreadable {column}"),
+            e,
+        )
+    })
+}
+
+/// One `pubsub_nodes` row (without its child rows); the error says which column.
+fn node_row(r: &Row<'_>, name: &str) -> std::result::Result<NodeRecord, String> {
+    fn get<T: rusqlite::types::FromSql>(r: &Row<'_>, i: usize) -> std::result::Result<T, String> {
+        r.get(i).map_err(|e| e.to_string())
+    }
+    fn parsed<T>(v: Option<T>, column: &str, raw: &str) -> std::result::Result<T, String> {
+        v.ok_or_else(|| format!("{column} {raw:?}"))
+    }
+    let access: String = get(r, 7)?;
+    let publish: String = get(r, 8)?;
+    let send_last: String = get(r, 17)?;
+    let notification: String = get(r, 19)?;
+    let creator: String = get(r, 1)?;
+    let max_items: Option<i64> = get(r, 9)?;
+    let config = NodeConfig {
+        title: get(r, 4)?,
+        description: get(r, 5)?,
+        payload_type: get(r, 6)?,
+        access_model: parsed(AccessModel::from_name(&access), "access_model", &access)?,
+        roster_groups_allowed: Vec::new(),
+        publish_model: parsed(PublishModel::from_name(&publish), "publish_model", &publish)?,
+        max_items: match max_items {
+            None => MaxItems::Max,
+            Some(n) => MaxItems::Count(u32::try_from(n).map_err(|_| format!("max_items {n}"))?),
+        },
+        persist_items: get(r, 10)?,
+        deliver_payloads: get(r, 11)?,
+        deliver_notifications: get(r, 12)?,
+        notify_retract: get(r, 13)?,
+        notify_delete: get(r, 14)?,
+        notify_config: get(r, 15)?,
+        subscribe: get(r, 16)?,
+        send_last_published_item: parsed(
+            SendLastPublished::from_name(&send_last),
+            "send_last_published_item",
+            &send_last,
+        )?,
+        presence_based_delivery: get(r, 18)?,
+        notification_type: parsed(
+            NotificationType::from_name(&notification),
+            "notification_type",
+            &notification,
+        )?,
+    };
+    let created_ms: i64 = get(r, 2)?;
+    let last_seq: i64 = get(r, 3)?;
+    Ok(NodeRecord {
+        name: NodeName::from(name),
+        config,
+        affiliations: Vec::new(),
+        subscriptions: Vec::new(),
+        creator: Jid::new(&creator).map_err(|e| format!("creator {creator:?}: {e}"))?,
+        created_ms: u64::try_from(created_ms).map_err(|_| format!("created_ms {created_ms}"))?,
+        last_seq: u64::try_from(last_seq).map_err(|_| format!("last_seq {last_seq}"))?,
+    })
+}
+
+/// One `pubsub_subscriptions` row; the error says which column.
+fn subscription_row(r: &Row<'_>, subid: &str) -> std::result::Result<Subscription, String> {
+    let jid: String = r.get(2).map_err(|e| e.to_string())?;
+    let state: String = r.get(3).map_err(|e| e.to_string())?;
+    let shows: String = r.get(5).map_err(|e| e.to_string())?;
+    Ok(Subscription {
+        jid: Jid::new(&jid).map_err(|e| format!("jid {jid:?}: {e}"))?,
+        state: SubState::from_name(&state).ok_or_else(|| format!("state {state:?}"))?,
+        options: SubOptions {
+            deliver: r.get(4).map_err(|e| e.to_string())?,
+            show_values: shows
+                .split_ascii_whitespace()
+                .map(|s| Show::from_name(s).ok_or_else(|| format!("show value {s:?}")))
+                .collect::<std::result::Result<_, _>>()?,
+        },
+        subid: SubId::from(subid),
+    })
 }

@@ -797,3 +797,130 @@ fn bench_put_item() {
     }
     super::group::set_batching(true);
 }
+
+/// A row that does not decode fails the load with an error naming its table and key,
+/// never a panic and never a bare "invalid column type" (issue 8, item 15).
+#[test]
+fn a_corrupt_row_is_reported_with_its_table_and_key() {
+    let dir = super::tests::TempDir::new();
+    let path = dir.path().join("hydrant.db");
+    let sqlite = SqliteStore::open(&path).unwrap();
+    let mut node = simple_node("photos");
+    node.subscriptions.push(Subscription {
+        jid: jid("sub@example.com/r"),
+        state: SubState::Subscribed,
+        options: SubOptions::default(),
+        subid: SubId::from("s1"),
+    });
+    let mut store = sqlite.pubsub(SVC);
+    store.create_node(&node).unwrap();
+    store
+        .put_item(
+            &NodeName::from("photos"),
+            &item("i1", 1, Some(entry("x"))),
+            10,
+        )
+        .unwrap();
+    assert_eq!(store.load_nodes().unwrap().len(), 1);
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let load_error = |store: &mut SqlitePubsubStore| store.load_nodes().unwrap_err().0;
+    let corrupt = |sql: &str| {
+        raw.execute_batch(&format!("PRAGMA ignore_check_constraints = ON; {sql}"))
+            .unwrap();
+    };
+    let check = |err: &str, table: &str, key: &str, what: &str| {
+        assert!(err.contains(&format!("corrupt row in {table} (")), "{err}");
+        assert!(err.contains(key), "{err}");
+        assert!(err.contains(&format!("service={SVC:?}")), "{err}");
+        assert!(err.contains(what), "{err}");
+    };
+
+    // A value of the wrong type (SQLite stores it: column types are affinities).
+    corrupt("UPDATE pubsub_nodes SET persist_items = 'maybe'");
+    let err = load_error(&mut store);
+    check(&err, "pubsub_nodes", "node=\"photos\"", "persist_items");
+    corrupt("UPDATE pubsub_nodes SET persist_items = 1");
+
+    // A value the CHECK constraints should have kept out.
+    corrupt("UPDATE pubsub_nodes SET access_model = 'bogus'");
+    check(
+        &load_error(&mut store),
+        "pubsub_nodes",
+        "node=\"photos\"",
+        "bogus",
+    );
+    corrupt("UPDATE pubsub_nodes SET access_model = 'open'");
+
+    corrupt("UPDATE pubsub_subscriptions SET jid = '@@'");
+    check(
+        &load_error(&mut store),
+        "pubsub_subscriptions",
+        "subid=\"s1\"",
+        "jid",
+    );
+    corrupt("UPDATE pubsub_subscriptions SET jid = 'sub@example.com/r'");
+
+    corrupt("UPDATE pubsub_affiliations SET affiliation = 'emperor'");
+    check(
+        &load_error(&mut store),
+        "pubsub_affiliations",
+        "jid=\"owner@example.com\"",
+        "emperor",
+    );
+    corrupt("UPDATE pubsub_affiliations SET affiliation = 'owner'");
+    assert_eq!(store.load_nodes().unwrap().len(), 1);
+
+    // Items are read on demand; a bad one names its node and id.
+    corrupt("UPDATE pubsub_items SET payload = CAST('<unclosed' AS BLOB)");
+    let err = store
+        .get_item(&NodeName::from("photos"), &ItemId::from("i1"))
+        .unwrap_err()
+        .0;
+    check(&err, "pubsub_items", "item_id=\"i1\"", "payload");
+}
+
+/// A removed account's affiliations and subscriptions leave every PEP service's rows
+/// (open or not); components' rows are left to the service (issue 8, item 14).
+#[test]
+fn delete_pep_entity_cleans_pep_rows_only() {
+    let sqlite = SqliteStore::open_in_memory().unwrap();
+    let sub = |j: &str, id: &str| Subscription {
+        jid: jid(j),
+        state: SubState::Subscribed,
+        options: SubOptions::default(),
+        subid: SubId::from(id),
+    };
+    for service in ["bob@example.com", SVC] {
+        let mut node = simple_node("n");
+        node.affiliations
+            .push((bare("alice@example.com"), Affiliation::Publisher));
+        node.affiliations
+            .push((bare("alice@example.comx"), Affiliation::Publisher));
+        node.subscriptions = vec![
+            sub("alice@example.com", "1"),
+            sub("alice@example.com/phone", "2"),
+            sub("alice@example.comx/r", "3"),
+            sub("carol@example.com/r", "4"),
+        ];
+        sqlite.pubsub(service).create_node(&node).unwrap();
+    }
+    sqlite.delete_pep_entity("alice@example.com").unwrap();
+    let load = |service: &str| sqlite.pubsub(service).load_nodes().unwrap().remove(0);
+    let pep = load("bob@example.com");
+    let subs: Vec<String> = pep
+        .subscriptions
+        .iter()
+        .map(|s| s.jid.to_string())
+        .collect();
+    assert_eq!(subs, ["alice@example.comx/r", "carol@example.com/r"]);
+    let affs: Vec<String> = pep
+        .affiliations
+        .iter()
+        .map(|(j, _)| j.to_string())
+        .collect();
+    assert_eq!(affs, ["alice@example.comx", "owner@example.com"]);
+    let component = load(SVC);
+    assert_eq!(component.subscriptions.len(), 4);
+    assert_eq!(component.affiliations.len(), 3);
+}

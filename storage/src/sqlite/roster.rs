@@ -115,6 +115,30 @@ impl RosterStore for SqliteStore {
         })
     }
 
+    fn remove_contact_everywhere(&self, jid: &str) -> Result<Vec<(String, u64)>> {
+        self.write(|tx| {
+            // A scan of roster_items (its key starts with the owner): account removal is
+            // rare, and an index on jid would cost every roster write.
+            let owners: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT username FROM roster_items WHERE jid = ?1 ORDER BY username",
+                )?
+                .query_map([jid], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.prepare_cached("DELETE FROM roster_items WHERE jid = ?1")?
+                .execute([jid])?;
+            tx.prepare_cached("DELETE FROM pending_subscriptions WHERE from_jid = ?1")?
+                .execute([jid])?;
+            let mut out = Vec::with_capacity(owners.len());
+            for owner in owners {
+                if let Some(v) = bump_version(tx, &owner)? {
+                    out.push((owner, v));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn add_pending_in(&self, username: &str, from: &str, stanza: &[u8]) -> Result<()> {
         self.write(|tx| {
             if !account_exists(tx, username)? {

@@ -12,6 +12,7 @@ use crate::{Result, StorageError};
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_pubsub.sql")),
+    (3, include_str!("migrations/0003_account_changes.sql")),
 ];
 
 /// The newest schema this binary knows.

@@ -191,3 +191,42 @@ fn page_cache_size_applies_to_every_connection() {
         assert_eq!(cache(&r.lock().unwrap()), -100);
     }
 }
+
+/// The durability settings the module documents are the ones SQLite actually applies,
+/// on every connection the store opened (issue 8, item 15): WAL, `synchronous = FULL`
+/// (2) and foreign keys on the writer, which does every write; readers on the same WAL
+/// file, unable to write.
+#[test]
+fn durability_pragmas_are_in_force_on_every_connection() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.path().join("hydrant.db")).unwrap();
+    let pragma = |c: &Connection, name: &str| -> String {
+        c.query_row(&format!("PRAGMA {name}"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .map(|v| match v {
+            rusqlite::types::Value::Integer(n) => n.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })
+        .unwrap()
+    };
+    let writer = store.db.writer.lock().unwrap();
+    assert_eq!(pragma(&writer, "journal_mode"), "wal");
+    assert_eq!(pragma(&writer, "synchronous"), "2", "FULL");
+    assert_eq!(pragma(&writer, "foreign_keys"), "1");
+    assert_eq!(pragma(&writer, "busy_timeout"), "5000");
+    assert_eq!(pragma(&writer, "query_only"), "0");
+    drop(writer);
+    assert_eq!(store.db.readers.len(), super::READERS);
+    for r in &store.db.readers {
+        let r = r.lock().unwrap();
+        assert_eq!(pragma(&r, "journal_mode"), "wal");
+        assert_eq!(pragma(&r, "query_only"), "1");
+        assert_eq!(pragma(&r, "busy_timeout"), "5000");
+    }
+    // Group commit (pubsub writes) uses the same writer connection, so the same
+    // settings; a write through it still finds them.
+    store.create_account("romeo", &creds(1)).unwrap();
+    assert_eq!(pragma(&store.db.writer.lock().unwrap(), "synchronous"), "2");
+}
