@@ -9,9 +9,11 @@
 //!
 //! Scenarios (subcommands): `connect` (N authenticated idle connections; memory per
 //! connection), `firehose` (one node, N subscribers), `feeds` (many nodes, Zipf
-//! followers), `limit` (the firehose client against the tool's own null server: this
+//! followers), `hostile` (the firehose while attackers run issue 8's attacks),
+//! `limit` (the firehose client against the tool's own null server: this
 //! machine's ceiling). `main` only parses options and dispatches.
 
+mod attack;
 mod hist;
 mod nullserver;
 mod pubrt;
@@ -36,6 +38,9 @@ enum Scenario {
     Connect(scenario::connect::ConnectArgs),
     /// One publisher, one node, N subscribers: notifications/s, latency, loss, CPU.
     Firehose(scenario::firehose::FirehoseArgs),
+    /// The firehose while attackers run namespace bombs, slowloris, registration
+    /// floods, login guessing and items-by-id amplification from their own addresses.
+    Hostile(scenario::hostile::HostileArgs),
     /// F feeds (one node per publishing user), each subscriber follows K (Zipf).
     Feeds(scenario::feeds::FeedsArgs),
     /// The firehose client against the tool's own null server: the machine's ceiling.
@@ -61,6 +66,7 @@ fn main() -> std::process::ExitCode {
         match cli.scenario {
             Scenario::Connect(args) => scenario::connect::run(args).await,
             Scenario::Firehose(args) => scenario::firehose::run(args).await,
+            Scenario::Hostile(args) => scenario::hostile::run(args).await,
             Scenario::Feeds(args) => scenario::feeds::run(args).await,
             Scenario::Limit(args) => scenario::limit::run(args).await,
             Scenario::NullServer(args) => nullserver::run(args).await,

@@ -180,6 +180,15 @@ impl Sources {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    /// Share `k` of `n` (`k < n`): every `n`th address from the `k`th, so `n` users of
+    /// one spec get disjoint addresses; all of them if there are fewer than `n`.
+    pub fn share(&self, k: usize, n: usize) -> Sources {
+        if self.0.len() < n.max(1) {
+            return self.clone();
+        }
+        Sources(self.0.iter().skip(k).step_by(n).copied().collect())
+    }
 }
 
 #[cfg(test)]
@@ -200,5 +209,13 @@ mod tests {
         assert!(Sources::parse("nope").is_err());
         assert!(Sources::parse("127.0.0.0-127.255.255.255").is_err());
         assert_eq!(Sources(Vec::new()).pick(5), None);
+        let s = Sources::parse("127.0.1.1-127.0.1.7").unwrap();
+        let b = s.share(1, 3);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.pick(0), Some("127.0.1.2".parse().unwrap()));
+        assert_eq!(b.pick(1), Some("127.0.1.5".parse().unwrap()));
+        assert_eq!(s.share(2, 3).len(), 2);
+        assert_eq!(s.share(0, 3).len(), 3);
+        assert_eq!(s.share(4, 9).len(), 7, "too few to split: all shared");
     }
 }

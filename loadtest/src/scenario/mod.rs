@@ -5,5 +5,6 @@
 pub mod connect;
 pub mod feeds;
 pub mod firehose;
+pub mod hostile;
 pub mod limit;
 pub mod pubsub;

@@ -247,12 +247,56 @@ struct GeneratorResult {
     hwm_kib: u64,
 }
 
+/// Signals to something that runs alongside the publish phase (`hostile`'s attackers):
+/// `started` is cancelled just before the first publish, `ended` once the last
+/// publish is acknowledged (or given up on), before the drain.
+#[derive(Debug, Clone, Default)]
+pub struct PublishPhase {
+    pub started: CancellationToken,
+    pub ended: CancellationToken,
+}
+
 /// Run `plan` against the server; prints the summary, writes JSON, and fails on loss.
 pub async fn run(
     server: &ServerArgs,
     accounts: &AccountArgs,
     load: &LoadArgs,
     plan: Plan,
+) -> Result<PubsubResult, String> {
+    let result = measure(server, accounts, load, plan, &PublishPhase::default()).await?;
+    print!("{}", result.describe());
+    if let Some(path) = &load.json {
+        report::write_json(path, &result).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("JSON result written to {}", path.display());
+    }
+    check(&result, load)?;
+    Ok(result)
+}
+
+/// Unless `--allow-loss`: an error for lost notifications, failed setup or publishes.
+pub fn check(result: &PubsubResult, load: &LoadArgs) -> Result<(), String> {
+    if !load.allow_loss {
+        if result.delivery.loss > 0 {
+            return Err(format!("{} notifications LOST", result.delivery.loss));
+        }
+        if result.subscribers_setup.failed > 0 || result.publishers_setup.failed > 0 {
+            return Err("some connections failed during setup".to_owned());
+        }
+        if result.publish.failed > 0 {
+            return Err("some publishes failed".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Run `plan` against the server and return the figures (nothing printed but progress;
+/// no JSON, no loss check). `phase` is signalled when publishing starts and ends.
+pub async fn measure(
+    server: &ServerArgs,
+    accounts: &AccountArgs,
+    load: &LoadArgs,
+    plan: Plan,
+    phase: &PublishPhase,
 ) -> Result<PubsubResult, String> {
     let users = accounts.users;
     let publishers = plan.nodes.len() as u64;
@@ -520,6 +564,7 @@ pub async fn run(
             writers.push(None);
         }
     }
+    phase.started.cancel();
     let publish_start = Instant::now();
     let first_ns = sys::monotonic_ns();
     let progress = AbortOnDrop(spawn_run_progress(shared.clone(), items, publish_start));
@@ -582,6 +627,7 @@ pub async fn run(
     }
     let publish_secs = publish_start.elapsed().as_secs_f64();
     pub_cancel.cancel();
+    phase.ended.cancel();
 
     // What each subscriber should get: acknowledged publishes on the nodes it follows.
     let mut per_node = vec![0u64; plan.nodes.len()];
@@ -770,22 +816,6 @@ pub async fn run(
         server_process,
         generator,
     };
-    print!("{}", result.describe());
-    if let Some(path) = &load.json {
-        report::write_json(path, &result).map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("JSON result written to {}", path.display());
-    }
-    if !load.allow_loss {
-        if result.delivery.loss > 0 {
-            return Err(format!("{} notifications LOST", result.delivery.loss));
-        }
-        if result.subscribers_setup.failed > 0 || result.publishers_setup.failed > 0 {
-            return Err("some connections failed during setup".to_owned());
-        }
-        if result.publish.failed > 0 {
-            return Err("some publishes failed".to_owned());
-        }
-    }
     Ok(result)
 }
 

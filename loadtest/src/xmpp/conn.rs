@@ -96,6 +96,8 @@ pub enum Stage {
     /// Pubsub setup: node creation, configuration, subscription.
     Pubsub,
     Hold,
+    /// `hostile`'s attackers, after the stream is open.
+    Attack,
 }
 
 impl fmt::Display for Stage {
@@ -111,6 +113,7 @@ impl fmt::Display for Stage {
             Stage::Compress => "compress",
             Stage::Pubsub => "pubsub",
             Stage::Hold => "hold",
+            Stage::Attack => "attack",
         })
     }
 }
@@ -139,7 +142,7 @@ pub struct ConnError {
 }
 
 impl ConnError {
-    fn new(stage: Stage, kind: ErrorKind) -> Self {
+    pub fn new(stage: Stage, kind: ErrorKind) -> Self {
         Self { stage, kind }
     }
 
@@ -358,7 +361,48 @@ impl Conn {
     }
 
     async fn authenticate(&mut self, user: &str) -> Result<(), ConnError> {
-        let mech = self.target.mechanism;
+        let (mech, password) = (self.target.mechanism, self.target.password.clone());
+        self.authenticate_with(mech, user, &password).await
+    }
+
+    /// One SASL exchange with any credentials, with a fresh deadline: `Ok` on
+    /// `<success/>`, `Refused(condition)` on `<failure/>`, after which the stream may
+    /// try again (RFC 6120 6.4.5) if the server has not closed it. For `hostile`'s
+    /// login guessing.
+    pub async fn sasl_attempt(
+        &mut self,
+        mech: Mechanism,
+        user: &str,
+        password: &str,
+    ) -> Result<(), ConnError> {
+        self.deadline = Instant::now() + self.target.timeout;
+        self.authenticate_with(mech, user, password).await
+    }
+
+    /// Features of the current stream (before `login` ends negotiation).
+    pub fn features(&self) -> &[u8] {
+        &self.features
+    }
+
+    /// Send bytes as they are, with a fresh deadline (`hostile`'s raw payloads).
+    pub async fn send_raw(&mut self, stage: Stage, data: &[u8]) -> Result<(), ConnError> {
+        self.deadline = Instant::now() + self.target.timeout;
+        self.send(stage, data).await
+    }
+
+    /// The next top-level element, with a fresh deadline; a stream error, the
+    /// stream's end or the socket's end is an `Err`.
+    pub async fn next_element(&mut self, stage: Stage) -> Result<Vec<u8>, ConnError> {
+        self.deadline = Instant::now() + self.target.timeout;
+        self.read_element(stage).await
+    }
+
+    async fn authenticate_with(
+        &mut self,
+        mech: Mechanism,
+        user: &str,
+        password: &str,
+    ) -> Result<(), ConnError> {
         let offered = scan::child_texts(&self.features, "mechanism");
         if !offered.iter().any(|m| m == mech.name()) {
             return Err(ConnError::protocol(
@@ -370,7 +414,7 @@ impl Conn {
                 ),
             ));
         }
-        let mut client = sasl::Client::new(mech, user, &self.target.password);
+        let mut client = sasl::Client::new(mech, user, password);
         let auth = format!(
             "<auth xmlns='{NS_SASL}' mechanism='{}'>{}</auth>",
             mech.name(),
@@ -805,7 +849,7 @@ pub fn answer_iq(elem: &[u8]) -> Option<String> {
     }
 }
 
-async fn tcp_connect(
+pub async fn tcp_connect(
     server: SocketAddr,
     source: Option<IpAddr>,
     recv_buffer: Option<u32>,
