@@ -4,8 +4,9 @@
 #   loadtest/smoke.sh            # debug build (PROFILE=release for release)
 #
 # Starts a private hydrant on 127.0.0.1 (temp config and data dir, plaintext c2s,
-# in-band registration on), then runs `connect`, `firehose`, `feeds` against it and
-# `limit` against the tool's own null server, ~200 connections each. Fails (exit 1) on
+# in-band registration on), then runs `connect`, `firehose`, `feeds`, `hostile` (100
+# subscribers while every attack runs) against it and `limit` against the tool's own
+# null server, ~200 connections each. Fails (exit 1) on
 # any failed step, any lost notification (hydrant-load exits 1 on loss) or a JSON
 # result whose loss is not 0. Loopback only; stops the server it started by its PID.
 set -euo pipefail
@@ -86,6 +87,22 @@ step "feeds: $N subscribers following 5 of 20 feeds (Zipf 1.0), 100 items"
 "$LOAD" feeds "${S[@]}" --users "$N" --register --feeds 20 --follow 5 --items 100 --rate 0 --json "$W/feeds.json" >"$W/feeds.txt" 2>&1 \
 	|| { cat "$W/feeds.txt"; exit 1; }
 check feeds
+
+step "hostile: 100 subscribers, 60 items at 30/s, 5 connections of each attack from 127.0.1.1-127.0.1.5"
+"$LOAD" hostile "${S[@]}" --users 100 --register --items 60 --rate 30 --attack-conns 5 --drip-secs 0.5 \
+	--attacker-sources 127.0.1.1-127.0.1.5 --json "$W/hostile.json" >"$W/hostile.txt" 2>&1 \
+	|| { cat "$W/hostile.txt"; exit 1; }
+check hostile
+python3 - "$W/hostile.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+a = {x["attack"]: x for x in r["attacks"]}
+assert sorted(a) == ["bomb", "guess", "items", "register", "slowloris"], sorted(a)
+for name, x in a.items():
+    assert x["attempts"] > 0, f"hostile: attack {name} made no attempt: {x}"
+    assert not any("SUCCESS" in k for k in x["outcomes"]), f"hostile: {name}: {x['outcomes']}"
+print("smoke hostile attacks:", ", ".join(f"{n} {x['attempts']}" for n, x in sorted(a.items())))
+PY
 
 step "limit: $N subscribers on the null server, 50 items"
 "$LOAD" limit --users "$N" --items 50 --rate 0 --sources 127.0.0.2-127.0.0.254 --json "$W/limit.json" >"$W/limit.txt" 2>&1 \
