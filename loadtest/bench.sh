@@ -15,7 +15,15 @@
 # SCENARIOS picks from: connect-N (N in CONNECT), firehose-max, firehose-rate,
 # firehose-max-large, firehose-rate-large, feeds, firehose-max-zlib (XEP-0138 zlib on
 # every stream, for the servers in ZLIB_SERVERS: "ejabberd"; hydrant has no stream
-# compression yet and Prosody 0.12 ships none).
+# compression yet and Prosody 0.12 ships none), hostile (firehose-rate while attackers
+# run issue 8's attacks, ATTACK_CONNS=50 loops of each, from ATTACKERS=127.0.1.1-127.0.1.5,
+# one address per attack; compared with firehose-rate, so run both).
+#
+# hydrant runs firehose-rate and hostile with its default per-address admission limits
+# (the 1,000 subscribers come from 253 addresses, ~4 each, under them; the attackers
+# from their own addresses meet them); every other scenario lifts them for the
+# generator. Prosody and ejabberd keep the generator's settings (registration
+# throttles off) in every scenario.
 #
 # Needs root: installs prosody and ejabberd from Debian if missing (their services are
 # not started: Debian's policy-rc.d), runs them as their own users with private configs
@@ -41,13 +49,15 @@ LARGE_RATE=${LARGE_RATE:-5}
 LARGE_RATE_ITEMS=${LARGE_RATE_ITEMS:-30}
 CONNECT=${CONNECT:-"10000 19000"}
 ZLIB_SERVERS=${ZLIB_SERVERS:-ejabberd}
+ATTACK_CONNS=${ATTACK_CONNS:-50}
+ATTACKERS=${ATTACKERS:-127.0.1.1-127.0.1.5}
 IN_FLIGHT=${IN_FLIGHT:-4}
 ITEM_BYTES=${ITEM_BYTES:-2048}
 MAX_ITEMS=${MAX_ITEMS:-256}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
-SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib"}
+SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib hostile"}
 ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
 if [ -z "${REPORT_ONLY:-}" ]; then
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (apt-get, setpriv)" >&2; exit 1; }
@@ -133,6 +143,12 @@ enabled = true
 # every client registers from loopback: no budget per network
 per_ip_per_hour = 0
 CFG
+# firehose-rate and hostile: hydrant's default per-address limits, so that they meet
+# the attackers (each attack from its own address); the subscribers stay under them.
+grep -v -e '^max_unauthenticated_per_ip' -e '^connections_per_ip_per_sec' -e '^connection_burst_per_ip' \
+	-e '^# The generator is one host' -e '^# per-address admission limits' \
+	"$H/hydrant.toml" >"$H/hydrant-default-limits.toml"
+HCONF=$H/hydrant.toml
 
 P=$W/prosody
 mkdir -p "$P/data"
@@ -242,7 +258,7 @@ chown -R ejabberd:ejabberd "$E"
 start_server() {
 	case $1 in
 	hydrant)
-		"$W/bin/hydrant" serve --config "$H/hydrant.toml" >>"$H/server.log" 2>&1 &
+		"$W/bin/hydrant" serve --config "$HCONF" >>"$H/server.log" 2>&1 &
 		PID=$!
 		wait_port "$PORT" "$PID" "$H/server.log"
 		;;
@@ -280,6 +296,7 @@ ARGS[firehose-rate]="firehose --users $SUBS --items $RATE_ITEMS --rate $RATE"
 ARGS[firehose-max-large]="firehose --users $LARGE_SUBS --items $LARGE_ITEMS --rate 0"
 ARGS[firehose-rate-large]="firehose --users $LARGE_SUBS --items $LARGE_RATE_ITEMS --rate $LARGE_RATE"
 ARGS[firehose-max-zlib]="firehose --users $SUBS --items $FIREHOSE_ITEMS --rate 0 --zlib"
+ARGS[hostile]="hostile --users $SUBS --items $RATE_ITEMS --rate $RATE --attack-conns $ATTACK_CONNS --attacker-sources $ATTACKERS"
 ARGS[feeds]="feeds --users $SUBS --feeds $FEEDS --follow $FOLLOW --zipf $ZIPF --items $FEED_ITEMS --rate 0"
 : >"$W/commands.txt"
 
@@ -290,7 +307,7 @@ run() { # NAME SCENARIO-ARGS...
 	echo "hydrant-load $* ${common[*]} --json $name.json" | sed "s|$W/||g" >>"$W/commands.txt"
 	"$LOAD" "$@" "${common[@]}" --json "$W/results/$name.json" >"$W/results/$name.txt" 2>"$W/results/$name.err" \
 		|| echo "   (exit status $?)"
-	grep -E "failed [ 0-9]+×|publish:|delivery|loss|LOSS|server pid|generator|slow consumers|DISCONNECTED|connect\+auth|dropped" \
+	grep -E "failed [ 0-9]+×|publish:|delivery|loss|LOSS|server pid|generator|slow consumers|DISCONNECTED|connect\+auth|dropped|attack " \
 		"$W/results/$name.txt" | sed 's/^/   /'
 }
 
@@ -325,11 +342,15 @@ for scen in $SCENARIOS; do
 	servers=$SERVERS
 	if [ "$scen" = firehose-max-zlib ]; then
 		servers=$(for s in $SERVERS; do case " $ZLIB_SERVERS " in *" $s "*) echo "$s" ;; esac; done)
-	elif [ "$scen" != feeds ]; then
+	elif [ "$scen" != feeds ] && [ "$scen" != hostile ]; then
 		echo "== limit (null server) for $scen"
 		# shellcheck disable=SC2086
 		run "limit-$scen" limit ${ARGS[$scen]#firehose }
 	fi
+	case $scen in
+	firehose-rate | hostile) HCONF=$H/hydrant-default-limits.toml ;;
+	*) HCONF=$H/hydrant.toml ;;
+	esac
 	for s in $servers; do
 		echo "== $s: $scen"
 		start_server "$s"
@@ -395,7 +416,70 @@ titles = {
     "firehose-rate-large": "firehose, many subscribers, at a target rate",
     "feeds": "feeds (Zipf)",
     "firehose-max-zlib": "firehose with XEP-0138 zlib, as fast as acks allow",
+    "hostile": "hostile: firehose at a target rate while attackers run issue 8's attacks",
 }
+# Which attacks meet what on each server with the configs above.
+APPLIES = {
+    "hydrant": "all five; default per-address admission limits (unauthenticated connections, connection rate) and its registration and login limits",
+    "prosody": "all five; registration is on (the generator registers its accounts) with `min_seconds_between_registrations = 0` and 127.0.0.0/8 allow-listed, and mod_limits is off, so the registration flood and the connection floods meet no per-address throttle",
+    "ejabberd": "all five; mod_register is on for all with `registration_timeout: infinity` (no per-address registration throttle) and `c2s_shaper: none`",
+}
+def mib(kib):
+    return None if kib is None else kib / 1024
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+def hostile_section(servers):
+    out = []
+    out.append("Each attack runs its loops at full speed from its own source address (the "
+               "subscribers use 127.0.0.2-254), from the first publish to the last "
+               "acknowledgement: `bomb` (a stream header, then `<x xmlns='urn:` + 64 KiB of "
+               "letters + `'>` + 16,000 `<a/>` + `</x>`, read until closed, again), `slowloris` "
+               "(one byte every 2 s: half drip the header, half an endless stanza after it), "
+               "`register` (XEP-0077 registrations of random names before authentication, 10 "
+               "per stream), `guess` (SASL logins to subscriber 0's account with random "
+               "passwords, PLAIN when offered, as many per stream as the server answers), "
+               "`items` (logged-in accounts asking for 500 item ids of the firehose node per "
+               "request: the newest items' ids again and again, every fourth absent). "
+               "\"without\" is `firehose-rate` of the same run, on a fresh server too.\n")
+    out.append("| server | RSS peak without / with (MiB) | ratio | p99 without / with (ms) | ratio | loss without / with | attacks |")
+    out.append("|---|---|---:|---|---:|---|---|")
+    checks = []
+    for s in servers:
+        base, hot = load(f"{s}-firehose-rate"), load(f"{s}-hostile")
+        if hot is None:
+            out.append(f"| {s} | (no result) | | | | | |")
+            continue
+        hw = lambda r: ((r or {}).get("server_process") or {}).get("hwm_after_kib")
+        m0, m1 = mib(hw(base)), mib(hw(hot))
+        p0, p1 = lat99(base), lat99(hot)
+        l0 = None if base is None else base["delivery"]["loss"]
+        l1 = hot["delivery"]["loss"]
+        rm, rp = ratio(m1, m0), ratio(p1, p0)
+        att = ", ".join(f"{a['attack']} {a['attempts']:,}" for a in hot.get("attacks", []))
+        out.append(f"| {s} | {f(m0,'{:.0f}')} / {f(m1,'{:.0f}')} | {f(rm,'{:.2f}×')} | "
+                   f"{f(p0,'{:.1f}')} / {f(p1,'{:.1f}')} | {f(rp,'{:.2f}×')} | "
+                   f"{f(l0,'{:,}')} / {'**' + format(l1, ',') + ' LOST**' if l1 else '0'} | {att} |")
+        if s == "hydrant":
+            checks = [(l1, rm, rp, hot)]
+    out.append("")
+    out.append("Attack counts (attempts: bombs sent, connections dripped, registrations, logins, "
+               "requests; unanswered: still waiting when the attack stopped; outcomes: how "
+               "attempts were answered and connections ended; \"closed before the stream "
+               "opened\" is a refusal at accept, e.g. a per-address limit):\n")
+    out.append("| server | attack | attempts (per s) | unanswered | connections (peak open, mean / max life s) | KiB sent / received | outcomes |")
+    out.append("|---|---|---:|---:|---|---|---|")
+    for s in servers:
+        hot = load(f"{s}-hostile")
+        for a in (hot or {}).get("attacks", []):
+            oc = "; ".join(f"{n:,} × {k}" for k, n in sorted(a["outcomes"].items(), key=lambda x: -x[1]))
+            out.append(f"| {s} | {a['attack']} | {a['attempts']:,} ({a['attempts_per_sec']:.1f}) | {a['unanswered']:,} | "
+                       f"{a['connections']:,} ({a['peak_open']}, {f(a.get('mean_connection_secs'),'{:.2f}')} / {a['max_connection_secs']:.1f}) | "
+                       f"{a['bytes_sent'] // 1024:,} / {a['bytes_received'] // 1024:,} | {oc} |")
+    out.append("")
+    out.append("Which attacks apply:\n")
+    out += [f"- {s}: {APPLIES.get(s, 'all five')}" for s in servers]
+    out.append("")
+    return out, checks
 CONNECT_HEADER = ["| server | connected | logins/s (latency p50 / p99) | server RSS per connection (KiB) | server CPU per login (ms) | dropped while idle |",
                   "|---|---:|---|---:|---:|---:|"]
 def connect_row(name, r):
@@ -495,6 +579,14 @@ for scen in scenarios:
             notes.append(f"{s}: subscriber streams ended: {r['delivery']['other_disconnects']}")
     L += ["- " + n for n in notes]
     L.append("")
+    if scen == "hostile":
+        sec, checks = hostile_section(servers)
+        L += sec
+        for l1, rm, rp, hot in checks:
+            summary.append((f"zero loss under attack ({hot['subscribers']:,} subscribers at {hot['rate']:g}/s)", f"{l1:,} lost", l1 == 0))
+            summary.append(("server RSS peak under attack < 2× without", f(rm, "{:.2f}×"), rm is not None and rm < 2))
+            summary.append(("p99 publish→delivery under attack < 2× without", f(rp, "{:.2f}×"), rp is not None and rp < 2))
+        continue
     if h:
         d = h["delivery"]
         summary.append((f"zero loss: {titles.get(scen, scen)} ({h['subscribers']:,} subscribers)", f"{d['loss']:,} lost", d["loss"] == 0))

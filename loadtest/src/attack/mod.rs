@@ -343,6 +343,8 @@ pub async fn run(
             let attackers = items.take().unwrap_or_default();
             let n = attackers.len();
             tallies.push((attack, tally.clone(), n));
+            // Logged in during setup: their connections count here too.
+            tally.connections.fetch_add(n as u64, Ordering::Relaxed);
             for a in attackers {
                 set.spawn(items::run(env.clone(), tally.clone(), a));
             }
