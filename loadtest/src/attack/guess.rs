@@ -22,10 +22,14 @@ pub async fn run(env: Arc<Env>, tally: Arc<Tally>) {
 /// server a key derivation per guess and the client nothing.
 pub fn cheapest(features: &[u8], configured: Mechanism) -> Mechanism {
     let offered = scan::child_texts(features, "mechanism");
-    [Mechanism::Plain, Mechanism::ScramSha1, Mechanism::ScramSha256]
-        .into_iter()
-        .find(|m| offered.iter().any(|o| o == m.name()))
-        .unwrap_or(configured)
+    [
+        Mechanism::Plain,
+        Mechanism::ScramSha1,
+        Mechanism::ScramSha256,
+    ]
+    .into_iter()
+    .find(|m| offered.iter().any(|o| o == m.name()))
+    .unwrap_or(configured)
 }
 
 async fn once(env: &Env, tally: &Tally) {
@@ -68,6 +72,9 @@ mod tests {
         let f = b"<stream:features><mechanisms><mechanism>SCRAM-SHA-256</mechanism>\
                   </mechanisms></stream:features>";
         assert_eq!(cheapest(f, Mechanism::ScramSha1), Mechanism::ScramSha256);
-        assert_eq!(cheapest(b"<features/>", Mechanism::ScramSha1), Mechanism::ScramSha1);
+        assert_eq!(
+            cheapest(b"<features/>", Mechanism::ScramSha1),
+            Mechanism::ScramSha1
+        );
     }
 }

@@ -28,32 +28,32 @@ pub async fn run(env: Arc<Env>, tally: Arc<Tally>, mut attacker: ItemsAttacker) 
     let mut known: Vec<String> = Vec::new();
     let mut sent = 0u32;
     loop {
-        let conn = match attacker.conn.as_mut() {
-            Some(c) => c,
-            None => {
-                // Lost: log in again (the guessing may make this slow or refused).
-                let login = async {
-                    tally
-                        .connections
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Conn::open(env.target.clone(), env.source())
-                        .await?
-                        .login(&attacker.user, attacker.index)
-                        .await
-                };
-                let r = tokio::select! {
-                    () = env.stop.cancelled() => return,
-                    r = login => r,
-                };
-                match r {
-                    Ok(c) => attacker.conn.insert(c),
-                    Err(e) => {
-                        tally.outcome(format!("re-login: {}", e.reason()));
-                        env.pause(Duration::from_secs(1)).await;
-                        continue;
-                    }
+        if attacker.conn.is_none() {
+            // Lost: log in again (the guessing may make this slow or refused).
+            let login = async {
+                tally
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Conn::open(env.target.clone(), env.source())
+                    .await?
+                    .login(&attacker.user, attacker.index)
+                    .await
+            };
+            let r = tokio::select! {
+                () = env.stop.cancelled() => return,
+                r = login => r,
+            };
+            match r {
+                Ok(c) => attacker.conn = Some(c),
+                Err(e) => {
+                    tally.outcome(format!("re-login: {}", e.reason()));
+                    env.pause(Duration::from_secs(1)).await;
+                    continue;
                 }
             }
+        }
+        let Some(conn) = attacker.conn.as_mut() else {
+            continue;
         };
         let _open = tally.opened();
         let r = tokio::select! {

@@ -18,6 +18,7 @@ mod register;
 mod slowloris;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -315,7 +316,7 @@ impl AttackResult {
             self.max_connection_secs,
         );
         for (reason, n) in &self.outcomes {
-            s.push_str(&format!("    {n:>8} × {reason}\n"));
+            let _ = writeln!(s, "    {n:>8} × {reason}");
         }
         s
     }

@@ -1,5 +1,7 @@
 //! The bytes the attackers send: pure builders, unit-tested.
 
+use std::fmt::Write as _;
+
 use crate::xmpp::scan;
 
 /// Letters in the namespace bomb's URI (issue 8: "64 KiB of letters").
@@ -115,8 +117,10 @@ pub fn slowloris_prefix(domain: &str, header_first: bool) -> (Vec<u8>, Vec<u8>) 
 pub fn random_name(prefix: &str) -> String {
     let mut raw = [0u8; 8];
     getrandom::fill(&mut raw).expect("OS random source");
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    raw.iter().fold(prefix.to_owned(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +158,10 @@ mod tests {
         assert_eq!(ids.iter().filter(|i| i.starts_with("absent-")).count(), 125);
         assert_eq!(ids.iter().filter(|i| *i == "1-5").count(), 250);
         let none = items_by_id("n", &[], 3);
-        assert_eq!(item_ids(none.as_bytes()), ["absent-0", "absent-1", "absent-2"]);
+        assert_eq!(
+            item_ids(none.as_bytes()),
+            ["absent-0", "absent-1", "absent-2"]
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub async fn run(env: Arc<Env>, tally: Arc<Tally>, drip_header: bool) {
 }
 
 async fn once(env: &Env, tally: &Tally, drip_header: bool) {
-    tally.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tally
+        .connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let connect = conn::tcp_connect(env.target.server, env.source(), None);
     let mut sock = match tokio::time::timeout(env.target.timeout, connect).await {
         Ok(Ok(s)) => s,

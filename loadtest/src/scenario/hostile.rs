@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::firehose;
-use super::pubsub::{self, LoadArgs, PubsubResult, PublishPhase};
+use super::pubsub::{self, LoadArgs, PublishPhase, PubsubResult};
 use crate::attack::{self, Attack, AttackResult, Env, ItemsAttacker};
 use crate::report;
 use crate::sys;
@@ -41,7 +41,11 @@ pub struct AttackArgs {
     #[arg(long, default_value = "127.0.1.1-127.0.1.5")]
     pub attacker_sources: String,
     /// Attacks to run, comma-separated, or `none` (the baseline).
-    #[arg(long, value_delimiter = ',', default_value = "bomb,slowloris,register,guess,items")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bomb,slowloris,register,guess,items"
+    )]
     pub attacks: Vec<AttackChoice>,
     /// Parallel loops (connections) per attack.
     #[arg(long, default_value_t = 50)]
@@ -229,7 +233,11 @@ async fn items_setup(
         let spread = accounts.offset + accounts.users + i;
         set.spawn(async move {
             if register {
-                match Conn::open(target.clone(), sources.pick(spread)).await?.register(&user).await? {
+                match Conn::open(target.clone(), sources.pick(spread))
+                    .await?
+                    .register(&user)
+                    .await?
+                {
                     Registered::Created | Registered::Existed => {}
                 }
             }
