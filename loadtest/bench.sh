@@ -144,9 +144,11 @@ enabled = true
 per_ip_per_hour = 0
 CFG
 # firehose-rate and hostile: hydrant's default per-address limits, so that they meet
-# the attackers (each attack from its own address); the subscribers stay under them.
+# the attackers (each attack from its own address); the subscribers stay under them
+# (their accounts are registered beforehand with the limits above).
 grep -v -e '^max_unauthenticated_per_ip' -e '^connections_per_ip_per_sec' -e '^connection_burst_per_ip' \
 	-e '^# The generator is one host' -e '^# per-address admission limits' \
+	-e '^per_ip_per_hour' -e '^# every client registers from loopback' \
 	"$H/hydrant.toml" >"$H/hydrant-default-limits.toml"
 HCONF=$H/hydrant.toml
 
@@ -353,6 +355,19 @@ for scen in $SCENARIOS; do
 	esac
 	for s in $servers; do
 		echo "== $s: $scen"
+		if [ "$s" = hydrant ] && [ "$HCONF" != "$H/hydrant.toml" ]; then
+			# Every account of the run (subscribers, publisher, items attackers) first,
+			# under the generator's lifted limits: the default registration budget per
+			# address is the attackers' to meet. Nothing is published (--items 0).
+			limits=$HCONF HCONF=$H/hydrant.toml
+			start_server hydrant
+			# shellcheck disable=SC2086
+			"$LOAD" hostile --users "$SUBS" --items 0 --attacks items --attack-conns "$ATTACK_CONNS" \
+				--attacker-sources "$ATTACKERS" --register "${SERVER_OPTS[@]}" "${COMMON[@]}" \
+				>"$W/results/$s-$scen-register.txt" 2>&1 || echo "   (registration: exit status $?)"
+			stop_server
+			HCONF=$limits
+		fi
 		start_server "$s"
 		# shellcheck disable=SC2086
 		run "$s-$scen" ${ARGS[$scen]} "${SERVER_OPTS[@]}" --register --server-pid "$PID"
