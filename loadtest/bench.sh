@@ -21,7 +21,8 @@
 #
 # hydrant runs firehose-rate and hostile with its default per-address admission limits
 # (the 1,000 subscribers come from 253 addresses, ~4 each, under them; the attackers
-# from their own addresses meet them); every other scenario lifts them for the
+# from their own addresses meet them) and registration budget (the run's accounts are
+# registered first, under the lifted limits); every other scenario lifts them for the
 # generator. Prosody and ejabberd keep the generator's settings (registration
 # throttles off) in every scenario.
 #
