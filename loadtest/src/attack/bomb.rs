@@ -39,7 +39,7 @@ async fn once(env: &Env, tally: &Tally, bomb: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
