@@ -23,7 +23,7 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # The fuzz project keeps its own target dir (fuzz/target): its flags differ from the
 # workspace's, so sharing would rebuild both every time.
-unset CARGO_TARGET_DIR
+export CARGO_TARGET_DIR=$ROOT/fuzz/target
 
 locked() {
 	if [ -n "${HYDRANT_CARGO_LOCK:-}" ]; then

@@ -3,7 +3,9 @@
 //! same error and the same unconsumed byte count (the reader's contract, reader.rs).
 //!
 //! Input: `[flags][n][n little-endian u16 cut offsets][stream bytes]`. Flag bit 0 picks
-//! small limits (so the size, depth and attribute limits are reached by short inputs).
+//! small limits (so the size, depth and attribute limits are reached by short inputs);
+//! bits 1-2, when not 0, restart the reader after that many stanzas, as c2s does after
+//! SASL `<success/>` (the bytes already buffered belong to the new stream).
 #![no_main]
 
 use hydrant_proto::{Limits, StreamError, StreamEvent, StreamReader};
@@ -16,8 +18,9 @@ struct Outcome {
     buffered: usize,
 }
 
-fn run(limits: Limits, chunks: &[&[u8]]) -> Outcome {
+fn run(limits: Limits, restart_after: usize, chunks: &[&[u8]]) -> Outcome {
     let mut reader = StreamReader::new(limits);
+    let mut stanzas = 0;
     let mut events = Vec::new();
     let mut error = None;
     'feed: for chunk in chunks {
@@ -27,7 +30,15 @@ fn run(limits: Limits, chunks: &[&[u8]]) -> Outcome {
         }
         loop {
             match reader.next_event() {
-                Ok(Some(ev)) => events.push(ev),
+                Ok(Some(ev)) => {
+                    if matches!(ev, StreamEvent::Stanza(_)) {
+                        stanzas += 1;
+                        if stanzas == restart_after {
+                            reader.restart();
+                        }
+                    }
+                    events.push(ev);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     error = Some(e);
@@ -65,6 +76,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Limits::default()
     };
+    let restart_after = usize::from((flags >> 1) & 3);
     let mut offsets: Vec<usize> = cuts
         .chunks_exact(2)
         .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (stream.len() + 1))
@@ -78,12 +90,12 @@ fuzz_target!(|data: &[u8]| {
     }
     pieces.push(&stream[from..]);
 
-    let whole = run(limits, &[stream]);
-    let split = run(limits, &pieces);
+    let whole = run(limits, restart_after, &[stream]);
+    let split = run(limits, restart_after, &pieces);
     assert_eq!(whole, split, "the result depends on how the input was split");
     // One byte at a time: the worst case of the resumable scan.
     if stream.len() <= 4096 {
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(whole, run(limits, &bytes), "byte-at-a-time differs");
+        assert_eq!(whole, run(limits, restart_after, &bytes), "byte-at-a-time differs");
     }
 });
