@@ -26,7 +26,12 @@ fn as_submitted(mut x: Element) -> Element {
 
 fn check(x: &Element) {
     let _ = forms::parse_authorization(x);
-    for form_type in [NODE_CONFIG, PUBLISH_OPTIONS, META_DATA, SUBSCRIBE_AUTHORIZATION] {
+    for form_type in [
+        NODE_CONFIG,
+        PUBLISH_OPTIONS,
+        META_DATA,
+        SUBSCRIBE_AUTHORIZATION,
+    ] {
         let Ok(Some(form)) = forms::parse_submit(x, form_type) else {
             continue;
         };

@@ -75,7 +75,9 @@ fn credential(hash: ScramHash) -> &'static (ScramKeys, Vec<u8>) {
 
 /// The value of the last `name=` attribute, as the server reads `c=` and `r=`.
 fn last_attr<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.split(',').filter_map(|a| a.strip_prefix(name)).next_back()
+    msg.split(',')
+        .filter_map(|a| a.strip_prefix(name))
+        .next_back()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -128,7 +130,11 @@ fuzz_target!(|data: &[u8]| {
             let client_key = hmac(hash, salted, b"Client Key");
             let stored_key = digest(hash, &client_key);
             let signature = hmac(hash, &stored_key, auth.as_bytes());
-            let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+            let proof: Vec<u8> = client_key
+                .iter()
+                .zip(&signature)
+                .map(|(a, b)| a ^ b)
+                .collect();
             (
                 format!("{without_proof},p={}", B64.encode(proof)),
                 Some(without_proof.to_owned()),
@@ -143,7 +149,10 @@ fuzz_target!(|data: &[u8]| {
     });
     match result {
         Ok(server_final) => {
-            assert!(should_succeed, "accepted without the right proof: {final_msg}");
+            assert!(
+                should_succeed,
+                "accepted without the right proof: {final_msg}"
+            );
             let server_key = hmac(hash, salted, b"Server Key");
             let expected = format!(
                 "v={}",

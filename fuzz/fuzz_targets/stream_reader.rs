@@ -92,10 +92,17 @@ fuzz_target!(|data: &[u8]| {
 
     let whole = run(limits, restart_after, &[stream]);
     let split = run(limits, restart_after, &pieces);
-    assert_eq!(whole, split, "the result depends on how the input was split");
+    assert_eq!(
+        whole, split,
+        "the result depends on how the input was split"
+    );
     // One byte at a time: the worst case of the resumable scan.
     if stream.len() <= 4096 {
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(whole, run(limits, restart_after, &bytes), "byte-at-a-time differs");
+        assert_eq!(
+            whole,
+            run(limits, restart_after, &bytes),
+            "byte-at-a-time differs"
+        );
     }
 });
