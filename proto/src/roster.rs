@@ -105,7 +105,7 @@ impl RosterItem {
             .ok_or_else(|| bad_request("roster item without jid"))?;
         let raw = jid;
         let jid = BareJid::new(raw).map_err(|e| bad_request(format!("roster item jid: {e}")))?;
-        if !crate::stanza::normalises_stably(raw, jid.as_str()) {
+        if !crate::address::normalises_stably(raw, jid.as_str()) {
             return Err(bad_request(
                 "roster item jid: its normalised form normalises differently",
             ));

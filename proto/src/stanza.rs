@@ -21,25 +21,13 @@ pub(crate) fn jid_attr(el: &Element, name: &str) -> Result<Option<Jid>, StanzaEr
     el.attr(name)
         .map(|s| {
             let jid = Jid::new(s).map_err(|e| malformed(&e))?;
-            if normalises_stably(s, jid.as_str()) {
+            if crate::address::normalises_stably(s, jid.as_str()) {
                 Ok(jid)
             } else {
                 Err(malformed(&"its normalised form normalises differently"))
             }
         })
         .transpose()
-}
-
-/// Whether `normalised`, the `jid` crate's reading of `input`, reads back as itself.
-///
-/// The crate's stringprep does not refuse code points unassigned in Unicode 3.2, as
-/// RFC 3454 section 7 requires of stored strings, and its NFKC (today's Unicode) expands
-/// some of them after case folding (B.2) ran: U+337A SQUARE IU becomes `IU`, so
-/// `a@example\u{337A}.com` reads as `a@exampleIU.com`, which reads as `a@exampleiu.com`.
-/// Such an address has two spellings and changes when a peer re-reads what we wrote, so
-/// callers refuse it. ASCII input is always stable (and the common case: no second parse).
-pub(crate) fn normalises_stably(input: &str, normalised: &str) -> bool {
-    input.is_ascii() || Jid::new(normalised).is_ok_and(|again| again.as_str() == normalised)
 }
 
 fn set_opt_attr(el: &mut Element, name: &str, value: Option<&str>) {

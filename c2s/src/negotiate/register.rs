@@ -62,9 +62,9 @@ where
                         StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
                     );
                 };
-                let normalized = jid::NodePart::new(username.trim())
-                    .ok()
-                    .map(|n| n.as_str().to_owned());
+                // A name whose nodeprep form is not stable would become another
+                // user's address once re-read (hydrant_proto::address).
+                let normalized = hydrant_proto::address::nodepart(username.trim());
                 let (Some(user), false) = (normalized, password.is_empty()) else {
                     return self.reply_error(
                         &el,
