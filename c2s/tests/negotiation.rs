@@ -443,3 +443,32 @@ async fn registration_when_disabled_is_service_unavailable() {
     assert_stanza_error(&reply, "cancel", "service-unavailable");
     assert!(!h.backend.has_user("dave"));
 }
+
+/// A username whose nodeprep form is not a fixed point (fuzz/README.md, Findings): U+1F130
+/// SQUARED LATIN CAPITAL LETTER A was unassigned in Unicode 3.2, so nodeprep's case
+/// folding skips it and NFKC then turns it into `A`: `🄰lice` was stored as the account
+/// `Alice`, which bound as `alice@domain`, another user's address. Refused instead.
+#[tokio::test(start_paused = true)]
+async fn a_username_that_normalises_to_another_users_is_refused() {
+    let h = registration();
+    let mut c = h.connect(true);
+    c.open().await;
+    c.send(
+        "<iq type='set' id='s6'><query xmlns='jabber:iq:register'>\
+         <username>&#x1F130;lice</username><password>mallory</password></query></iq>",
+    )
+    .await;
+    let reply = c.expect_element().await;
+    assert_eq!(reply.attr("id"), Some("s6"));
+    assert_stanza_error(&reply, "modify", "not-acceptable");
+    assert!(!h.backend.has_user("Alice"));
+
+    // An account that exists under such a name (made before this check) cannot log in.
+    h.backend.add_user("Alice", "mallory");
+    let mut c = h.connect(true);
+    c.open().await;
+    assert!(c.scram(true, "\u{1F130}lice", "mallory").await.is_err());
+    let mut c = h.connect(true);
+    c.open().await;
+    assert!(c.plain("", "\u{1F130}lice", "mallory").await.is_err());
+}

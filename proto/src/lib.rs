@@ -10,13 +10,15 @@
 //! Layout: [`ns`] namespace constants; [`element`] the DOM and its serializer
 //! ([`writer`] holds the escaping); [`reader`] finds unit boundaries in the byte stream
 //! and `parse` (private) turns each complete unit into an [`Element`]; [`error`] stream and
-//! stanza errors; [`stanza`], [`iq`] and [`roster`] the typed stanzas and payloads.
+//! stanza errors; [`stanza`], [`iq`] and [`roster`] the typed stanzas and payloads;
+//! [`address`] the check that a normalised JID or username reads back as itself.
 
 // `StanzaError` carries an optional application element (`app: Option<Element>`, part of
 // the agreed API), which makes it ~150 bytes. Errors are the cold path of every parser
 // here, and boxing would change the API other crates are written against.
 #![allow(clippy::result_large_err)]
 
+pub mod address;
 pub mod element;
 pub mod error;
 pub mod iq;

@@ -103,7 +103,13 @@ impl RosterItem {
         let jid = el
             .attr("jid")
             .ok_or_else(|| bad_request("roster item without jid"))?;
-        let jid = BareJid::new(jid).map_err(|e| bad_request(format!("roster item jid: {e}")))?;
+        let raw = jid;
+        let jid = BareJid::new(raw).map_err(|e| bad_request(format!("roster item jid: {e}")))?;
+        if !crate::address::normalises_stably(raw, jid.as_str()) {
+            return Err(bad_request(
+                "roster item jid: its normalised form normalises differently",
+            ));
+        }
         let subscription = el
             .attr("subscription")
             .map_or(Ok(Subscription::None), str::parse)?;

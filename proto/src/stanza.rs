@@ -14,12 +14,18 @@ use crate::ns;
 /// Reads an addressing attribute; a present but invalid JID is `jid-malformed`
 /// (RFC 6120 8.3.3.8).
 pub(crate) fn jid_attr(el: &Element, name: &str) -> Result<Option<Jid>, StanzaError> {
+    let malformed = |why: &dyn std::fmt::Display| {
+        StanzaError::new(StanzaErrorCondition::JidMalformed)
+            .with_text(format!("invalid '{name}' address: {why}"))
+    };
     el.attr(name)
         .map(|s| {
-            Jid::new(s).map_err(|e| {
-                StanzaError::new(StanzaErrorCondition::JidMalformed)
-                    .with_text(format!("invalid '{name}' address: {e}"))
-            })
+            let jid = Jid::new(s).map_err(|e| malformed(&e))?;
+            if crate::address::normalises_stably(s, jid.as_str()) {
+                Ok(jid)
+            } else {
+                Err(malformed(&"its normalised form normalises differently"))
+            }
         })
         .transpose()
 }

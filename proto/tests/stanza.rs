@@ -461,3 +461,32 @@ fn roster_serialization() {
         assert_eq!(s.as_str().parse::<Subscription>().unwrap(), s);
     }
 }
+
+/// Found by `fuzz/` (target `stanza`, fuzz/regressions/stanza/): U+337A SQUARE IU was
+/// unassigned in Unicode 3.2, so stringprep's case folding (RFC 3454 B.2) does not know
+/// it, and NFKC then expands it to upper-case `IU`: `example㍺.com` became
+/// `exampleIU.com`, which reads back as `exampleiu.com`. An address must mean the same
+/// when a peer re-reads what we wrote; one that does not is malformed.
+#[test]
+fn address_whose_normalisation_is_not_stable_is_jid_malformed() {
+    for addr in ["juliet@example&#x337A;.com", "ju&#x337A;liet@example.com"] {
+        let (_, err) = invalid(&format!("<message to='{addr}'/>"));
+        assert_eq!(err.condition, Cond::JidMalformed, "{addr}");
+        let (_, err) = invalid(&format!("<presence from='{addr}'/>"));
+        assert_eq!(err.condition, Cond::JidMalformed, "{addr}");
+    }
+    let roster =
+        wire("<query xmlns='jabber:iq:roster'><item jid='nurse@example&#x337A;.com'/></query>");
+    assert_eq!(
+        RosterQuery::from_element(&roster).unwrap_err().condition,
+        Cond::BadRequest
+    );
+    // Non-ASCII that normalises stably is still fine (resourceprep does not case-fold,
+    // so NFKC alone is stable there).
+    let Ok(Stanza::Message(m)) =
+        parse("<message to='J&#xFC;liet@Ex&#xE4;mple.com/Caf&#xE9;&#x337A;'/>")
+    else {
+        panic!()
+    };
+    assert_eq!(m.to.unwrap().as_str(), "jüliet@exämple.com/CaféIU");
+}

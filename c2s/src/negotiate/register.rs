@@ -75,10 +75,10 @@ where
                 let (Some(username), Some(password)) = (username, password) else {
                     return self.reply_error(&el, not_acceptable());
                 };
-                // RFC 7622 nodeprep, which also bounds the length (1023 bytes).
-                let normalized = jid::NodePart::new(username.trim())
-                    .ok()
-                    .map(|n| n.as_str().to_owned());
+                // RFC 7622 nodeprep (which also bounds the length, 1023 bytes); a name
+                // whose nodeprep form is not stable would become another user's address
+                // once re-read (hydrant_proto::address).
+                let normalized = hydrant_proto::address::nodepart(username.trim());
                 let (Some(user), false) = (normalized, password.is_empty()) else {
                     return self.reply_error(&el, not_acceptable());
                 };

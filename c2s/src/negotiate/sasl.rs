@@ -220,16 +220,15 @@ where
     }
 
     /// SASL identities are localparts; clients that send a bare JID of our domain are
-    /// accepted too. Normalised with RFC 7622 nodeprep via the `jid` crate.
+    /// accepted too. Normalised with nodeprep via the `jid` crate.
     fn normalize_username(&self, raw: &str) -> Option<String> {
         let local = match raw.rsplit_once('@') {
             Some((l, d)) if d.eq_ignore_ascii_case(&self.cfg().domain) => l,
             Some(_) => return None,
             None => raw,
         };
-        jid::NodePart::new(local)
-            .ok()
-            .map(|n| n.as_str().to_owned())
+        // Refuses a name whose nodeprep form is not stable (hydrant_proto::address).
+        hydrant_proto::address::nodepart(local)
     }
 
     /// The only identity a user may act as is their own bare JID.

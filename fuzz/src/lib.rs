@@ -1,0 +1,38 @@
+//! Shared helpers of the fuzz targets: every element-based target builds its element the
+//! way the server does, by running the input through [`StreamReader`] after a fixed
+//! stream header, so the parsers under test only ever see what the reader lets through.
+
+use hydrant_proto::{Element, Limits, StreamEvent, StreamReader};
+
+/// The content namespace of the stream the inputs arrive on.
+pub const STREAM_NS: &str = "jabber:client";
+
+/// A client's stream header, as c2s receives it.
+pub const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+/// The first stanza of `data` sent after [`HEADER`], or `None` when the reader refuses it
+/// or needs more bytes.
+pub fn stanza(data: &[u8]) -> Option<Element> {
+    let mut reader = StreamReader::new(Limits::default());
+    reader.feed(HEADER).ok()?;
+    reader.feed(data).ok()?;
+    loop {
+        match reader.next_event() {
+            Ok(Some(StreamEvent::Stanza(el))) => return Some(el),
+            Ok(Some(StreamEvent::Open(_))) => {}
+            Ok(Some(StreamEvent::Close) | None) | Err(_) => return None,
+        }
+    }
+}
+
+/// `el` written as bytes and read back, as a peer would receive it.
+pub fn reread(el: &Element) -> Element {
+    let bytes = el.to_bytes(STREAM_NS);
+    stanza(&bytes).unwrap_or_else(|| {
+        panic!(
+            "the reader refused what the writer wrote: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
