@@ -90,6 +90,11 @@ pub enum Error {
     NotAcceptable(&'static str),
     #[error("too many subscriptions")]
     TooManySubscriptions,
+    /// A retrieval naming more distinct ItemIDs than one page holds
+    /// ([`crate::ServiceConfig::max_page_items`]): `policy-violation`, type `modify`
+    /// (RFC 6120 8.3.3.12: a local service policy; the requester can ask for fewer).
+    #[error("more than {limit} item ids in one request")]
+    TooManyIds { limit: u32 },
     /// A feature hydrant does not offer on this node or service
     /// (`feature-not-implemented` + `unsupported feature=...`).
     #[error("unsupported: {feature}")]

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use hydrant_proto::BareJid;
 use hydrant_pubsub::{
-    AccessModel, Affiliation, Effect, Event, Item, ItemId, ItemQuery, MemoryStore, NodeConfig,
-    NodeName, NodeRecord, Service, ServiceConfig, Store, StoreError, SubChange,
+    AccessModel, Affiliation, Effect, Event, Item, ItemId, ItemMeta, ItemQuery, MemoryStore,
+    NodeConfig, NodeName, NodeRecord, Service, ServiceConfig, Store, StoreError, SubChange,
 };
 
 const ALICE: &str = "alice@example.com/phone";
@@ -378,6 +378,9 @@ impl Store for FailSubs {
     }
     fn get_item(&self, node: &NodeName, id: &ItemId) -> Result<Option<Arc<Item>>, StoreError> {
         self.inner.get_item(node, id)
+    }
+    fn item_meta(&self, node: &NodeName, ids: &[ItemId]) -> Result<Vec<ItemMeta>, StoreError> {
+        self.inner.item_meta(node, ids)
     }
     fn query_items(&self, node: &NodeName, q: &ItemQuery) -> Result<Vec<Arc<Item>>, StoreError> {
         self.inner.query_items(node, q)

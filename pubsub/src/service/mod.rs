@@ -9,7 +9,7 @@ mod configure;
 mod create;
 mod delete;
 pub(crate) mod disco;
-mod items;
+pub(crate) mod items;
 mod options;
 mod publish;
 mod purge;
@@ -31,7 +31,9 @@ use crate::error::Error;
 use crate::relations::Relations;
 use crate::request::{Reply, Request};
 use crate::store::{NodeRecord, Store};
-use crate::types::{Affiliation, Item, NodeName, SubState, Subscriber, Subscribers, Subscription};
+use crate::types::{
+    Affiliation, Item, ItemId, NodeName, SubState, Subscriber, Subscribers, Subscription,
+};
 
 /// One node's state in memory (everything but its items, which live in the store).
 #[derive(Clone, Debug)]
@@ -517,6 +519,15 @@ impl<S: Store> Service<S> {
                 ..Default::default()
             },
         )?)
+    }
+
+    /// The seq of an item, from its metadata (its payload is not read).
+    pub(crate) fn seq_of(&self, node: &NodeName, id: &ItemId) -> Result<u64, Error> {
+        self.store
+            .item_meta(node, std::slice::from_ref(id))?
+            .first()
+            .map(|m| m.seq)
+            .ok_or(Error::ItemNotFound)
     }
 
     pub(crate) fn node_mut(&mut self, name: &NodeName) -> &mut NodeState {
