@@ -196,8 +196,18 @@ pub struct PubsubSection {
     /// Largest item payload in bytes; larger publishes get `<not-acceptable/>` with
     /// `<payload-too-big/>`.
     pub max_payload_bytes: NonZeroUsize,
-    /// Most items in one items-retrieval reply; more are paged with RSM.
+    /// Most items in one items-retrieval reply; more are paged with RSM. Also the most
+    /// distinct ItemIDs one retrieval by id may name (more: `<policy-violation/>`).
     pub max_page_items: NonZeroU32,
+    /// Most nodes one account may have created on a pubsub service (on its PEP service:
+    /// its own nodes); more get `<not-allowed/>`. Admins are exempt.
+    pub max_nodes_per_account: usize,
+    /// Most subscriptions one account (all of its resources together) may hold on one
+    /// node; more get `<policy-violation/>` + `<too-many-subscriptions/>`.
+    pub max_subscriptions_per_account: NonZeroUsize,
+    /// Longest node configuration text field in bytes (title, description, type; the
+    /// allowed roster groups together); longer gets `<not-acceptable/>`.
+    pub max_config_text_bytes: NonZeroUsize,
     /// Personal eventing (XEP-0163) on every account.
     pub pep: bool,
     /// Publisher pacing: after a publish, when more than half of a sample of its local
@@ -226,6 +236,9 @@ impl Default for PubsubSection {
             max_items_cap: NonZeroU32::new(10_000).expect("non-zero"),
             max_payload_bytes: nz(262_144),
             max_page_items: NonZeroU32::new(500).expect("non-zero"),
+            max_nodes_per_account: 1_000,
+            max_subscriptions_per_account: nz(16),
+            max_config_text_bytes: nz(1_024),
             pep: true,
             pace_queued_bytes: 65_536,
             pace_max_wait_ms: 250,

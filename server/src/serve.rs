@@ -165,6 +165,9 @@ fn pubsub_service_config(cfg: &Config, pep: bool) -> hydrant_pubsub::ServiceConf
     sc.max_items_cap = p.max_items_cap.get();
     sc.max_payload_bytes = p.max_payload_bytes.get();
     sc.max_page_items = p.max_page_items.get();
+    sc.max_nodes_per_creator = p.max_nodes_per_account;
+    sc.max_subscriptions_per_jid = p.max_subscriptions_per_account.get();
+    sc.max_config_text_bytes = p.max_config_text_bytes.get();
     // A page must fit comfortably in the requester's outbound queue.
     sc.max_page_bytes = (cfg.c2s.outbound_queue_bytes.get() / 4).clamp(4096, 256 * 1024);
     if !pep {

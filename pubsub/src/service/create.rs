@@ -26,7 +26,12 @@ impl<S: Store> Service<S> {
         }
         let mut config = self.cfg.default_node.clone();
         if let Some(f) = &form {
-            forms::apply_config(&mut config, f, self.cfg.max_items_cap)?;
+            forms::apply_config(
+                &mut config,
+                f,
+                self.cfg.max_items_cap,
+                self.cfg.max_config_text_bytes,
+            )?;
         }
         let name = match node {
             Some(n) => n,
@@ -56,13 +61,18 @@ impl<S: Store> Service<S> {
     }
 
     /// Persists a new node owned by the requester (on PEP: the account), then adds it
-    /// to memory.
+    /// to memory. Refused with [`Error::TooManyNodes`] when the requester (not an admin)
+    /// already created [`crate::ServiceConfig::max_nodes_per_creator`] nodes here.
     pub(crate) fn insert_node(
         &mut self,
         ctx: &Ctx<'_>,
         name: NodeName,
         config: NodeConfig,
     ) -> Result<(), Error> {
+        let limit = self.cfg.max_nodes_per_creator;
+        if !ctx.admin && self.created_by.get(&ctx.actor).copied().unwrap_or(0) >= limit {
+            return Err(Error::TooManyNodes { limit });
+        }
         let owner = if self.cfg.pep {
             self.address.to_bare()
         } else {
@@ -81,6 +91,7 @@ impl<S: Store> Service<S> {
             subscribers: Arc::from(Vec::new()),
         };
         self.store.create_node(&node.to_record())?;
+        *self.created_by.entry(ctx.actor.clone()).or_default() += 1;
         self.nodes.insert(name, node);
         Ok(())
     }

@@ -19,7 +19,7 @@ mod subscribe;
 mod subscriptions;
 mod unsubscribe;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use hydrant_proto::{BareJid, Jid};
@@ -216,6 +216,8 @@ pub struct Service<S: Store> {
     store: S,
     cfg: ServiceConfig,
     nodes: BTreeMap<NodeName, NodeState>,
+    /// How many of the nodes each bare JID created (the node quota).
+    created_by: HashMap<BareJid, usize>,
     ids: u64,
 }
 
@@ -232,16 +234,21 @@ impl<S: Store> Service<S> {
     /// Opens the service at `address` (for PEP: the account's bare JID), loading its
     /// nodes from `store`.
     pub fn open(address: Jid, mut store: S, cfg: ServiceConfig) -> Result<Self, Error> {
-        let nodes = store
+        let nodes: BTreeMap<NodeName, NodeState> = store
             .load_nodes()?
             .into_iter()
             .map(|r| (r.name.clone(), NodeState::from_record(r)))
             .collect();
+        let mut created_by: HashMap<BareJid, usize> = HashMap::new();
+        for n in nodes.values() {
+            *created_by.entry(n.creator.to_bare()).or_default() += 1;
+        }
         Ok(Service {
             address,
             store,
             cfg,
             nodes,
+            created_by,
             ids: 0,
         })
     }
@@ -528,6 +535,20 @@ impl<S: Store> Service<S> {
             .first()
             .map(|m| m.seq)
             .ok_or(Error::ItemNotFound)
+    }
+
+    /// Drops a node from memory (its store record is already gone), with its count in
+    /// the creator's quota.
+    pub(crate) fn remove_node(&mut self, name: &NodeName) -> NodeState {
+        let node = self.nodes.remove(name).expect("node checked to exist");
+        let creator = node.creator.to_bare();
+        if let Some(n) = self.created_by.get_mut(&creator) {
+            *n -= 1;
+            if *n == 0 {
+                self.created_by.remove(&creator);
+            }
+        }
+        node
     }
 
     pub(crate) fn node_mut(&mut self, name: &NodeName) -> &mut NodeState {

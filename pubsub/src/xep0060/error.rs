@@ -65,6 +65,7 @@ pub fn to_stanza_error(e: &Error) -> StanzaError {
             Some("too-many-subscriptions"),
         ),
         Error::TooManyIds { .. } => (C::PolicyViolation, ErrorType::Modify, None),
+        Error::TooManyNodes { .. } => (C::NotAllowed, ErrorType::Cancel, None),
         Error::Unsupported { .. } => (
             C::FeatureNotImplemented,
             ErrorType::Cancel,
@@ -86,6 +87,9 @@ pub fn to_stanza_error(e: &Error) -> StanzaError {
             err = err.with_text(field.clone());
         }
         Error::InvalidOptions(field) => err = err.with_text(field.clone()),
+        Error::TooManyNodes { limit } => {
+            err = err.with_text(format!("at most {limit} nodes per creator"));
+        }
         Error::TooManyIds { limit } => {
             err = err.with_text(format!("at most {limit} item ids per request"));
         }
