@@ -403,10 +403,8 @@ fn config_text_fields_are_bounded() {
         );
         e.is("not-acceptable", None);
     }
-    let groups = (0..5).fold(String::new(), |mut s, k| {
-        s.push_str(&format!("<value>grp{k}</value>"));
-        s
-    });
+    let groups = "<value>grp0</value><value>grp1</value><value>grp2</value>\
+                  <value>grp3</value><value>grp4</value>";
     let form = format!(
         "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>\
          <value>http://jabber.org/protocol/pubsub#node_config</value></field>\

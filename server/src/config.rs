@@ -90,6 +90,10 @@ pub struct C2sSection {
     pub max_connections: NonZeroUsize,
     /// Failed SASL attempts on one stream before it is closed (RFC 6120 6.4.5: 2 to 5).
     pub max_auth_failures: NonZeroU32,
+    /// Sessions (bound resources) one account may have at once; another bind gets
+    /// `<resource-constraint/>` (RFC 6120 7.6.2.1). Rebinding a resource in use replaces
+    /// that session and is not one more.
+    pub max_sessions_per_account: NonZeroUsize,
     /// Cap on the growing delay imposed on repeated failed logins from one address.
     pub auth_failure_max_delay_secs: u64,
 }
@@ -110,6 +114,7 @@ impl Default for C2sSection {
             outbound_queue_bytes: nz(1 << 20),
             max_connections: nz(19_000),
             max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
+            max_sessions_per_account: nz(10),
             auth_failure_max_delay_secs: 10,
         }
     }
@@ -154,11 +159,26 @@ impl Default for OfflineSection {
 pub struct RosterSection {
     /// Items one roster may hold; adding more is refused with `<resource-constraint/>`.
     pub max_items: usize,
+    /// Groups one roster item may be in; a roster set with more gets
+    /// `<not-acceptable/>`.
+    pub max_groups_per_item: NonZeroUsize,
+    /// Longest roster item name and group name, in bytes; longer gets
+    /// `<not-acceptable/>` (RFC 6121 2.3.3 allows a server-configured limit).
+    pub max_name_bytes: NonZeroUsize,
+    /// Inbound presence subscription requests stored for one account, awaiting its
+    /// answer; past it further requests from new contacts are not stored and get
+    /// `<resource-constraint/>` back.
+    pub max_pending_subscriptions: usize,
 }
 
 impl Default for RosterSection {
     fn default() -> Self {
-        RosterSection { max_items: 2000 }
+        RosterSection {
+            max_items: 2000,
+            max_groups_per_item: nz(64),
+            max_name_bytes: nz(1024),
+            max_pending_subscriptions: 200,
+        }
     }
 }
 

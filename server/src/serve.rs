@@ -76,6 +76,10 @@ pub async fn serve(
             max_directed_presence: cfg.presence.max_directed_per_session,
             pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
             pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
+            max_roster_groups: cfg.roster.max_groups_per_item.get(),
+            max_roster_name_bytes: cfg.roster.max_name_bytes.get(),
+            max_pending_subscriptions: cfg.roster.max_pending_subscriptions,
+            max_sessions_per_account: cfg.c2s.max_sessions_per_account.get(),
         },
         hub,
     );
