@@ -230,6 +230,10 @@ pub struct PubsubSection {
     pub max_config_text_bytes: NonZeroUsize,
     /// Personal eventing (XEP-0163) on every account.
     pub pep: bool,
+    /// Bytes the server-wide cache of verified entity capabilities (XEP-0115: which
+    /// PEP nodes a client version wants, +notify) may hold; least recently used
+    /// entries go first. 0 caches nothing (every session's caps are then asked).
+    pub caps_cache_bytes: usize,
     /// Publisher pacing: after a publish, when more than half of a sample of its local
     /// recipients still have more than this many bytes queued (the server as a whole is
     /// behind, not one slow subscriber), the publisher's next stanza waits until they
@@ -260,6 +264,7 @@ impl Default for PubsubSection {
             max_subscriptions_per_account: nz(16),
             max_config_text_bytes: nz(1_024),
             pep: true,
+            caps_cache_bytes: 4 * 1024 * 1024,
             pace_queued_bytes: 65_536,
             pace_max_wait_ms: 250,
         }

@@ -80,6 +80,7 @@ pub async fn serve(
             max_roster_name_bytes: cfg.roster.max_name_bytes.get(),
             max_pending_subscriptions: cfg.roster.max_pending_subscriptions,
             max_sessions_per_account: cfg.c2s.max_sessions_per_account.get(),
+            caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
         },
         hub,
     );

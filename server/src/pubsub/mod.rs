@@ -7,6 +7,7 @@
 //! by the router, with the fan-out in `fanout.rs`. XEP-0313 queries on nodes (catch-up)
 //! are answered by `mam.rs`.
 
+pub mod caps;
 pub mod fanout;
 pub mod mam;
 pub mod pacing;

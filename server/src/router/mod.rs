@@ -43,6 +43,8 @@ pub struct RouterConfig {
     pub max_pending_subscriptions: usize,
     /// `[c2s] max_sessions_per_account`: bound resources of one account at once.
     pub max_sessions_per_account: usize,
+    /// `[pubsub] caps_cache_bytes`: the verified entity-capabilities cache.
+    pub caps_cache_bytes: usize,
 }
 
 pub struct Router {
@@ -51,8 +53,9 @@ pub struct Router {
     pub sessions: Sessions,
     pub cfg: RouterConfig,
     pub pubsub: Arc<crate::pubsub::Hub>,
-    /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP).
-    pub caps_cache: dashmap::DashMap<String, Arc<[String]>>,
+    /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP),
+    /// bounded in bytes.
+    pub caps_cache: crate::pubsub::caps::CapsCache,
     /// This router, for tasks it spawns.
     pub me: std::sync::Weak<Router>,
     next_query: std::sync::atomic::AtomicU64,
@@ -78,9 +81,9 @@ impl Router {
             domain,
             db,
             sessions: Sessions::default(),
+            caps_cache: crate::pubsub::caps::CapsCache::new(cfg.caps_cache_bytes),
             cfg,
             pubsub: Arc::new(pubsub),
-            caps_cache: dashmap::DashMap::new(),
             me: me.clone(),
             next_query: std::sync::atomic::AtomicU64::new(1),
         })
