@@ -307,7 +307,7 @@ impl<S: Store> Service<S> {
         };
         match req {
             Request::DiscoInfo { node } => self.disco_info(&ctx, node.as_ref()),
-            Request::DiscoItems { node } => self.disco_items(&ctx, node.as_ref()),
+            Request::DiscoItems { node, rsm } => self.disco_items(&ctx, node.as_ref(), rsm),
             Request::Create { node, config } => self.create(&ctx, node, config),
             Request::GetConfig { node } => self.get_config(&ctx, &node),
             Request::SetConfig { node, form } => self.set_config(&ctx, &node, form),

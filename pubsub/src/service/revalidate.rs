@@ -14,7 +14,7 @@ use crate::config::AccessModel;
 use crate::effect::Effect;
 use crate::error::Error;
 use crate::relations::Relations;
-use crate::service::{NodeState, Service, subscriptions::subscription_event};
+use crate::service::{NodeState, Service, same_bare, subscriptions::subscription_event};
 use crate::store::{Store, SubChange};
 use crate::types::{Affiliation, NodeName, Subscription};
 
@@ -45,6 +45,36 @@ impl<S: Store> Service<S> {
         let mut effects = Vec::new();
         for name in names {
             effects.extend(self.revalidate_node(&name, who, rel)?);
+        }
+        Ok(effects)
+    }
+
+    /// `owner`'s relation with `who` ended or narrowed (roster item removed, presence
+    /// subscription cancelled, groups changed): revalidates `who`'s subscriptions on
+    /// the nodes whose access depends on that relation, the `presence` and `roster`
+    /// nodes `owner` owns (on PEP: the account's). Other nodes (an open firehose node
+    /// with its many subscribers) are not looked at, so a roster change costs the
+    /// owner's access-controlled nodes, not every subscription of the service.
+    pub fn revalidate_relation(
+        &mut self,
+        owner: &BareJid,
+        who: &BareJid,
+        rel: &dyn Relations,
+    ) -> Result<Vec<Effect>, Error> {
+        let names: Vec<NodeName> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                matches!(
+                    n.config.access_model,
+                    AccessModel::Presence | AccessModel::Roster
+                ) && self.explicit_affiliation(n, owner) == Affiliation::Owner
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        let mut effects = Vec::new();
+        for name in names {
+            effects.extend(self.revalidate_node(&name, Some(who), rel)?);
         }
         Ok(effects)
     }
@@ -91,10 +121,10 @@ impl<S: Store> Service<S> {
         let mut verdicts: Vec<(BareJid, bool)> = Vec::new();
         let mut out = Vec::new();
         for s in &node.subscriptions {
-            let actor = s.jid.to_bare();
-            if who.is_some_and(|w| *w != actor) {
+            if who.is_some_and(|w| !same_bare(&s.jid, w)) {
                 continue;
             }
+            let actor = s.jid.to_bare();
             let refused = if let Some((_, r)) = verdicts.iter().find(|(j, _)| *j == actor) {
                 *r
             } else {
