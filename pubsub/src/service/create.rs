@@ -2,7 +2,6 @@
 //! created and configured at once; and PEP auto-create (XEP-0163 / XEP-0060 7.1.4).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::config::{CreatePolicy, NodeConfig};
 use crate::effect::Effect;
@@ -80,16 +79,13 @@ impl<S: Store> Service<S> {
         };
         let mut affiliations = BTreeMap::new();
         affiliations.insert(owner, Affiliation::Owner);
-        let node = NodeState {
-            name: name.clone(),
+        let node = NodeState::new(
+            name.clone(),
             config,
             affiliations,
-            subscriptions: Vec::new(),
-            creator: ctx.from.clone(),
-            created_ms: ctx.now_ms,
-            last_seq: 0,
-            subscribers: Arc::from(Vec::new()),
-        };
+            ctx.from.clone(),
+            ctx.now_ms,
+        );
         self.store.create_node(&node.to_record())?;
         *self.created_by.entry(ctx.actor.clone()).or_default() += 1;
         self.nodes.insert(name, node);

@@ -35,12 +35,7 @@ impl<S: Store> Service<S> {
         self.check_ctx(node, ctx, Action::RetrieveItems)?;
         // SubIDs matter where the subscription grants access (authorize); elsewhere a
         // SubID, if given, must still be one of the requester's.
-        let mine: Vec<&SubId> = node
-            .subscriptions
-            .iter()
-            .filter(|s| s.jid.to_bare() == ctx.actor)
-            .map(|s| &s.subid)
-            .collect();
+        let mine: Vec<&SubId> = node.subs_of_bare(&ctx.actor).map(|s| &s.subid).collect();
         match subid {
             Some(id) if !mine.contains(&id) => return Err(Error::InvalidSubId),
             None if mine.len() > 1 && node.config.access_model == AccessModel::Authorize => {

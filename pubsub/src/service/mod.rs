@@ -47,6 +47,10 @@ pub(crate) struct NodeState {
     pub last_seq: u64,
     /// Rebuilt whenever `subscriptions` change.
     pub subscribers: Subscribers,
+    /// Positions in `subscriptions` by bare JID, rebuilt with `subscribers`: the access
+    /// check of every request (publish included) asks for the requester's
+    /// subscriptions, which must not cost a walk over every subscriber.
+    by_bare: HashMap<BareJid, Vec<usize>>,
 }
 
 impl NodeState {
@@ -60,9 +64,40 @@ impl NodeState {
             created_ms: r.created_ms,
             last_seq: r.last_seq,
             subscribers: Arc::from(Vec::new()),
+            by_bare: HashMap::new(),
         };
         n.rebuild_subscribers();
         n
+    }
+
+    /// An empty node (create, auto-create).
+    pub(crate) fn new(
+        name: NodeName,
+        config: NodeConfig,
+        affiliations: BTreeMap<BareJid, Affiliation>,
+        creator: Jid,
+        created_ms: u64,
+    ) -> Self {
+        NodeState {
+            name,
+            config,
+            affiliations,
+            subscriptions: Vec::new(),
+            creator,
+            created_ms,
+            last_seq: 0,
+            subscribers: Arc::from(Vec::new()),
+            by_bare: HashMap::new(),
+        }
+    }
+
+    /// The subscriptions held by any JID with this bare JID (from the index).
+    pub(crate) fn subs_of_bare(&self, bare: &BareJid) -> impl Iterator<Item = &Subscription> {
+        self.by_bare
+            .get(bare)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.subscriptions.get(i))
     }
 
     pub(crate) fn to_record(&self) -> NodeRecord {
@@ -95,17 +130,19 @@ impl NodeState {
 
     /// The subscriptions held by exactly this JID.
     pub(crate) fn subs_of(&self, jid: &Jid) -> impl Iterator<Item = &Subscription> {
-        self.subscriptions.iter().filter(move |s| &s.jid == jid)
+        let bare = jid.to_bare();
+        self.by_bare
+            .get(&bare)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.subscriptions.get(i))
+            .filter(move |s| &s.jid == jid)
     }
 
     /// The best subscription state of any JID with this bare JID.
     fn best_state(&self, actor: &BareJid) -> Option<SubState> {
         let mut best = None;
-        for s in self
-            .subscriptions
-            .iter()
-            .filter(|s| same_bare(&s.jid, actor))
-        {
+        for s in self.subs_of_bare(actor) {
             best = match (best, s.state) {
                 (_, SubState::Subscribed) => Some(SubState::Subscribed),
                 (Some(SubState::Subscribed), _) => best,
@@ -121,6 +158,10 @@ impl NodeState {
         self.subscribers = snapshot(self.subscriptions.iter().filter(|s| {
             s.state == SubState::Subscribed && s.options.deliver && !self.is_outcast(&s.jid)
         }));
+        self.by_bare.clear();
+        for (i, s) in self.subscriptions.iter().enumerate() {
+            self.by_bare.entry(s.jid.to_bare()).or_default().push(i);
+        }
     }
 
     /// Whether `jid`'s bare JID is an outcast; allocation-free when nobody is one (the
@@ -401,9 +442,8 @@ impl<S: Store> Service<S> {
             let wanted = match nodes {
                 Some(list) => list.contains(&n.name),
                 None => n
-                    .subscriptions
-                    .iter()
-                    .any(|s| s.state == SubState::Subscribed && same_bare(&s.jid, &actor)),
+                    .subs_of_bare(&actor)
+                    .any(|s| s.state == SubState::Subscribed),
             };
             if !wanted || n.config.send_last_published_item != SendLastPublished::OnSubAndPresence {
                 continue;

@@ -14,7 +14,7 @@ use crate::config::AccessModel;
 use crate::effect::Effect;
 use crate::error::Error;
 use crate::relations::Relations;
-use crate::service::{NodeState, Service, same_bare, subscriptions::subscription_event};
+use crate::service::{NodeState, Service, subscriptions::subscription_event};
 use crate::store::{Store, SubChange};
 use crate::types::{Affiliation, NodeName, Subscription};
 
@@ -120,10 +120,11 @@ impl<S: Store> Service<S> {
         let owners = node.owners();
         let mut verdicts: Vec<(BareJid, bool)> = Vec::new();
         let mut out = Vec::new();
-        for s in &node.subscriptions {
-            if who.is_some_and(|w| !same_bare(&s.jid, w)) {
-                continue;
-            }
+        let subs: Box<dyn Iterator<Item = &Subscription>> = match who {
+            Some(w) => Box::new(node.subs_of_bare(w)),
+            None => Box::new(node.subscriptions.iter()),
+        };
+        for s in subs {
             let actor = s.jid.to_bare();
             let refused = if let Some((_, r)) = verdicts.iter().find(|(j, _)| *j == actor) {
                 *r

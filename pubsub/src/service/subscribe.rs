@@ -7,7 +7,7 @@ use crate::config::{AccessModel, SendLastPublished};
 use crate::effect::Effect;
 use crate::error::Error;
 use crate::request::{OptionsForm, Reply};
-use crate::service::{Ctx, Service, same_bare};
+use crate::service::{Ctx, Service};
 use crate::store::{Store, SubChange};
 use crate::types::{Affiliation, NodeName, SubId, SubOptions, SubState, Subscription};
 use crate::xep0060::forms;
@@ -70,11 +70,7 @@ impl<S: Store> Service<S> {
         // add subscriptions without end by varying the resource (XEP-0060 6.1.3.9 lets
         // the service match on the bare JID).
         let account = jid.to_bare();
-        let held = node
-            .subscriptions
-            .iter()
-            .filter(|s| same_bare(&s.jid, &account))
-            .count();
+        let held = node.subs_of_bare(&account).count();
         if held >= self.cfg.max_subscriptions_per_jid {
             return Err(Error::TooManySubscriptions);
         }
