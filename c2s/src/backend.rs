@@ -7,9 +7,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hydrant_proto::outbox::Outbox;
 use hydrant_proto::scram::StoredCredentials;
-use hydrant_proto::{FullJid, Stanza};
+use hydrant_proto::{FullJid, Stanza, StanzaError};
 
 /// A bound client session as the rest of the server sees it.
 #[derive(Debug, Clone)]
@@ -49,9 +50,19 @@ pub trait Backend: Send + Sync + 'static {
         password: &str,
     ) -> impl Future<Output = Result<(), RegisterError>> + Send;
 
-    /// A resource was bound; from now on the server reaches the session through `outbox`.
-    /// A session already bound to the same full JID must be replaced (it gets `<conflict/>`).
-    fn bind(&self, session: &SessionInfo, outbox: Arc<Outbox>) -> impl Future<Output = ()> + Send;
+    /// A resource is to be bound; from now on the server reaches the session through
+    /// `outbox`. The backend pushes `result` (the bind iq result) onto `outbox` before
+    /// the session becomes reachable, so it is the first thing the client reads after
+    /// binding. A session already bound to the same full JID must be replaced (it gets
+    /// `<conflict/>`). `Err`: the bind is refused with that stanza error and nothing
+    /// changed (RFC 6120 7.6.2.1: `<resource-constraint/>` when the account has as many
+    /// sessions as it may).
+    fn bind(
+        &self,
+        session: &SessionInfo,
+        outbox: Arc<Outbox>,
+        result: Bytes,
+    ) -> impl Future<Output = Result<(), StanzaError>> + Send;
 
     /// A stanza from a bound session, already validated and stamped with its `from`.
     fn stanza(&self, session: &SessionInfo, stanza: Stanza) -> impl Future<Output = ()> + Send;

@@ -495,7 +495,14 @@ mod size_tests {
         async fn register(&self, _: &str, _: &str) -> Result<(), crate::RegisterError> {
             Ok(())
         }
-        async fn bind(&self, _: &crate::SessionInfo, _: Arc<hydrant_proto::outbox::Outbox>) {}
+        async fn bind(
+            &self,
+            _: &crate::SessionInfo,
+            _: Arc<hydrant_proto::outbox::Outbox>,
+            _: bytes::Bytes,
+        ) -> Result<(), hydrant_proto::StanzaError> {
+            Ok(())
+        }
         async fn stanza(&self, _: &crate::SessionInfo, _: hydrant_proto::Stanza) {}
         async fn unbind(&self, _: &crate::SessionInfo) {}
     }

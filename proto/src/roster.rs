@@ -1,5 +1,6 @@
 //! Roster payloads (RFC 6121 2).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -113,14 +114,18 @@ impl RosterItem {
         let subscription = el
             .attr("subscription")
             .map_or(Ok(Subscription::None), str::parse)?;
+        // The duplicate check is a set, linear in the number of groups: a list scan
+        // per group would be quadratic in what a client sends. (The number of groups
+        // is the handler's limit; here it is bounded by the stanza size.)
         let mut groups: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         for group in el.children().filter(|c| c.is("group", ns::ROSTER)) {
             let name = group.text();
             if name.is_empty() {
                 return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable)
                     .with_text("empty roster group"));
             }
-            if groups.contains(&name) {
+            if !seen.insert(name.clone()) {
                 return Err(bad_request(format!("duplicate roster group '{name}'")));
             }
             groups.push(name);

@@ -264,8 +264,19 @@ pub struct ServiceConfig {
     /// always sent); more are paged with RSM. Keep it well below the clients' outbound
     /// queue limit. Default 256 KiB.
     pub max_page_bytes: usize,
-    /// The most subscriptions one JID may hold on one node. Default 16.
+    /// The most subscriptions one account (bare JID, all of its resources together)
+    /// may hold on one node; more get `<policy-violation/>` with
+    /// `<too-many-subscriptions/>` (XEP-0060 6.1.3.9). Default 16.
     pub max_subscriptions_per_jid: usize,
+    /// The most nodes one bare JID may have created on this service (on PEP: the
+    /// account's own nodes, auto-created ones included); admins are exempt. More get
+    /// `<not-allowed/>` ([`crate::Error::TooManyNodes`]). Default 1,000.
+    pub max_nodes_per_creator: usize,
+    /// The longest value of a node configuration text field (`pubsub#title`,
+    /// `pubsub#description`, `pubsub#type`, each of `pubsub#roster_groups_allowed`),
+    /// in bytes; and the most roster groups one node may allow. Longer or more:
+    /// `<not-acceptable/>` (XEP-0060 8.2.5.2, an invalid configuration). Default 1,024.
+    pub max_config_text_bytes: usize,
     /// Configuration of new nodes (create without form, auto-create, `<default/>`).
     pub default_node: NodeConfig,
     /// PEP semantics (XEP-0163): the service address is the account; it owns every node;
@@ -286,6 +297,8 @@ impl Default for ServiceConfig {
             max_page_items: 500,
             max_page_bytes: 256 * 1024,
             max_subscriptions_per_jid: 16,
+            max_nodes_per_creator: 1_000,
+            max_config_text_bytes: 1_024,
             default_node: NodeConfig::default(),
             pep: false,
             create_policy: CreatePolicy::Anyone,

@@ -90,6 +90,17 @@ pub enum Error {
     NotAcceptable(&'static str),
     #[error("too many subscriptions")]
     TooManySubscriptions,
+    /// The requester already created as many nodes as the service allows one creator
+    /// ([`crate::ServiceConfig::max_nodes_per_creator`]): `not-allowed`, type `cancel`.
+    /// XEP-0060 8.1.1 lets a service refuse node creation depending on who asks; the
+    /// quota will not lift by waiting, so not `resource-constraint` (type `wait`).
+    #[error("at most {limit} nodes per creator")]
+    TooManyNodes { limit: usize },
+    /// A retrieval naming more distinct ItemIDs than one page holds
+    /// ([`crate::ServiceConfig::max_page_items`]): `policy-violation`, type `modify`
+    /// (RFC 6120 8.3.3.12: a local service policy; the requester can ask for fewer).
+    #[error("more than {limit} item ids in one request")]
+    TooManyIds { limit: u32 },
     /// A feature hydrant does not offer on this node or service
     /// (`feature-not-implemented` + `unsupported feature=...`).
     #[error("unsupported: {feature}")]

@@ -107,7 +107,9 @@ pub use request::{Reply, Request, RsmQuery};
 pub use service::Service;
 pub use service::archive::{ArchivePage, ArchiveQuery};
 pub use service::disco::{AUTO_CREATE, FEATURES, MAM_FEATURES};
-pub use store::{ItemQuery, MemoryStore, NodeRecord, Store, SubChange};
+pub use store::{
+    ByteBudget, ItemMeta, ItemQuery, MemoryStore, NodeRecord, Store, SubChange, item_cost,
+};
 pub use types::{
     Affiliation, Item, ItemId, NodeName, Show, SubId, SubOptions, SubState, Subscriber,
     Subscribers, Subscription,

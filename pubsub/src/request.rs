@@ -43,9 +43,11 @@ pub enum Request {
     DiscoInfo {
         node: Option<NodeName>,
     },
-    /// disco#items: the nodes (`node` None, 5.2) or a node's items (5.5).
+    /// disco#items: the nodes (`node` None, 5.2, paged with XEP-0059 RSM by NodeID)
+    /// or a node's items (5.5).
     DiscoItems {
         node: Option<NodeName>,
+        rsm: Option<RsmQuery>,
     },
 
     /// Create (8.1); `node` None asks for an instant node; `config` create-and-configure.
@@ -267,5 +269,8 @@ pub enum Reply {
     DiscoItems {
         node: Option<NodeName>,
         entries: Vec<(Option<NodeName>, String)>,
+        /// The RSM `<set/>` of a page of nodes, when asked for or when the reply does
+        /// not hold every node.
+        rsm: Option<RsmResult>,
     },
 }

@@ -355,7 +355,8 @@ fn with_filters_by_publisher() {
                 ..ArchiveQuery::default()
             },
         );
-        assert_eq!(p.count, None, "not counted: it would read every item");
+        // Counted by the store on the publisher column, without reading payloads.
+        assert_eq!(p.count, Some(200));
         seen.extend(ids(&p));
         after = p.items.last().map(|i| i.id.clone());
         if p.complete {
@@ -500,4 +501,98 @@ fn items_retrieval_catches_up_by_paging_with_before() {
         cursor = first;
     }
     assert_eq!(got, range(12, 30));
+}
+
+#[test]
+fn ids_count_once_and_at_most_a_page_of_them() {
+    let cfg = ServiceConfig {
+        max_page_items: 4,
+        ..ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    h.create_with(ALICE, "n", &[("pubsub#max_items", "max")]);
+    for i in 0..10 {
+        h.publish(ALICE, "n", &format!("i{i:03}"), "x").unwrap();
+    }
+    let q = |names: &[&str]| ArchiveQuery {
+        ids: Some(names.iter().map(|s| id(s)).collect()),
+        ..ArchiveQuery::default()
+    };
+    let p = ok(&h, &q(&["i002", "i002", "i004", "i001", "i004", "i003"]));
+    assert_eq!(ids(&p), ["i001", "i002", "i003", "i004"]);
+    assert_eq!(p.count, Some(4));
+    assert_eq!(
+        archive(&h, BOB, &q(&["i000", "i001", "i002", "i003", "i004"])),
+        Err(Error::TooManyIds { limit: 4 })
+    );
+}
+
+/// An `ids` query naming many large items reads only the payloads of one page: the byte
+/// budget is applied to the stored lengths first. Plain pages likewise.
+#[test]
+fn large_items_are_judged_by_stored_length_before_reading() {
+    let mut svc = hydrant_pubsub::Service::open(
+        jid(SERVICE),
+        CountingStore::default(),
+        ServiceConfig::default(),
+    )
+    .unwrap();
+    let rel = hydrant_pubsub::StaticRelations::default();
+    let run = |svc: &mut hydrant_pubsub::Service<CountingStore>, payload: String, now| {
+        let req =
+            hydrant_pubsub::xep0060::parse(hydrant_proto::IqType::Set, &xml(&payload)).unwrap();
+        svc.handle(&jid(ALICE), req, &rel, now).unwrap();
+    };
+    run(
+        &mut svc,
+        ps(&format!(
+            "<create node='n'/><configure>{}</configure>",
+            config_form(&[("pubsub#max_items", "max")])
+        )),
+        1,
+    );
+    let big = "x".repeat(3_000);
+    for i in 0..50 {
+        run(
+            &mut svc,
+            ps(&format!(
+                "<publish node='n'><item id='i{i:03}'><entry xmlns='urn:test'>{big}</entry></item></publish>"
+            )),
+            2 + i,
+        );
+    }
+    let rel = hydrant_pubsub::StaticRelations::default();
+    let n = NodeName::from("n");
+    for (what, q) in [
+        (
+            "ids",
+            ArchiveQuery {
+                ids: Some((0..50).map(|i| id(&format!("i{i:03}"))).collect()),
+                max_bytes: Some(10_000),
+                ..ArchiveQuery::default()
+            },
+        ),
+        (
+            "all",
+            ArchiveQuery {
+                max_bytes: Some(10_000),
+                ..ArchiveQuery::default()
+            },
+        ),
+        (
+            "with",
+            ArchiveQuery {
+                with: Some(jid("alice@example.com")),
+                max_bytes: Some(10_000),
+                ..ArchiveQuery::default()
+            },
+        ),
+    ] {
+        svc.store().items_read.set(0);
+        let p = svc.archive(&jid(BOB), &n, &q, &rel).unwrap();
+        assert_eq!(ids(&p), range(0, 3), "{what}");
+        assert!(!p.complete, "{what}");
+        assert_eq!(p.count, Some(50), "{what}");
+        assert_eq!(svc.store().items_read.get(), 3, "{what}: payloads read");
+    }
 }

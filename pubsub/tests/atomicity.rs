@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::*;
 use hydrant_proto::BareJid;
 use hydrant_pubsub::{
-    Affiliation, Item, ItemId, ItemQuery, MemoryStore, NodeConfig, NodeName, NodeRecord, Service,
-    ServiceConfig, Store, StoreError, SubChange,
+    Affiliation, Item, ItemId, ItemMeta, ItemQuery, MemoryStore, NodeConfig, NodeName, NodeRecord,
+    Service, ServiceConfig, Store, StoreError, SubChange,
 };
 
 const ALICE: &str = "alice@example.com/phone";
@@ -120,6 +120,9 @@ impl Store for ItemWritesFail {
     }
     fn get_item(&self, node: &NodeName, id: &ItemId) -> Result<Option<Arc<Item>>, StoreError> {
         self.0.get_item(node, id)
+    }
+    fn item_meta(&self, node: &NodeName, ids: &[ItemId]) -> Result<Vec<ItemMeta>, StoreError> {
+        self.0.item_meta(node, ids)
     }
     fn query_items(&self, node: &NodeName, q: &ItemQuery) -> Result<Vec<Arc<Item>>, StoreError> {
         self.0.query_items(node, q)

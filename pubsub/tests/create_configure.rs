@@ -327,3 +327,92 @@ fn lowering_max_items_trims_oldest() {
     );
     assert_eq!(h.stored_ids("n"), ["i5", "i4"]);
 }
+
+/// Nodes one bare JID created are capped (every resource together; deleting one frees
+/// its place; admins are exempt): XEP-0060 8.1.1 lets a service refuse creation by who
+/// asks, `not-allowed`.
+#[test]
+fn nodes_per_creator_are_capped() {
+    let cfg = hydrant_pubsub::ServiceConfig {
+        max_nodes_per_creator: 2,
+        ..hydrant_pubsub::ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    h.create("alice@example.com/a", "n1");
+    h.create("alice@example.com/b", "n2");
+    let e = h.err_set("alice@example.com/c", &ps("<create node='n3'/>"));
+    e.is("not-allowed", None);
+    assert_eq!(e.kind, "cancel");
+    h.err_set("alice@example.com/c", &ps("<create/>"))
+        .is("not-allowed", None);
+    h.create("bob@example.com/a", "b1");
+    h.ok_set("alice@example.com/a", &owner("<delete node='n1'/>"));
+    h.create("alice@example.com/c", "n3");
+    h.rel.admins.insert(bare("root@example.com"));
+    for k in 0..3 {
+        h.create("root@example.com/x", &format!("r{k}"));
+    }
+}
+
+/// On PEP the quota counts the account's nodes, auto-created ones included.
+#[test]
+fn pep_auto_create_counts_against_the_node_quota() {
+    let cfg = hydrant_pubsub::ServiceConfig {
+        max_nodes_per_creator: 2,
+        ..hydrant_pubsub::ServiceConfig::pep()
+    };
+    let mut h = Harness::with(cfg, "juliet@example.com");
+    h.publish("juliet@example.com/balcony", "a", "1", "x")
+        .unwrap();
+    h.publish("juliet@example.com/balcony", "b", "1", "x")
+        .unwrap();
+    h.publish("juliet@example.com/balcony", "c", "1", "x")
+        .unwrap_err()
+        .is("not-allowed", None);
+    // Publishing to an existing node is not a creation.
+    h.publish("juliet@example.com/balcony", "a", "2", "x")
+        .unwrap();
+}
+
+/// Configuration text fields are bounded (`not-acceptable`, XEP-0060 8.2.5.2): title,
+/// description, type, and the allowed roster groups taken together.
+#[test]
+fn config_text_fields_are_bounded() {
+    let cfg = hydrant_pubsub::ServiceConfig {
+        max_config_text_bytes: 16,
+        ..hydrant_pubsub::ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    h.create_with(ALICE, "n", &[("pubsub#title", "sixteen bytes ok")]);
+    let long = "x".repeat(17);
+    for field in ["pubsub#title", "pubsub#description", "pubsub#type"] {
+        let e = h.err_set(
+            ALICE,
+            &owner(&format!(
+                "<configure node='n'>{}</configure>",
+                config_form(&[(field, &long)])
+            )),
+        );
+        e.is("not-acceptable", None);
+        let e = h.err_set(
+            ALICE,
+            &ps(&format!(
+                "<create node='m'/><configure>{}</configure>",
+                config_form(&[(field, &long)])
+            )),
+        );
+        e.is("not-acceptable", None);
+    }
+    let groups = "<value>grp0</value><value>grp1</value><value>grp2</value>\
+                  <value>grp3</value><value>grp4</value>";
+    let form = format!(
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>\
+         <value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+         <field var='pubsub#roster_groups_allowed'>{groups}</field></x>"
+    );
+    h.err_set(
+        ALICE,
+        &owner(&format!("<configure node='n'>{form}</configure>")),
+    )
+    .is("not-acceptable", None);
+}

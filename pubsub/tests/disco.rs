@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use hydrant_proto::BareJid;
 use hydrant_pubsub::{FEATURES, ServiceConfig};
 
 const ALICE: &str = "alice@example.com/phone";
@@ -152,4 +153,85 @@ fn nodes_node_info_and_items() {
         .unwrap()
         .to_string();
     assert!(!q.contains("photos"), "{q}");
+}
+
+/// Relations that must not be consulted: listing a component's nodes is decided in
+/// memory (only an explicit outcast affiliation hides a node).
+struct NoLookups;
+
+impl hydrant_pubsub::Relations for NoLookups {
+    fn has_presence_subscription(&self, _: &BareJid, _: &BareJid) -> bool {
+        panic!("disco#items read a roster (presence)")
+    }
+    fn roster_groups(&self, _: &BareJid, _: &BareJid) -> Vec<String> {
+        panic!("disco#items read a roster (groups)")
+    }
+}
+
+/// The nodes of a service are paged with RSM (XEP-0059): at most a page per reply, a
+/// `<set/>` when there is more, `<after/>` walks every node once; from memory.
+#[test]
+fn node_listing_is_paged_with_rsm_from_memory() {
+    let cfg = hydrant_pubsub::ServiceConfig {
+        max_page_items: 5,
+        ..hydrant_pubsub::ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    for k in 0..12 {
+        let access = if k % 2 == 0 { "presence" } else { "roster" };
+        h.create_with(
+            "alice@example.com/x",
+            &format!("n{k:02}"),
+            &[("pubsub#access_model", access)],
+        );
+    }
+    h.ok_set(
+        "alice@example.com/x",
+        &owner(
+            "<affiliations node='n03'><affiliation jid='eve@example.com' affiliation='outcast'/></affiliations>",
+        ),
+    );
+    let rel = NoLookups;
+    let mut ask = |rsm: &str| {
+        let q = format!("<query xmlns='http://jabber.org/protocol/disco#items'>{rsm}</query>");
+        let req = hydrant_pubsub::xep0060::parse(hydrant_proto::IqType::Get, &xml(&q)).unwrap();
+        h.svc
+            .handle(&jid("eve@example.com/e"), req, &rel, 1)
+            .unwrap()
+            .reply
+            .unwrap()
+    };
+    let nodes = |q: &hydrant_proto::Element| -> Vec<String> {
+        q.children()
+            .filter(|c| c.name() == "item")
+            .map(|c| c.attr("node").unwrap().to_owned())
+            .collect()
+    };
+    let rsm_text = |q: &hydrant_proto::Element, name: &str| {
+        q.get_child("set", "http://jabber.org/protocol/rsm")
+            .and_then(|s| s.get_child(name, "http://jabber.org/protocol/rsm"))
+            .map(hydrant_proto::Element::text)
+    };
+    let first = ask("");
+    assert_eq!(nodes(&first), ["n00", "n01", "n02", "n04", "n05"]);
+    assert_eq!(rsm_text(&first, "count").as_deref(), Some("11"));
+    let mut seen = nodes(&first);
+    let mut last = rsm_text(&first, "last").unwrap();
+    loop {
+        let page = ask(&format!(
+            "<set xmlns='http://jabber.org/protocol/rsm'><max>4</max><after>{last}</after></set>"
+        ));
+        let got = nodes(&page);
+        if got.is_empty() {
+            break;
+        }
+        assert!(got.len() <= 4);
+        seen.extend(got);
+        last = rsm_text(&page, "last").unwrap();
+    }
+    let want: Vec<String> = (0..12)
+        .filter(|k| *k != 3)
+        .map(|k| format!("n{k:02}"))
+        .collect();
+    assert_eq!(seen, want);
 }

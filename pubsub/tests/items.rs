@@ -324,3 +324,95 @@ fn pages_are_capped_in_bytes_and_rsm_walks_on_without_gaps() {
     let ids = Harness::reply_item_ids(&reply);
     assert!(ids.len() < 10 && ids[0] == "i009", "{ids:?}");
 }
+
+#[test]
+fn items_by_id_count_once_newest_first_and_at_most_a_page() {
+    let mut h = with_items(3);
+    let reply = h
+        .ok_get(
+            BOB,
+            &ps("<items node='n'><item id='i001'/><item id='i001'/><item id='i002'/></items>"),
+        )
+        .unwrap();
+    assert_eq!(Harness::reply_item_ids(&reply), ["i002", "i001"]);
+
+    let cfg = ServiceConfig {
+        max_page_items: 4,
+        ..ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    h.create(ALICE, "n");
+    h.publish(ALICE, "n", "a", "x").unwrap();
+    let named = |ids: &[&str]| {
+        let items = ids.iter().fold(String::new(), |mut s, i| {
+            let _ = write!(s, "<item id='{i}'/>");
+            s
+        });
+        ps(&format!("<items node='n'>{items}</items>"))
+    };
+    // Repeats do not count against the limit; a fifth distinct id does.
+    h.ok_get(BOB, &named(&["a", "a", "b", "c", "a", "d", "d"]));
+    let e = h.err_get(BOB, &named(&["a", "b", "c", "d", "e"]));
+    e.is("policy-violation", None);
+    assert_eq!(e.kind, "modify");
+}
+
+/// A request naming many large items reads (parses) only the items of one page: the
+/// byte cap is decided on the stored lengths. The same holds for `max_items` and RSM.
+#[test]
+fn large_items_are_judged_by_stored_length_before_reading() {
+    use hydrant_proto::IqType;
+    use hydrant_pubsub::{Service, StaticRelations, xep0060};
+    let cfg = ServiceConfig {
+        max_page_bytes: 10_000,
+        ..ServiceConfig::default()
+    };
+    let mut svc = Service::open(jid(SERVICE), CountingStore::default(), cfg).unwrap();
+    let rel = StaticRelations::default();
+    let mut now = 1_000;
+    let mut run = |svc: &mut Service<CountingStore>, kind, payload: &str| {
+        now += 1;
+        let req = xep0060::parse(kind, &xml(payload)).unwrap();
+        svc.handle(&jid(ALICE), req, &rel, now).unwrap().reply
+    };
+    run(
+        &mut svc,
+        IqType::Set,
+        &ps(&format!(
+            "<create node='n'/><configure>{}</configure>",
+            config_form(&[("pubsub#max_items", "max")])
+        )),
+    );
+    let big = "x".repeat(3_000);
+    for i in 0..50 {
+        run(
+            &mut svc,
+            IqType::Set,
+            &ps(&format!(
+                "<publish node='n'><item id='i{i:02}'><entry xmlns='urn:test'>{big}</entry></item></publish>"
+            )),
+        );
+    }
+    let all = (0..50).fold(String::new(), |mut s, i| {
+        let _ = write!(s, "<item id='i{i:02}'/>");
+        s
+    });
+    for (what, request) in [
+        ("by id", ps(&format!("<items node='n'>{all}</items>"))),
+        ("max_items", ps("<items node='n' max_items='50'/>")),
+        ("all", ps("<items node='n'/>")),
+        (
+            "rsm",
+            ps(&format!("<items node='n'/>{}", rsm(None, None, 50))),
+        ),
+    ] {
+        svc.store().items_read.set(0);
+        let reply = run(&mut svc, IqType::Get, &request).unwrap();
+        let ids = Harness::reply_item_ids(&reply);
+        assert_eq!(ids, ["i49", "i48", "i47"], "{what}");
+        assert_eq!(svc.store().items_read.get(), 3, "{what}: payloads read");
+        if what == "by id" {
+            assert_eq!(set_field(&reply, "count").unwrap().text(), "50");
+        }
+    }
+}

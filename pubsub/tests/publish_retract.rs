@@ -336,3 +336,42 @@ fn max_means_the_service_cap() {
     assert_eq!(ServiceConfig::default().max_items_cap, 10_000);
     assert!(h.svc.node_config(&NodeName::from("n")).is_some());
 }
+
+/// One item per publish (XEP-0060 7.1: batches are not offered): a second item is
+/// refused and nothing is stored. A retract names each item once and at most a page of
+/// them, judged without reading payloads.
+#[test]
+fn items_per_publish_and_retract_are_bounded() {
+    let cfg = hydrant_pubsub::ServiceConfig {
+        max_page_items: 3,
+        ..hydrant_pubsub::ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    h.create(ALICE, "n");
+    h.subscribe(BOB, "n").unwrap();
+    h.err_set(
+        ALICE,
+        &ps("<publish node='n'><item id='a'><e xmlns='urn:t'/></item>\
+             <item id='b'><e xmlns='urn:t'/></item></publish>"),
+    )
+    .is("bad-request", None);
+    assert!(h.stored_ids("n").is_empty());
+    for id in ["a", "b", "c", "d"] {
+        h.publish(ALICE, "n", id, "x").unwrap();
+    }
+    h.err_set(
+        ALICE,
+        &ps("<retract node='n'><item id='a'/><item id='b'/><item id='c'/><item id='d'/></retract>"),
+    )
+    .is("policy-violation", None);
+    assert_eq!(h.stored_ids("n").len(), 4, "nothing retracted");
+    h.ok_set(
+        ALICE,
+        &ps("<retract node='n'><item id='a'/><item id='a'/><item id='b'/></retract>"),
+    );
+    assert_eq!(
+        rendered(h.notification()),
+        "<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='n'>\
+         <retract id='a'/><retract id='b'/></items></event>"
+    );
+}

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use hydrant_proto::BareJid;
 use hydrant_pubsub::{
-    AccessModel, Affiliation, Effect, Event, Item, ItemId, ItemQuery, MemoryStore, NodeConfig,
-    NodeName, NodeRecord, Service, ServiceConfig, Store, StoreError, SubChange,
+    AccessModel, Affiliation, Effect, Event, Item, ItemId, ItemMeta, ItemQuery, MemoryStore,
+    NodeConfig, NodeName, NodeRecord, Service, ServiceConfig, Store, StoreError, SubChange,
 };
 
 const ALICE: &str = "alice@example.com/phone";
@@ -379,6 +379,9 @@ impl Store for FailSubs {
     fn get_item(&self, node: &NodeName, id: &ItemId) -> Result<Option<Arc<Item>>, StoreError> {
         self.inner.get_item(node, id)
     }
+    fn item_meta(&self, node: &NodeName, ids: &[ItemId]) -> Result<Vec<ItemMeta>, StoreError> {
+        self.inner.item_meta(node, ids)
+    }
     fn query_items(&self, node: &NodeName, q: &ItemQuery) -> Result<Vec<Arc<Item>>, StoreError> {
         self.inner.query_items(node, q)
     }
@@ -429,4 +432,76 @@ fn configure_whose_revalidation_fails_is_rolled_back() {
     let out = run(&mut svc, ALICE, &cfg).unwrap();
     assert_eq!(removed(&out.effects), vec![CAROL]);
     assert!(svc.subscribers(&name).unwrap().is_empty());
+}
+
+/// Relations that count lookups; carol has lost every relation.
+#[derive(Default)]
+struct Counting {
+    lookups: std::cell::Cell<usize>,
+}
+
+impl hydrant_pubsub::Relations for Counting {
+    fn has_presence_subscription(&self, _: &BareJid, _: &BareJid) -> bool {
+        self.lookups.set(self.lookups.get() + 1);
+        false
+    }
+    fn roster_groups(&self, _: &BareJid, _: &BareJid) -> Vec<String> {
+        self.lookups.set(self.lookups.get() + 1);
+        Vec::new()
+    }
+    fn is_admin(&self, _: &BareJid) -> bool {
+        self.lookups.set(self.lookups.get() + 1);
+        false
+    }
+}
+
+/// After alice's relation with carol ends, only alice's presence/roster nodes are
+/// revalidated: the open node with many subscribers and bob's presence node are not
+/// looked at (no relation lookup for them), and carol loses exactly alice's node.
+#[test]
+fn a_lost_relation_revalidates_only_the_owners_access_controlled_nodes() {
+    let mut h = Harness::new();
+    h.create_with(ALICE, "mine", &[("pubsub#access_model", "presence")]);
+    h.create_with(BOB, "bobs", &[("pubsub#access_model", "presence")]);
+    h.create(ALICE, "open");
+    for k in 0..200 {
+        h.subscribe(&format!("s{k}@example.com/r"), "open").unwrap();
+    }
+    for (who, node) in [(CAROL, "open"), (ALICE, "mine"), (BOB, "bobs")] {
+        h.subscribe(who, node).unwrap();
+    }
+    // Carol was admitted to the presence nodes while the relations allowed it.
+    h.rel
+        .presence
+        .insert((bare("alice@example.com"), bare("carol@example.com")));
+    h.rel
+        .presence
+        .insert((bare("bob@example.com"), bare("carol@example.com")));
+    h.subscribe(CAROL, "mine").unwrap();
+    h.subscribe(CAROL, "bobs").unwrap();
+
+    let rel = Counting::default();
+    let effects = h
+        .svc
+        .revalidate_relation(&bare("alice@example.com"), &bare("carol@example.com"), &rel)
+        .unwrap();
+    assert_eq!(removed(&effects), vec![CAROL]);
+    assert!(rel.lookups.get() <= 2, "lookups: {}", rel.lookups.get());
+    let subs = |node: &str| -> Vec<String> {
+        h.svc
+            .subscribers(&NodeName::from(node))
+            .unwrap()
+            .iter()
+            .map(|s| s.jid.to_string())
+            .collect()
+    };
+    assert!(!subs("mine").contains(&CAROL.to_owned()));
+    assert!(
+        subs("bobs").contains(&CAROL.to_owned()),
+        "bob's node is not alice's"
+    );
+    assert!(
+        subs("open").contains(&CAROL.to_owned()),
+        "open nodes do not depend on it"
+    );
 }

@@ -451,3 +451,26 @@ fn snapshot_is_immutable_and_rebuilt() {
         "notifications share the snapshot"
     );
 }
+
+/// The limit counts every resource of an account together: varying the resource does
+/// not add subscriptions without end.
+#[test]
+fn too_many_subscriptions_counts_the_account_not_the_resource() {
+    let cfg = ServiceConfig {
+        max_subscriptions_per_jid: 3,
+        ..ServiceConfig::default()
+    };
+    let mut h = Harness::with(cfg, SERVICE);
+    h.create(ALICE, "n");
+    for k in 0..3 {
+        h.subscribe(&format!("bob@example.com/r{k}"), "n").unwrap();
+    }
+    let e = h.subscribe("bob@example.com/r3", "n").unwrap_err();
+    e.is("policy-violation", Some("too-many-subscriptions"));
+    // Bare JID too.
+    let e = h.subscribe("bob@example.com", "n").unwrap_err();
+    e.is("policy-violation", Some("too-many-subscriptions"));
+    // Another account is not affected; a resubscribe of an existing one still answers.
+    h.subscribe("carol@example.com/x", "n").unwrap();
+    h.subscribe("bob@example.com/r0", "n").unwrap();
+}

@@ -139,6 +139,18 @@ fn every_error_maps_to_its_xep_0060_condition() {
             Some("too-many-subscriptions"),
         ),
         (
+            Error::TooManyNodes { limit: 3 },
+            "cancel",
+            "not-allowed",
+            None,
+        ),
+        (
+            Error::TooManyIds { limit: 3 },
+            "modify",
+            "policy-violation",
+            None,
+        ),
+        (
             Error::Unsupported {
                 feature: "purge-nodes",
             },

@@ -110,6 +110,10 @@ pub struct C2sSection {
     pub max_connections: NonZeroUsize,
     /// Failed SASL attempts on one stream before it is closed (RFC 6120 6.4.5: 2 to 5).
     pub max_auth_failures: NonZeroU32,
+    /// Sessions (bound resources) one account may have at once; another bind gets
+    /// `<resource-constraint/>` (RFC 6120 7.6.2.1). Rebinding a resource in use replaces
+    /// that session and is not one more.
+    pub max_sessions_per_account: NonZeroUsize,
     /// Cap on the growing delay imposed on repeated failed logins from one address.
     pub auth_failure_max_delay_secs: u64,
     /// Failed logins per client network (IPv4 address, IPv6 /64) per hour, as a burst
@@ -144,6 +148,7 @@ impl Default for C2sSection {
             outbound_queue_bytes: nz(1 << 20),
             max_connections: nz(19_000),
             max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
+            max_sessions_per_account: nz(10),
             auth_failure_max_delay_secs: 10,
             auth_failures_per_ip_per_hour: 30,
             auth_failures_per_account_per_hour: 30,
@@ -201,11 +206,26 @@ impl Default for OfflineSection {
 pub struct RosterSection {
     /// Items one roster may hold; adding more is refused with `<resource-constraint/>`.
     pub max_items: usize,
+    /// Groups one roster item may be in; a roster set with more gets
+    /// `<not-acceptable/>`.
+    pub max_groups_per_item: NonZeroUsize,
+    /// Longest roster item name and group name, in bytes; longer gets
+    /// `<not-acceptable/>` (RFC 6121 2.3.3 allows a server-configured limit).
+    pub max_name_bytes: NonZeroUsize,
+    /// Inbound presence subscription requests stored for one account, awaiting its
+    /// answer; past it further requests from new contacts are not stored and get
+    /// `<resource-constraint/>` back.
+    pub max_pending_subscriptions: usize,
 }
 
 impl Default for RosterSection {
     fn default() -> Self {
-        RosterSection { max_items: 2000 }
+        RosterSection {
+            max_items: 2000,
+            max_groups_per_item: nz(64),
+            max_name_bytes: nz(1024),
+            max_pending_subscriptions: 200,
+        }
     }
 }
 
@@ -243,10 +263,24 @@ pub struct PubsubSection {
     /// Largest item payload in bytes; larger publishes get `<not-acceptable/>` with
     /// `<payload-too-big/>`.
     pub max_payload_bytes: NonZeroUsize,
-    /// Most items in one items-retrieval reply; more are paged with RSM.
+    /// Most items in one items-retrieval reply; more are paged with RSM. Also the most
+    /// distinct ItemIDs one retrieval by id may name (more: `<policy-violation/>`).
     pub max_page_items: NonZeroU32,
+    /// Most nodes one account may have created on a pubsub service (on its PEP service:
+    /// its own nodes); more get `<not-allowed/>`. Admins are exempt.
+    pub max_nodes_per_account: usize,
+    /// Most subscriptions one account (all of its resources together) may hold on one
+    /// node; more get `<policy-violation/>` + `<too-many-subscriptions/>`.
+    pub max_subscriptions_per_account: NonZeroUsize,
+    /// Longest node configuration text field in bytes (title, description, type; the
+    /// allowed roster groups together); longer gets `<not-acceptable/>`.
+    pub max_config_text_bytes: NonZeroUsize,
     /// Personal eventing (XEP-0163) on every account.
     pub pep: bool,
+    /// Bytes the server-wide cache of verified entity capabilities (XEP-0115: which
+    /// PEP nodes a client version wants, +notify) may hold; least recently used
+    /// entries go first. 0 caches nothing (every session's caps are then asked).
+    pub caps_cache_bytes: usize,
     /// Publisher pacing: after a publish, when more than half of a sample of its local
     /// recipients still have more than this many bytes queued (the server as a whole is
     /// behind, not one slow subscriber), the publisher's next stanza waits until they
@@ -273,7 +307,11 @@ impl Default for PubsubSection {
             max_items_cap: NonZeroU32::new(10_000).expect("non-zero"),
             max_payload_bytes: nz(262_144),
             max_page_items: NonZeroU32::new(500).expect("non-zero"),
+            max_nodes_per_account: 1_000,
+            max_subscriptions_per_account: nz(16),
+            max_config_text_bytes: nz(1_024),
             pep: true,
+            caps_cache_bytes: 4 * 1024 * 1024,
             pace_queued_bytes: 65_536,
             pace_max_wait_ms: 250,
         }

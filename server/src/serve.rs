@@ -173,6 +173,11 @@ pub fn build_router(
             max_directed_presence: cfg.presence.max_directed_per_session,
             pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
             pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
+            max_roster_groups: cfg.roster.max_groups_per_item.get(),
+            max_roster_name_bytes: cfg.roster.max_name_bytes.get(),
+            max_pending_subscriptions: cfg.roster.max_pending_subscriptions,
+            max_sessions_per_account: cfg.c2s.max_sessions_per_account.get(),
+            caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
         },
         hub,
     ))
@@ -202,6 +207,9 @@ fn pubsub_service_config(cfg: &Config, pep: bool) -> hydrant_pubsub::ServiceConf
     sc.max_items_cap = p.max_items_cap.get();
     sc.max_payload_bytes = p.max_payload_bytes.get();
     sc.max_page_items = p.max_page_items.get();
+    sc.max_nodes_per_creator = p.max_nodes_per_account;
+    sc.max_subscriptions_per_jid = p.max_subscriptions_per_account.get();
+    sc.max_config_text_bytes = p.max_config_text_bytes.get();
     // A page must fit comfortably in the requester's outbound queue.
     sc.max_page_bytes = (cfg.c2s.outbound_queue_bytes.get() / 4).clamp(4096, 256 * 1024);
     if !pep {

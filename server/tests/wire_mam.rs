@@ -276,8 +276,18 @@ async fn archive_queries_on_a_component_node() {
     assert_eq!(flipped.uids(), ["i13", "i12", "i11"]);
     assert_eq!(flipped.rsm("first").as_deref(), Some("i11"));
 
-    // Errors: unknown node, unknown after-id, unknown RSM UID, bad form, unknown field.
+    // Errors: unknown node, unknown after-id, unknown RSM UID, bad form, unknown field,
+    // more distinct ids than a page holds (default 500).
+    let too_many = (0..501).fold(String::new(), |mut s, k| {
+        let _ = write!(s, "<value>x{k}</value>");
+        s
+    });
+    let too_many = format!(
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{MAM}</value>\
+         </field><field var='ids'>{too_many}</field></x>"
+    );
     for (node, inner, want) in [
+        ("feed", too_many, "policy-violation"),
         ("nope", String::new(), "item-not-found"),
         ("feed", filter(&[("after-id", "nope")]), "item-not-found"),
         ("feed", rsm(5, Some("nope")), "item-not-found"),

@@ -75,6 +75,18 @@ pub trait RosterStore: Send + Sync {
     /// in the roster. Replaces an earlier request from the same JID.
     fn add_pending_in(&self, username: &str, from: &str, stanza: &[u8]) -> Result<()>;
 
+    /// As [`RosterStore::add_pending_in`], unless the user already has `max` pending
+    /// requests and none from `from` (a repeated request replaces its earlier one and
+    /// is always stored): then nothing is stored and `false` returned. Checked and
+    /// written in one transaction.
+    fn add_pending_in_capped(
+        &self,
+        username: &str,
+        from: &str,
+        stanza: &[u8],
+        max: usize,
+    ) -> Result<bool>;
+
     /// `false` if there was no request from that JID.
     fn remove_pending_in(&self, username: &str, from: &str) -> Result<bool>;
 

@@ -15,6 +15,7 @@ pub fn run_conformance(store: &dyn Store) {
     account_deletion_cascades(store);
     roster(store);
     pending_subscriptions(store);
+    pending_subscriptions_capped(store);
     offline(store);
     account_changes(store);
     contact_removed_everywhere(store);
@@ -345,6 +346,42 @@ pub fn pending_subscriptions(store: &dyn Store) {
 }
 
 /// Arrival order, the per-user cap, and take-removes.
+/// A cap on pending requests: a repeat from a pending JID always replaces its request; a
+/// new JID past the cap is not stored.
+pub fn pending_subscriptions_capped(store: &dyn Store) {
+    store.create_account("capulet", &creds(3)).unwrap();
+    for k in 0..3 {
+        assert!(
+            store
+                .add_pending_in_capped("capulet", &format!("c{k}@x.lit"), b"p", 3)
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .add_pending_in_capped("capulet", "c3@x.lit", b"p", 3)
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_pending_in_capped("capulet", "c1@x.lit", b"again", 3)
+            .unwrap()
+    );
+    let pending = store.pending_in("capulet").unwrap();
+    assert_eq!(pending.len(), 3);
+    assert_eq!(pending[1], ("c1@x.lit".to_owned(), b"again".to_vec()));
+    assert!(store.remove_pending_in("capulet", "c0@x.lit").unwrap());
+    assert!(
+        store
+            .add_pending_in_capped("capulet", "c3@x.lit", b"p", 3)
+            .unwrap()
+    );
+    assert!(matches!(
+        store.add_pending_in_capped("nobody", "c@x.lit", b"p", 3),
+        Err(StorageError::NotFound)
+    ));
+}
+
 pub fn offline(store: &dyn Store) {
     store.create_account("benvolio", &creds(1)).unwrap();
     store.create_account("tybalt", &creds(1)).unwrap();

@@ -50,20 +50,29 @@ where
             peer: self.peer,
             secure: self.secure,
         };
-        // The result goes into the queue before the session becomes reachable, so it is
+        // The backend queues the result before the session becomes reachable, so it is
         // the first thing the client reads after binding.
         let reply = iq
             .result(Some(Element::new("bind", ns::BIND).with_child(
                 Element::new("jid", ns::BIND).with_text(jid.to_string()),
             )));
-        self.send_element(&reply.to_element(ns::CLIENT));
         // RFC 6120 7.7.2.2 allows either refusing a conflicting resource or replacing the
         // old session; hydrant replaces it (the old one gets <conflict/>), which is what
         // a user reconnecting from the same device expects.
-        self.shared
+        let bound = self
+            .shared
             .backend
-            .bind(&info, self.conn.outbox.clone())
+            .bind(
+                &info,
+                self.conn.outbox.clone(),
+                reply.to_element(ns::CLIENT).to_bytes(ns::CLIENT).into(),
+            )
             .await;
+        if let Err(e) = bound {
+            // The stream stays open, unbound: the client may close it or try again.
+            info!(peer = %self.peer, jid = %info.jid, error = ?e.condition, "bind refused");
+            return self.reply_error(&el, e);
+        }
         info!(peer = %self.peer, jid = %info.jid, "resource bound");
         self.bound = Some(info);
     }

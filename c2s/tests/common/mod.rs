@@ -122,7 +122,13 @@ impl Backend for TestBackend {
         Ok(())
     }
 
-    async fn bind(&self, session: &SessionInfo, outbox: Arc<Outbox>) {
+    async fn bind(
+        &self,
+        session: &SessionInfo,
+        outbox: Arc<Outbox>,
+        result: bytes::Bytes,
+    ) -> Result<(), hydrant_proto::StanzaError> {
+        let _ = outbox.push(result);
         let old = self
             .sessions
             .lock()
@@ -138,6 +144,7 @@ impl Backend for TestBackend {
             old.close_after(Some(bytes.into()));
         }
         let _ = self.records.send(Record::Bind(session.clone()));
+        Ok(())
     }
 
     async fn stanza(&self, session: &SessionInfo, stanza: Stanza) {

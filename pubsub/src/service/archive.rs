@@ -17,12 +17,9 @@ use crate::access::Action;
 use crate::error::Error;
 use crate::relations::Relations;
 use crate::service::Service;
-use crate::store::{ItemQuery, Store};
+use crate::service::items::distinct_ids;
+use crate::store::{ByteBudget, ItemMeta, ItemQuery, Store, publisher_matches};
 use crate::types::{Item, ItemId, NodeName};
-
-/// Items read per store call when a publisher filter (`with`) has to look at items
-/// one by one.
-const SCAN_CHUNK: usize = 256;
 
 /// One archive query (XEP-0313 4.1 filters and XEP-0059 paging), in domain terms.
 /// All filters combine (AND); an unset one matches everything.
@@ -52,6 +49,10 @@ pub struct ArchiveQuery {
     pub before: Option<String>,
     /// RSM `<index/>` (without `after`/`before`): skip this many matching items first.
     pub index: Option<u32>,
+    /// The page's byte budget (see [`crate::store::item_cost`]), judged on stored
+    /// lengths before any payload is read; at least one item is returned. `None`:
+    /// [`crate::ServiceConfig::max_page_bytes`].
+    pub max_bytes: Option<usize>,
 }
 
 /// One page of an archive query.
@@ -64,8 +65,8 @@ pub struct ArchivePage {
     /// first one. Always true for an empty page.
     pub complete: bool,
     /// How many items match the query's filters (the RSM `<count/>`, ignoring the
-    /// RSM page bounds); `None` when counting would mean reading every item (a
-    /// `with` filter).
+    /// RSM page bounds). Always known today (the store counts by index and publisher
+    /// column, reading no payload); optional on the wire (XEP-0313 4.3.3).
     pub count: Option<u64>,
     /// How many matching items precede the first one of the page (the RSM `<first
     /// index=..>`), when `count` is known and the page is not empty.
@@ -101,22 +102,17 @@ impl<S: Store> Service<S> {
         rel: &dyn Relations,
     ) -> Result<ArchivePage, Error> {
         self.may_retrieve(node, actor, rel)?;
-        let seq_of = |id: &ItemId| -> Result<u64, Error> {
-            Ok(self
-                .store
-                .get_item(node, id)?
-                .ok_or(Error::ItemNotFound)?
-                .seq)
-        };
+        let seq_of = |id: &ItemId| self.seq_of(node, id);
         if q.after.is_some() && q.before.is_some() {
             // XEP-0313 4.3.2: undefined by RSM; before-id/after-id are the way.
             return Err(Error::BadRequest("RSM after and before together"));
         }
 
-        // The whole result set (what <count/> counts): time and id bounds.
+        // The whole result set (what <count/> counts): time, id and publisher bounds.
         let mut range = ItemQuery {
             start_ms: q.start_ms,
             end_ms: q.end_ms,
+            publisher: q.with.clone(),
             ..ItemQuery::default()
         };
         if let Some(id) = &q.after_id {
@@ -138,135 +134,120 @@ impl<S: Store> Service<S> {
         }
         let cap = self.cfg.max_page_items;
         let max = q.max.map_or(cap, |m| m.min(cap)) as usize;
+        let max_bytes = Some(q.max_bytes.unwrap_or(self.cfg.max_page_bytes));
         let skip = if q.after.is_none() && !backwards {
             q.index.unwrap_or(0) as usize
         } else {
             0
         };
-        let with = q.with.as_ref();
-        let publisher_matches = |i: &Item| match with {
-            None => true,
-            Some(w) if w.resource().is_some() => i.publisher == *w,
-            Some(w) => i.publisher.to_bare() == w.to_bare(),
-        };
 
         if let Some(ids) = &q.ids {
-            // Few, named items: fetch them and do the rest in memory.
-            let mut set = Vec::with_capacity(ids.len());
-            for id in ids {
-                set.push(self.store.get_item(node, id)?.ok_or(Error::ItemNotFound)?);
-            }
-            set.sort_by_key(|i| i.seq);
-            set.dedup_by_key(|i| i.seq);
-            set.retain(|i| in_range(i, &range) && publisher_matches(i));
-            let mut hits: Vec<usize> = (0..set.len())
-                .filter(|&k| in_range(&set[k], &page))
-                .collect();
-            if backwards {
-                hits.reverse();
-            }
-            let more = hits.len() > skip + max;
-            let mut chosen: Vec<usize> = hits.into_iter().skip(skip).take(max).collect();
-            chosen.sort_unstable();
-            let first_index = chosen.first().map(|&k| k as u64);
-            return Ok(ArchivePage {
-                items: chosen.into_iter().map(|k| Arc::clone(&set[k])).collect(),
-                complete: !more,
-                count: Some(set.len() as u64),
-                first_index,
-            });
+            return self.archive_ids(node, ids, &range, &page, backwards, skip, max, max_bytes);
         }
 
-        let (mut items, more) = if with.is_some() {
-            self.scan(node, &page, backwards, skip, max, &publisher_matches)?
-        } else {
-            let mut v = self.store.query_items(
-                node,
-                &ItemQuery {
-                    newest_first: backwards,
-                    skip,
-                    limit: Some(max + 1),
-                    ..page
-                },
-            )?;
-            let more = v.len() > max;
-            v.truncate(max);
-            (v, more)
-        };
+        // The store cuts the page at `max` items and at the byte budget (in the order
+        // of paging, so the items next to the RSM UID are the ones kept).
+        let mut items = self.store.query_items(
+            node,
+            &ItemQuery {
+                newest_first: backwards,
+                skip,
+                limit: Some(max),
+                max_bytes,
+                ..page.clone()
+            },
+        )?;
         if backwards {
             items.reverse();
         }
-        let (count, first_index) = if with.is_some() {
-            (None, None)
-        } else {
-            let count = self.store.count_items(node, &range)?;
-            let first_index = match items.first() {
-                Some(f) => Some(self.store.count_items(
-                    node,
-                    &ItemQuery {
-                        before_seq: Some(f.seq),
-                        ..range.clone()
-                    },
-                )?),
-                None => None,
-            };
-            (Some(count), first_index)
+        let count = self.store.count_items(node, &range)?;
+        let first_index = match items.first() {
+            Some(f) => Some(self.store.count_items(
+                node,
+                &ItemQuery {
+                    before_seq: Some(f.seq),
+                    ..range.clone()
+                },
+            )?),
+            None => None,
+        };
+        // The page is a contiguous run of the result set, so what lies beyond it in the
+        // direction of paging follows from the count and the index.
+        let complete = match first_index {
+            None => max > 0 || self.store.count_items(node, &page)? <= skip as u64,
+            Some(i) if backwards => i == 0,
+            Some(i) => i + items.len() as u64 >= count,
         };
         Ok(ArchivePage {
             items,
-            complete: !more,
-            count,
+            complete,
+            count: Some(count),
             first_index,
         })
     }
 
-    /// Up to `max` items of `range` that pass `keep`, after skipping `skip` of them,
-    /// read in chunks; and whether more would follow.
-    fn scan(
+    /// An `ids` query: the named items (each must exist; a repeat counts once; at most
+    /// a page of them), filtered and paged by their metadata; payloads are read only for
+    /// the items of the page.
+    #[allow(clippy::too_many_arguments)]
+    fn archive_ids(
         &self,
         node: &NodeName,
+        ids: &[ItemId],
         range: &ItemQuery,
-        newest_first: bool,
-        mut skip: usize,
+        page: &ItemQuery,
+        backwards: bool,
+        skip: usize,
         max: usize,
-        keep: &dyn Fn(&Item) -> bool,
-    ) -> Result<(Vec<Arc<Item>>, bool), Error> {
-        let mut out = Vec::new();
-        let mut cursor = range.clone();
-        cursor.newest_first = newest_first;
-        cursor.limit = Some(SCAN_CHUNK);
-        loop {
-            let chunk = self.store.query_items(node, &cursor)?;
-            for item in &chunk {
-                if !keep(item) {
-                    continue;
-                }
-                if skip > 0 {
-                    skip -= 1;
-                } else if out.len() == max {
-                    return Ok((out, true));
-                } else {
-                    out.push(Arc::clone(item));
-                }
-            }
-            match chunk.last() {
-                Some(last) if chunk.len() == SCAN_CHUNK => {
-                    if newest_first {
-                        cursor.before_seq = Some(last.seq);
-                    } else {
-                        cursor.after_seq = Some(last.seq);
-                    }
-                }
-                _ => return Ok((out, false)),
-            }
+        max_bytes: Option<usize>,
+    ) -> Result<ArchivePage, Error> {
+        let ids = distinct_ids(ids, self.cfg.max_page_items)?;
+        let mut set = self.store.item_meta(node, &ids)?;
+        if set.len() < ids.len() {
+            // XEP-0313 4.1.3: any UID not in the archive is item-not-found.
+            return Err(Error::ItemNotFound);
         }
+        set.sort_unstable_by_key(|m| m.seq);
+        set.retain(|m| in_range(m, range));
+        let mut hits: Vec<usize> = (0..set.len())
+            .filter(|&k| in_range(&set[k], page))
+            .collect();
+        if backwards {
+            hits.reverse();
+        }
+        let matching = hits.len();
+        let mut budget = ByteBudget::new(max_bytes);
+        let mut chosen: Vec<usize> = hits
+            .into_iter()
+            .skip(skip)
+            .take(max)
+            .take_while(|&k| budget.admit(set[k].payload_bytes))
+            .collect();
+        let more = matching > skip + chosen.len();
+        chosen.sort_unstable();
+        let first_index = chosen.first().map(|&k| k as u64);
+        let mut items = Vec::with_capacity(chosen.len());
+        for &k in &chosen {
+            items.push(
+                self.store
+                    .get_item(node, &set[k].id)?
+                    .ok_or(Error::ItemNotFound)?,
+            );
+        }
+        Ok(ArchivePage {
+            items,
+            complete: !more,
+            count: Some(set.len() as u64),
+            first_index,
+        })
     }
 }
 
-/// Whether an item lies within a query's seq and time bounds.
-fn in_range(i: &Item, r: &ItemQuery) -> bool {
-    r.after_seq.is_none_or(|a| i.seq > a)
-        && r.before_seq.is_none_or(|b| i.seq < b)
-        && r.start_ms.is_none_or(|s| i.published_ms >= s)
-        && r.end_ms.is_none_or(|e| i.published_ms <= e)
+/// Whether an item lies within a query's seq, time and publisher bounds.
+fn in_range(m: &ItemMeta, r: &ItemQuery) -> bool {
+    r.after_seq.is_none_or(|a| m.seq > a)
+        && r.before_seq.is_none_or(|b| m.seq < b)
+        && r.start_ms.is_none_or(|s| m.published_ms >= s)
+        && r.end_ms.is_none_or(|e| m.published_ms <= e)
+        && publisher_matches(r.publisher.as_ref(), &m.publisher)
 }

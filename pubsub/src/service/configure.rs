@@ -49,7 +49,12 @@ impl<S: Store> Service<S> {
         };
         let old = node.config.clone();
         let mut config = old.clone();
-        forms::apply_config(&mut config, &form, self.cfg.max_items_cap)?;
+        forms::apply_config(
+            &mut config,
+            &form,
+            self.cfg.max_items_cap,
+            self.cfg.max_config_text_bytes,
+        )?;
         let keep = config.keep_items(self.cfg.max_items_cap);
         let access_changed = config.access_model != old.access_model
             || config.roster_groups_allowed != old.roster_groups_allowed;

@@ -2,7 +2,6 @@
 //! created and configured at once; and PEP auto-create (XEP-0163 / XEP-0060 7.1.4).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::config::{CreatePolicy, NodeConfig};
 use crate::effect::Effect;
@@ -26,7 +25,12 @@ impl<S: Store> Service<S> {
         }
         let mut config = self.cfg.default_node.clone();
         if let Some(f) = &form {
-            forms::apply_config(&mut config, f, self.cfg.max_items_cap)?;
+            forms::apply_config(
+                &mut config,
+                f,
+                self.cfg.max_items_cap,
+                self.cfg.max_config_text_bytes,
+            )?;
         }
         let name = match node {
             Some(n) => n,
@@ -56,13 +60,18 @@ impl<S: Store> Service<S> {
     }
 
     /// Persists a new node owned by the requester (on PEP: the account), then adds it
-    /// to memory.
+    /// to memory. Refused with [`Error::TooManyNodes`] when the requester (not an admin)
+    /// already created [`crate::ServiceConfig::max_nodes_per_creator`] nodes here.
     pub(crate) fn insert_node(
         &mut self,
         ctx: &Ctx<'_>,
         name: NodeName,
         config: NodeConfig,
     ) -> Result<(), Error> {
+        let limit = self.cfg.max_nodes_per_creator;
+        if !ctx.admin && self.created_by.get(&ctx.actor).copied().unwrap_or(0) >= limit {
+            return Err(Error::TooManyNodes { limit });
+        }
         let owner = if self.cfg.pep {
             self.address.to_bare()
         } else {
@@ -70,17 +79,15 @@ impl<S: Store> Service<S> {
         };
         let mut affiliations = BTreeMap::new();
         affiliations.insert(owner, Affiliation::Owner);
-        let node = NodeState {
-            name: name.clone(),
+        let node = NodeState::new(
+            name.clone(),
             config,
             affiliations,
-            subscriptions: Vec::new(),
-            creator: ctx.from.clone(),
-            created_ms: ctx.now_ms,
-            last_seq: 0,
-            subscribers: Arc::from(Vec::new()),
-        };
+            ctx.from.clone(),
+            ctx.now_ms,
+        );
         self.store.create_node(&node.to_record())?;
+        *self.created_by.entry(ctx.actor.clone()).or_default() += 1;
         self.nodes.insert(name, node);
         Ok(())
     }

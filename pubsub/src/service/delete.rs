@@ -18,7 +18,7 @@ impl<S: Store> Service<S> {
         let node = self.node(name)?;
         self.check_ctx(node, ctx, Action::DeleteNode)?;
         self.store.delete_node(name)?;
-        let node = self.nodes.remove(name).expect("checked above");
+        let node = self.remove_node(name);
         let mut effects = Vec::new();
         if node.config.notify_delete {
             // Every subscriber, pending and unconfigured included (XEP-0060 8.4.2).

@@ -1,11 +1,13 @@
 //! Service discovery (XEP-0060 5.1–5.5): features, nodes, node information and
 //! meta-data, a node's items.
 
+use std::ops::Bound;
+
 use crate::access::Action;
 use crate::effect::Effect;
 use crate::error::Error;
-use crate::request::{DiscoInfo, NodeMeta, Reply};
-use crate::service::{Ctx, Service};
+use crate::request::{DiscoInfo, NodeMeta, Reply, RsmQuery, RsmResult};
+use crate::service::{Ctx, NodeState, Service};
 use crate::store::{ItemQuery, Store};
 use crate::types::{Affiliation, NodeName};
 
@@ -132,30 +134,20 @@ impl<S: Store> Service<S> {
     /// Nodes (those the requester may discover; on PEP, those it may read), or the
     /// items of one node (requires item retrieval rights; newest first, at most one
     /// page).
+    ///
+    /// The nodes come in NodeID order, at most [`crate::ServiceConfig::max_page_items`]
+    /// per reply, paged with RSM (XEP-0059: `<after/>` a NodeID, `<max/>`); a reply
+    /// without every node carries the `<set/>` that continues it. On a component the
+    /// answer comes from memory: discovery is refused only to outcasts (an explicit
+    /// affiliation), so no roster is read for it.
     pub(crate) fn disco_items(
         &mut self,
         ctx: &Ctx<'_>,
         node: Option<&NodeName>,
+        rsm: Option<RsmQuery>,
     ) -> Result<(Reply, Vec<Effect>), Error> {
         let Some(name) = node else {
-            let action = if self.cfg.pep {
-                Action::RetrieveItems
-            } else {
-                Action::Discover
-            };
-            let entries = self
-                .nodes
-                .values()
-                .filter(|n| self.check_ctx(n, ctx, action).is_ok())
-                .map(|n| (Some(n.name.clone()), n.config.title.clone()))
-                .collect();
-            return Ok((
-                Reply::DiscoItems {
-                    node: None,
-                    entries,
-                },
-                Vec::new(),
-            ));
+            return self.disco_nodes(ctx, rsm.as_ref());
         };
         let n = self.node(name)?;
         self.check_ctx(n, ctx, Action::RetrieveItems)?;
@@ -164,6 +156,7 @@ impl<S: Store> Service<S> {
             &ItemQuery {
                 newest_first: true,
                 limit: Some(self.cfg.max_page_items as usize),
+                max_bytes: Some(self.cfg.max_page_bytes),
                 ..ItemQuery::default()
             },
         )?;
@@ -172,6 +165,81 @@ impl<S: Store> Service<S> {
             Reply::DiscoItems {
                 node: Some(name.clone()),
                 entries,
+                rsm: None,
+            },
+            Vec::new(),
+        ))
+    }
+
+    /// One page of the service's nodes (see [`Service::disco_items`]).
+    fn disco_nodes(
+        &self,
+        ctx: &Ctx<'_>,
+        rsm: Option<&RsmQuery>,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
+        let page_cap = self.cfg.max_page_items;
+        let max = rsm.and_then(|q| q.max).unwrap_or(page_cap).min(page_cap) as usize;
+        // On PEP (a handful of nodes, XEP-0163) what is listed is what may be read.
+        let visible = |n: &NodeState| {
+            if self.cfg.pep {
+                self.check_ctx(n, ctx, Action::RetrieveItems).is_ok()
+            } else {
+                ctx.admin || self.explicit_affiliation(n, &ctx.actor) != Affiliation::Outcast
+            }
+        };
+        if rsm.is_some_and(|q| q.before.is_some()) {
+            return Err(Error::Unsupported {
+                feature: "rsm-before",
+            });
+        }
+        let after = rsm.and_then(|q| q.after.as_deref()).map(NodeName::from);
+        let start = match &after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let skip = if after.is_none() {
+            rsm.and_then(|q| q.index).unwrap_or(0) as usize
+        } else {
+            0
+        };
+        let mut page: Vec<&NodeState> = self
+            .nodes
+            .range::<NodeName, _>((start, Bound::Unbounded))
+            .map(|(_, n)| n)
+            .filter(|n| visible(n))
+            .skip(skip)
+            .take(max + 1)
+            .collect();
+        let more = page.len() > max;
+        page.truncate(max);
+        let rsm_result = if rsm.is_some() || more || skip > 0 {
+            // Counting is one pass over the node map in memory.
+            let count = self.nodes.values().filter(|n| visible(n)).count() as u64;
+            let before_first = match page.first() {
+                Some(f) => self
+                    .nodes
+                    .range::<NodeName, _>(..&f.name)
+                    .filter(|(_, n)| visible(n))
+                    .count() as u64,
+                None => 0,
+            };
+            Some(RsmResult {
+                first: page.first().map(|f| (f.name.to_string(), before_first)),
+                last: page.last().map(|l| l.name.to_string()),
+                count,
+            })
+        } else {
+            None
+        };
+        let entries = page
+            .iter()
+            .map(|n| (Some(n.name.clone()), n.config.title.clone()))
+            .collect();
+        Ok((
+            Reply::DiscoItems {
+                node: None,
+                entries,
+                rsm: rsm_result,
             },
             Vec::new(),
         ))

@@ -9,6 +9,7 @@
 //! index='n'>` counts items newer than the first one returned. Re-publishing an item
 //! moves it to the front, as a new seq.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::access::Action;
@@ -17,7 +18,7 @@ use crate::effect::Effect;
 use crate::error::Error;
 use crate::request::{Reply, RsmQuery, RsmResult};
 use crate::service::{Ctx, Service};
-use crate::store::{ItemQuery, Store};
+use crate::store::{ByteBudget, ItemQuery, Store};
 use crate::types::{Item, ItemId, NodeName, SubId};
 
 impl<S: Store> Service<S> {
@@ -34,12 +35,7 @@ impl<S: Store> Service<S> {
         self.check_ctx(node, ctx, Action::RetrieveItems)?;
         // SubIDs matter where the subscription grants access (authorize); elsewhere a
         // SubID, if given, must still be one of the requester's.
-        let mine: Vec<&SubId> = node
-            .subscriptions
-            .iter()
-            .filter(|s| s.jid.to_bare() == ctx.actor)
-            .map(|s| &s.subid)
-            .collect();
+        let mine: Vec<&SubId> = node.subs_of_bare(&ctx.actor).map(|s| &s.subid).collect();
         match subid {
             Some(id) if !mine.contains(&id) => return Err(Error::InvalidSubId),
             None if mine.len() > 1 && node.config.access_model == AccessModel::Authorize => {
@@ -49,19 +45,19 @@ impl<S: Store> Service<S> {
         }
 
         let page_cap = self.cfg.max_page_items;
+        let max_bytes = Some(self.cfg.max_page_bytes);
         let (items, rsm) = if !ids.is_empty() {
-            // Requested items that do not exist are left out (XEP-0060 6.5.9.11).
-            let mut found = Vec::new();
-            for id in ids {
-                if let Some(item) = self.store.get_item(name, id)? {
-                    found.push(item);
-                }
-            }
-            cap_bytes(&mut found, self.cfg.max_page_bytes, false);
-            (found, None)
+            self.items_by_id(name, ids)?
         } else if let Some(n) = max_items {
-            let mut items = self.last_items(name, n.min(page_cap) as usize)?;
-            cap_bytes(&mut items, self.cfg.max_page_bytes, false);
+            let items = self.store.query_items(
+                name,
+                &ItemQuery {
+                    newest_first: true,
+                    limit: Some(n.min(page_cap) as usize),
+                    max_bytes,
+                    ..ItemQuery::default()
+                },
+            )?;
             (items, None)
         } else {
             self.page(name, rsm.as_ref(), page_cap)?
@@ -76,6 +72,40 @@ impl<S: Store> Service<S> {
         ))
     }
 
+    /// Items by id (XEP-0060 6.5.8), newest first. Requested items that do not exist are
+    /// left out (6.5.9.11). A repeated id counts once; more distinct ids than a page
+    /// holds are refused. The page's byte cap is applied to the stored lengths before
+    /// any payload is read; when it leaves items out, an RSM `<set/>` with the count of
+    /// items found says so (XEP-0059 2.6), and the requester asks again for the rest.
+    fn items_by_id(
+        &self,
+        name: &NodeName,
+        ids: &[ItemId],
+    ) -> Result<(Vec<Arc<Item>>, Option<RsmResult>), Error> {
+        let ids = distinct_ids(ids, self.cfg.max_page_items)?;
+        let mut metas = self.store.item_meta(name, &ids)?;
+        metas.sort_unstable_by_key(|m| std::cmp::Reverse(m.seq));
+        let mut budget = ByteBudget::new(Some(self.cfg.max_page_bytes));
+        let kept = metas
+            .iter()
+            .take_while(|m| budget.admit(m.payload_bytes))
+            .count();
+        let mut items = Vec::with_capacity(kept);
+        for m in &metas[..kept] {
+            // Gone since (a concurrent retract cannot happen under the service's lock,
+            // but a store is allowed to answer so).
+            if let Some(item) = self.store.get_item(name, &m.id)? {
+                items.push(item);
+            }
+        }
+        let rsm = (kept < metas.len()).then(|| RsmResult {
+            first: items.first().map(|f| (f.id.to_string(), 0)),
+            last: items.last().map(|l| l.id.to_string()),
+            count: metas.len() as u64,
+        });
+        Ok((items, rsm))
+    }
+
     /// One RSM page; the `<set/>` is included when RSM was asked for or when the reply
     /// does not hold every item.
     fn page(
@@ -87,14 +117,11 @@ impl<S: Store> Service<S> {
         let default = RsmQuery::default();
         let q = rsm.unwrap_or(&default);
         let max = q.max.unwrap_or(page_cap).min(page_cap) as usize;
+        // The byte cap applies in the order of each query below: the items next to the
+        // RSM marker are the ones kept.
+        let max_bytes = Some(self.cfg.max_page_bytes);
         let count = self.store.count_items(name, &ItemQuery::default())?;
-        let seq_of = |id: &str| -> Result<u64, Error> {
-            Ok(self
-                .store
-                .get_item(name, &ItemId::from(id))?
-                .ok_or(Error::ItemNotFound)?
-                .seq)
-        };
+        let seq_of = |id: &str| self.seq_of(name, &ItemId::from(id));
         let mut items = match (q.after.as_deref(), q.before.as_deref()) {
             (Some(after), _) => self.store.query_items(
                 name,
@@ -102,6 +129,7 @@ impl<S: Store> Service<S> {
                     before_seq: Some(seq_of(after)?),
                     newest_first: true,
                     limit: Some(max),
+                    max_bytes,
                     ..ItemQuery::default()
                 },
             )?,
@@ -117,6 +145,7 @@ impl<S: Store> Service<S> {
                         after_seq,
                         newest_first: false,
                         limit: Some(max),
+                        max_bytes,
                         ..ItemQuery::default()
                     },
                 )?;
@@ -129,15 +158,12 @@ impl<S: Store> Service<S> {
                     newest_first: true,
                     skip: q.index.unwrap_or(0) as usize,
                     limit: Some(max),
+                    max_bytes,
                     ..ItemQuery::default()
                 },
             )?,
         };
         items.truncate(max);
-        // A page going toward newer items (`before`) must keep the items next to the
-        // marker, which are at its end.
-        let keep_end = q.after.is_none() && q.before.is_some();
-        cap_bytes(&mut items, self.cfg.max_page_bytes, keep_end);
         if rsm.is_none() && items.len() as u64 == count {
             return Ok((items, None));
         }
@@ -159,30 +185,20 @@ impl<S: Store> Service<S> {
     }
 }
 
-/// Keeps at most `budget` bytes of serialised payload (always at least one item), so a
-/// reply can never outgrow the requester's outbound queue; RSM continues from the last
-/// item kept. `keep_end`: drop from the front instead of the back.
-fn cap_bytes(items: &mut Vec<Arc<Item>>, budget: usize, keep_end: bool) {
-    let size =
-        |i: &Arc<Item>| -> usize { 128 + i.payload.as_ref().map_or(0, |p| p.to_bytes("").len()) };
-    let mut used = 0;
-    let mut keep = 0;
-    let order: Box<dyn Iterator<Item = &Arc<Item>>> = if keep_end {
-        Box::new(items.iter().rev())
-    } else {
-        Box::new(items.iter())
-    };
-    for i in order {
-        let n = size(i);
-        if keep > 0 && used + n > budget {
-            break;
+/// `ids` without repeats (first occurrence kept), refused when more than `limit`
+/// distinct ones remain: a request names at most one page of items.
+pub(crate) fn distinct_ids(ids: &[ItemId], limit: u32) -> Result<Vec<ItemId>, Error> {
+    let mut seen = HashSet::with_capacity(ids.len().min(limit as usize + 1));
+    let mut out = Vec::new();
+    for id in ids {
+        if seen.contains(id) {
+            continue;
         }
-        used += n;
-        keep += 1;
+        if out.len() == limit as usize {
+            return Err(Error::TooManyIds { limit });
+        }
+        seen.insert(id);
+        out.push(id.clone());
     }
-    if keep_end {
-        items.drain(..items.len() - keep);
-    } else {
-        items.truncate(keep);
-    }
+    Ok(out)
 }

@@ -10,7 +10,7 @@ mod create;
 mod delete;
 pub(crate) mod disco;
 mod forget;
-mod items;
+pub(crate) mod items;
 mod options;
 mod publish;
 mod purge;
@@ -20,7 +20,7 @@ mod subscribe;
 mod subscriptions;
 mod unsubscribe;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use hydrant_proto::{BareJid, Jid};
@@ -32,7 +32,9 @@ use crate::error::Error;
 use crate::relations::Relations;
 use crate::request::{Reply, Request};
 use crate::store::{NodeRecord, Store};
-use crate::types::{Affiliation, Item, NodeName, SubState, Subscriber, Subscribers, Subscription};
+use crate::types::{
+    Affiliation, Item, ItemId, NodeName, SubState, Subscriber, Subscribers, Subscription,
+};
 
 /// One node's state in memory (everything but its items, which live in the store).
 #[derive(Clone, Debug)]
@@ -46,6 +48,10 @@ pub(crate) struct NodeState {
     pub last_seq: u64,
     /// Rebuilt whenever `subscriptions` change.
     pub subscribers: Subscribers,
+    /// Positions in `subscriptions` by bare JID, rebuilt with `subscribers`: the access
+    /// check of every request (publish included) asks for the requester's
+    /// subscriptions, which must not cost a walk over every subscriber.
+    by_bare: HashMap<BareJid, Vec<usize>>,
 }
 
 impl NodeState {
@@ -59,9 +65,40 @@ impl NodeState {
             created_ms: r.created_ms,
             last_seq: r.last_seq,
             subscribers: Arc::from(Vec::new()),
+            by_bare: HashMap::new(),
         };
         n.rebuild_subscribers();
         n
+    }
+
+    /// An empty node (create, auto-create).
+    pub(crate) fn new(
+        name: NodeName,
+        config: NodeConfig,
+        affiliations: BTreeMap<BareJid, Affiliation>,
+        creator: Jid,
+        created_ms: u64,
+    ) -> Self {
+        NodeState {
+            name,
+            config,
+            affiliations,
+            subscriptions: Vec::new(),
+            creator,
+            created_ms,
+            last_seq: 0,
+            subscribers: Arc::from(Vec::new()),
+            by_bare: HashMap::new(),
+        }
+    }
+
+    /// The subscriptions held by any JID with this bare JID (from the index).
+    pub(crate) fn subs_of_bare(&self, bare: &BareJid) -> impl Iterator<Item = &Subscription> {
+        self.by_bare
+            .get(bare)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.subscriptions.get(i))
     }
 
     pub(crate) fn to_record(&self) -> NodeRecord {
@@ -94,17 +131,19 @@ impl NodeState {
 
     /// The subscriptions held by exactly this JID.
     pub(crate) fn subs_of(&self, jid: &Jid) -> impl Iterator<Item = &Subscription> {
-        self.subscriptions.iter().filter(move |s| &s.jid == jid)
+        let bare = jid.to_bare();
+        self.by_bare
+            .get(&bare)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.subscriptions.get(i))
+            .filter(move |s| &s.jid == jid)
     }
 
     /// The best subscription state of any JID with this bare JID.
     fn best_state(&self, actor: &BareJid) -> Option<SubState> {
         let mut best = None;
-        for s in self
-            .subscriptions
-            .iter()
-            .filter(|s| same_bare(&s.jid, actor))
-        {
+        for s in self.subs_of_bare(actor) {
             best = match (best, s.state) {
                 (_, SubState::Subscribed) => Some(SubState::Subscribed),
                 (Some(SubState::Subscribed), _) => best,
@@ -120,6 +159,10 @@ impl NodeState {
         self.subscribers = snapshot(self.subscriptions.iter().filter(|s| {
             s.state == SubState::Subscribed && s.options.deliver && !self.is_outcast(&s.jid)
         }));
+        self.by_bare.clear();
+        for (i, s) in self.subscriptions.iter().enumerate() {
+            self.by_bare.entry(s.jid.to_bare()).or_default().push(i);
+        }
     }
 
     /// Whether `jid`'s bare JID is an outcast; allocation-free when nobody is one (the
@@ -215,6 +258,8 @@ pub struct Service<S: Store> {
     store: S,
     cfg: ServiceConfig,
     nodes: BTreeMap<NodeName, NodeState>,
+    /// How many of the nodes each bare JID created (the node quota).
+    created_by: HashMap<BareJid, usize>,
     ids: u64,
 }
 
@@ -231,16 +276,21 @@ impl<S: Store> Service<S> {
     /// Opens the service at `address` (for PEP: the account's bare JID), loading its
     /// nodes from `store`.
     pub fn open(address: Jid, mut store: S, cfg: ServiceConfig) -> Result<Self, Error> {
-        let nodes = store
+        let nodes: BTreeMap<NodeName, NodeState> = store
             .load_nodes()?
             .into_iter()
             .map(|r| (r.name.clone(), NodeState::from_record(r)))
             .collect();
+        let mut created_by: HashMap<BareJid, usize> = HashMap::new();
+        for n in nodes.values() {
+            *created_by.entry(n.creator.to_bare()).or_default() += 1;
+        }
         Ok(Service {
             address,
             store,
             cfg,
             nodes,
+            created_by,
             ids: 0,
         })
     }
@@ -299,7 +349,7 @@ impl<S: Store> Service<S> {
         };
         match req {
             Request::DiscoInfo { node } => self.disco_info(&ctx, node.as_ref()),
-            Request::DiscoItems { node } => self.disco_items(&ctx, node.as_ref()),
+            Request::DiscoItems { node, rsm } => self.disco_items(&ctx, node.as_ref(), rsm),
             Request::Create { node, config } => self.create(&ctx, node, config),
             Request::GetConfig { node } => self.get_config(&ctx, &node),
             Request::SetConfig { node, form } => self.set_config(&ctx, &node, form),
@@ -393,9 +443,8 @@ impl<S: Store> Service<S> {
             let wanted = match nodes {
                 Some(list) => list.contains(&n.name),
                 None => n
-                    .subscriptions
-                    .iter()
-                    .any(|s| s.state == SubState::Subscribed && same_bare(&s.jid, &actor)),
+                    .subs_of_bare(&actor)
+                    .any(|s| s.state == SubState::Subscribed),
             };
             if !wanted || n.config.send_last_published_item != SendLastPublished::OnSubAndPresence {
                 continue;
@@ -518,6 +567,29 @@ impl<S: Store> Service<S> {
                 ..Default::default()
             },
         )?)
+    }
+
+    /// The seq of an item, from its metadata (its payload is not read).
+    pub(crate) fn seq_of(&self, node: &NodeName, id: &ItemId) -> Result<u64, Error> {
+        self.store
+            .item_meta(node, std::slice::from_ref(id))?
+            .first()
+            .map(|m| m.seq)
+            .ok_or(Error::ItemNotFound)
+    }
+
+    /// Drops a node from memory (its store record is already gone), with its count in
+    /// the creator's quota.
+    pub(crate) fn remove_node(&mut self, name: &NodeName) -> NodeState {
+        let node = self.nodes.remove(name).expect("node checked to exist");
+        let creator = node.creator.to_bare();
+        if let Some(n) = self.created_by.get_mut(&creator) {
+            *n -= 1;
+            if *n == 0 {
+                self.created_by.remove(&creator);
+            }
+        }
+        node
     }
 
     pub(crate) fn node_mut(&mut self, name: &NodeName) -> &mut NodeState {

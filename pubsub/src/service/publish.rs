@@ -35,11 +35,15 @@ impl<S: Store> Service<S> {
                 let mut config = self.cfg.default_node.clone();
                 if let Some(pre) = &options {
                     forms::check_precondition_fields(pre)?;
-                    forms::apply_config(&mut config, pre, self.cfg.max_items_cap).map_err(|e| {
-                        match e {
-                            Error::InvalidConfig { field } => Error::PreconditionNotMet { field },
-                            other => other,
-                        }
+                    forms::apply_config(
+                        &mut config,
+                        pre,
+                        self.cfg.max_items_cap,
+                        self.cfg.max_config_text_bytes,
+                    )
+                    .map_err(|e| match e {
+                        Error::InvalidConfig { field } => Error::PreconditionNotMet { field },
+                        other => other,
                     })?;
                 }
                 Some(config)
@@ -64,7 +68,7 @@ impl<S: Store> Service<S> {
                 Ok(p) => p,
                 Err(e) => {
                     if self.store.delete_node(&name).is_ok() {
-                        self.nodes.remove(&name);
+                        self.remove_node(&name);
                     }
                     return Err(e);
                 }

@@ -49,6 +49,36 @@ impl<S: Store> Service<S> {
         Ok(effects)
     }
 
+    /// `owner`'s relation with `who` ended or narrowed (roster item removed, presence
+    /// subscription cancelled, groups changed): revalidates `who`'s subscriptions on
+    /// the nodes whose access depends on that relation, the `presence` and `roster`
+    /// nodes `owner` owns (on PEP: the account's). Other nodes (an open firehose node
+    /// with its many subscribers) are not looked at, so a roster change costs the
+    /// owner's access-controlled nodes, not every subscription of the service.
+    pub fn revalidate_relation(
+        &mut self,
+        owner: &BareJid,
+        who: &BareJid,
+        rel: &dyn Relations,
+    ) -> Result<Vec<Effect>, Error> {
+        let names: Vec<NodeName> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                matches!(
+                    n.config.access_model,
+                    AccessModel::Presence | AccessModel::Roster
+                ) && self.explicit_affiliation(n, owner) == Affiliation::Owner
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        let mut effects = Vec::new();
+        for name in names {
+            effects.extend(self.revalidate_node(&name, Some(who), rel)?);
+        }
+        Ok(effects)
+    }
+
     /// Revalidates one node (one store write, nothing changed on error).
     pub(crate) fn revalidate_node(
         &mut self,
@@ -90,11 +120,12 @@ impl<S: Store> Service<S> {
         let owners = node.owners();
         let mut verdicts: Vec<(BareJid, bool)> = Vec::new();
         let mut out = Vec::new();
-        for s in &node.subscriptions {
+        let subs: Box<dyn Iterator<Item = &Subscription>> = match who {
+            Some(w) => Box::new(node.subs_of_bare(w)),
+            None => Box::new(node.subscriptions.iter()),
+        };
+        for s in subs {
             let actor = s.jid.to_bare();
-            if who.is_some_and(|w| *w != actor) {
-                continue;
-            }
             let refused = if let Some((_, r)) = verdicts.iter().find(|(j, _)| *j == actor) {
                 *r
             } else {

@@ -66,7 +66,12 @@ impl<S: Store> Service<S> {
                 Vec::new(),
             ));
         }
-        if existing.len() >= self.cfg.max_subscriptions_per_jid {
+        // Counted per account, every resource together: per full JID one account could
+        // add subscriptions without end by varying the resource (XEP-0060 6.1.3.9 lets
+        // the service match on the bare JID).
+        let account = jid.to_bare();
+        let held = node.subs_of_bare(&account).count();
+        if held >= self.cfg.max_subscriptions_per_jid {
             return Err(Error::TooManySubscriptions);
         }
         let owners = node.owners();

@@ -24,9 +24,7 @@ impl<S: Store> Service<S> {
         let subs = nodes
             .into_iter()
             .flat_map(|n| {
-                n.subscriptions
-                    .iter()
-                    .filter(|s| s.jid.to_bare() == ctx.actor)
+                n.subs_of_bare(&ctx.actor)
                     .map(|s| (n.name.clone(), s.clone()))
             })
             .collect();

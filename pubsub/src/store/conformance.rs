@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hydrant_proto::{BareJid, Element, Jid};
 
-use super::{ItemQuery, NodeRecord, Store, SubChange};
+use super::{ItemQuery, NodeRecord, Store, SubChange, item_cost};
 use crate::config::{AccessModel, NodeConfig};
 use crate::types::{
     Affiliation, Item, ItemId, NodeName, SubId, SubOptions, SubState, Subscription,
@@ -107,6 +107,62 @@ pub fn store_conformance(store: &mut dyn Store) {
     };
     assert_eq!(ids(&store.query_items(&name, &q).unwrap()), ["i4", "i5"]);
     assert_eq!(store.count_items(&name, &ItemQuery::default()).unwrap(), 4);
+
+    // Metadata without payloads: the ids found, with the stored payload length.
+    let len = |id: &str| {
+        item(id, 0)
+            .payload
+            .as_ref()
+            .map_or(0, |p| p.to_bytes("").len())
+    };
+    let mut metas = store
+        .item_meta(&name, &["i2".into(), "nope".into(), "i3".into()])
+        .unwrap();
+    metas.sort_by_key(|m| m.seq);
+    let got: Vec<_> = metas
+        .iter()
+        .map(|m| (m.id.as_str(), m.seq, m.published_ms, m.payload_bytes))
+        .collect();
+    assert_eq!(
+        got,
+        [("i2", 2, 1002, len("i2")), ("i3", 6, 1006, len("i3"))]
+    );
+    assert_eq!(metas[0].publisher, jid("pub@example.com/r"));
+    // Publisher filter: a bare JID matches its resources, a full JID only itself.
+    for (who, n) in [
+        ("pub@example.com", 4),
+        ("pub@example.com/r", 4),
+        ("pub@example.com/x", 0),
+        ("pub@example.co", 0),
+    ] {
+        let q = ItemQuery {
+            publisher: Some(jid(who)),
+            ..ItemQuery::default()
+        };
+        assert_eq!(store.query_items(&name, &q).unwrap().len(), n, "{who}");
+        assert_eq!(store.count_items(&name, &q).unwrap(), n as u64, "{who}");
+    }
+    // A byte budget: items while they fit, in the query's order; always the first.
+    let cost = item_cost(len("i5"));
+    let budget = |max_bytes, newest_first| ItemQuery {
+        newest_first,
+        max_bytes: Some(max_bytes),
+        ..ItemQuery::default()
+    };
+    assert_eq!(
+        ids(&store
+            .query_items(&name, &budget(3 * cost - 1, true))
+            .unwrap()),
+        ["i3", "i5"]
+    );
+    assert_eq!(
+        ids(&store.query_items(&name, &budget(3 * cost, false)).unwrap()),
+        ["i2", "i4", "i5"]
+    );
+    assert_eq!(
+        ids(&store.query_items(&name, &budget(0, true)).unwrap()),
+        ["i3"]
+    );
 
     // Delete some, then config trims.
     store

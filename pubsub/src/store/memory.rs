@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hydrant_proto::BareJid;
 
-use super::{ItemQuery, NodeRecord, Store, SubChange};
+use super::{ByteBudget, ItemMeta, ItemQuery, NodeRecord, Store, SubChange, publisher_matches};
 use crate::config::NodeConfig;
 use crate::error::StoreError;
 use crate::types::{Affiliation, Item, ItemId, NodeName};
@@ -13,8 +13,8 @@ use crate::types::{Affiliation, Item, ItemId, NodeName};
 #[derive(Clone, Debug)]
 struct MemNode {
     record: NodeRecord,
-    /// seq -> item
-    items: BTreeMap<u64, Arc<Item>>,
+    /// seq -> item, with the length of its payload as a backend would store it
+    items: BTreeMap<u64, (Arc<Item>, usize)>,
     /// id -> seq
     by_id: HashMap<ItemId, u64>,
 }
@@ -23,7 +23,7 @@ impl MemNode {
     fn trim(&mut self, keep: u32) -> Vec<ItemId> {
         let mut evicted = Vec::new();
         while self.items.len() > keep as usize {
-            let (_, item) = self.items.pop_first().expect("len > keep >= 0");
+            let (_, (item, _)) = self.items.pop_first().expect("len > keep >= 0");
             self.by_id.remove(&item.id);
             evicted.push(item.id.clone());
         }
@@ -70,6 +70,7 @@ fn matches(item: &Item, q: &ItemQuery) -> bool {
         && q.before_seq.is_none_or(|b| item.seq < b)
         && q.start_ms.is_none_or(|s| item.published_ms >= s)
         && q.end_ms.is_none_or(|e| item.published_ms <= e)
+        && publisher_matches(q.publisher.as_ref(), &item.publisher)
 }
 
 impl Store for MemoryStore {
@@ -163,7 +164,8 @@ impl Store for MemoryStore {
         if let Some(old) = n.by_id.remove(&item.id) {
             n.items.remove(&old);
         }
-        n.items.insert(item.seq, Arc::clone(item));
+        let bytes = item.payload.as_ref().map_or(0, |p| p.to_bytes("").len());
+        n.items.insert(item.seq, (Arc::clone(item), bytes));
         n.by_id.insert(item.id.clone(), item.seq);
         n.record.last_seq = n.record.last_seq.max(item.seq);
         Ok(n.trim(keep_items))
@@ -188,24 +190,48 @@ impl Store for MemoryStore {
 
     fn get_item(&self, node: &NodeName, id: &ItemId) -> Result<Option<Arc<Item>>, StoreError> {
         let n = self.read(node)?;
-        Ok(n.by_id.get(id).and_then(|s| n.items.get(s)).cloned())
+        Ok(n.by_id
+            .get(id)
+            .and_then(|s| n.items.get(s))
+            .map(|(i, _)| Arc::clone(i)))
+    }
+
+    fn item_meta(&self, node: &NodeName, ids: &[ItemId]) -> Result<Vec<ItemMeta>, StoreError> {
+        let n = self.read(node)?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| n.by_id.get(id).and_then(|s| n.items.get(s)))
+            .map(|(i, bytes)| ItemMeta {
+                id: i.id.clone(),
+                seq: i.seq,
+                published_ms: i.published_ms,
+                publisher: i.publisher.clone(),
+                payload_bytes: *bytes,
+            })
+            .collect())
     }
 
     fn query_items(&self, node: &NodeName, q: &ItemQuery) -> Result<Vec<Arc<Item>>, StoreError> {
         let n = self.read(node)?;
         let limit = q.limit.unwrap_or(usize::MAX);
-        let it = n.items.values().filter(|i| matches(i, q));
-        let out = if q.newest_first {
-            it.rev().skip(q.skip).take(limit).cloned().collect()
+        let it = n.items.values().filter(|(i, _)| matches(i, q));
+        let it: Box<dyn Iterator<Item = &(Arc<Item>, usize)>> = if q.newest_first {
+            Box::new(it.rev())
         } else {
-            it.skip(q.skip).take(limit).cloned().collect()
+            Box::new(it)
         };
-        Ok(out)
+        let mut budget = ByteBudget::new(q.max_bytes);
+        Ok(it
+            .skip(q.skip)
+            .take(limit)
+            .take_while(|(_, bytes)| budget.admit(*bytes))
+            .map(|(i, _)| Arc::clone(i))
+            .collect())
     }
 
     fn count_items(&self, node: &NodeName, q: &ItemQuery) -> Result<u64, StoreError> {
         let n = self.read(node)?;
-        Ok(n.items.values().filter(|i| matches(i, q)).count() as u64)
+        Ok(n.items.values().filter(|(i, _)| matches(i, q)).count() as u64)
     }
 }
 

@@ -51,12 +51,82 @@ pub struct ItemQuery {
     pub start_ms: Option<u64>,
     /// Only items with `published_ms <= end_ms`.
     pub end_ms: Option<u64>,
+    /// Only items published by this JID; a bare JID matches it and all of its resources
+    /// (XEP-0313 `with`). The store filters on the stored publisher, without reading
+    /// payloads.
+    pub publisher: Option<Jid>,
     /// Newest (highest seq) first when true, oldest first otherwise.
     pub newest_first: bool,
     /// Skip this many matching items (in the chosen order) first.
     pub skip: usize,
     /// At most this many items; `None` = all.
     pub limit: Option<usize>,
+    /// Stop before the item that would take the items returned past this many bytes,
+    /// each item counting [`item_cost`] of its stored payload length; the first item
+    /// is always returned. The store decides from the stored length, before reading or
+    /// parsing a payload, so a page of large items costs no more than the page.
+    pub max_bytes: Option<usize>,
+}
+
+/// Whether an item's publisher passes [`ItemQuery::publisher`].
+pub fn publisher_matches(filter: Option<&Jid>, publisher: &Jid) -> bool {
+    match filter {
+        None => true,
+        Some(w) if w.resource().is_some() => publisher == w,
+        Some(w) => publisher.node() == w.node() && publisher.domain() == w.domain(),
+    }
+}
+
+/// What one item counts against a page's byte budget ([`ItemQuery::max_bytes`]): its
+/// payload as stored (`Element::to_bytes("")`), plus a fixed allowance for the
+/// `<item/>` around it.
+pub fn item_cost(payload_bytes: usize) -> usize {
+    ITEM_OVERHEAD_BYTES.saturating_add(payload_bytes)
+}
+
+/// The fixed allowance of [`item_cost`].
+pub const ITEM_OVERHEAD_BYTES: usize = 128;
+
+/// A running page byte budget: `admit` says whether the next item still fits (the
+/// first always does).
+#[derive(Clone, Copy, Debug)]
+pub struct ByteBudget {
+    left: Option<usize>,
+    taken: usize,
+}
+
+impl ByteBudget {
+    pub fn new(max_bytes: Option<usize>) -> Self {
+        ByteBudget {
+            left: max_bytes,
+            taken: 0,
+        }
+    }
+
+    /// Takes an item of `payload_bytes` if it fits (or is the first); false once the
+    /// budget is spent, and the caller stops there.
+    pub fn admit(&mut self, payload_bytes: usize) -> bool {
+        let cost = item_cost(payload_bytes);
+        match self.left {
+            None => {}
+            Some(left) if cost <= left => self.left = Some(left - cost),
+            Some(_) if self.taken == 0 => self.left = Some(0),
+            Some(_) => return false,
+        }
+        self.taken += 1;
+        true
+    }
+}
+
+/// An item without its payload: what choosing a page needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemMeta {
+    pub id: ItemId,
+    pub seq: u64,
+    pub published_ms: u64,
+    pub publisher: Jid,
+    /// The length of the stored payload (`Element::to_bytes("")`), 0 for none.
+    pub payload_bytes: usize,
 }
 
 /// One subscription change, applied by [`Store::update_subscriptions`].
@@ -120,6 +190,10 @@ pub trait Store {
 
     fn get_item(&self, node: &NodeName, id: &ItemId) -> Result<Option<Arc<Item>>, StoreError>;
 
+    /// The metadata of those of `ids` that exist (any order), without reading their
+    /// payloads: a request naming many large items is judged before any is parsed.
+    fn item_meta(&self, node: &NodeName, ids: &[ItemId]) -> Result<Vec<ItemMeta>, StoreError>;
+
     fn query_items(&self, node: &NodeName, q: &ItemQuery) -> Result<Vec<Arc<Item>>, StoreError>;
 
     /// How many items match `q`'s bounds (its order, skip and limit are ignored).
@@ -175,6 +249,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn get_item(&self, node: &NodeName, id: &ItemId) -> Result<Option<Arc<Item>>, StoreError> {
         (**self).get_item(node, id)
+    }
+    fn item_meta(&self, node: &NodeName, ids: &[ItemId]) -> Result<Vec<ItemMeta>, StoreError> {
+        (**self).item_meta(node, ids)
     }
     fn query_items(&self, node: &NodeName, q: &ItemQuery) -> Result<Vec<Arc<Item>>, StoreError> {
         (**self).query_items(node, q)

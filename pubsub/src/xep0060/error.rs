@@ -64,6 +64,8 @@ pub fn to_stanza_error(e: &Error) -> StanzaError {
             ErrorType::Wait,
             Some("too-many-subscriptions"),
         ),
+        Error::TooManyIds { .. } => (C::PolicyViolation, ErrorType::Modify, None),
+        Error::TooManyNodes { .. } => (C::NotAllowed, ErrorType::Cancel, None),
         Error::Unsupported { .. } => (
             C::FeatureNotImplemented,
             ErrorType::Cancel,
@@ -85,6 +87,12 @@ pub fn to_stanza_error(e: &Error) -> StanzaError {
             err = err.with_text(field.clone());
         }
         Error::InvalidOptions(field) => err = err.with_text(field.clone()),
+        Error::TooManyNodes { limit } => {
+            err = err.with_text(format!("at most {limit} nodes per creator"));
+        }
+        Error::TooManyIds { limit } => {
+            err = err.with_text(format!("at most {limit} item ids per request"));
+        }
         Error::BadRequest(why) | Error::BadForm(why) | Error::NotAcceptable(why) => {
             err = err.with_text(*why);
         }

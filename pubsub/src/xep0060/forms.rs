@@ -78,9 +78,30 @@ fn boolean(s: &str) -> Option<bool> {
 
 /// Applies a submitted configuration to `config`. On error `config` may be partly
 /// changed: callers apply to a copy.
-pub fn apply_config(config: &mut NodeConfig, form: &ConfigForm, cap: u32) -> Result<(), Error> {
+///
+/// A text field longer than `max_text` bytes is an invalid value (`not-acceptable`,
+/// XEP-0060 8.2.5.2); `pubsub#roster_groups_allowed` counts as one field, the sum of
+/// its values, which bounds both the number of groups and their length.
+pub fn apply_config(
+    config: &mut NodeConfig,
+    form: &ConfigForm,
+    cap: u32,
+    max_text: usize,
+) -> Result<(), Error> {
     for (var, values) in &form.fields {
         let bad = || Error::InvalidConfig { field: var.clone() };
+        let text_len: usize = values.iter().map(String::len).sum();
+        if text_len > max_text
+            && matches!(
+                var.as_str(),
+                "pubsub#title"
+                    | "pubsub#description"
+                    | "pubsub#type"
+                    | "pubsub#roster_groups_allowed"
+            )
+        {
+            return Err(bad());
+        }
         let one = || single(var, values);
         let flag = || boolean(one()?).ok_or_else(bad);
         match var.as_str() {

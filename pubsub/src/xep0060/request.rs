@@ -22,6 +22,10 @@ pub fn parse(kind: IqType, payload: &Element) -> Result<Request, Error> {
         }),
         ("query", ns::DISCO_ITEMS) if get => Ok(Request::DiscoItems {
             node: opt_node(payload),
+            rsm: payload
+                .get_child("set", ns::RSM)
+                .map(parse_rsm)
+                .transpose()?,
         }),
         ("pubsub", ns::PUBSUB) => parse_pubsub(get, payload),
         ("pubsub", ns::PUBSUB_OWNER) => parse_owner(get, payload),

@@ -136,7 +136,7 @@ pub fn render(reply: &Reply, service: &Jid) -> Option<Element> {
             }
             q
         }
-        Reply::DiscoItems { node, entries } => {
+        Reply::DiscoItems { node, entries, rsm } => {
             let mut q = Element::new("query", ns::DISCO_ITEMS);
             if let Some(n) = node {
                 q.set_attr("node", n.as_str());
@@ -151,6 +151,9 @@ pub fn render(reply: &Reply, service: &Jid) -> Option<Element> {
                     it.set_attr("name", name.clone());
                 }
                 q.append_child(it);
+            }
+            if let Some(r) = rsm {
+                q.append_child(rsm_set(r));
             }
             q
         }

@@ -284,3 +284,91 @@ pub fn rendered(n: &Notification) -> String {
 pub fn is_items_event(n: &Notification) -> bool {
     matches!(n.event, Event::Items { .. })
 }
+
+/// A [`MemoryStore`] that counts the items it hands out with their payloads
+/// (`get_item`, `query_items`): what a backend has to read and parse. Metadata
+/// (`item_meta`) and counts are free.
+#[derive(Debug, Default)]
+pub struct CountingStore {
+    pub inner: MemoryStore,
+    pub items_read: std::cell::Cell<usize>,
+}
+
+mod counting {
+    use std::sync::Arc;
+
+    use hydrant_proto::BareJid;
+    use hydrant_pubsub::{
+        Affiliation, Item, ItemId, ItemMeta, ItemQuery, NodeConfig, NodeName, NodeRecord, Store,
+        StoreError, SubChange,
+    };
+
+    impl Store for super::CountingStore {
+        fn load_nodes(&mut self) -> Result<Vec<NodeRecord>, StoreError> {
+            self.inner.load_nodes()
+        }
+        fn create_node(&mut self, node: &NodeRecord) -> Result<(), StoreError> {
+            self.inner.create_node(node)
+        }
+        fn delete_node(&mut self, node: &NodeName) -> Result<(), StoreError> {
+            self.inner.delete_node(node)
+        }
+        fn set_config(
+            &mut self,
+            node: &NodeName,
+            config: &NodeConfig,
+            keep: u32,
+        ) -> Result<Vec<ItemId>, StoreError> {
+            self.inner.set_config(node, config, keep)
+        }
+        fn set_affiliations(
+            &mut self,
+            node: &NodeName,
+            changes: &[(BareJid, Affiliation)],
+        ) -> Result<(), StoreError> {
+            self.inner.set_affiliations(node, changes)
+        }
+        fn update_subscriptions(
+            &mut self,
+            node: &NodeName,
+            changes: &[SubChange],
+        ) -> Result<(), StoreError> {
+            self.inner.update_subscriptions(node, changes)
+        }
+        fn put_item(
+            &mut self,
+            node: &NodeName,
+            item: &Arc<Item>,
+            keep: u32,
+        ) -> Result<Vec<ItemId>, StoreError> {
+            self.inner.put_item(node, item, keep)
+        }
+        fn delete_items(&mut self, node: &NodeName, ids: &[ItemId]) -> Result<(), StoreError> {
+            self.inner.delete_items(node, ids)
+        }
+        fn purge_items(&mut self, node: &NodeName) -> Result<(), StoreError> {
+            self.inner.purge_items(node)
+        }
+        fn get_item(&self, node: &NodeName, id: &ItemId) -> Result<Option<Arc<Item>>, StoreError> {
+            let r = self.inner.get_item(node, id)?;
+            self.items_read
+                .set(self.items_read.get() + usize::from(r.is_some()));
+            Ok(r)
+        }
+        fn item_meta(&self, node: &NodeName, ids: &[ItemId]) -> Result<Vec<ItemMeta>, StoreError> {
+            self.inner.item_meta(node, ids)
+        }
+        fn query_items(
+            &self,
+            node: &NodeName,
+            q: &ItemQuery,
+        ) -> Result<Vec<Arc<Item>>, StoreError> {
+            let r = self.inner.query_items(node, q)?;
+            self.items_read.set(self.items_read.get() + r.len());
+            Ok(r)
+        }
+        fn count_items(&self, node: &NodeName, q: &ItemQuery) -> Result<u64, StoreError> {
+            self.inner.count_items(node, q)
+        }
+    }
+}

@@ -398,7 +398,21 @@ impl Router {
                 // an arbitrary payload would cost the user's queue that much each time.
                 let bytes = trimmed_request(from, to);
                 let (u, f) = (user.clone(), from.to_owned());
-                let _ = self.db.run(move |s| s.add_pending_in(&u, &f, &bytes)).await;
+                let max = self.cfg.max_pending_subscriptions;
+                let stored = self
+                    .db
+                    .run(move |s| s.add_pending_in_capped(&u, &f, &bytes, max))
+                    .await;
+                if matches!(stored, Ok(false)) {
+                    // RFC 6121 3.1.3 has the contact's server keep every request until it
+                    // is answered; past `[roster] max_pending_subscriptions` hydrant
+                    // cannot, so it refuses the request as for a contact that does not
+                    // exist (`unsubscribed` on the contact's behalf, 3.1.3), which also
+                    // clears the requester's pending `ask`. Never dropped silently.
+                    let reply = presence_to(to, from, "unsubscribed");
+                    Box::pin(self.inbound_subscription(to, from, "unsubscribed", reply)).await;
+                    return;
+                }
                 self.presence_to_available(&user, &el);
             }
             "subscribed" => {

@@ -10,9 +10,6 @@ use tracing::warn;
 use crate::router::Router;
 use crate::router::sessions::LocalSession;
 
-/// Longest roster item name / group name accepted (RFC 6121 2.3.3 allows a limit).
-const MAX_NAME: usize = 1024;
-
 pub fn to_item(e: &RosterEntry) -> Option<RosterItem> {
     Some(RosterItem {
         jid: BareJid::new(&e.jid).ok()?,
@@ -69,16 +66,28 @@ impl Router {
         if item.subscription == Subscription::Remove {
             return self.roster_remove(me, user, iq, &contact).await;
         }
-        let too_long = item.name.as_ref().is_some_and(|n| n.len() > MAX_NAME)
+        // RFC 6121 2.3.3 allows a server-configured limit on name and group lengths
+        // (`not-acceptable`); the number of groups is limited the same way, since every
+        // group is stored and pushed to every interested resource.
+        let max_name = self.cfg.max_roster_name_bytes;
+        let too_long = item.name.as_ref().is_some_and(|n| n.len() > max_name)
             || item
                 .groups
                 .iter()
-                .any(|g| g.is_empty() || g.len() > MAX_NAME);
-        if too_long {
+                .any(|g| g.is_empty() || g.len() > max_name);
+        let too_many = item.groups.len() > self.cfg.max_roster_groups;
+        if too_long || too_many {
+            let why = if too_many {
+                format!("at most {} groups per item", self.cfg.max_roster_groups)
+            } else {
+                format!("names and groups are at most {max_name} bytes")
+            };
             return self.iq_error(
                 me,
                 &iq,
-                StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
+                StanzaError::new(Cond::NotAcceptable)
+                    .with_type(ErrorType::Modify)
+                    .with_text(why),
             );
         }
         let existing = self.roster_entry(user, &contact).await;

@@ -537,6 +537,10 @@ impl Router {
                 let budget = cap.saturating_sub(me.outbox.queued_bytes());
                 let id_base = self.next_query_id();
                 let backwards = query.before.is_some();
+                let mut query = query;
+                // The core cuts the page on stored lengths before reading payloads; the
+                // rendering below then cuts on the exact size of the result messages.
+                query.max_bytes = Some(budget);
                 tokio::task::spawn_blocking(move || {
                     let svc = hub.service(&key)?;
                     let g = lock(&svc);
@@ -681,6 +685,7 @@ mod tests {
                 after: Some("c".into()),
                 before: None,
                 index: None,
+                max_bytes: None,
             }
         );
         let last = xml(

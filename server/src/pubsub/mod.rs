@@ -7,6 +7,7 @@
 //! by the router, with the fan-out in `fanout.rs`. XEP-0313 queries on nodes (catch-up)
 //! are answered by `mam.rs`.
 
+pub mod caps;
 pub mod fanout;
 pub mod mam;
 pub mod pacing;
@@ -372,6 +373,9 @@ impl Router {
         let Ok(who) = hydrant_proto::BareJid::new(contact) else {
             return;
         };
+        let Ok(owner) = hydrant_proto::BareJid::new(&self.bare_of(owner_user)) else {
+            return;
+        };
         let mut keys: Vec<ServiceKey> = vec![ServiceKey::Pep(self.bare_of(owner_user))];
         keys.extend(
             self.pubsub
@@ -380,7 +384,7 @@ impl Router {
         );
         for key in keys {
             let hub = self.pubsub.clone();
-            let who = who.clone();
+            let (who, owner) = (who.clone(), owner.clone());
             let res = tokio::task::spawn_blocking(move || {
                 let svc = match &key {
                     ServiceKey::Pep(bare) => match hub.pep_if_any(bare)? {
@@ -390,7 +394,8 @@ impl Router {
                     ServiceKey::Component(_) => hub.service(&key)?,
                 };
                 let mut g = lock(&svc);
-                let effects = g.revalidate(Some(&who), &*hub.relations)?;
+                // Only the owner's presence/roster nodes depend on this relation.
+                let effects = g.revalidate_relation(&owner, &who, &*hub.relations)?;
                 Ok::<_, PsError>(Some((g.address().clone(), effects)))
             })
             .await;

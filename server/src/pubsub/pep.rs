@@ -6,7 +6,8 @@
 //! `node#ver` (unless that `ver` is cached), from the server's own address. A result
 //! whose hash verifies (XEP-0115 section 5) is cached for every session using the same
 //! `ver`; an unverifiable one applies to that session only, so one client cannot poison
-//! what others receive.
+//! what others receive. The cache is bounded in bytes (`[pubsub] caps_cache_bytes`,
+//! `caps.rs`).
 
 use std::sync::Arc;
 
@@ -21,9 +22,6 @@ use super::fanout::Prepared;
 use super::{ServiceKey, lock};
 use crate::router::Router;
 use crate::router::sessions::{LocalSession, username};
-
-/// Most `ver` strings remembered server-wide.
-const CAPS_CACHE_MAX: usize = 10_000;
 
 impl Router {
     /// Looks at the caps of an available presence and learns the session's +notify set.
@@ -40,7 +38,7 @@ impl Router {
                 return;
             }
         }
-        if let Some(notify) = self.caps_cache.get(ver).map(|v| v.clone()) {
+        if let Some(notify) = self.caps_cache.get(ver) {
             let mut st = me.state();
             st.caps_ver = Some(ver.to_owned());
             st.notify = Some(notify);
@@ -93,8 +91,8 @@ impl Router {
             .filter(|f| f.is("feature", ns::DISCO_INFO))
             .filter_map(|f| f.attr("var")?.strip_suffix("+notify").map(str::to_owned))
             .collect();
-        if verify_caps(q, &ver) && self.caps_cache.len() < CAPS_CACHE_MAX {
-            self.caps_cache.insert(ver.clone(), notify.clone());
+        if verify_caps(q, &ver) {
+            self.caps_cache.insert(&ver, Arc::clone(&notify));
         }
         st.caps_ver = Some(ver);
         st.notify = Some(notify);

@@ -37,6 +37,16 @@ pub struct RouterConfig {
     /// `pubsub::pace`.
     pub pace_queued_bytes: usize,
     pub pace_max_wait: std::time::Duration,
+    /// `[roster] max_groups_per_item`.
+    pub max_roster_groups: usize,
+    /// `[roster] max_name_bytes`: roster item and group names.
+    pub max_roster_name_bytes: usize,
+    /// `[roster] max_pending_subscriptions`.
+    pub max_pending_subscriptions: usize,
+    /// `[c2s] max_sessions_per_account`: bound resources of one account at once.
+    pub max_sessions_per_account: usize,
+    /// `[pubsub] caps_cache_bytes`: the verified entity-capabilities cache.
+    pub caps_cache_bytes: usize,
 }
 
 pub struct Router {
@@ -45,8 +55,9 @@ pub struct Router {
     pub sessions: Sessions,
     pub cfg: RouterConfig,
     pub pubsub: Arc<crate::pubsub::Hub>,
-    /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP).
-    pub caps_cache: dashmap::DashMap<String, Arc<[String]>>,
+    /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP),
+    /// bounded in bytes.
+    pub caps_cache: crate::pubsub::caps::CapsCache,
     /// Accounts whose offline messages a session is delivering right now (one session
     /// per account at a time, `im/backlog.rs`).
     pub offline_claims: dashmap::DashSet<String>,
@@ -78,9 +89,9 @@ impl Router {
             domain,
             db,
             sessions: Sessions::default(),
+            caps_cache: crate::pubsub::caps::CapsCache::new(cfg.caps_cache_bytes),
             cfg,
             pubsub: Arc::new(pubsub),
-            caps_cache: dashmap::DashMap::new(),
             offline_claims: dashmap::DashSet::new(),
             me: me.clone(),
             next_query: std::sync::atomic::AtomicU64::new(1),
@@ -264,9 +275,22 @@ impl Backend for Router {
         }
     }
 
-    async fn bind(&self, session: &SessionInfo, outbox: Arc<Outbox>) {
+    async fn bind(
+        &self,
+        session: &SessionInfo,
+        outbox: Arc<Outbox>,
+        result: bytes::Bytes,
+    ) -> Result<(), StanzaError> {
         let s = Arc::new(LocalSession::new(session.clone(), outbox));
-        if let Some(old) = self.sessions.insert(s) {
+        let max = self.cfg.max_sessions_per_account;
+        let Ok(replaced) = self.sessions.insert(s, max, result) else {
+            // RFC 6120 7.6.2.1: the account has reached its limit of simultaneously
+            // connected resources.
+            return Err(StanzaError::new(Cond::ResourceConstraint)
+                .with_type(hydrant_proto::ErrorType::Wait)
+                .with_text(format!("at most {max} sessions per account")));
+        };
+        if let Some(old) = replaced {
             info!(jid = %old.info.jid, "resource conflict: replacing the older session");
             let mut bytes = StreamError::new(StreamErrorCondition::Conflict)
                 .with_text("replaced by a new session with the same resource")
@@ -275,6 +299,7 @@ impl Backend for Router {
             old.outbox.close_after(Some(bytes.into()));
             self.session_ended(&old).await;
         }
+        Ok(())
     }
 
     async fn stanza(&self, session: &SessionInfo, stanza: Stanza) {

@@ -82,6 +82,10 @@ impl LocalSession {
     }
 }
 
+/// The account has as many sessions as it may ([`Sessions::insert`]).
+#[derive(Debug)]
+pub struct TooManySessions;
+
 /// Sessions keyed by username (localpart).
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -89,16 +93,26 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Adds a session; returns the one it replaces (same full JID), if any.
-    pub fn insert(&self, s: Arc<LocalSession>) -> Option<Arc<LocalSession>> {
+    /// Adds a session unless its account already has `max` others (a replacement of the
+    /// same full JID does not count as one more); returns the one it replaces, if any.
+    /// `first` is queued on the new session before it becomes reachable (under the
+    /// account's entry lock, which also makes the count exact under concurrent binds).
+    pub fn insert(
+        &self,
+        s: Arc<LocalSession>,
+        max: usize,
+        first: bytes::Bytes,
+    ) -> Result<Option<Arc<LocalSession>>, TooManySessions> {
         let user = username(&s.info.jid);
         let mut list = self.by_user.entry(user).or_default();
-        let old = list
-            .iter()
-            .position(|o| o.info.jid == s.info.jid)
-            .map(|i| list.swap_remove(i));
+        let pos = list.iter().position(|o| o.info.jid == s.info.jid);
+        if pos.is_none() && list.len() >= max {
+            return Err(TooManySessions);
+        }
+        let old = pos.map(|i| list.swap_remove(i));
+        let _ = s.outbox.push(first);
         list.push(s);
-        old
+        Ok(old)
     }
 
     /// Removes the session with this id; None if it was already replaced.

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use hydrant_proto::{BareJid, Element, Jid, Limits, StreamEvent, StreamReader};
 use hydrant_pubsub::{
-    AccessModel, Affiliation, Item, ItemId, ItemQuery, MaxItems, NodeConfig, NodeName, NodeRecord,
-    NotificationType, PublishModel, SendLastPublished, Show, Store, StoreError, SubChange, SubId,
-    SubOptions, SubState, Subscription,
+    AccessModel, Affiliation, ByteBudget, Item, ItemId, ItemMeta, ItemQuery, MaxItems, NodeConfig,
+    NodeName, NodeRecord, NotificationType, PublishModel, SendLastPublished, Show, Store,
+    StoreError, SubChange, SubId, SubOptions, SubState, Subscription,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 
@@ -292,6 +292,51 @@ impl Store for SqlitePubsubStore {
         })
     }
 
+    fn item_meta(
+        &self,
+        node: &NodeName,
+        ids: &[ItemId],
+    ) -> std::result::Result<Vec<ItemMeta>, StoreError> {
+        self.read(node, |conn, service, name| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, published_ms, publisher, LENGTH(payload)
+                 FROM pubsub_items WHERE service = ?1 AND node = ?2 AND item_id = ?3",
+            )?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let row = stmt
+                    .query_row((service, name, id.as_str()), |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                        ))
+                    })
+                    .optional()?;
+                if let Some((seq, published_ms, publisher, len)) = row {
+                    let bad = |what: &dyn std::fmt::Display| {
+                        bad_row(
+                            "pubsub_items",
+                            format_args!("service={service:?} node={name:?} item_id={id:?}"),
+                            what,
+                        )
+                    };
+                    out.push(ItemMeta {
+                        id: id.clone(),
+                        seq: u64::try_from(seq).map_err(|_| bad(&format_args!("seq {seq}")))?,
+                        published_ms: u64::try_from(published_ms)
+                            .map_err(|_| bad(&format_args!("published_ms {published_ms}")))?,
+                        publisher: Jid::new(&publisher)
+                            .map_err(|e| bad(&format_args!("publisher {publisher:?}: {e}")))?,
+                        payload_bytes: payload_len(len),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn query_items(
         &self,
         node: &NodeName,
@@ -303,36 +348,52 @@ impl Store for SqlitePubsubStore {
             };
             // Two fixed statements rather than SQL built per query: both stay in the
             // statement cache. A missing limit is "all" (LIMIT -1 and LIMIT ALL are
-            // dialect-specific; the largest BIGINT works in both).
+            // dialect-specific; the largest BIGINT works in both). The payload's length
+            // comes first: a row past the byte budget is never read (LENGTH of a BLOB
+            // does not load it).
             let sql = if q.newest_first {
-                "SELECT item_id, seq, published_ms, publisher, payload FROM pubsub_items
+                "SELECT item_id, seq, published_ms, publisher, payload, LENGTH(payload)
+                 FROM pubsub_items
                  WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
                    AND published_ms >= ?5 AND published_ms <= ?6
+                   AND (?9 IS NULL OR publisher = ?9)
+                   AND (?10 IS NULL OR publisher = ?10
+                        OR SUBSTR(publisher, 1, LENGTH(?10) + 1) = ?10 || '/')
                  ORDER BY seq DESC LIMIT ?7 OFFSET ?8"
             } else {
-                "SELECT item_id, seq, published_ms, publisher, payload FROM pubsub_items
+                "SELECT item_id, seq, published_ms, publisher, payload, LENGTH(payload)
+                 FROM pubsub_items
                  WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
                    AND published_ms >= ?5 AND published_ms <= ?6
+                   AND (?9 IS NULL OR publisher = ?9)
+                   AND (?10 IS NULL OR publisher = ?10
+                        OR SUBSTR(publisher, 1, LENGTH(?10) + 1) = ?10 || '/')
                  ORDER BY seq ASC LIMIT ?7 OFFSET ?8"
             };
             let limit = q.limit.map_or(i64::MAX, saturating_i64);
             let skip = saturating_i64(q.skip);
-            let raw = conn
-                .prepare_cached(sql)?
-                .query_map(
-                    (
-                        service,
-                        name,
-                        b.seq_above,
-                        b.seq_to,
-                        b.ms_from,
-                        b.ms_to,
-                        limit,
-                        skip,
-                    ),
-                    RawItem::from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let (full, bare) = publisher_params(q);
+            let mut stmt = conn.prepare_cached(sql)?;
+            let mut rows = stmt.query((
+                service,
+                name,
+                b.seq_above,
+                b.seq_to,
+                b.ms_from,
+                b.ms_to,
+                limit,
+                skip,
+                full,
+                bare,
+            ))?;
+            let mut budget = ByteBudget::new(q.max_bytes);
+            let mut raw = Vec::new();
+            while let Some(r) = rows.next()? {
+                if !budget.admit(payload_len(r.get(5)?)) {
+                    break;
+                }
+                raw.push(RawItem::from_row(r)?);
+            }
             raw.into_iter()
                 .map(|r| r.into_item(service, name))
                 .collect()
@@ -344,14 +405,27 @@ impl Store for SqlitePubsubStore {
             let Some(b) = Bounds::of(q) else {
                 return Ok(0);
             };
+            let (full, bare) = publisher_params(q);
             let n: i64 = conn
                 .prepare_cached(
                     "SELECT COUNT(*) FROM pubsub_items
                      WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
-                       AND published_ms >= ?5 AND published_ms <= ?6",
+                       AND published_ms >= ?5 AND published_ms <= ?6
+                       AND (?7 IS NULL OR publisher = ?7)
+                       AND (?8 IS NULL OR publisher = ?8
+                            OR SUBSTR(publisher, 1, LENGTH(?8) + 1) = ?8 || '/')",
                 )?
                 .query_row(
-                    (service, name, b.seq_above, b.seq_to, b.ms_from, b.ms_to),
+                    (
+                        service,
+                        name,
+                        b.seq_above,
+                        b.seq_to,
+                        b.ms_from,
+                        b.ms_to,
+                        full,
+                        bare,
+                    ),
                     |r| r.get(0),
                 )?;
             Ok(u64::try_from(n).unwrap_or(0))
@@ -396,6 +470,22 @@ impl Bounds {
             ms_to,
         })
     }
+}
+
+/// [`ItemQuery::publisher`] as statement parameters: (exact full JID, bare JID that
+/// also matches its resources); NULL is no filter. A bare match compares the prefix up
+/// to the `/`, so no LIKE pattern (and no escaping of `%` or `_`) is involved.
+fn publisher_params(q: &ItemQuery) -> (Option<&str>, Option<&str>) {
+    match &q.publisher {
+        None => (None, None),
+        Some(j) if j.resource().is_some() => (Some(j.as_str()), None),
+        Some(j) => (None, Some(j.as_str())),
+    }
+}
+
+/// A stored payload's `LENGTH()` (NULL for none) in bytes.
+fn payload_len(len: Option<i64>) -> usize {
+    len.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 fn saturating_i64(n: impl TryInto<i64>) -> i64 {

@@ -351,6 +351,15 @@ fn random_query(rng: &mut Rng, last_seq: u64) -> ItemQuery {
         newest_first: rng.below(2) == 0,
         skip: [0, 0, 1, 3, usize::MAX][rng.below(5) as usize],
         limit: [None, Some(0), Some(1), Some(3), Some(usize::MAX)][rng.below(5) as usize],
+        max_bytes: [None, Some(0), Some(200), Some(400), Some(usize::MAX)][rng.below(5) as usize],
+        publisher: [
+            None,
+            Some("pub@example.com"),
+            Some("pub@example.com/r"),
+            Some("pub@example.co"),
+            Some("other@example.com"),
+        ][rng.below(5) as usize]
+            .map(jid),
     }
 }
 
@@ -370,8 +379,11 @@ fn agrees_with_memory_store() {
             0..=13 => {
                 seq += 1;
                 let id = format!("i{}", rng.below(25));
+                let publisher = ["pub@example.com/r", "pub@example.com/s", "pub@example.com"]
+                    [rng.below(3) as usize];
                 let it = Arc::new(Item {
                     published_ms: 1_000 + rng.below(50),
+                    publisher: jid(publisher),
                     ..(*item(&id, seq, Some(entry(&id)))).clone()
                 });
                 let keep = [0, 1, 3, 10, 20, 1000][rng.below(6) as usize];
@@ -423,6 +435,15 @@ fn agrees_with_memory_store() {
                 m.get_item(&name, &id).unwrap()
             );
         }
+        let ids: Vec<ItemId> = (0..25).map(|i| ItemId::from(format!("i{i}"))).collect();
+        let sorted = |mut v: Vec<hydrant_pubsub::ItemMeta>| {
+            v.sort_by_key(|x| x.seq);
+            v
+        };
+        assert_eq!(
+            sorted(s.item_meta(&name, &ids).unwrap()),
+            sorted(m.item_meta(&name, &ids).unwrap())
+        );
     }
 }
 
@@ -565,6 +586,40 @@ fn values_beyond_bigint_are_refused() {
     assert!(s.create_node(&rec).is_err());
     assert_eq!(s.load_nodes().unwrap(), vec![simple_node("n")]);
     assert_eq!(s.count_items(&name, &ItemQuery::default()).unwrap(), 0);
+}
+
+/// The byte budget of a query and `item_meta` are decided on the stored length: a
+/// payload past the budget is never read, so even a corrupt one goes unnoticed.
+#[test]
+fn payloads_past_the_byte_budget_are_not_parsed() {
+    let db = SqliteStore::open_in_memory().unwrap();
+    let mut s = db.pubsub(SVC);
+    let name = NodeName::from("n");
+    s.create_node(&simple_node("n")).unwrap();
+    s.put_item(&name, &item("old", 1, Some(entry(&"x".repeat(1000)))), 10)
+        .unwrap();
+    s.put_item(&name, &item("new", 2, Some(entry("y"))), 10)
+        .unwrap();
+    lock(&db.db.writer)
+        .execute(
+            "UPDATE pubsub_items SET payload = CAST(?1 AS BLOB) WHERE item_id = 'old'",
+            [format!("<entry>{}", "x".repeat(1000))],
+        )
+        .unwrap();
+    assert!(
+        s.query_items(&name, &all_newest_first()).is_err(),
+        "corrupt"
+    );
+    let q = ItemQuery {
+        max_bytes: Some(500),
+        ..all_newest_first()
+    };
+    let got = s.query_items(&name, &q).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id.as_str(), "new");
+    let meta = s.item_meta(&name, &["old".into(), "gone".into()]).unwrap();
+    assert_eq!(meta.len(), 1);
+    assert_eq!((meta[0].seq, meta[0].payload_bytes), (1, 1007));
 }
 
 /// Several writes committed as one batch: the failing ones roll back alone (down to the

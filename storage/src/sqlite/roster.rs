@@ -156,6 +156,40 @@ impl RosterStore for SqliteStore {
         })
     }
 
+    fn add_pending_in_capped(
+        &self,
+        username: &str,
+        from: &str,
+        stanza: &[u8],
+        max: usize,
+    ) -> Result<bool> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            if !account_exists(tx, username)? {
+                return Err(StorageError::NotFound);
+            }
+            // How many others are pending, stopping at `max` (no full count needed).
+            let others: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM pending_subscriptions
+                     WHERE username = ?1 AND from_jid <> ?2 LIMIT ?3)",
+                )?
+                .query_row((username, from, max), |r| r.get(0))?;
+            if others >= max {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT INTO pending_subscriptions (username, from_jid, stanza, received_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (username, from_jid) DO UPDATE SET
+                     stanza = excluded.stanza,
+                     received_at = excluded.received_at",
+            )?
+            .execute((username, from, stanza, now_unix()))?;
+            Ok(true)
+        })
+    }
+
     fn remove_pending_in(&self, username: &str, from: &str) -> Result<bool> {
         self.write(|tx| {
             let removed = tx
