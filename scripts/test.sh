@@ -15,6 +15,8 @@
 #   unit       cargo nextest run --workspace (cargo test if nextest is missing)
 #              + cargo test --workspace --doc (nextest does not run doctests)
 #   build      cargo build -p hydrant-server (debug: target/debug/hydrant)
+#   fuzz       scripts/fuzz-smoke.sh: every cargo-fuzz target built and run 10 s
+#              (FUZZ_SECS) over its corpus
 #   interop    tests/interop/run.sh target/debug/hydrant (real clients:
 #              slixmpp, go-sendxmpp, profanity, aioxmpp; PubSub, PEP and a
 #              kill -9 restart)
@@ -190,6 +192,14 @@ if [ "$DO_INTEROP" = 1 ]; then
 else
 	skip build "(--no-interop)"
 	skip interop "(--no-interop)"
+fi
+
+# Fuzz smoke (issue 8 item 16): every cargo-fuzz target builds and runs briefly over
+# its committed corpus and recorded crash inputs (the 10-minute runs: fuzz/README.md).
+if [ "$DO_UNIT" = 1 ]; then
+	stage fuzz scripts/fuzz-smoke.sh "${FUZZ_SECS:-10}" || true
+else
+	skip fuzz "(--no-unit / --interop-only)"
 fi
 
 # Load-generator smoke (issue: benchmarks are not tests; CI only proves each scenario
