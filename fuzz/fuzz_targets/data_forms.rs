@@ -18,6 +18,8 @@ use libfuzzer_sys::fuzz_target;
 
 /// The operator's `max_items_cap` the forms are checked against.
 const CAP: u32 = 100;
+/// Text-field budget of node configurations (`[pubsub] max_config_text_bytes` default).
+const MAX_TEXT: usize = 1024;
 
 fn as_submitted(mut x: Element) -> Element {
     x.set_attr("type", "submit");
@@ -38,13 +40,13 @@ fn check(x: &Element) {
         let _ = forms::check_precondition_fields(&form);
         let _ = forms::check_preconditions(&NodeConfig::default(), &form, CAP);
         let mut config = NodeConfig::default();
-        if forms::apply_config(&mut config, &form, CAP).is_ok() {
+        if forms::apply_config(&mut config, &form, CAP, MAX_TEXT).is_ok() {
             let written = as_submitted(forms::config_form(&config, "form"));
             let back = forms::parse_submit(&written, NODE_CONFIG)
                 .expect("hydrant's own configuration form parses")
                 .expect("and is not cancelled");
             let mut fresh = NodeConfig::default();
-            forms::apply_config(&mut fresh, &back, CAP)
+            forms::apply_config(&mut fresh, &back, CAP, MAX_TEXT)
                 .expect("hydrant's own configuration form applies");
             assert_eq!(config, fresh, "configuration form round trip differs");
             forms::check_preconditions(&config, &back, CAP)

@@ -70,8 +70,11 @@ fuzz_target!(|data: &[u8]| {
     let limits = if flags & 1 == 1 {
         Limits {
             max_stanza_bytes: 512,
+            max_header_bytes: 256,
             max_depth: 4,
             max_attrs: 4,
+            max_ns_bytes: 64,
+            max_attr_bytes: 64,
         }
     } else {
         Limits::default()
