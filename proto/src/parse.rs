@@ -8,7 +8,7 @@
 //! normalisation, and the attribute-count limit.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesRef, BytesStart, Event};
@@ -174,6 +174,9 @@ fn attr_value(raw: &[u8]) -> Result<String, StreamError> {
     Ok(out)
 }
 
+static NO_NAMESPACE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+static XML_NAMESPACE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(ns::XML));
+
 /// In-scope namespace bindings: the stream header's (borrowed, never copied per stanza)
 /// under a flat stack of the stanza's own (prefix, uri), "" being the default namespace,
 /// with one mark per open element. URIs are shared `Arc<str>`s: an element inherits its
@@ -193,8 +196,9 @@ impl<'h> Scope<'h> {
             base,
             bindings: Vec::new(),
             marks: Vec::new(),
-            none: Arc::from(""),
-            xml: Arc::from(ns::XML),
+            // Shared process-wide: two allocations per stanza otherwise.
+            none: NO_NAMESPACE.clone(),
+            xml: XML_NAMESPACE.clone(),
         }
     }
 

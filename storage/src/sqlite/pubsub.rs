@@ -315,13 +315,7 @@ impl Store for SqlitePubsubStore {
                     })
                     .optional()?;
                 if let Some((seq, published_ms, publisher, len)) = row {
-                    let bad = |what: &dyn std::fmt::Display| {
-                        bad_row(
-                            "pubsub_items",
-                            format_args!("service={service:?} node={name:?} item_id={id:?}"),
-                            what,
-                        )
-                    };
+                    let bad = |what: &dyn std::fmt::Display| bad_item_row(service, name, id, what);
                     out.push(ItemMeta {
                         id: id.clone(),
                         seq: u64::try_from(seq).map_err(|_| bad(&format_args!("seq {seq}")))?,
@@ -689,13 +683,7 @@ impl RawItem {
 
     /// The item, or an error naming the row (`pubsub_items` and its key).
     fn into_item(self, service: &str, node: &str) -> Result<Arc<Item>> {
-        let bad = |what: &dyn std::fmt::Display| {
-            bad_row(
-                "pubsub_items",
-                format_args!("service={service:?} node={node:?} item_id={:?}", self.id),
-                what,
-            )
-        };
+        let bad = |what: &dyn std::fmt::Display| bad_item_row(service, node, &self.id, what);
         Ok(Arc::new(Item {
             payload: self
                 .payload
@@ -853,6 +841,20 @@ fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
 }
 
 /// A row of `table` that does not decode, named by its key.
+/// A `pubsub_items` row that does not decode, named by its key.
+fn bad_item_row(
+    service: &str,
+    node: &str,
+    id: &(impl std::fmt::Debug + ?Sized),
+    what: &dyn std::fmt::Display,
+) -> StorageError {
+    bad_row(
+        "pubsub_items",
+        format_args!("service={service:?} node={node:?} item_id={id:?}"),
+        what,
+    )
+}
+
 fn bad_row(table: &str, key: impl std::fmt::Display, what: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(format!("corrupt row in {table} ({key}): {what}"))
 }

@@ -2,7 +2,7 @@
 //! `accounts`, and `pending_subscriptions`.
 
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 
 use super::{SqliteStore, account_exists, now_unix};
 use crate::{Result, RosterEntry, RosterStore, StorageError, SubState};
@@ -144,14 +144,7 @@ impl RosterStore for SqliteStore {
             if !account_exists(tx, username)? {
                 return Err(StorageError::NotFound);
             }
-            tx.prepare_cached(
-                "INSERT INTO pending_subscriptions (username, from_jid, stanza, received_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (username, from_jid) DO UPDATE SET
-                     stanza = excluded.stanza,
-                     received_at = excluded.received_at",
-            )?
-            .execute((username, from, stanza, now_unix()))?;
+            upsert_pending(tx, username, from, stanza)?;
             Ok(())
         })
     }
@@ -178,14 +171,7 @@ impl RosterStore for SqliteStore {
             if others >= max {
                 return Ok(false);
             }
-            tx.prepare_cached(
-                "INSERT INTO pending_subscriptions (username, from_jid, stanza, received_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (username, from_jid) DO UPDATE SET
-                     stanza = excluded.stanza,
-                     received_at = excluded.received_at",
-            )?
-            .execute((username, from, stanza, now_unix()))?;
+            upsert_pending(tx, username, from, stanza)?;
             Ok(true)
         })
     }
@@ -250,4 +236,17 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<RosterEntry> {
         approved: row.get(4)?,
         groups: Vec::new(),
     })
+}
+
+/// Stores (or replaces) the pending request from `from` to `username`.
+fn upsert_pending(tx: &Transaction<'_>, username: &str, from: &str, stanza: &[u8]) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO pending_subscriptions (username, from_jid, stanza, received_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (username, from_jid) DO UPDATE SET
+             stanza = excluded.stanza,
+             received_at = excluded.received_at",
+    )?
+    .execute((username, from, stanza, now_unix()))?;
+    Ok(())
 }
