@@ -11,7 +11,8 @@
 # as acks allow), RATE_ITEMS (120, published at RATE=60/s); LARGE_SUBS (10000),
 # LARGE_ITEMS (30, as fast as acks allow), LARGE_RATE_ITEMS (30 at LARGE_RATE=5/s);
 # FEEDS (100), FOLLOW (10), ZIPF (1.0), FEED_ITEMS (1000), IN_FLIGHT (4), ITEM_BYTES
-# (2048), MAX_ITEMS (256); CONNECT (idle connection counts, "10000 19000").
+# (2048), MAX_ITEMS (256); CONNECT (idle connection counts, "10000 19000"); DEADLINE (900:
+# seconds after which one generator run gives up).
 # SCENARIOS picks from: connect-N (N in CONNECT), firehose-max, firehose-rate,
 # firehose-max-large, firehose-rate-large, feeds, firehose-max-zlib (XEP-0138 zlib on
 # every stream, for the servers in ZLIB_SERVERS: "ejabberd"; hydrant has no stream
@@ -55,6 +56,9 @@ ATTACKERS=${ATTACKERS:-127.0.1.1-127.0.1.5}
 IN_FLIGHT=${IN_FLIGHT:-4}
 ITEM_BYTES=${ITEM_BYTES:-2048}
 MAX_ITEMS=${MAX_ITEMS:-256}
+# Every generator run gives up after this long: a server that stops answering under
+# attack fails its row instead of hanging the whole run.
+DEADLINE=${DEADLINE:-900}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
@@ -290,8 +294,8 @@ chmod 755 "$W/bin/ejctl"
 
 # -------------------------------------------------------------- scenarios ----
 COMMON=(--sources 127.0.0.2-127.0.0.254 --item-bytes "$ITEM_BYTES"
-	--in-flight "$IN_FLIGHT" --max-items "$MAX_ITEMS" --drain-secs 15 --allow-loss)
-CONNECT_COMMON=(--sources 127.0.0.2-127.0.0.254 --concurrency 100 --settle-secs 3)
+	--in-flight "$IN_FLIGHT" --max-items "$MAX_ITEMS" --drain-secs 15 --allow-loss --deadline-secs "$DEADLINE")
+CONNECT_COMMON=(--sources 127.0.0.2-127.0.0.254 --concurrency 100 --settle-secs 3 --deadline-secs "$DEADLINE")
 SERVER_OPTS=(--server "127.0.0.1:$PORT" --domain "$DOMAIN" --tls none --auth scram-sha-1)
 declare -A ARGS
 ARGS[firehose-max]="firehose --users $SUBS --items $FIREHOSE_ITEMS --rate 0"

@@ -30,6 +30,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
+    /// Give up after this many seconds, whatever the scenario is doing (0: never). A
+    /// server that stops answering mid-run (a peer under attack, say) must not hang a
+    /// whole benchmark: the run fails with a message instead.
+    #[arg(long, global = true, default_value_t = 0)]
+    deadline_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,15 +67,24 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let deadline = cli.deadline_secs;
     let result = runtime.block_on(async {
-        match cli.scenario {
-            Scenario::Connect(args) => scenario::connect::run(args).await,
-            Scenario::Firehose(args) => scenario::firehose::run(args).await,
-            Scenario::Hostile(args) => scenario::hostile::run(args).await,
-            Scenario::Feeds(args) => scenario::feeds::run(args).await,
-            Scenario::Limit(args) => scenario::limit::run(args).await,
-            Scenario::NullServer(args) => nullserver::run(args).await,
+        let run = async {
+            match cli.scenario {
+                Scenario::Connect(args) => scenario::connect::run(args).await,
+                Scenario::Firehose(args) => scenario::firehose::run(args).await,
+                Scenario::Hostile(args) => scenario::hostile::run(args).await,
+                Scenario::Feeds(args) => scenario::feeds::run(args).await,
+                Scenario::Limit(args) => scenario::limit::run(args).await,
+                Scenario::NullServer(args) => nullserver::run(args).await,
+            }
+        };
+        if deadline == 0 {
+            return run.await;
         }
+        tokio::time::timeout(std::time::Duration::from_secs(deadline), run)
+            .await
+            .unwrap_or_else(|_| Err(format!("gave up after --deadline-secs {deadline}")))
     });
     // Do not wait for abandoned connection tasks.
     runtime.shutdown_background();

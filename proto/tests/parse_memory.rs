@@ -151,6 +151,20 @@ fn prefixed_attribute_bomb() {
     assert_bounded(s.as_bytes(), big_limits());
 }
 
+/// The same in a small stanza (3 KB, found by the `parse_memory` fuzz target): the copies
+/// are charged against the stanza's own length, not the size limit, which let it keep
+/// 80 times its size.
+#[test]
+fn small_prefixed_attribute_bomb() {
+    let uri = format!("urn:{}", "u".repeat(900));
+    let mut s = format!("<x xmlns:p='{uri}'>");
+    for _ in 0..200 {
+        s.push_str("<a p:b=''/>");
+    }
+    s.push_str("</x>");
+    assert!(!assert_bounded(s.as_bytes(), Limits::default()), "refused");
+}
+
 #[test]
 fn element_floods() {
     for unit in [

@@ -94,6 +94,7 @@ mod service;
 pub mod store;
 pub mod types;
 pub mod xep0060;
+pub mod xep0313;
 
 pub use access::{Action, may};
 pub use config::{

@@ -221,4 +221,7 @@ impl Subscriber {
 }
 
 /// The subscriber snapshot the fan-out walks without a lock.
-pub type Subscribers = Arc<[Subscriber]>;
+///
+/// Entries are shared (`Arc`): a subscription change replaces one entry, and the next
+/// snapshot is a copy of pointers, not of JIDs and ids.
+pub type Subscribers = Arc<[Arc<Subscriber>]>;

@@ -452,6 +452,33 @@ fn snapshot_is_immutable_and_rebuilt() {
     );
 }
 
+/// A subscribe or unsubscribe changes one account's fan-out entry and shares every
+/// other one with the previous snapshot: the work of a change does not grow with the
+/// node's subscribers (issue 8, item 11; it used to rebuild every entry, under the
+/// service lock, at each change).
+#[test]
+fn a_change_leaves_other_subscribers_entries_alone() {
+    let mut h = setup(&[]);
+    let node = NodeName::from("n");
+    for k in 0..200 {
+        h.subscribe(&format!("u{k}@example.com/r"), "n").unwrap();
+    }
+    let before = h.svc.subscribers(&node).unwrap();
+    h.subscribe("zed@example.com/r", "n").unwrap();
+    h.ok_set(
+        "u7@example.com/r",
+        &ps("<unsubscribe node='n' jid='u7@example.com/r'/>"),
+    );
+    let after = h.svc.subscribers(&node).unwrap();
+    assert_eq!((before.len(), after.len()), (200, 200));
+    let shared = after
+        .iter()
+        .filter(|e| before.iter().any(|b| std::sync::Arc::ptr_eq(b, e)))
+        .count();
+    assert_eq!(shared, 199, "every entry but the new one is shared");
+    assert!(after.iter().all(|e| e.jid.as_str() != "u7@example.com/r"));
+}
+
 /// The limit counts every resource of an account together: varying the resource does
 /// not add subscriptions without end.
 #[test]

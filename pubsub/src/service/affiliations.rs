@@ -78,7 +78,12 @@ impl<S: Store> Service<S> {
         self.store.set_affiliations(name, &changes)?;
         let node = self.node_mut(name);
         node.affiliations = next;
-        node.rebuild_subscribers();
+        // An account that became, or stopped being, an outcast enters or leaves the
+        // fan-out; nobody else's entries change.
+        for (jid, _) in &changes {
+            let out = node.is_outcast(jid);
+            node.subs.refresh(jid, out);
+        }
         Ok((Reply::Empty, Vec::new()))
     }
 }

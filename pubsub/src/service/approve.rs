@@ -40,13 +40,10 @@ impl<S: Store> Service<S> {
         self.store.update_subscriptions(name, &[change])?;
         let node = self.node_mut(name);
         if allow {
-            if let Some(slot) = node.subscriptions.iter_mut().find(|s| s.subid == sub.subid) {
-                *slot = sub.clone();
-            }
+            node.put_sub(sub.clone());
         } else {
-            node.subscriptions.retain(|s| s.subid != sub.subid);
+            node.remove_sub(&sub.jid, &sub.subid);
         }
-        node.rebuild_subscribers();
         let node = self.node(name)?;
         let state = allow.then_some(SubState::Subscribed);
         let mut effects: Vec<Effect> =

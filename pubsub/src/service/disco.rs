@@ -112,7 +112,7 @@ impl<S: Store> Service<S> {
             publishers: n.with_affiliation(Affiliation::Publisher),
             creator: n.creator.clone(),
             created_ms: n.created_ms,
-            num_subscribers: n.subscribers.len(),
+            num_subscribers: n.subs.delivering(),
         };
         Ok((
             Reply::DiscoInfo(DiscoInfo {

@@ -53,10 +53,7 @@ impl<S: Store> Service<S> {
         let touched: Vec<NodeName> = self
             .nodes
             .values()
-            .filter(|n| {
-                n.affiliations.contains_key(who)
-                    || n.subscriptions.iter().any(|s| same_bare(&s.jid, who))
-            })
+            .filter(|n| n.affiliations.contains_key(who) || !n.subs.of_bare(who).is_empty())
             .map(|n| n.name.clone())
             .collect();
         for name in touched {
@@ -68,19 +65,16 @@ impl<S: Store> Service<S> {
             }
             let node = self.node(&name)?;
             let ops: Vec<SubChange> = node
-                .subscriptions
+                .subs
+                .of_bare(who)
                 .iter()
-                .filter(|s| same_bare(&s.jid, who))
                 .map(|s| SubChange::Remove(s.subid.clone()))
                 .collect();
             if !ops.is_empty() {
                 self.store.update_subscriptions(&name, &ops)?;
             }
             let node = self.node_mut(&name);
-            node.subscriptions.retain(|s| !same_bare(&s.jid, who));
-            // Also when only the affiliation changed: an outcast's subscriptions were
-            // left out of the snapshot.
-            node.rebuild_subscribers();
+            node.subs.remove_account(who);
         }
         Ok(effects)
     }

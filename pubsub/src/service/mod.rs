@@ -18,6 +18,7 @@ mod retract;
 mod revalidate;
 mod subscribe;
 mod subscriptions;
+mod subtable;
 mod unsubscribe;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,8 +34,9 @@ use crate::relations::Relations;
 use crate::request::{Reply, Request};
 use crate::store::{NodeRecord, Store};
 use crate::types::{
-    Affiliation, Item, ItemId, NodeName, SubState, Subscriber, Subscribers, Subscription,
+    Affiliation, Item, ItemId, NodeName, SubId, SubState, Subscribers, Subscription,
 };
+use subtable::SubTable;
 
 /// One node's state in memory (everything but its items, which live in the store).
 #[derive(Clone, Debug)]
@@ -42,33 +44,28 @@ pub(crate) struct NodeState {
     pub name: NodeName,
     pub config: NodeConfig,
     pub affiliations: BTreeMap<BareJid, Affiliation>,
-    pub subscriptions: Vec<Subscription>,
+    /// The subscriptions and the fan-out view of them ([`SubTable`]).
+    pub subs: SubTable,
     pub creator: Jid,
     pub created_ms: u64,
     pub last_seq: u64,
-    /// Rebuilt whenever `subscriptions` change.
-    pub subscribers: Subscribers,
-    /// Positions in `subscriptions` by bare JID, rebuilt with `subscribers`: the access
-    /// check of every request (publish included) asks for the requester's
-    /// subscriptions, which must not cost a walk over every subscriber.
-    by_bare: HashMap<BareJid, Vec<usize>>,
 }
 
 impl NodeState {
     fn from_record(r: NodeRecord) -> Self {
-        let mut n = NodeState {
+        let affiliations: BTreeMap<BareJid, Affiliation> = r.affiliations.into_iter().collect();
+        let subs = SubTable::new(r.subscriptions, |b| {
+            affiliations.get(b) == Some(&Affiliation::Outcast)
+        });
+        NodeState {
             name: r.name,
             config: r.config,
-            affiliations: r.affiliations.into_iter().collect(),
-            subscriptions: r.subscriptions,
+            affiliations,
+            subs,
             creator: r.creator,
             created_ms: r.created_ms,
             last_seq: r.last_seq,
-            subscribers: Arc::from(Vec::new()),
-            by_bare: HashMap::new(),
-        };
-        n.rebuild_subscribers();
-        n
+        }
     }
 
     /// An empty node (create, auto-create).
@@ -83,22 +80,16 @@ impl NodeState {
             name,
             config,
             affiliations,
-            subscriptions: Vec::new(),
+            subs: SubTable::default(),
             creator,
             created_ms,
             last_seq: 0,
-            subscribers: Arc::from(Vec::new()),
-            by_bare: HashMap::new(),
         }
     }
 
-    /// The subscriptions held by any JID with this bare JID (from the index).
+    /// The subscriptions held by any JID with this bare JID.
     pub(crate) fn subs_of_bare(&self, bare: &BareJid) -> impl Iterator<Item = &Subscription> {
-        self.by_bare
-            .get(bare)
-            .into_iter()
-            .flatten()
-            .filter_map(|&i| self.subscriptions.get(i))
+        self.subs.of_bare(bare).iter()
     }
 
     pub(crate) fn to_record(&self) -> NodeRecord {
@@ -110,7 +101,7 @@ impl NodeState {
                 .iter()
                 .map(|(j, a)| (j.clone(), *a))
                 .collect(),
-            subscriptions: self.subscriptions.clone(),
+            subscriptions: self.subs.iter().cloned().collect(),
             creator: self.creator.clone(),
             created_ms: self.created_ms,
             last_seq: self.last_seq,
@@ -130,14 +121,8 @@ impl NodeState {
     }
 
     /// The subscriptions held by exactly this JID.
-    pub(crate) fn subs_of(&self, jid: &Jid) -> impl Iterator<Item = &Subscription> {
-        let bare = jid.to_bare();
-        self.by_bare
-            .get(&bare)
-            .into_iter()
-            .flatten()
-            .filter_map(|&i| self.subscriptions.get(i))
-            .filter(move |s| &s.jid == jid)
+    pub(crate) fn subs_of<'a>(&'a self, jid: &'a Jid) -> impl Iterator<Item = &'a Subscription> {
+        self.subs.of(jid)
     }
 
     /// The best subscription state of any JID with this bare JID.
@@ -153,74 +138,36 @@ impl NodeState {
         best
     }
 
-    /// Rebuilds the fan-out snapshot: one entry per JID with a `subscribed`,
-    /// delivering subscription.
-    pub(crate) fn rebuild_subscribers(&mut self) {
-        self.subscribers = snapshot(self.subscriptions.iter().filter(|s| {
-            s.state == SubState::Subscribed && s.options.deliver && !self.is_outcast(&s.jid)
-        }));
-        self.by_bare.clear();
-        for (i, s) in self.subscriptions.iter().enumerate() {
-            self.by_bare.entry(s.jid.to_bare()).or_default().push(i);
-        }
+    /// Whether an account is an outcast of the node (its subscriptions stay, but are
+    /// left out of the fan-out).
+    pub(crate) fn is_outcast(&self, bare: &BareJid) -> bool {
+        self.affiliations.get(bare) == Some(&Affiliation::Outcast)
     }
 
-    /// Whether `jid`'s bare JID is an outcast; allocation-free when nobody is one (the
-    /// common case), since this runs for every subscription on each rebuild.
-    fn is_outcast(&self, jid: &Jid) -> bool {
-        self.affiliations
-            .values()
-            .any(|a| *a == Affiliation::Outcast)
-            && self.affiliations.get(&jid.to_bare()) == Some(&Affiliation::Outcast)
+    /// Adds or replaces (same id) one subscription.
+    pub(crate) fn put_sub(&mut self, sub: Subscription) {
+        let out = self.is_outcast(&sub.jid.to_bare());
+        self.subs.put(sub, out);
+    }
+
+    /// Removes one subscription of `jid`'s account.
+    pub(crate) fn remove_sub(&mut self, jid: &Jid, subid: &SubId) -> Option<Subscription> {
+        let bare = jid.to_bare();
+        let out = self.is_outcast(&bare);
+        self.subs.remove(&bare, subid, out)
     }
 
     /// Every subscription, whatever its state (node deletion notifies them all).
     pub(crate) fn all_subscribers(&self) -> Subscribers {
-        snapshot(self.subscriptions.iter())
+        self.subs.everyone()
     }
-}
-
-fn snapshot<'a>(subs: impl Iterator<Item = &'a Subscription>) -> Subscribers {
-    // (entry, unfiltered): a JID any of whose subscriptions has no show filter gets
-    // everything.
-    let mut by_jid: BTreeMap<&Jid, (Subscriber, bool)> = BTreeMap::new();
-    for s in subs {
-        let (e, unfiltered) = by_jid.entry(&s.jid).or_insert_with(|| {
-            (
-                Subscriber {
-                    jid: s.jid.clone(),
-                    subids: Vec::new(),
-                    show_values: Vec::new(),
-                },
-                false,
-            )
-        });
-        e.subids.push(s.subid.clone());
-        *unfiltered |= s.options.show_values.is_empty();
-        for v in &s.options.show_values {
-            if !e.show_values.contains(v) {
-                e.show_values.push(*v);
-            }
-        }
-    }
-    let out: Vec<Subscriber> = by_jid
-        .into_values()
-        .map(|(mut e, unfiltered)| {
-            if unfiltered {
-                e.show_values.clear();
-            }
-            e.show_values.sort();
-            e
-        })
-        .collect();
-    Arc::from(out)
 }
 
 /// A notification of `event` to the node's current subscribers, or None when nobody is
 /// subscribed. On PEP (`pep`) the effect is always emitted: the server adds the owner's
 /// contacts that asked for the node with +notify (XEP-0163), who are not subscribers.
 pub(crate) fn notify(node: &NodeState, event: Event, pep: bool) -> Option<Effect> {
-    notify_to(node, event, Arc::clone(&node.subscribers), pep)
+    notify_to(node, event, node.subs.subscribers(), pep)
 }
 
 pub(crate) fn notify_to(
@@ -410,7 +357,7 @@ impl<S: Store> Service<S> {
     /// The subscriber snapshot of a node, for lock-free fan-out (rebuilt on every
     /// subscription change, so holding an old one is safe).
     pub fn subscribers(&self, node: &NodeName) -> Option<Subscribers> {
-        self.nodes.get(node).map(|n| Arc::clone(&n.subscribers))
+        self.nodes.get(node).map(|n| n.subs.subscribers())
     }
 
     /// The names of all nodes.

@@ -50,10 +50,7 @@ impl<S: Store> Service<S> {
         self.store
             .update_subscriptions(name, &[SubChange::Put(sub.clone())])?;
         let node = self.node_mut(name);
-        if let Some(slot) = node.subscriptions.iter_mut().find(|s| s.subid == sub.subid) {
-            *slot = sub;
-        }
-        node.rebuild_subscribers();
+        node.put_sub(sub);
         Ok((Reply::Empty, Vec::new()))
     }
 

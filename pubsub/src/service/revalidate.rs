@@ -97,9 +97,9 @@ impl<S: Store> Service<S> {
             .collect();
         self.store.update_subscriptions(name, &ops)?;
         let node = self.node_mut(name);
-        node.subscriptions
-            .retain(|s| !stale.iter().any(|x| x.subid == s.subid));
-        node.rebuild_subscribers();
+        for s in &stale {
+            node.remove_sub(&s.jid, &s.subid);
+        }
         let node = self.node(name)?;
         Ok(stale
             .into_iter()
@@ -122,7 +122,7 @@ impl<S: Store> Service<S> {
         let mut out = Vec::new();
         let subs: Box<dyn Iterator<Item = &Subscription>> = match who {
             Some(w) => Box::new(node.subs_of_bare(w)),
-            None => Box::new(node.subscriptions.iter()),
+            None => Box::new(node.subs.iter()),
         };
         for s in subs {
             let actor = s.jid.to_bare();

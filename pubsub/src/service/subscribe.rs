@@ -85,8 +85,7 @@ impl<S: Store> Service<S> {
         self.store
             .update_subscriptions(name, &[SubChange::Put(sub.clone())])?;
         let node = self.node_mut(name);
-        node.subscriptions.push(sub.clone());
-        node.rebuild_subscribers();
+        node.put_sub(sub.clone());
 
         let mut effects = Vec::new();
         let node = self.node(name)?;

@@ -1,7 +1,10 @@
 //! Subscription lists: the requester's own (XEP-0060 5.6) and the owner's management
 //! of a node's subscriptions (8.8).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use hydrant_proto::BareJid;
 
 use crate::access::Action;
 use crate::effect::{Effect, Event};
@@ -9,7 +12,7 @@ use crate::error::Error;
 use crate::request::{Reply, SubscriptionChange};
 use crate::service::{Ctx, NodeState, Service};
 use crate::store::{Store, SubChange};
-use crate::types::{NodeName, SubId, SubOptions, Subscriber, Subscription};
+use crate::types::{NodeName, SubId, SubOptions, Subscriber, Subscribers, Subscription};
 
 impl<S: Store> Service<S> {
     pub(crate) fn own_subscriptions(
@@ -41,7 +44,7 @@ impl<S: Store> Service<S> {
         Ok((
             Reply::OwnerSubscriptions {
                 node: name.clone(),
-                subs: node.subscriptions.clone(),
+                subs: node.subs.iter().cloned().collect(),
             },
             Vec::new(),
         ))
@@ -60,10 +63,18 @@ impl<S: Store> Service<S> {
     ) -> Result<(Reply, Vec<Effect>), Error> {
         let node = self.node(name)?;
         self.check_ctx(node, ctx, Action::ManageSubscriptions)?;
-        let mut next = node.subscriptions.clone();
+        // The accounts the changes touch, copied and changed here, stored only when
+        // every change is valid: the work follows the request, not the node's size.
+        let mut touched: BTreeMap<BareJid, Vec<Subscription>> = BTreeMap::new();
         let mut ops = Vec::new();
         let mut told = Vec::new();
         for c in &changes {
+            let bare = c.jid.to_bare();
+            if !touched.contains_key(&bare) {
+                let now = self.node(name)?.subs.of_bare(&bare).to_vec();
+                touched.insert(bare.clone(), now);
+            }
+            let next = touched.get_mut(&bare).expect("inserted above");
             let targets: Vec<usize> = next
                 .iter()
                 .enumerate()
@@ -107,8 +118,10 @@ impl<S: Store> Service<S> {
         }
         self.store.update_subscriptions(name, &ops)?;
         let node = self.node_mut(name);
-        node.subscriptions = next;
-        node.rebuild_subscribers();
+        for (bare, subs) in touched {
+            let out = node.is_outcast(&bare);
+            node.subs.replace_account(&bare, subs, out);
+        }
         let node = self.node(name)?;
         let effects = told
             .into_iter()
@@ -125,11 +138,11 @@ pub(crate) fn subscription_event(
     subid: Option<SubId>,
     state: Option<crate::types::SubState>,
 ) -> Option<Effect> {
-    let to: Arc<[Subscriber]> = Arc::from(vec![Subscriber {
+    let to: Subscribers = Arc::from(vec![Arc::new(Subscriber {
         jid: jid.clone(),
         subids: Vec::new(),
         show_values: Vec::new(),
-    }]);
+    })]);
     let mut effect = super::notify_to(node, Event::Subscription { jid, subid, state }, to, false)?;
     // State changes reach the subscriber whatever the node's presence-based setting.
     if let Effect::Notify(n) = &mut effect {

@@ -18,12 +18,12 @@ impl<S: Store> Service<S> {
         subid: Option<&SubId>,
     ) -> Result<(Reply, Vec<Effect>), Error> {
         let node = self.node(name)?;
-        let sub = own_subscription(node, ctx, jid, subid)?.subid.clone();
+        let sub = own_subscription(node, ctx, jid, subid)?;
+        let (owner, sub) = (sub.jid.clone(), sub.subid.clone());
         self.store
             .update_subscriptions(name, &[SubChange::Remove(sub.clone())])?;
         let node = self.node_mut(name);
-        node.subscriptions.retain(|s| s.subid != sub);
-        node.rebuild_subscribers();
+        node.remove_sub(&owner, &sub);
         Ok((Reply::Empty, Vec::new()))
     }
 }
@@ -41,7 +41,10 @@ pub(crate) fn own_subscription<'n>(
     if jid.to_bare() != ctx.actor && !ctx.admin {
         return Err(Error::Forbidden);
     }
-    let subs: Vec<&Subscription> = node.subs_of(jid).collect();
+    let subs: Vec<&Subscription> = node
+        .subs_of_bare(&jid.to_bare())
+        .filter(|s| &s.jid == jid)
+        .collect();
     match (subs.as_slice(), subid) {
         ([], _) => Err(Error::NotSubscribed),
         (subs, Some(id)) => subs
