@@ -18,6 +18,14 @@ pub fn normalises_stably(input: &str, normalised: &str) -> bool {
     input.is_ascii() || Jid::new(normalised).is_ok_and(|again| again.as_str() == normalised)
 }
 
+/// `raw` as a JID, or `None` if it is not one or its normalised form does not read back
+/// as itself (what every address a request names must pass, as stanza addresses do).
+pub fn jid(raw: &str) -> Option<Jid> {
+    Jid::new(raw)
+        .ok()
+        .filter(|j| normalises_stably(raw, j.as_str()))
+}
+
 /// A localpart (username) normalised with nodeprep (RFC 6122 appendix A), or `None` if it
 /// is not one or its normalised form does not read back as itself.
 pub fn nodepart(raw: &str) -> Option<String> {
@@ -36,6 +44,11 @@ mod tests {
         assert_eq!(nodepart("J\u{fc}liet").as_deref(), Some("j\u{fc}liet"));
         assert_eq!(nodepart("\u{1F130}lice"), None);
         assert_eq!(nodepart("ju\u{337A}liet"), None);
+        assert_eq!(jid("\u{1F130}lice@example.com"), None);
+        assert_eq!(
+            jid("Alice@example.com/r").map(|j| j.to_string()).as_deref(),
+            Some("alice@example.com/r")
+        );
         assert!(normalises_stably("a@b", "a@b"));
         assert!(!normalises_stably("a@b\u{337A}", "a@bIU"));
         assert!(normalises_stably(

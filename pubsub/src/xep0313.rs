@@ -9,9 +9,7 @@
 // Stanza errors are the cold path of a request.
 #![allow(clippy::result_large_err)]
 
-use hydrant_proto::{
-    Element, ErrorType, IqType, Jid, StanzaError, StanzaErrorCondition as Cond, ns,
-};
+use hydrant_proto::{Element, ErrorType, IqType, StanzaError, StanzaErrorCondition as Cond, ns};
 
 use crate::service::archive::ArchiveQuery;
 use crate::types::{ItemId, NodeName};
@@ -129,7 +127,10 @@ fn parse_form(x: &Element, q: &mut ArchiveQuery) -> Result<(), StanzaError> {
             "with" => {
                 q.with = match single()? {
                     None => None,
-                    Some(v) => Some(Jid::new(v).map_err(|_| bad_request("with: not a JID"))?),
+                    Some(v) => Some(
+                        hydrant_proto::address::jid(v)
+                            .ok_or_else(|| bad_request("with: not a JID"))?,
+                    ),
                 };
             }
             // XEP-0313 4.1.5: a field the server does not know.
@@ -369,7 +370,7 @@ mod tests {
                 after_id: Some("a".into()),
                 before_id: Some("b".into()),
                 ids: Some(vec!["x".into(), "y".into()]),
-                with: Some(Jid::new("bob@example.com").unwrap()),
+                with: Some(hydrant_proto::Jid::new("bob@example.com").unwrap()),
                 max: Some(10),
                 after: Some("c".into()),
                 before: None,

@@ -225,6 +225,15 @@ fn malformed_requests() {
         bad(IqType::Set, &ps("<frobnicate/>")),
         Error::BadRequest(_)
     ));
+    // An address whose normalised form is another address (U+1F130 folds to `A`, which
+    // folds again to `a`): refused, as in stanza addresses (proto/src/address.rs).
+    assert_eq!(
+        bad(
+            IqType::Set,
+            &ps("<subscribe node='n' jid='\u{1F130}lice@example.com'/>")
+        ),
+        Error::JidMalformed
+    );
     assert!(matches!(
         bad(IqType::Set, &owner("<frobnicate/>")),
         Error::BadRequest(_)

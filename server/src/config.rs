@@ -168,8 +168,9 @@ pub struct RegistrationSection {
     pub per_ip_per_hour: u32,
     /// Registration requests on one stream before it is closed with `<policy-violation/>`.
     pub max_attempts_per_stream: NonZeroU32,
-    /// Accounts the server holds at most; registration past it gets `<not-allowed/>`.
-    /// 0: unlimited.
+    /// Accounts the server holds at most; in-band registration past it gets
+    /// `<not-allowed/>`. A cap on strangers, not on the operator: `hydrant user add`
+    /// is not limited by it. 0: unlimited.
     pub max_accounts: u64,
 }
 

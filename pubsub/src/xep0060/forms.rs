@@ -494,7 +494,7 @@ pub fn parse_authorization(x: &Element) -> Result<Request, Error> {
         .filter(|n| !n.is_empty())
         .ok_or(Error::NodeIdRequired)?;
     let subscriber = get("pubsub#subscriber_jid").ok_or(Error::JidRequired)?;
-    let subscriber = Jid::new(subscriber).map_err(|_| Error::JidMalformed)?;
+    let subscriber = hydrant_proto::address::jid(subscriber).ok_or(Error::JidMalformed)?;
     let allow = boolean(get("pubsub#allow").ok_or(Error::BadForm("pubsub#allow missing"))?)
         .ok_or(Error::BadForm("pubsub#allow is not a boolean"))?;
     Ok(Request::Authorize {

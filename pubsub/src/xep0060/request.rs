@@ -49,7 +49,7 @@ fn subid(el: &Element) -> Option<SubId> {
 
 fn jid(el: &Element) -> Result<Jid, Error> {
     let j = el.attr("jid").ok_or(Error::JidRequired)?;
-    Jid::new(j).map_err(|_| Error::JidMalformed)
+    hydrant_proto::address::jid(j).ok_or(Error::JidMalformed)
 }
 
 fn xml_bool(s: &str) -> Option<bool> {
