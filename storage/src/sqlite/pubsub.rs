@@ -12,6 +12,55 @@
 //! are loaded in JID order (the service keeps them in a map); subscriptions in the order
 //! they were first stored, as `MemoryStore` keeps them.
 
+// The pieces of the item queries, as macros so that `concat!` makes each statement a
+// `&'static str` (the statement cache keys on the text). Parameters: ?1 service, ?2
+// node, ?3..?6 the bounds, ?7 limit, ?8 offset, ?9 publisher's bare JID, ?10 exact
+// publisher or NULL.
+macro_rules! items_select {
+    () => {
+        "SELECT item_id, seq, published_ms, publisher, payload, LENGTH(payload) FROM pubsub_items "
+    };
+}
+macro_rules! seq_range {
+    () => {
+        "WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4 \
+         AND published_ms >= ?5 AND published_ms <= ?6 "
+    };
+}
+macro_rules! by_publisher {
+    () => {
+        "AND publisher_bare = ?9 AND (?10 IS NULL OR publisher = ?10) "
+    };
+}
+const ITEMS_ASC: &str = concat!(
+    items_select!(),
+    seq_range!(),
+    "ORDER BY seq ASC LIMIT ?7 OFFSET ?8"
+);
+const ITEMS_DESC: &str = concat!(
+    items_select!(),
+    seq_range!(),
+    "ORDER BY seq DESC LIMIT ?7 OFFSET ?8"
+);
+pub(super) const ITEMS_BY_PUBLISHER_ASC: &str = concat!(
+    items_select!(),
+    seq_range!(),
+    by_publisher!(),
+    "ORDER BY seq ASC LIMIT ?7 OFFSET ?8"
+);
+pub(super) const ITEMS_BY_PUBLISHER_DESC: &str = concat!(
+    items_select!(),
+    seq_range!(),
+    by_publisher!(),
+    "ORDER BY seq DESC LIMIT ?7 OFFSET ?8"
+);
+const COUNT: &str = concat!("SELECT COUNT(*) FROM pubsub_items ", seq_range!());
+pub(super) const COUNT_BY_PUBLISHER: &str = concat!(
+    "SELECT COUNT(*) FROM pubsub_items ",
+    seq_range!(),
+    by_publisher!()
+);
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -227,13 +276,15 @@ impl Store for SqlitePubsubStore {
             }
             conn.prepare_cached(
                 "INSERT INTO pubsub_items
-                     (service, node, item_id, seq, published_ms, publisher, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     (service, node, item_id, seq, published_ms, publisher, payload,
+                      publisher_bare)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (service, node, item_id) DO UPDATE SET
                      seq = excluded.seq,
                      published_ms = excluded.published_ms,
                      publisher = excluded.publisher,
-                     payload = excluded.payload",
+                     payload = excluded.payload,
+                     publisher_bare = excluded.publisher_bare",
             )?
             .execute((
                 service,
@@ -243,6 +294,7 @@ impl Store for SqlitePubsubStore {
                 published_ms,
                 item.publisher.as_str(),
                 payload,
+                item.publisher.to_bare().as_str(),
             ))?;
             trim(conn, service, name, keep_items)
         })
@@ -340,46 +392,46 @@ impl Store for SqlitePubsubStore {
             let Some(b) = Bounds::of(q) else {
                 return Ok(Vec::new());
             };
-            // Two fixed statements rather than SQL built per query: both stay in the
-            // statement cache. A missing limit is "all" (LIMIT -1 and LIMIT ALL are
+            // Fixed statements rather than SQL built per query: all stay in the statement
+            // cache. A missing limit is "all" (LIMIT -1 and LIMIT ALL are
             // dialect-specific; the largest BIGINT works in both). The payload's length
             // comes first: a row past the byte budget is never read (LENGTH of a BLOB
-            // does not load it).
-            let sql = if q.newest_first {
-                "SELECT item_id, seq, published_ms, publisher, payload, LENGTH(payload)
-                 FROM pubsub_items
-                 WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
-                   AND published_ms >= ?5 AND published_ms <= ?6
-                   AND (?9 IS NULL OR publisher = ?9)
-                   AND (?10 IS NULL OR publisher = ?10
-                        OR SUBSTR(publisher, 1, LENGTH(?10) + 1) = ?10 || '/')
-                 ORDER BY seq DESC LIMIT ?7 OFFSET ?8"
-            } else {
-                "SELECT item_id, seq, published_ms, publisher, payload, LENGTH(payload)
-                 FROM pubsub_items
-                 WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
-                   AND published_ms >= ?5 AND published_ms <= ?6
-                   AND (?9 IS NULL OR publisher = ?9)
-                   AND (?10 IS NULL OR publisher = ?10
-                        OR SUBSTR(publisher, 1, LENGTH(?10) + 1) = ?10 || '/')
-                 ORDER BY seq ASC LIMIT ?7 OFFSET ?8"
+            // does not load it). A publisher filter has statements of its own, which
+            // walk `pubsub_items_by_publisher` (an optional `?9 IS NULL OR ..` would
+            // keep SQLite on the seq index, reading every row of the node).
+            let sql = match (q.publisher.is_some(), q.newest_first) {
+                (false, false) => ITEMS_ASC,
+                (false, true) => ITEMS_DESC,
+                (true, false) => ITEMS_BY_PUBLISHER_ASC,
+                (true, true) => ITEMS_BY_PUBLISHER_DESC,
             };
             let limit = q.limit.map_or(i64::MAX, saturating_i64);
             let skip = saturating_i64(q.skip);
-            let (full, bare) = publisher_params(q);
             let mut stmt = conn.prepare_cached(sql)?;
-            let mut rows = stmt.query((
-                service,
-                name,
-                b.seq_above,
-                b.seq_to,
-                b.ms_from,
-                b.ms_to,
-                limit,
-                skip,
-                full,
-                bare,
-            ))?;
+            let mut rows = match publisher_params(q) {
+                None => stmt.query((
+                    service,
+                    name,
+                    b.seq_above,
+                    b.seq_to,
+                    b.ms_from,
+                    b.ms_to,
+                    limit,
+                    skip,
+                ))?,
+                Some((bare, full)) => stmt.query((
+                    service,
+                    name,
+                    b.seq_above,
+                    b.seq_to,
+                    b.ms_from,
+                    b.ms_to,
+                    limit,
+                    skip,
+                    bare,
+                    full,
+                ))?,
+            };
             let mut budget = ByteBudget::new(q.max_bytes);
             let mut raw = Vec::new();
             while let Some(r) = rows.next()? {
@@ -399,17 +451,14 @@ impl Store for SqlitePubsubStore {
             let Some(b) = Bounds::of(q) else {
                 return Ok(0);
             };
-            let (full, bare) = publisher_params(q);
-            let n: i64 = conn
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM pubsub_items
-                     WHERE service = ?1 AND node = ?2 AND seq > ?3 AND seq <= ?4
-                       AND published_ms >= ?5 AND published_ms <= ?6
-                       AND (?7 IS NULL OR publisher = ?7)
-                       AND (?8 IS NULL OR publisher = ?8
-                            OR SUBSTR(publisher, 1, LENGTH(?8) + 1) = ?8 || '/')",
-                )?
-                .query_row(
+            let n: i64 = match publisher_params(q) {
+                None => conn.prepare_cached(COUNT)?.query_row(
+                    (service, name, b.seq_above, b.seq_to, b.ms_from, b.ms_to),
+                    |r| r.get(0),
+                )?,
+                // ?7 and ?8 (limit, offset) are not referenced: SQLite numbers parameters
+                // by their largest index, so they are passed and ignored.
+                Some((bare, full)) => conn.prepare_cached(COUNT_BY_PUBLISHER)?.query_row(
                     (
                         service,
                         name,
@@ -417,11 +466,14 @@ impl Store for SqlitePubsubStore {
                         b.seq_to,
                         b.ms_from,
                         b.ms_to,
-                        full,
+                        0,
+                        0,
                         bare,
+                        full,
                     ),
                     |r| r.get(0),
-                )?;
+                )?,
+            };
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
@@ -466,15 +518,12 @@ impl Bounds {
     }
 }
 
-/// [`ItemQuery::publisher`] as statement parameters: (exact full JID, bare JID that
-/// also matches its resources); NULL is no filter. A bare match compares the prefix up
-/// to the `/`, so no LIKE pattern (and no escaping of `%` or `_`) is involved.
-fn publisher_params(q: &ItemQuery) -> (Option<&str>, Option<&str>) {
-    match &q.publisher {
-        None => (None, None),
-        Some(j) if j.resource().is_some() => (Some(j.as_str()), None),
-        Some(j) => (None, Some(j.as_str())),
-    }
+/// [`ItemQuery::publisher`] as statement parameters ?9 and ?10: the bare JID (every
+/// resource's items) and, for a full JID, the exact publisher.
+fn publisher_params(q: &ItemQuery) -> Option<(String, Option<&str>)> {
+    let j = q.publisher.as_ref()?;
+    let full = j.resource().is_some().then(|| j.as_str());
+    Some((j.to_bare().as_str().to_owned(), full))
 }
 
 /// A stored payload's `LENGTH()` (NULL for none) in bytes.

@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_pubsub.sql")),
     (3, include_str!("migrations/0003_account_changes.sql")),
+    (4, include_str!("migrations/0004_items_by_publisher.sql")),
 ];
 
 /// The newest schema this binary knows.
@@ -64,6 +65,68 @@ mod tests {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
         let expected: Vec<i64> = (1..=SCHEMA_VERSION).collect();
         assert_eq!(versions, expected);
+    }
+
+    /// Version 4 fills the publisher's bare JID of items stored before it, and the
+    /// queries by publisher walk its index rather than every row of the node.
+    #[test]
+    fn items_by_publisher_backfilled_and_indexed() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 4) {
+            conn.execute_batch(sql)
+                .unwrap_or_else(|e| panic!("migration {v}: {e}"));
+        }
+        conn.execute_batch(
+            // No node row: foreign keys are off for this connection.
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO pubsub_items (service, node, item_id, seq, published_ms, publisher)
+                 VALUES ('s', 'n', 'i1', 1, 0, 'a@x/r/s'), ('s', 'n', 'i2', 2, 0, 'b@x');",
+        )
+        .unwrap_or_else(|e| panic!("version 3 rows: {e}"));
+        conn.execute_batch(MIGRATIONS[3].1).unwrap();
+        let bare: Vec<String> = conn
+            .prepare("SELECT publisher_bare FROM pubsub_items ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(bare, ["a@x", "b@x"]);
+
+        use super::super::pubsub::{
+            COUNT_BY_PUBLISHER, ITEMS_BY_PUBLISHER_ASC, ITEMS_BY_PUBLISHER_DESC,
+        };
+        for sql in [
+            ITEMS_BY_PUBLISHER_ASC,
+            ITEMS_BY_PUBLISHER_DESC,
+            COUNT_BY_PUBLISHER,
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(
+                    (
+                        "s",
+                        "n",
+                        -1,
+                        i64::MAX,
+                        0,
+                        i64::MAX,
+                        10,
+                        0,
+                        "a@x",
+                        None::<&str>,
+                    ),
+                    |r| r.get(3),
+                )
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|p| p.contains("pubsub_items_by_publisher")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 
     #[test]
