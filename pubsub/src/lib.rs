@@ -52,8 +52,9 @@
 //!    [`Service::last_items_for`] when a subscriber (or, on PEP, a contact with +notify)
 //!    becomes available. Caps/+notify filtering and presence tracking are the server's.
 //!
-//! Fan-out reads [`Service::subscribers`] snapshots (`Arc<[Subscriber]>`, rebuilt on
-//! every subscription change), never the live state.
+//! Fan-out reads [`Service::subscribers`] snapshots (`Arc<[Arc<Subscriber>]>`, taken on
+//! the first read after a subscription change; a change touches only its account's
+//! entries), never the live state.
 //!
 //! # Decisions
 //!

@@ -107,9 +107,11 @@ fn normalize(cfg: &Config, raw: &str) -> Result<String, String> {
         }
         None => raw,
     };
-    jid::NodePart::new(local)
-        .map(|n| n.as_str().to_owned())
-        .map_err(|e| format!("{raw}: not a valid username: {e}"))
+    // The same check as in-band registration: a name whose normalised form is another
+    // name (proto/src/address.rs) is refused, not stored under a second spelling.
+    hydrant_proto::address::nodepart(local).ok_or_else(|| {
+        format!("{raw}: not a valid username (RFC 7622 localpart that normalises stably)")
+    })
 }
 
 fn password_or_stdin(given: Option<&str>) -> Result<String, String> {
@@ -129,5 +131,21 @@ fn non_empty(p: String) -> Result<String, String> {
         Err("empty password".into())
     } else {
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_normalised_stably_or_refused() {
+        let cfg = Config::default();
+        assert_eq!(normalize(&cfg, "Alice").as_deref(), Ok("alice"));
+        let at_home = format!("Bob@{}", cfg.domain.0);
+        assert_eq!(normalize(&cfg, &at_home).as_deref(), Ok("bob"));
+        assert!(normalize(&cfg, "bob@elsewhere.example").is_err());
+        // U+1F130 folds to `A`, which folds again: another user's name.
+        assert!(normalize(&cfg, "\u{1F130}lice").is_err());
     }
 }
