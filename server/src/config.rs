@@ -289,6 +289,13 @@ pub struct PubsubSection {
     pub pace_queued_bytes: usize,
     /// Longest one publish is held back by pacing, in milliseconds.
     pub pace_max_wait_ms: u64,
+    /// Bytes of replies to pubsub and MAM requests (items pages, archive pages) one client
+    /// network (IPv4 address, IPv6 /64) gets per second; past its burst, its next request
+    /// waits until the debt is paid. Bounds what a flood of expensive reads costs, over
+    /// any number of sessions. 0: unlimited.
+    pub read_bytes_per_ip_per_sec: u64,
+    /// The burst of `read_bytes_per_ip_per_sec`.
+    pub read_burst_bytes_per_ip: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -315,6 +322,8 @@ impl Default for PubsubSection {
             caps_cache_bytes: 4 * 1024 * 1024,
             pace_queued_bytes: 65_536,
             pace_max_wait_ms: 250,
+            read_bytes_per_ip_per_sec: 1024 * 1024,
+            read_burst_bytes_per_ip: 4 * 1024 * 1024,
         }
     }
 }

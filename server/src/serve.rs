@@ -173,6 +173,8 @@ pub fn build_router(
             max_directed_presence: cfg.presence.max_directed_per_session,
             pace_queued_bytes: cfg.pubsub.pace_queued_bytes,
             pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
+            read_bytes_per_ip_per_sec: cfg.pubsub.read_bytes_per_ip_per_sec,
+            read_burst_bytes_per_ip: cfg.pubsub.read_burst_bytes_per_ip,
             max_roster_groups: cfg.roster.max_groups_per_item.get(),
             max_roster_name_bytes: cfg.roster.max_name_bytes.get(),
             max_pending_subscriptions: cfg.roster.max_pending_subscriptions,

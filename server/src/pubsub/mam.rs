@@ -303,6 +303,8 @@ impl Router {
         };
         match result {
             Ok(Ok(answer)) => {
+                let bytes: usize = answer.messages.iter().map(Bytes::len).sum();
+                self.reads.charge(me.info.peer.ip(), bytes);
                 for m in answer.messages {
                     if me.outbox.push(m).is_err() {
                         // Over its queue limit: the stream is being closed anyway.

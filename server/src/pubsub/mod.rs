@@ -12,6 +12,7 @@ pub mod fanout;
 pub mod mam;
 pub mod pacing;
 pub mod pep;
+pub mod reads;
 pub mod relations;
 
 use std::collections::HashMap;
@@ -189,6 +190,8 @@ impl Router {
         let Some(payload) = iq.payload.clone() else {
             return self.iq_error(me, &iq, StanzaError::new(Cond::BadRequest));
         };
+        // A network past its read budget waits here, before the request is handled.
+        self.reads.wait(me.info.peer.ip()).await;
         if payload.ns() == mam::MAM {
             return self.mam_iq(me, iq, payload, key).await;
         }
@@ -220,7 +223,12 @@ impl Router {
         };
         match result {
             Ok(Ok((addr, outcome))) => {
-                me.send(&iq.result(outcome.reply).to_element(ns::CLIENT));
+                let reply = iq
+                    .result(outcome.reply)
+                    .to_element(ns::CLIENT)
+                    .to_bytes(ns::CLIENT);
+                self.reads.charge(me.info.peer.ip(), reply.len());
+                let _ = me.outbox.push(bytes::Bytes::from(reply));
                 let sample = self.run_effects_sampled(&addr, outcome.effects).await;
                 self.pace(&sample).await;
             }

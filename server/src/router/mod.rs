@@ -47,6 +47,9 @@ pub struct RouterConfig {
     pub max_sessions_per_account: usize,
     /// `[pubsub] caps_cache_bytes`: the verified entity-capabilities cache.
     pub caps_cache_bytes: usize,
+    /// `[pubsub] read_bytes_per_ip_per_sec` and `read_burst_bytes_per_ip` (0: off).
+    pub read_bytes_per_ip_per_sec: u64,
+    pub read_burst_bytes_per_ip: u64,
 }
 
 pub struct Router {
@@ -58,6 +61,8 @@ pub struct Router {
     /// Verified entity capabilities: `ver` -> nodes with +notify (XEP-0115, PEP),
     /// bounded in bytes.
     pub caps_cache: crate::pubsub::caps::CapsCache,
+    /// Reply bytes of pubsub and MAM requests per client network (`pubsub/reads.rs`).
+    pub reads: crate::pubsub::reads::ReadShaper,
     /// Accounts whose offline messages a session is delivering right now (one session
     /// per account at a time, `im/backlog.rs`).
     pub offline_claims: dashmap::DashSet<String>,
@@ -90,6 +95,10 @@ impl Router {
             db,
             sessions: Sessions::default(),
             caps_cache: crate::pubsub::caps::CapsCache::new(cfg.caps_cache_bytes),
+            reads: crate::pubsub::reads::ReadShaper::new(
+                cfg.read_bytes_per_ip_per_sec,
+                cfg.read_burst_bytes_per_ip,
+            ),
             cfg,
             pubsub: Arc::new(pubsub),
             offline_claims: dashmap::DashSet::new(),
