@@ -296,6 +296,10 @@ pub struct PubsubSection {
     pub read_bytes_per_ip_per_sec: u64,
     /// The burst of `read_bytes_per_ip_per_sec`.
     pub read_burst_bytes_per_ip: u64,
+    /// Items and archive (MAM) requests handled at once, server-wide; more wait their
+    /// turn. Bounds the memory of pages being read and how many reads a publish can
+    /// wait behind. 0: the number of CPU cores.
+    pub max_concurrent_reads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -324,6 +328,7 @@ impl Default for PubsubSection {
             pace_max_wait_ms: 250,
             read_bytes_per_ip_per_sec: 1024 * 1024,
             read_burst_bytes_per_ip: 4 * 1024 * 1024,
+            max_concurrent_reads: 0,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod im;
+pub mod malloc;
 pub mod pubsub;
 pub mod router;
 pub mod serve;

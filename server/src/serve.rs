@@ -175,6 +175,10 @@ pub fn build_router(
             pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
             read_bytes_per_ip_per_sec: cfg.pubsub.read_bytes_per_ip_per_sec,
             read_burst_bytes_per_ip: cfg.pubsub.read_burst_bytes_per_ip,
+            max_concurrent_reads: match cfg.pubsub.max_concurrent_reads {
+                0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+                n => n,
+            },
             max_roster_groups: cfg.roster.max_groups_per_item.get(),
             max_roster_name_bytes: cfg.roster.max_name_bytes.get(),
             max_pending_subscriptions: cfg.roster.max_pending_subscriptions,

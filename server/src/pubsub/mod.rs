@@ -192,6 +192,17 @@ impl Router {
         };
         // A network past its read budget waits here, before the request is handled.
         self.reads.wait(me.info.peer.ip()).await;
+        // Reads (items, archive pages) take one of a few slots: however many sessions
+        // ask at once, only that many pages are being read, parsed and held in memory,
+        // and a publish waits for the service lock behind at most that many.
+        let read = payload.ns() == mam::MAM
+            || (iq.kind == hydrant_proto::IqType::Get
+                && payload.get_child("items", ns::PUBSUB).is_some());
+        let _slot = if read {
+            self.read_slots.acquire().await.ok()
+        } else {
+            None
+        };
         if payload.ns() == mam::MAM {
             return self.mam_iq(me, iq, payload, key).await;
         }

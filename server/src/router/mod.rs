@@ -50,6 +50,8 @@ pub struct RouterConfig {
     /// `[pubsub] read_bytes_per_ip_per_sec` and `read_burst_bytes_per_ip` (0: off).
     pub read_bytes_per_ip_per_sec: u64,
     pub read_burst_bytes_per_ip: u64,
+    /// `[pubsub] max_concurrent_reads`, resolved (0 became the number of cores).
+    pub max_concurrent_reads: usize,
 }
 
 pub struct Router {
@@ -63,6 +65,8 @@ pub struct Router {
     pub caps_cache: crate::pubsub::caps::CapsCache,
     /// Reply bytes of pubsub and MAM requests per client network (`pubsub/reads.rs`).
     pub reads: crate::pubsub::reads::ReadShaper,
+    /// Pubsub and MAM reads handled at once (`[pubsub] max_concurrent_reads`).
+    pub read_slots: tokio::sync::Semaphore,
     /// Accounts whose offline messages a session is delivering right now (one session
     /// per account at a time, `im/backlog.rs`).
     pub offline_claims: dashmap::DashSet<String>,
@@ -99,6 +103,7 @@ impl Router {
                 cfg.read_bytes_per_ip_per_sec,
                 cfg.read_burst_bytes_per_ip,
             ),
+            read_slots: tokio::sync::Semaphore::new(cfg.max_concurrent_reads.max(1)),
             cfg,
             pubsub: Arc::new(pubsub),
             offline_claims: dashmap::DashSet::new(),
