@@ -6,6 +6,11 @@
 #   SUBS=5000 FEED_ITEMS=4000 loadtest/bench.sh
 #   SERVERS="hydrant ejabberd" OUT=/tmp/b.md loadtest/bench.sh
 #   REPORT_ONLY=/tmp/hl-bench.XXXXXX loadtest/bench.sh   # rewrite BENCHMARKS.md from a run
+#   SCENARIOS="firehose-rate hostile" OUT=loadtest/runs/DATE-hostile.md loadtest/bench.sh
+#   RUNS_ONLY=1 loadtest/bench.sh   # refresh BENCHMARKS.md's focused runs and history
+#
+# A focused run (OUT under loadtest/runs/) is a report of its own; BENCHMARKS.md lists
+# every focused run with its targets table, after the full run's tables.
 #
 # Sizes (environment): SUBS (subscribers, 1000), FIREHOSE_ITEMS (200, published as fast
 # as acks allow), RATE_ITEMS (120, published at RATE=60/s); LARGE_SUBS (10000),
@@ -63,6 +68,52 @@ OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
 SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib hostile"}
+RUNS_DIR=$ROOT/loadtest/runs
+# The focused runs and HISTORY.md, as the sections that end BENCHMARKS.md (before its
+# commands): written by a full run, or refreshed alone with RUNS_ONLY=1.
+tail_sections() {
+	python3 - "$RUNS_DIR" "$ROOT/loadtest/HISTORY.md" <<'PY'
+import glob, os, sys
+runs, history = sys.argv[1], sys.argv[2]
+L = []
+files = sorted(glob.glob(os.path.join(runs, "*.md")), reverse=True)
+if files:
+    L.append("## Focused runs\n")
+    L.append("Runs of a few scenarios, newest first, each a report of its own with its machine, "
+             "versions and commands (figures compare within one run only).\n")
+    for p in files:
+        lines = open(p).read().splitlines()
+        rel = os.path.relpath(p, os.path.dirname(runs.rstrip("/")) + "/..")
+        facts = [l[2:] for l in lines if l.startswith("- hydrant: ") or l.startswith("- date: ")]
+        L.append(f"### [{rel}]({rel}) ({'; '.join(facts)})\n")
+        try:
+            i = lines.index("## hydrant against the targets of the loadtest issue")
+            j = next(k for k in range(i + 1, len(lines)) if lines[k].startswith("## "))
+            L += [l for l in lines[i + 1:j] if not l.startswith("Computed from")]
+        except (ValueError, StopIteration):
+            L.append("(no targets table)\n")
+if os.path.exists(history):
+    L.append(open(history).read().strip() + "\n")
+print("\n".join(L))
+PY
+}
+if [ -n "${RUNS_ONLY:-}" ]; then
+	tail_sections >"$OUT.tail"
+	python3 - "$OUT" "$OUT.tail" <<'PY'
+import sys
+out, tail = sys.argv[1], sys.argv[2]
+lines = open(out).read().splitlines()
+# The tail starts at the first focused-runs or history heading and ends at ## Commands.
+heads = ("## Focused runs", "## Before and after")
+start = next(i for i, l in enumerate(lines) if l.startswith(heads))
+end = lines.index("## Commands")
+lines[start:end] = open(tail).read().rstrip("\n").splitlines() + [""]
+open(out, "w").write("\n".join(lines) + "\n")
+print("refreshed", out)
+PY
+	rm -f "$OUT.tail"
+	exit 0
+fi
 ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "n/a"; }
 if [ -z "${REPORT_ONLY:-}" ]; then
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (apt-get, setpriv)" >&2; exit 1; }
@@ -394,7 +445,10 @@ else
 fi
 
 # ------------------------------------------------------------ BENCHMARKS.md --
-python3 - "$W" "$OUT" "$SERVERS" "$SCENARIOS" "$ROOT/loadtest/HISTORY.md" <<'PY'
+# A full run's report ends with the focused runs and the history; a focused run's doesn't.
+TAIL=/dev/null
+case "$OUT" in "$RUNS_DIR"/* | loadtest/runs/*) ;; *) TAIL=$(mktemp) && tail_sections >"$TAIL" ;; esac
+python3 - "$W" "$OUT" "$SERVERS" "$SCENARIOS" "$TAIL" <<'PY'
 import json, os, sys
 w, out, servers, scenarios = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
 def load(name):
@@ -419,9 +473,26 @@ L.append("started fresh for each scenario; registration happens before measuring
 L.append("utime+stime from /proc over the publish phase (first publish to last delivery).\n")
 def f(v, fmt="{:,.0f}"):
     return "n/a" if v is None else fmt.format(v)
-def row(name, r):
+def gave_up(key):
+    """What a run that hit DEADLINE got done, from its progress lines; None if it did not."""
+    import re
+    p = os.path.join(w, "results", key + ".err")
+    if not os.path.exists(p):
+        return None
+    text = open(p, errors="replace").read()
+    m = re.search(r"gave up after --deadline-secs (\d+)", text)
+    if not m:
+        return None
+    prog = re.findall(r"published (\d+)/(\d+) acked, (\d+) failed; delivered (\d+)", text)
+    if not prog:
+        return f"**gave up after {m.group(1)} s** before publishing"
+    a, b, fl, d = map(int, prog[-1])
+    return f"**gave up after {m.group(1)} s**: {a:,} of {b:,} publishes acknowledged, {d:,} notifications delivered"
+def missing(key):
+    return gave_up(key) or "(no result)"
+def row(name, r, key=None):
     if r is None:
-        return f"| {name} | (no result) | | | | | | |"
+        return f"| {name} | {missing(key or name)} | | | | | | |"
     d, sp, g = r["delivery"], r.get("server_process") or {}, r["generator"]
     lat = d.get("latency") or {}
     loss = d["loss"]
@@ -469,7 +540,7 @@ def hostile_section(servers):
     for s in servers:
         base, hot = load(f"{s}-firehose-rate"), load(f"{s}-hostile")
         if hot is None:
-            out.append(f"| {s} | (no result) | | | | | |")
+            out.append(f"| {s} | {missing(s + '-hostile')} | | | | | |")
             continue
         hw = lambda r: ((r or {}).get("server_process") or {}).get("hwm_after_kib")
         m0, m1 = mib(hw(base)), mib(hw(hot))
@@ -570,7 +641,7 @@ for scen in scenarios:
     L.append("| server | notifications/s | latency p50 / p90 / p99 / max (ms) | loss (received/expected) | server CPU-s per 1,000 | server RSS after (MiB) | generator CPU-s per 1,000 | publishes/s |")
     L.append("|---|---:|---|---|---:|---:|---:|---:|")
     for s in (results if scen == "firehose-max-zlib" else servers):
-        L.append(row(s, results[s]))
+        L.append(row(s, results[s], f"{s}-{scen}"))
     if limit:
         L.append(row("limit (null server)", limit))
     L.append("")
@@ -633,8 +704,9 @@ if summary:
     T += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in summary]
     T.append("")
     L[at:at] = T
-if len(sys.argv) > 5 and os.path.exists(sys.argv[5]):
-    L.append(open(sys.argv[5]).read().strip() + "\n")
+tail = open(sys.argv[5]).read().strip()
+if tail:
+    L.append(tail + "\n")
 L.append("## Commands\n")
 L.append("Servers on 127.0.0.1:PORT, domain bench.test, configs written by `loadtest/bench.sh`")
 L.append("(hydrant: `require_tls = false`, registration on, pubsub defaults; Prosody: no TLS, no")
@@ -646,4 +718,5 @@ L.append("```")
 open(out, "w").write("\n".join(L) + "\n")
 print("wrote", out)
 PY
+[ "$TAIL" = /dev/null ] || rm -f "$TAIL"
 [ -n "${REPORT_ONLY:-}" ] || echo "results and logs: $W"
