@@ -76,7 +76,9 @@ tail_sections() {
 import glob, os, sys
 runs, history = sys.argv[1], sys.argv[2]
 L = []
-files = sorted(glob.glob(os.path.join(runs, "*.md")), reverse=True)
+def date_of(p):
+    return next((l for l in open(p).read().splitlines() if l.startswith("- date: ")), "")
+files = sorted(glob.glob(os.path.join(runs, "*.md")), key=lambda p: (date_of(p), p), reverse=True)
 if files:
     L.append("## Focused runs\n")
     L.append("Runs of a few scenarios, newest first, each a report of its own with its machine, "
@@ -84,12 +86,12 @@ if files:
     for p in files:
         lines = open(p).read().splitlines()
         rel = os.path.relpath(p, os.path.dirname(runs.rstrip("/")) + "/..")
-        facts = [l[2:] for l in lines if l.startswith("- hydrant: ") or l.startswith("- date: ")]
+        facts = [l[2:] for l in lines if (l.startswith("- hydrant: ") and "build" in l) or l.startswith("- date: ")]
         L.append(f"### [{rel}]({rel}) ({'; '.join(facts)})\n")
         try:
             i = lines.index("## hydrant against the targets of the loadtest issue")
             j = next(k for k in range(i + 1, len(lines)) if lines[k].startswith("## "))
-            L += [l for l in lines[i + 1:j] if not l.startswith("Computed from")]
+            L += [l for l in lines[i + 1:j] if l.startswith("|")] + [""]
         except (ValueError, StopIteration):
             L.append("(no targets table)\n")
 if os.path.exists(history):
