@@ -10,8 +10,9 @@ use tracing::{info, warn};
 use std::sync::Arc;
 
 use crate::pubsub::ServiceKey;
+use crate::router::remote::OnRefusal;
 use crate::router::sessions::{LocalSession, username};
-use crate::router::{Dest, Router, remote_unreachable};
+use crate::router::{Dest, Router};
 
 /// Features the server advertises in disco#info: exactly what is implemented.
 const SERVER_FEATURES: &[&str] = &[
@@ -37,7 +38,9 @@ impl Router {
                     self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
                 }
             }
-            Dest::Remote(_) => self.iq_error(me, &iq, remote_unreachable()),
+            Dest::Remote(to) => {
+                self.route_remote(&to, iq.to_element(ns::CLIENT), OnRefusal::Bounce);
+            }
             Dest::Service(addr) => self.pubsub_iq(me, iq, ServiceKey::Component(addr)).await,
         }
     }

@@ -5,8 +5,9 @@ use std::time::SystemTime;
 use hydrant_proto::{Element, Message, MessageType, StanzaError, StanzaErrorCondition as Cond, ns};
 use tracing::warn;
 
+use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
-use crate::router::{Dest, Router, remote_unreachable};
+use crate::router::{Dest, Router};
 
 impl Router {
     pub async fn outbound_message(&self, me: &LocalSession, m: Message) {
@@ -25,11 +26,8 @@ impl Router {
                     self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
                 }
             }
-            Dest::Remote(_) => {
-                if !is_error {
-                    self.bounce(&el, remote_unreachable());
-                }
-            }
+            // Errors go too (s2s delivers them); a refused one is not bounced.
+            Dest::Remote(to) => self.route_remote(&to, el, OnRefusal::Bounce),
             Dest::Service(addr) => {
                 if !is_error {
                     self.pubsub_message(me, addr, el).await;

@@ -13,8 +13,9 @@ use tracing::debug;
 
 use crate::im::backlog::trimmed_request;
 use crate::im::roster::presence_to;
+use crate::router::remote::OnRefusal;
 use crate::router::sessions::{LocalSession, username};
-use crate::router::{Dest, Router, remote_unreachable};
+use crate::router::{Dest, Router};
 
 impl Router {
     pub async fn outbound_presence(&self, me: &Arc<LocalSession>, p: Presence) {
@@ -95,7 +96,7 @@ impl Router {
         {
             let mut out = el.clone();
             out.set_attr("to", e.jid.as_str());
-            self.presence_to_contact(&e.jid, &out);
+            self.presence_to_contact(&e.jid, &out, OnRefusal::Drop);
         }
         let own_bare = self.bare_of(&user);
         for s in self.sessions.of_user(&user) {
@@ -113,14 +114,15 @@ impl Router {
             for to in directed {
                 let mut out = el.clone();
                 out.set_attr("to", to.as_str());
-                self.presence_to_contact(&to, &out);
+                self.presence_to_contact(&to, &out, OnRefusal::Drop);
             }
         }
     }
 
     /// Delivers presence to a local JID's available resources (all of them for a bare
-    /// JID, RFC 6121 4.2.3); other domains are not reachable before s2s exists.
-    fn presence_to_contact(&self, to: &str, el: &Element) {
+    /// JID, RFC 6121 4.2.3), or to another domain (`on_refusal`: broadcasts are not
+    /// bounced, directed presence is).
+    fn presence_to_contact(&self, to: &str, el: &Element, on_refusal: OnRefusal) {
         let Ok(jid) = Jid::new(to) else { return };
         match self.classify(Some(&jid)) {
             Dest::LocalBare(user) => self.presence_to_available(&user, el),
@@ -129,7 +131,8 @@ impl Router {
                     s.send(el);
                 }
             }
-            Dest::Server | Dest::Service(_) | Dest::Remote(_) => {}
+            Dest::Remote(jid) => self.route_remote(&jid, el.clone(), on_refusal),
+            Dest::Server | Dest::Service(_) => {}
         }
     }
 
@@ -187,15 +190,8 @@ impl Router {
     }
 
     fn directed_presence(&self, me: &LocalSession, kind: PresenceType, to: &Jid, el: Element) {
-        match self.classify(Some(to)) {
-            Dest::Remote(_) => {
-                if kind != PresenceType::Error {
-                    self.bounce(&el, remote_unreachable());
-                }
-                return;
-            }
-            Dest::Server | Dest::Service(_) => return,
-            _ => {}
+        if let Dest::Server | Dest::Service(_) = self.classify(Some(to)) {
+            return;
         }
         {
             let mut st = me.state();
@@ -217,7 +213,7 @@ impl Router {
                 st.directed.retain(|d| *d != key);
             }
         }
-        self.presence_to_contact(to.as_str(), &el);
+        self.presence_to_contact(to.as_str(), &el, OnRefusal::Bounce);
     }
 
     /// The user's server side of subscribe / subscribed / unsubscribe / unsubscribed
@@ -314,8 +310,8 @@ impl Router {
         if drops_from {
             self.revalidate_contact(&user, contact).await;
         }
-        if let Ok(Dest::Remote(_)) = Jid::new(contact).map(|j| self.classify(Some(&j))) {
-            return self.bounce(&out, remote_unreachable());
+        if let Ok(Dest::Remote(jid)) = Jid::new(contact).map(|j| self.classify(Some(&j))) {
+            return self.route_remote(&jid, out, OnRefusal::Bounce);
         }
         self.inbound_subscription(&my_bare, contact, kind_s, out)
             .await;

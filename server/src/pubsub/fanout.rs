@@ -19,6 +19,7 @@ use hydrant_pubsub::{NotificationType, Show, Subscriber, Subscribers, xep0060};
 use tracing::debug;
 
 use crate::router::Router;
+use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -135,6 +136,23 @@ impl Router {
         };
         let addrs = self.pubsub.addresses.escaped(from, n);
         for (sub, addr) in n.recipients.iter().zip(addrs.iter()) {
+            if self.is_remote(&sub.jid) {
+                // Cold until s2s: another domain gets a whole message through the one
+                // routing point, which bounces it back to the service if it is refused.
+                stats.remote += 1;
+                let shim = sub
+                    .needs_shim()
+                    .then(|| xep0060::event::render_shim(&sub.subids));
+                let msg = xep0060::event::message(
+                    from,
+                    &sub.jid,
+                    n.notification_type,
+                    xep0060::event::render(n),
+                    shim,
+                );
+                self.route_remote(&sub.jid, msg, OnRefusal::ToService);
+                continue;
+            }
             if sub.needs_shim() {
                 // Rare: one JID with several subscriptions gets its own copy with SHIM
                 // headers naming them (XEP-0060 7.1.2.4).
@@ -166,17 +184,14 @@ impl Router {
             );
         }
         debug!(node = %n.node.as_str(), queued = stats.queued, refused = stats.refused, remote = stats.remote, "fan-out");
-        if stats.remote > 0 {
-            // Not silent: until s2s exists these cannot be delivered (ARCHITECTURE.md).
-            tracing::warn!(node = %n.node.as_str(), remote = stats.remote, "notifications for other domains not delivered: s2s is not available yet");
-        }
         metrics::counter!("hydrant_pubsub_notifications_queued_total")
             .increment(stats.queued as u64);
         // Refused: the recipient's queue was full; its stream is closed with
         // <policy-violation/> and it catches up from the node (README, slow consumers).
         metrics::counter!("hydrant_pubsub_notifications_refused_total")
             .increment(stats.refused as u64);
-        metrics::counter!("hydrant_pubsub_notifications_remote_pending_total")
+        // Handed to the routing point for other domains (`router/remote.rs`).
+        metrics::counter!("hydrant_pubsub_notifications_remote_total")
             .increment(stats.remote as u64);
         stats
     }
@@ -207,12 +222,9 @@ impl Router {
             }
         };
         // Resolved by hand rather than with `classify`: this runs once per recipient per
-        // publish, and must not allocate.
+        // publish, and must not allocate. Other domains never get here (`is_remote`).
         let jid = &sub.jid;
         if jid.domain().as_str() != self.domain {
-            if !self.pubsub.is_component(jid.domain().as_str()) {
-                stats.remote += 1;
-            }
             return;
         }
         let Some(user) = jid.node().map(jid::NodeRef::as_str) else {

@@ -24,8 +24,9 @@ use hydrant_proto::outbox::Outbox;
 use hydrant_proto::{BareJid, Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
 use hydrant_pubsub::{Effect, Error as PsError, Event, Service, ServiceConfig, xep0060};
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
-use tracing::warn;
+use tracing::{debug, warn};
 
+use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
 use crate::router::{Dest, Router};
 use fanout::Prepared;
@@ -341,8 +342,33 @@ impl Router {
         }
     }
 
+    /// A stanza the server itself addressed to a pubsub service: the errors its
+    /// notifications and messages came back with (another domain refused them,
+    /// `router/remote.rs`). Counted and logged, and the subscription kept: XEP-0060 leaves
+    /// what to do to the service, and a peer that cannot be reached now may be back at
+    /// the next publish (its subscriber then catches up from the node's items).
+    pub fn to_service(&self, addr: &str, el: &Element) {
+        if el.attr("type") != Some("error") {
+            debug!(
+                service = addr,
+                name = el.name(),
+                "stanza for a pubsub service dropped"
+            );
+            return;
+        }
+        metrics::counter!("hydrant_pubsub_notifications_undeliverable_total").increment(1);
+        debug!(
+            service = addr,
+            from = el.attr("from"),
+            "a notification came back with an error"
+        );
+    }
+
     /// One message from a service to one JID, with the subscriber delivery rules.
     pub fn deliver_one(&self, to: &Jid, kind: hydrant_pubsub::NotificationType, msg: &Element) {
+        if self.is_remote(to) {
+            return self.route_remote(to, msg.clone(), OnRefusal::ToService);
+        }
         let sub = hydrant_pubsub::Subscriber {
             jid: to.clone(),
             subids: Vec::new(),
@@ -356,9 +382,6 @@ impl Router {
             &[bytes::Bytes::from(msg.to_bytes(ns::CLIENT))],
             &mut stats,
         );
-        if stats.remote > 0 {
-            tracing::debug!(%to, "pubsub message for another domain: s2s is not available yet");
-        }
     }
 
     /// `send_last_published_item = on_sub_and_presence` on the components: a session that

@@ -126,7 +126,8 @@ impl Router {
             .iter()
             .filter(|e| matches!(e.subscription, SubState::To | SubState::Both))
         {
-            if e.jid.ends_with(&format!("@{}", self.domain)) {
+            // Local contacts only: a remote contact's PEP service is on its own server.
+            if self.local_user_of(&e.jid).is_some() {
                 owners.push(e.jid.clone());
             }
         }
@@ -198,10 +199,8 @@ impl Router {
             if !allowed {
                 continue;
             }
-            if let Some((local, domain)) = e.jid.split_once('@')
-                && domain == self.domain
-            {
-                audience.push(local.to_owned());
+            if let Some(local) = self.local_user_of(&e.jid) {
+                audience.push(local);
             }
         }
         let explicit: Vec<&Jid> = n.recipients.iter().map(|s| &s.jid).collect();

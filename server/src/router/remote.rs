@@ -1,0 +1,92 @@
+//! Other domains: the one place that decides what happens to a stanza whose `to` is
+//! outside this server (RFC 6120 10.4).
+//!
+//! Every path that can address another domain (messages, iqs, presence, pubsub
+//! notifications, replies the server generates) ends in [`Router::route_remote`]. The
+//! transport behind it is a [`RemoteDomains`]: s2s implements it (Federation issue), and
+//! so will cluster peers. Until s2s exists, [`NoFederation`] refuses everything with
+//! `<remote-server-not-found/>`, which RFC 6120 10.4.3 prescribes when the remote domain
+//! cannot be resolved or reached, and the router returns that error to the sender.
+
+use hydrant_proto::{Element, Jid, StanzaError, StanzaErrorCondition as Cond, error_reply};
+
+use super::Router;
+
+/// A transport to other domains.
+pub trait RemoteDomains: Send + Sync {
+    /// Takes `stanza` (its `to` is `to`, in another domain) for delivery. `Err` gives
+    /// the stanza back with the reason it cannot be taken at all; failures found later
+    /// (a peer that cannot be reached after retries) come back as error stanzas.
+    fn send(&self, to: &Jid, stanza: Element) -> Result<(), Box<Refused>>;
+}
+
+/// A stanza a transport would not take, and why.
+pub struct Refused {
+    pub stanza: Element,
+    pub error: StanzaError,
+}
+
+/// No federation: every domain is unreachable.
+pub struct NoFederation;
+
+impl RemoteDomains for NoFederation {
+    fn send(&self, _to: &Jid, stanza: Element) -> Result<(), Box<Refused>> {
+        Err(Box::new(Refused {
+            stanza,
+            error: StanzaError::new(Cond::RemoteServerNotFound)
+                .with_text("server-to-server delivery is not available on this server yet"),
+        }))
+    }
+}
+
+/// What to do with a stanza the transport refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRefusal {
+    /// Return the error to the stanza's sender (RFC 6120 8.3.1), unless the stanza is an
+    /// error itself.
+    Bounce,
+    /// Return the error to the pubsub service that sent the stanza (a notification):
+    /// never to the sessions behind the service's address, which for PEP is the owner's
+    /// bare JID (XEP-0163) and would otherwise get one error per unreachable subscriber.
+    ToService,
+    /// Nothing: presence broadcasts (RFC 6121 4.2.2, 4.4.2: the user's server sends them
+    /// on the user's behalf and a contact's server being away is not the user's error;
+    /// the user's client would otherwise get one error per unreachable contact at every
+    /// presence change).
+    Drop,
+}
+
+impl Router {
+    /// Hands a stanza for another domain to the transport; on refusal, bounces it to its
+    /// sender (which may be a local session, a pubsub service or the server) or drops it,
+    /// as `on_refusal` says.
+    pub fn route_remote(&self, to: &Jid, stanza: Element, on_refusal: OnRefusal) {
+        let kind = stanza_kind(&stanza);
+        let Err(refused) = self.remote.send(to, stanza) else {
+            return;
+        };
+        let Refused { stanza, error: err } = *refused;
+        metrics::counter!("hydrant_router_remote_refused_total", "kind" => kind).increment(1);
+        tracing::debug!(%to, kind, condition = err.condition.as_str(), "stanza for another domain refused");
+        match on_refusal {
+            OnRefusal::Bounce => self.bounce(&stanza, err),
+            OnRefusal::ToService => {
+                if stanza.attr("type") != Some("error") {
+                    let reply = error_reply(&stanza, &err);
+                    self.to_service(stanza.attr("from").unwrap_or_default(), &reply);
+                }
+            }
+            OnRefusal::Drop => {}
+        }
+    }
+}
+
+/// The metric label of a stanza.
+fn stanza_kind(el: &Element) -> &'static str {
+    match el.name() {
+        "message" => "message",
+        "presence" => "presence",
+        "iq" => "iq",
+        _ => "other",
+    }
+}
