@@ -109,8 +109,10 @@ pub use request::{Reply, Request, RsmQuery};
 pub use service::Service;
 pub use service::archive::{ArchivePage, ArchiveQuery};
 pub use service::disco::{AUTO_CREATE, FEATURES, MAM_FEATURES};
+pub use service::staged::{Commit, Handled, StagedPublish};
 pub use store::{
-    ByteBudget, ItemMeta, ItemQuery, MemoryStore, NodeRecord, Store, SubChange, item_cost,
+    ByteBudget, Committing, ItemMeta, ItemQuery, MemoryStore, NodeRecord, Store, SubChange,
+    item_cost,
 };
 pub use types::{
     Affiliation, Item, ItemId, NodeName, Show, SubId, SubOptions, SubState, Subscriber,

@@ -16,6 +16,7 @@ mod publish;
 mod purge;
 mod retract;
 mod revalidate;
+pub(crate) mod staged;
 mod subscribe;
 mod subscriptions;
 mod subtable;
@@ -49,6 +50,8 @@ pub(crate) struct NodeState {
     pub creator: Jid,
     pub created_ms: u64,
     pub last_seq: u64,
+    /// Publishes staged but not yet fanned out, in seq order (`staged.rs`).
+    pub inflight: staged::InFlight,
 }
 
 impl NodeState {
@@ -65,6 +68,7 @@ impl NodeState {
             creator: r.creator,
             created_ms: r.created_ms,
             last_seq: r.last_seq,
+            inflight: staged::InFlight::default(),
         }
     }
 
@@ -84,6 +88,7 @@ impl NodeState {
             creator,
             created_ms,
             last_seq: 0,
+            inflight: staged::InFlight::default(),
         }
     }
 

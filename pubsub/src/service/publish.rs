@@ -62,7 +62,7 @@ impl<S: Store> Service<S> {
 
         // 3. Commit: create (auto-create) then store the item. If storing fails after an
         // auto-create, the new node is removed again so nothing stays half-applied.
-        let published = if let Some(config) = create_with {
+        let (published, evicted) = if let Some(config) = create_with {
             self.insert_node(ctx, name.clone(), config)?;
             match self.publish_commit(ctx, &name, item, payload, keep) {
                 Ok(p) => p,
@@ -88,11 +88,17 @@ impl<S: Store> Service<S> {
                 self.cfg.pep,
             ));
         }
+        effects.extend(evicted_retracts(
+            node,
+            evicted,
+            self.cfg.max_items_cap,
+            self.cfg.pep,
+        ));
         Ok((Reply::Published { node: name, id }, effects))
     }
 
     /// Checks the item; returns its single payload, if any.
-    fn validate_item(
+    pub(super) fn validate_item(
         &self,
         config: &NodeConfig,
         item: Option<&PublishItem>,
@@ -139,25 +145,61 @@ impl<S: Store> Service<S> {
         item: Option<PublishItem>,
         payload: Option<hydrant_proto::Element>,
         keep: u32,
-    ) -> Result<Option<Arc<Item>>, Error> {
+    ) -> Result<(Option<Arc<Item>>, Vec<ItemId>), Error> {
         let Some(item) = item else {
             // Transient notification-only: nothing is stored, the event has no item.
-            return Ok(None);
+            return Ok((None, Vec::new()));
         };
+        let item = self.new_item(ctx, name, item, payload)?;
+        let evicted = self.store.put_item(name, &item, keep)?;
+        self.node_mut(name).last_seq = item.seq;
+        Ok((Some(item), evicted))
+    }
+
+    /// The item to store: its id (given, or a fresh one) and the node's next seq.
+    pub(super) fn new_item(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &NodeName,
+        item: PublishItem,
+        payload: Option<hydrant_proto::Element>,
+    ) -> Result<Arc<Item>, Error> {
         let id = match item.id {
             Some(id) => id,
             None => ItemId::new(self.new_id(ctx.now_ms)),
         };
         let seq = self.node(name)?.last_seq + 1;
-        let item = Arc::new(Item {
-            id: id.clone(),
+        Ok(Arc::new(Item {
+            id,
             publisher: ctx.from.clone(),
             payload,
             published_ms: ctx.now_ms,
             seq,
-        });
-        self.store.put_item(name, &item, keep)?;
-        self.node_mut(name).last_seq = seq;
-        Ok(Some(item))
+        }))
     }
+}
+
+/// Retract notifications for the items a publish pushed out of the node's history
+/// (`max_items`), when the node notifies retractions (XEP-0060 7.2.2.1 and the
+/// `pubsub#notify_retract` option): to a subscriber an evicted item is gone like a
+/// retracted one, and a client mirroring the node's items must learn it.
+///
+/// Not for a node that keeps one item (what XEP-0060's implementation notes call a
+/// singleton node, and every PEP node by default): there the new item replaces the old
+/// one by definition, and a retract of the old id would reach every contact at every
+/// tune, location or avatar change for nothing (or be read as "avatar removed").
+pub(super) fn evicted_retracts(
+    node: &crate::service::NodeState,
+    evicted: Vec<ItemId>,
+    cap: u32,
+    pep: bool,
+) -> Option<Effect> {
+    if evicted.is_empty()
+        || !node.config.notify_retract
+        || !node.config.deliver_notifications
+        || node.config.keep_items(cap) <= 1
+    {
+        return None;
+    }
+    super::notify(node, Event::Retract { ids: evicted }, pep)
 }

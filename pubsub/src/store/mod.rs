@@ -138,6 +138,23 @@ pub enum SubChange {
 }
 
 /// Persistence of one pubsub service. Every method is atomic (all or nothing).
+/// A write queued for a commit it may share with other writes
+/// ([`Store::queue_put_item`]).
+pub trait Committing: Send {
+    /// Blocks until the write is durable, or failed: the ids the node's trim evicted,
+    /// oldest first, as [`Store::put_item`] returns them.
+    fn wait(self: Box<Self>) -> Result<Vec<ItemId>, StoreError>;
+}
+
+/// A write that was done when it was queued (stores without a shared commit).
+struct Done(Result<Vec<ItemId>, StoreError>);
+
+impl Committing for Done {
+    fn wait(self: Box<Self>) -> Result<Vec<ItemId>, StoreError> {
+        self.0
+    }
+}
+
 pub trait Store {
     /// Every node with its configuration, affiliations and subscriptions.
     fn load_nodes(&mut self) -> Result<Vec<NodeRecord>, StoreError>;
@@ -180,6 +197,19 @@ pub trait Store {
         item: &Arc<Item>,
         keep_items: u32,
     ) -> Result<Vec<ItemId>, StoreError>;
+
+    /// As [`Store::put_item`], but only queues the write, so that the caller can let go
+    /// of the service while the commit (an fsync) happens, shared with other writes;
+    /// [`Committing::wait`] says when it is durable. Writes commit in the order they were
+    /// queued, whatever method queued them. The default does the write at once.
+    fn queue_put_item(
+        &mut self,
+        node: &NodeName,
+        item: &Arc<Item>,
+        keep_items: u32,
+    ) -> Result<Box<dyn Committing>, StoreError> {
+        Ok(Box::new(Done(self.put_item(node, item, keep_items))))
+    }
 
     /// Removes these items; all must exist (checked by the caller), ids not found are
     /// ignored.

@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use hydrant_proto::outbox::Outbox;
 use hydrant_proto::{BareJid, Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
-use hydrant_pubsub::{Effect, Error as PsError, Event, Service, ServiceConfig, xep0060};
+use hydrant_pubsub::{Effect, Error as PsError, Event, Handled, Service, ServiceConfig, xep0060};
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
 use tracing::{debug, warn};
 
@@ -214,34 +214,51 @@ impl Router {
             let svc = hub.service(&key)?;
             let req = xep0060::parse(kind, &payload)?;
             let mut g = lock(&svc);
-            let outcome = g.handle(&from, req, &*hub.relations, now_ms())?;
-            Ok::<_, PsError>((g.address().clone(), outcome))
+            let addr = g.address().clone();
+            let staged = match g.handle_staged(&from, req, &*hub.relations, now_ms())? {
+                Handled::Done(outcome) => {
+                    return Ok::<_, PsError>(Worked::Done(addr, outcome));
+                }
+                Handled::Staged(staged) => staged,
+            };
+            // A publish: the service is let go while its commit (an fsync, shared with
+            // every write queued meanwhile) happens, then the notifications of the
+            // node's committed publishes leave in order (`pubsub/src/service/staged.rs`).
+            drop(g);
+            let commit = staged.wait();
+            let node = commit.node().clone();
+            let (reply, effects) = lock(&svc).finish_publish(commit);
+            Ok(Worked::Published {
+                svc,
+                addr,
+                node,
+                reply: reply?,
+                effects,
+            })
         };
-        // The store commits (fsync) inside `handle`, so it runs off the async workers.
-        // block_in_place rather than spawn_blocking: when the commit is done this task
-        // goes on at once. A spawn_blocking result wakes it through the runtime's global
-        // queue, behind every subscriber connection the previous fan-out woke, so a
-        // publisher would get one publish per full round of subscriber writes and every
-        // write would carry a single notification; ahead of them, several publishes'
-        // notifications share one write (DESIGN.md: many queued stanzas per syscall).
-        // `pace` keeps such a publisher from running away from its subscribers.
-        // Current-thread runtimes (tests) cannot block in place.
-        let result = if tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread
-        {
-            Ok(tokio::task::block_in_place(work))
-        } else {
-            tokio::task::spawn_blocking(work).await
-        };
-        match result {
-            Ok(Ok((addr, outcome))) => {
-                let reply = iq
-                    .result(outcome.reply)
-                    .to_element(ns::CLIENT)
-                    .to_bytes(ns::CLIENT);
-                self.reads.charge(me.info.peer.ip(), reply.len());
-                let _ = me.outbox.push(bytes::Bytes::from(reply));
+        match block_or_spawn(work).await {
+            Ok(Ok(Worked::Done(addr, outcome))) => {
+                self.pubsub_reply(me, &iq, outcome.reply);
                 let sample = self.run_effects_sampled(&addr, outcome.effects).await;
+                self.pace(&sample).await;
+            }
+            Ok(Ok(Worked::Published {
+                svc,
+                addr,
+                node,
+                reply,
+                effects,
+            })) => {
+                self.pubsub_reply(me, &iq, reply);
+                let Some(first) = effects else { return };
+                let mut drain = Drain {
+                    router: self.me.clone(),
+                    svc,
+                    addr,
+                    node,
+                    next: Some(first),
+                };
+                let sample = drain.run(self).await;
                 self.pace(&sample).await;
             }
             Ok(Err(e)) => self.iq_error(me, &iq, xep0060::error::to_stanza_error(&e)),
@@ -250,6 +267,15 @@ impl Router {
                 self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
             }
         }
+    }
+
+    fn pubsub_reply(&self, me: &LocalSession, iq: &Iq, payload: Option<Element>) {
+        let reply = iq
+            .result(payload)
+            .to_element(ns::CLIENT)
+            .to_bytes(ns::CLIENT);
+        self.reads.charge(me.info.peer.ip(), reply.len());
+        let _ = me.outbox.push(bytes::Bytes::from(reply));
     }
 
     /// A `<message/>` to a pubsub service: the owner's answer to an approval request
@@ -467,5 +493,98 @@ impl Router {
             Dest::Service(a) => Some(a),
             _ => None,
         }
+    }
+}
+
+/// What the blocking part of a pubsub request did.
+enum Worked {
+    Done(Jid, hydrant_pubsub::Outcome),
+    /// A staged publish, committed; `effects` is `Some` when this request drains its
+    /// node's notifications.
+    Published {
+        svc: Svc,
+        addr: Jid,
+        node: hydrant_pubsub::NodeName,
+        reply: Option<Element>,
+        effects: Option<Vec<Effect>>,
+    },
+}
+
+/// A node's drainer (`pubsub/src/service/staged.rs`): sends the notifications of every
+/// committed publish of the node in seq order, its own and those that commit while it
+/// sends, until none are ready. If the request is dropped half way (its session went
+/// away), the rest is drained by a task of its own: a node left marked as being drained
+/// would never notify again.
+struct Drain {
+    router: std::sync::Weak<Router>,
+    svc: Svc,
+    addr: Jid,
+    node: hydrant_pubsub::NodeName,
+    /// Effects taken from the node and not yet sent; `None` once the node said "no more".
+    next: Option<Vec<Effect>>,
+}
+
+impl Drain {
+    /// Drains; returns a sample of the queues the last notification went to (pacing).
+    async fn run(&mut self, router: &Router) -> Vec<Arc<Outbox>> {
+        let mut sample = Vec::new();
+        while let Some(effects) = self.next.take() {
+            // Marked as still owed while it is sent: a drop mid-send re-sends nothing
+            // twice, it just leaves these to the send already under way.
+            self.next = Some(Vec::new());
+            let s = router.run_effects_sampled(&self.addr, effects).await;
+            if !s.is_empty() {
+                sample = s;
+            }
+            let (svc, node) = (self.svc.clone(), self.node.clone());
+            self.next = block_or_spawn(move || lock(&svc).drain_published(&node))
+                .await
+                .ok()
+                .flatten();
+        }
+        sample
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if self.next.is_none() {
+            return;
+        }
+        let (Some(router), Ok(rt)) = (self.router.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let mut rest = Drain {
+            router: self.router.clone(),
+            svc: self.svc.clone(),
+            addr: self.addr.clone(),
+            node: self.node.clone(),
+            next: self.next.take(),
+        };
+        rt.spawn(async move {
+            rest.run(&router).await;
+        });
+    }
+}
+
+/// Runs service work that may block (the service mutex, a store commit) off the async
+/// workers. block_in_place rather than spawn_blocking: when the commit is done this task
+/// goes on at once. A spawn_blocking result wakes it through the runtime's global queue,
+/// behind every subscriber connection the previous fan-out woke, so a publisher would get
+/// one publish per full round of subscriber writes and every write would carry a single
+/// notification; ahead of them, several publishes' notifications share one write
+/// (DESIGN.md: many queued stanzas per syscall). `pace` keeps such a publisher from
+/// running away from its subscribers. Current-thread runtimes (tests) cannot block in
+/// place.
+async fn block_or_spawn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        Ok(tokio::task::block_in_place(work))
+    } else {
+        tokio::task::spawn_blocking(work).await
     }
 }

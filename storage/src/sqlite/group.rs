@@ -125,6 +125,16 @@ impl Db {
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.group_queue(f).wait_on(self)
+    }
+
+    /// Queues `f` for the next batch without waiting for it: writes commit in the order
+    /// they were queued. [`Ticket::wait`] (or `wait_on`) then does what `group_write`
+    /// does after queueing, so the caller can let go of its own locks in between.
+    pub(crate) fn group_queue<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Ticket<T> {
         let (tx, rx) = mpsc::sync_channel::<Result<T>>(1);
         let job: Job = Box::new(move |conn| match f(conn) {
             Ok(value) => Ran {
@@ -143,10 +153,22 @@ impl Db {
                 }),
             },
         });
-        let mut state = self.queue.lock();
-        state.jobs.push(job);
+        self.queue.lock().jobs.push(job);
+        Ticket { rx }
+    }
+}
+
+/// A queued write's result, once its batch committed.
+pub(crate) struct Ticket<T> {
+    rx: mpsc::Receiver<Result<T>>,
+}
+
+impl<T> Ticket<T> {
+    /// Blocks until the write's batch committed, leading a batch if nobody is.
+    pub(crate) fn wait_on(self, db: &Db) -> Result<T> {
+        let mut state = db.queue.lock();
         loop {
-            match rx.try_recv() {
+            match self.rx.try_recv() {
                 Ok(out) => return out,
                 // The leader that took our write panicked before delivering.
                 Err(TryRecvError::Disconnected) => {
@@ -157,7 +179,7 @@ impl Db {
                 Err(TryRecvError::Empty) => {}
             }
             if state.leading {
-                state = self
+                state = db
                     .queue
                     .done
                     .wait(state)
@@ -170,11 +192,11 @@ impl Db {
             let jobs: Vec<Job> = state.jobs.drain(..n).collect();
             drop(state);
             {
-                let _leading = Leading(&self.queue);
-                run_batch(&mut lock(&self.writer), jobs);
+                let _leading = Leading(&db.queue);
+                run_batch(&mut lock(&db.writer), jobs);
             }
             // Ours was in the batch unless more than a batch was queued ahead of it.
-            state = self.queue.lock();
+            state = db.queue.lock();
         }
     }
 }

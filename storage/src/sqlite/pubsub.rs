@@ -66,9 +66,9 @@ use std::sync::Arc;
 
 use hydrant_proto::{BareJid, Element, Jid, Limits, StreamEvent, StreamReader};
 use hydrant_pubsub::{
-    AccessModel, Affiliation, ByteBudget, Item, ItemId, ItemMeta, ItemQuery, MaxItems, NodeConfig,
-    NodeName, NodeRecord, NotificationType, PublishModel, SendLastPublished, Show, Store,
-    StoreError, SubChange, SubId, SubOptions, SubState, Subscription,
+    AccessModel, Affiliation, ByteBudget, Committing, Item, ItemId, ItemMeta, ItemQuery, MaxItems,
+    NodeConfig, NodeName, NodeRecord, NotificationType, PublishModel, SendLastPublished, Show,
+    Store, StoreError, SubChange, SubId, SubOptions, SubState, Subscription,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 
@@ -130,6 +130,75 @@ impl SqlitePubsubStore {
                 f(tx, &self.service, node.as_str())
             })
             .map_err(|e| store_error(&e, node))
+    }
+}
+
+/// A put_item write: serialised here, before queueing (the batch holds the writer lock,
+/// this does not).
+#[allow(clippy::type_complexity)]
+fn put_item_job(
+    node: &NodeName,
+    item: &Arc<Item>,
+    keep_items: u32,
+) -> std::result::Result<
+    impl FnOnce(&Connection, &str, &str) -> Result<Vec<ItemId>> + Send + 'static,
+    StoreError,
+> {
+    let payload = item.payload.as_ref().map(|p| p.to_bytes(""));
+    let seq = to_i64(item.seq, "seq").map_err(|e| store_error(&e, node))?;
+    let published_ms =
+        to_i64(item.published_ms, "published_ms").map_err(|e| store_error(&e, node))?;
+    let item = Arc::clone(item);
+    Ok(move |conn: &Connection, service: &str, name: &str| {
+        // Also the existence check: an UPDATE counts the rows its WHERE matched.
+        // (CASE rather than MAX(a, b): PostgreSQL spells that GREATEST.)
+        let found = conn
+            .prepare_cached(
+                "UPDATE pubsub_nodes
+                     SET last_seq = CASE WHEN last_seq < ?3 THEN ?3 ELSE last_seq END
+                     WHERE service = ?1 AND node = ?2",
+            )?
+            .execute((service, name, seq))?;
+        if found == 0 {
+            return Err(StorageError::NotFound);
+        }
+        conn.prepare_cached(
+            "INSERT INTO pubsub_items
+                     (service, node, item_id, seq, published_ms, publisher, payload,
+                      publisher_bare)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (service, node, item_id) DO UPDATE SET
+                     seq = excluded.seq,
+                     published_ms = excluded.published_ms,
+                     publisher = excluded.publisher,
+                     payload = excluded.payload,
+                     publisher_bare = excluded.publisher_bare",
+        )?
+        .execute((
+            service,
+            name,
+            item.id.as_str(),
+            seq,
+            published_ms,
+            item.publisher.as_str(),
+            payload,
+            item.publisher.to_bare().as_str(),
+        ))?;
+        trim(conn, service, name, keep_items)
+    })
+}
+
+/// A put_item queued for the next group commit.
+struct Queued {
+    ticket: super::group::Ticket<Vec<ItemId>>,
+    db: Arc<Db>,
+    node: NodeName,
+}
+
+impl Committing for Queued {
+    fn wait(self: Box<Self>) -> std::result::Result<Vec<ItemId>, StoreError> {
+        let Queued { ticket, db, node } = *self;
+        ticket.wait_on(&db).map_err(|e| store_error(&e, &node))
     }
 }
 
@@ -255,49 +324,25 @@ impl Store for SqlitePubsubStore {
         item: &Arc<Item>,
         keep_items: u32,
     ) -> std::result::Result<Vec<ItemId>, StoreError> {
-        // Serialised here, before queueing: the batch holds the writer lock, this does not.
-        let payload = item.payload.as_ref().map(|p| p.to_bytes(""));
-        let seq = to_i64(item.seq, "seq").map_err(|e| store_error(&e, node))?;
-        let published_ms =
-            to_i64(item.published_ms, "published_ms").map_err(|e| store_error(&e, node))?;
-        let item = Arc::clone(item);
-        self.write(node, move |conn, service, name| {
-            // Also the existence check: an UPDATE counts the rows its WHERE matched.
-            // (CASE rather than MAX(a, b): PostgreSQL spells that GREATEST.)
-            let found = conn
-                .prepare_cached(
-                    "UPDATE pubsub_nodes
-                     SET last_seq = CASE WHEN last_seq < ?3 THEN ?3 ELSE last_seq END
-                     WHERE service = ?1 AND node = ?2",
-                )?
-                .execute((service, name, seq))?;
-            if found == 0 {
-                return Err(StorageError::NotFound);
-            }
-            conn.prepare_cached(
-                "INSERT INTO pubsub_items
-                     (service, node, item_id, seq, published_ms, publisher, payload,
-                      publisher_bare)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (service, node, item_id) DO UPDATE SET
-                     seq = excluded.seq,
-                     published_ms = excluded.published_ms,
-                     publisher = excluded.publisher,
-                     payload = excluded.payload,
-                     publisher_bare = excluded.publisher_bare",
-            )?
-            .execute((
-                service,
-                name,
-                item.id.as_str(),
-                seq,
-                published_ms,
-                item.publisher.as_str(),
-                payload,
-                item.publisher.to_bare().as_str(),
-            ))?;
-            trim(conn, service, name, keep_items)
-        })
+        let job = put_item_job(node, item, keep_items)?;
+        self.write(node, job)
+    }
+
+    fn queue_put_item(
+        &mut self,
+        node: &NodeName,
+        item: &Arc<Item>,
+        keep_items: u32,
+    ) -> std::result::Result<Box<dyn Committing>, StoreError> {
+        let job = put_item_job(node, item, keep_items)?;
+        let service = Arc::clone(&self.service);
+        let name = node.as_str().to_owned();
+        let ticket = self.db.group_queue(move |conn| job(conn, &service, &name));
+        Ok(Box::new(Queued {
+            ticket,
+            db: Arc::clone(&self.db),
+            node: node.clone(),
+        }))
     }
 
     fn delete_items(

@@ -1,0 +1,237 @@
+//! Publishes split around the store's commit, so the service is not held across an
+//! fsync and concurrent publishes share one.
+//!
+//! A publish to an existing node is checked, given its seq and queued with the store
+//! while the caller holds the service ([`Service::handle_staged`]); the caller then lets
+//! go of the service, waits for the commit ([`StagedPublish::wait`]), which the store
+//! shares with every write queued meanwhile (group commit, on any node of any service),
+//! and comes back to [`Service::finish_publish`]. Notifications leave in seq order per
+//! node whatever order the commits return in: each node keeps its staged publishes in a
+//! queue ([`InFlight`]), and one caller at a time (the *drainer*) takes the committed
+//! ones from its front and fans them out, asking for more with
+//! [`Service::drain_published`] until none are ready. Another caller whose publish
+//! commits meanwhile only marks it; the drainer picks it up.
+//!
+//! The rest of the service's writes (subscribe, configure, retract, ...) still commit
+//! while the service is held; the store commits everything in the order it was queued,
+//! so a retract queued after a publish of the same item is applied after it.
+
+use std::collections::VecDeque;
+
+use hydrant_proto::{Element, Jid};
+
+use crate::effect::{Effect, Event, Outcome};
+use crate::error::Error;
+use crate::relations::Relations;
+use crate::request::{PublishItem, Reply, Request};
+use crate::service::{Ctx, Service};
+use crate::store::{Committing, Store};
+use crate::types::{ItemId, NodeName};
+
+/// What [`Service::handle_staged`] did.
+pub enum Handled {
+    /// Done at once, as [`Service::handle`] does it.
+    Done(Outcome),
+    /// A publish waiting for its commit.
+    Staged(StagedPublish),
+}
+
+/// A publish queued with the store: wait for it without holding the service, then
+/// finish it.
+pub struct StagedPublish {
+    commit: Box<dyn Committing>,
+    node: NodeName,
+    seq: u64,
+    /// The iq result, rendered while the service was held (it names the item's id).
+    reply: Option<Element>,
+}
+
+/// The outcome of a staged publish once its commit is known.
+pub struct Commit {
+    node: NodeName,
+    seq: u64,
+    /// `Ok(evicted ids)` when durable.
+    result: Result<Vec<ItemId>, Error>,
+    reply: Option<Element>,
+}
+
+impl Commit {
+    /// The node published to.
+    pub fn node(&self) -> &NodeName {
+        &self.node
+    }
+}
+
+impl StagedPublish {
+    /// Blocks until the store committed (or failed) the write; call it without holding
+    /// the service.
+    pub fn wait(self) -> Commit {
+        let result = self.commit.wait().map_err(Error::from);
+        Commit {
+            node: self.node,
+            seq: self.seq,
+            result,
+            reply: self.reply,
+        }
+    }
+}
+
+/// A node's staged publishes in seq order, and whether a caller is draining them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InFlight {
+    slots: VecDeque<Slot>,
+    draining: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    seq: u64,
+    /// The notifications, decided when the publish was staged.
+    effects: Vec<Effect>,
+    /// `None` while committing; `Some(true)` committed, `Some(false)` failed.
+    committed: Option<bool>,
+}
+
+impl<S: Store> Service<S> {
+    /// As [`Service::handle`], except that a publish of an item to an existing node is
+    /// only staged ([`Handled::Staged`]); everything else is done at once.
+    pub fn handle_staged(
+        &mut self,
+        from: &Jid,
+        req: Request,
+        rel: &dyn Relations,
+        now_ms: u64,
+    ) -> Result<Handled, Error> {
+        match req {
+            Request::Publish {
+                node,
+                item: Some(item),
+                options,
+            } if self.nodes.contains_key(&node) => {
+                let actor = from.to_bare();
+                let ctx = Ctx {
+                    from,
+                    admin: rel.is_admin(&actor),
+                    actor,
+                    rel,
+                    now_ms,
+                };
+                self.stage_publish(&ctx, node, item, options)
+                    .map(Handled::Staged)
+            }
+            req => self.handle(from, req, rel, now_ms).map(Handled::Done),
+        }
+    }
+
+    /// XEP-0060 7.1 up to the store: the same checks as an unstaged publish, then the
+    /// item is queued and its seq taken, so the next publish to the node gets the next.
+    fn stage_publish(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: NodeName,
+        item: PublishItem,
+        options: Option<crate::request::Preconditions>,
+    ) -> Result<StagedPublish, Error> {
+        let node = self.node(&name)?;
+        self.check_ctx(node, ctx, crate::access::Action::Publish)?;
+        if let Some(pre) = &options {
+            crate::xep0060::forms::check_preconditions(&node.config, pre, self.cfg.max_items_cap)?;
+        }
+        let config = &node.config;
+        let payload = self.validate_item(config, Some(&item))?;
+        let keep = config.keep_items(self.cfg.max_items_cap);
+        let (deliver, payloads) = (config.deliver_notifications, config.deliver_payloads);
+        let item = self.new_item(ctx, &name, item, payload)?;
+        let commit = self.store.queue_put_item(&name, &item, keep)?;
+        let seq = item.seq;
+        let id = item.id.clone();
+        let pep = self.cfg.pep;
+        let node = self.node_mut(&name);
+        node.last_seq = seq;
+        let mut effects = Vec::new();
+        if deliver {
+            effects.extend(super::notify(
+                node,
+                Event::Items {
+                    items: vec![item],
+                    payloads,
+                },
+                pep,
+            ));
+        }
+        node.inflight.slots.push_back(Slot {
+            seq,
+            effects,
+            committed: None,
+        });
+        let reply = crate::xep0060::response::render(
+            &Reply::Published {
+                node: name.clone(),
+                id: Some(id),
+            },
+            &self.address,
+        );
+        Ok(StagedPublish {
+            commit,
+            node: name,
+            seq,
+            reply,
+        })
+    }
+
+    /// Records a staged publish's commit. Returns the iq result (or the error), and, if
+    /// this caller is now the node's drainer, the first notifications to send: send
+    /// them, then call [`Service::drain_published`] until it returns `None`.
+    pub fn finish_publish(
+        &mut self,
+        c: Commit,
+    ) -> (Result<Option<Element>, Error>, Option<Vec<Effect>>) {
+        let (reply, evicted) = match c.result {
+            Ok(evicted) => (Ok(c.reply), Some(evicted)),
+            Err(e) => (Err(e), None),
+        };
+        let (pep, cap) = (self.cfg.pep, self.cfg.max_items_cap);
+        let Some(node) = self.nodes.get_mut(&c.node) else {
+            // Deleted meanwhile: the item went with it, and so do its notifications.
+            return (reply, None);
+        };
+        let retracts =
+            evicted.and_then(|ids| super::publish::evicted_retracts(node, ids, cap, pep));
+        if let Some(slot) = node.inflight.slots.iter_mut().find(|s| s.seq == c.seq) {
+            slot.committed = Some(reply.is_ok());
+            slot.effects.extend(retracts);
+        }
+        if node.inflight.draining {
+            return (reply, None);
+        }
+        node.inflight.draining = true;
+        let more = self.drain_published(&c.node);
+        (reply, more)
+    }
+
+    /// The drainer's next notifications for `node`, in seq order: those of the
+    /// committed publishes at the front of its queue. `None` when nothing is ready; the
+    /// caller is then no longer the drainer.
+    pub fn drain_published(&mut self, node: &NodeName) -> Option<Vec<Effect>> {
+        let n = self.nodes.get_mut(node)?;
+        let mut effects = Vec::new();
+        let mut taken = 0usize;
+        while n
+            .inflight
+            .slots
+            .front()
+            .is_some_and(|s| s.committed.is_some())
+        {
+            let slot = n.inflight.slots.pop_front().expect("front checked");
+            taken += 1;
+            if slot.committed == Some(true) {
+                effects.extend(slot.effects);
+            }
+        }
+        if taken == 0 {
+            n.inflight.draining = false;
+            return None;
+        }
+        Some(effects)
+    }
+}
