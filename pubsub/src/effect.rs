@@ -54,9 +54,10 @@ pub struct Notification {
     pub presence_based: bool,
 }
 
-/// One thing for the server to do.
+/// One thing for the server to do. Deliberately not `#[non_exhaustive]`: the server
+/// matches every variant, so a new effect fails its build instead of falling into a
+/// `_ => {}` and being silently dropped.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub enum Effect {
     /// Send this event to these recipients.
     Notify(Notification),

@@ -24,9 +24,4 @@ impl Db {
             .await
             .map_err(|e| StorageError::Backend(format!("storage task failed: {e}")))?
     }
-
-    /// Direct access for the admin CLI, which runs without a reactor.
-    pub fn blocking(&self) -> &dyn Store {
-        &*self.0
-    }
 }

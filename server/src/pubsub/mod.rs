@@ -26,9 +26,9 @@ use hydrant_pubsub::{Effect, Error as PsError, Event, Handled, Service, ServiceC
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
 use tracing::{debug, warn};
 
+use crate::router::Router;
 use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
-use crate::router::{Dest, Router};
 use fanout::Prepared;
 use relations::StoreRelations;
 
@@ -351,7 +351,6 @@ impl Router {
                         self.deliver_one(&owner, hydrant_pubsub::NotificationType::Normal, &msg);
                     }
                 }
-                _ => {}
             }
         }
         sample
@@ -484,14 +483,6 @@ impl Router {
         let bare = self.bare_of(user);
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hub.drop_pep(&bare)).await {
             warn!(error = %e, "could not delete the PEP nodes of a removed account");
-        }
-    }
-
-    /// Whether `to` addresses a pubsub component of this server.
-    pub fn pubsub_component(&self, to: &Jid) -> Option<String> {
-        match self.classify(Some(to)) {
-            Dest::Service(a) => Some(a),
-            _ => None,
         }
     }
 }

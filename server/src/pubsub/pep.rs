@@ -110,7 +110,7 @@ impl Router {
         tokio::spawn(async move { router.pep_last_items(&me).await });
     }
 
-    /// XEP-0163 4.3.? : a session whose +notify interest became known gets the last item
+    /// XEP-0163 4.3.4: a session whose +notify interest became known gets the last item
     /// of each such node of its own account and of every contact it is subscribed to.
     async fn pep_last_items(&self, me: &Arc<LocalSession>) {
         let Some(notify) = me.state().notify.clone() else {

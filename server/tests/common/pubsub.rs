@@ -32,6 +32,11 @@ pub async fn publish(c: &mut Client, to: &str, node: &str, id: &str, payload: &s
         )
         .await;
     assert_result(&res, &format!("publish {id} to {node}"));
+    // The result is sent before the notifications are queued; the session handles its
+    // stanzas in order and queues its own publish's notifications before it reads the
+    // next one, so once a ping comes back the fan-out has run, and a "nothing was
+    // delivered" check that follows cannot pass merely because it came too early.
+    c.sync().await;
 }
 
 /// Subscribes `jid` to `node` of service `to` (`options`: the content of
