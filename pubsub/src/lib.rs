@@ -109,7 +109,7 @@ pub use request::{Reply, Request, RsmQuery};
 pub use service::Service;
 pub use service::archive::{ArchivePage, ArchiveQuery};
 pub use service::disco::{AUTO_CREATE, FEATURES, MAM_FEATURES};
-pub use service::staged::{Commit, Handled, StagedPublish};
+pub use service::staged::{Commit, Finished, Handled, Staged};
 pub use store::{
     ByteBudget, Committing, ItemMeta, ItemQuery, MemoryStore, NodeRecord, Store, SubChange,
     item_cost,

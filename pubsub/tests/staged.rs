@@ -6,12 +6,12 @@ mod common;
 
 use common::*;
 use hydrant_proto::IqType;
-use hydrant_pubsub::{Effect, Event, Handled, NodeName, StagedPublish, xep0060};
+use hydrant_pubsub::{Effect, Event, Handled, NodeName, Staged, xep0060};
 
 const ALICE: &str = "alice@example.com/phone";
 const BOB: &str = "bob@example.com/laptop";
 
-fn stage(h: &mut Harness, id: &str) -> StagedPublish {
+fn stage(h: &mut Harness, id: &str) -> Staged {
     let payload = xml(&ps(&format!(
         "<publish node='n'><item id='{id}'><entry xmlns='urn:test'>{id}</entry></item></publish>"
     )));
@@ -41,10 +41,23 @@ fn ids(effects: &[Effect]) -> Vec<String> {
         .collect()
 }
 
+/// `finish` as the old pair: the reply and the first drain, if this caller drains.
+fn finish_publish(
+    h: &mut Harness,
+    c: hydrant_pubsub::Commit,
+) -> (
+    Result<Option<hydrant_proto::Element>, hydrant_pubsub::Error>,
+    Option<Vec<Effect>>,
+) {
+    let f = h.svc.finish(c);
+    let first = f.drain.map(|_| f.effects);
+    (f.reply, first)
+}
+
 /// Finishes a publish as its only caller and drains its node: every effect sent.
 fn finish(h: &mut Harness, c: hydrant_pubsub::Commit) -> Vec<Effect> {
     let node = c.node().clone();
-    let (reply, first) = h.svc.finish_publish(c);
+    let (reply, first) = finish_publish(h, c);
     assert!(reply.is_ok(), "{:?}", reply.err());
     let mut all = first.expect("the only caller drains");
     while let Some(more) = h.svc.drain_published(&node) {
@@ -67,11 +80,11 @@ fn commits_finishing_out_of_order_are_fanned_out_in_seq_order() {
     let (a, b) = (a.wait(), b.wait());
     // b's commit is reported first: a is still ahead of it, so nothing goes yet and b's
     // caller is not left draining.
-    let (reply, first) = h.svc.finish_publish(b);
+    let (reply, first) = finish_publish(&mut h, b);
     assert!(reply.unwrap().is_some(), "b's iq result");
     assert!(first.is_none(), "{first:?}");
     // a's caller drains both, a first.
-    let (reply, first) = h.svc.finish_publish(a);
+    let (reply, first) = finish_publish(&mut h, a);
     assert!(reply.unwrap().is_some(), "a's iq result");
     assert_eq!(ids(&first.expect("a's caller drains")), ["a", "b"]);
     assert!(
@@ -86,11 +99,11 @@ fn commits_finishing_out_of_order_are_fanned_out_in_seq_order() {
 fn a_commit_during_a_drain_is_left_to_the_drainer() {
     let mut h = setup();
     let a = stage(&mut h, "a").wait();
-    let (_, first) = h.svc.finish_publish(a);
+    let (_, first) = finish_publish(&mut h, a);
     assert_eq!(ids(&first.expect("drainer")), ["a"]);
     // While a's caller sends a's notifications, b commits: its caller leaves them.
     let b = stage(&mut h, "b").wait();
-    let (reply, first) = h.svc.finish_publish(b);
+    let (reply, first) = finish_publish(&mut h, b);
     assert!(reply.unwrap().is_some());
     assert!(first.is_none(), "a drain is under way");
     // The drainer asks for more and gets b; then nothing, and it stops draining.
@@ -108,7 +121,7 @@ fn a_commit_during_a_drain_is_left_to_the_drainer() {
     );
     // The next commit finds no drainer and drains itself.
     let c = stage(&mut h, "c").wait();
-    let (_, first) = h.svc.finish_publish(c);
+    let (_, first) = finish_publish(&mut h, c);
     assert_eq!(ids(&first.expect("drainer again")), ["c"]);
 }
 
@@ -117,7 +130,7 @@ fn staged_publishes_take_consecutive_seqs_and_a_deleted_node_sends_nothing() {
     let mut h = setup();
     let a = stage(&mut h, "a").wait();
     h.ok_set(ALICE, &owner("<delete node='n'/>"));
-    let (reply, first) = h.svc.finish_publish(a);
+    let (reply, first) = finish_publish(&mut h, a);
     assert!(reply.is_ok(), "the item was committed before the delete");
     assert!(first.is_none());
 }
@@ -159,4 +172,38 @@ fn evicted_items_are_retracted_after_the_new_one_except_on_singleton_nodes() {
     h.publish(ALICE, "one", "x", "x").unwrap();
     h.publish(ALICE, "one", "y", "y").unwrap();
     assert_eq!(h.notifications().len(), 1, "{:?}", h.effects);
+}
+
+#[test]
+fn a_staged_subscribe_counts_at_once_and_gets_the_last_item_after_its_commit() {
+    let mut h = Harness::new();
+    h.create_with(ALICE, "n", &[("pubsub#send_last_published_item", "on_sub")]);
+    h.subscribe(BOB, "n").unwrap();
+    h.publish(ALICE, "n", "last", "the last one").unwrap();
+    let carol = "carol@example.com/desk";
+    let payload = xml(&ps(&format!("<subscribe node='n' jid='{carol}'/>")));
+    let req = xep0060::parse(IqType::Set, &payload).unwrap();
+    let staged = match h
+        .svc
+        .handle_staged(&jid(carol), req, &h.rel, h.now)
+        .unwrap()
+    {
+        Handled::Staged(s) => s,
+        Handled::Done(_) => panic!("a new subscription is staged"),
+    };
+    // Already in the node: a publish now reaches carol too.
+    h.publish(ALICE, "n", "next", "next").unwrap();
+    assert_eq!(Harness::recipients(h.notification()), [BOB, carol]);
+    let f = h.svc.finish(staged.wait());
+    let reply = f.reply.unwrap().expect("a subscription reply");
+    assert!(
+        reply.to_string().contains("subscription='subscribed'"),
+        "{reply}"
+    );
+    assert!(f.drain.is_none());
+    assert!(
+        matches!(f.effects.as_slice(), [Effect::SendLast { to, .. }] if to.to_string() == carol),
+        "{:?}",
+        f.effects
+    );
 }

@@ -17,7 +17,7 @@ mod purge;
 mod retract;
 mod revalidate;
 pub(crate) mod staged;
-mod subscribe;
+pub(crate) mod subscribe;
 mod subscriptions;
 mod subtable;
 mod unsubscribe;

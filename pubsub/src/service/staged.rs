@@ -1,11 +1,14 @@
-//! Publishes split around the store's commit, so the service is not held across an
-//! fsync and concurrent publishes share one.
+//! Publishes and subscribes split around the store's commit, so the service is not held
+//! across an fsync and concurrent writes share one.
 //!
 //! A publish to an existing node is checked, given its seq and queued with the store
 //! while the caller holds the service ([`Service::handle_staged`]); the caller then lets
-//! go of the service, waits for the commit ([`StagedPublish::wait`]), which the store
+//! go of the service, waits for the commit ([`Staged::wait`]), which the store
 //! shares with every write queued meanwhile (group commit, on any node of any service),
-//! and comes back to [`Service::finish_publish`]. Notifications leave in seq order per
+//! and comes back to [`Service::finish_publish`]. A subscribe is staged the same way: the
+//! new subscription is in the node at once (so the quota and the duplicate check of the
+//! next request see it) and taken out again if its commit fails; its reply and its last
+//! item wait for the commit. Notifications leave in seq order per
 //! node whatever order the commits return in: each node keeps its staged publishes in a
 //! queue ([`InFlight`]), and one caller at a time (the *drainer*) takes the committed
 //! ones from its front and fans them out, asking for more with
@@ -24,54 +27,94 @@ use crate::effect::{Effect, Event, Outcome};
 use crate::error::Error;
 use crate::relations::Relations;
 use crate::request::{PublishItem, Reply, Request};
+use crate::service::subscribe::Subscribing;
 use crate::service::{Ctx, Service};
-use crate::store::{Committing, Store};
-use crate::types::{ItemId, NodeName};
+use crate::store::{Committing, Store, SubChange};
+use crate::types::{ItemId, NodeName, Subscription};
 
 /// What [`Service::handle_staged`] did.
 pub enum Handled {
     /// Done at once, as [`Service::handle`] does it.
     Done(Outcome),
     /// A publish waiting for its commit.
-    Staged(StagedPublish),
+    Staged(Staged),
 }
 
-/// A publish queued with the store: wait for it without holding the service, then
+/// A write queued with the store: wait for it without holding the service, then
 /// finish it.
-pub struct StagedPublish {
-    commit: Box<dyn Committing>,
+pub struct Staged {
     node: NodeName,
-    seq: u64,
-    /// The iq result, rendered while the service was held (it names the item's id).
-    reply: Option<Element>,
+    kind: Kind,
 }
 
-/// The outcome of a staged publish once its commit is known.
+enum Kind {
+    Publish {
+        commit: Box<dyn Committing<Vec<ItemId>>>,
+        seq: u64,
+        /// The iq result, rendered while the service was held (it names the item's id).
+        reply: Option<Element>,
+    },
+    Subscribe {
+        commit: Box<dyn Committing<()>>,
+        sub: Subscription,
+    },
+}
+
+/// The outcome of a staged write once its commit is known.
 pub struct Commit {
     node: NodeName,
-    seq: u64,
-    /// `Ok(evicted ids)` when durable.
-    result: Result<Vec<ItemId>, Error>,
-    reply: Option<Element>,
+    kind: Committed,
+}
+
+enum Committed {
+    Publish {
+        seq: u64,
+        /// `Ok(evicted ids)` when durable.
+        result: Result<Vec<ItemId>, Error>,
+        reply: Option<Element>,
+    },
+    Subscribe {
+        result: Result<(), Error>,
+        sub: Subscription,
+    },
+}
+
+/// What a finished staged write asks of its caller.
+pub struct Finished {
+    /// The iq result payload, or the error.
+    pub reply: Result<Option<Element>, Error>,
+    /// Effects to carry out now (for a publish: the first of its node's drain).
+    pub effects: Vec<Effect>,
+    /// Set when the caller is its node's drainer: after `effects`, ask
+    /// [`Service::drain_published`] for more until it returns `None`.
+    pub drain: Option<NodeName>,
 }
 
 impl Commit {
-    /// The node published to.
+    /// The node written to.
     pub fn node(&self) -> &NodeName {
         &self.node
     }
 }
 
-impl StagedPublish {
+impl Staged {
     /// Blocks until the store committed (or failed) the write; call it without holding
     /// the service.
     pub fn wait(self) -> Commit {
-        let result = self.commit.wait().map_err(Error::from);
+        let kind = match self.kind {
+            Kind::Publish { commit, seq, reply } => Committed::Publish {
+                seq,
+                result: commit.wait().map_err(Error::from),
+                reply,
+            },
+            Kind::Subscribe { commit, sub } => Committed::Subscribe {
+                result: commit.wait().map_err(Error::from),
+                sub,
+            },
+        };
         Commit {
             node: self.node,
-            seq: self.seq,
-            result,
-            reply: self.reply,
+            kind,
         }
     }
 }
@@ -93,8 +136,9 @@ struct Slot {
 }
 
 impl<S: Store> Service<S> {
-    /// As [`Service::handle`], except that a publish of an item to an existing node is
-    /// only staged ([`Handled::Staged`]); everything else is done at once.
+    /// As [`Service::handle`], except that a publish of an item to an existing node and
+    /// a subscribe are only staged ([`Handled::Staged`]); everything else is done at
+    /// once.
     pub fn handle_staged(
         &mut self,
         from: &Jid,
@@ -119,7 +163,69 @@ impl<S: Store> Service<S> {
                 self.stage_publish(&ctx, node, item, options)
                     .map(Handled::Staged)
             }
+            Request::Subscribe { node, jid, options } => {
+                let actor = from.to_bare();
+                let ctx = Ctx {
+                    from,
+                    admin: rel.is_admin(&actor),
+                    actor,
+                    rel,
+                    now_ms,
+                };
+                match self.subscribe_prepare(&ctx, &node, jid, options)? {
+                    Subscribing::Existing(reply) => Ok(Handled::Done(Outcome {
+                        reply: crate::xep0060::response::render(&reply, &self.address),
+                        effects: Vec::new(),
+                    })),
+                    Subscribing::New(sub) => {
+                        let commit = self
+                            .store
+                            .queue_update_subscriptions(&node, &[SubChange::Put(sub.clone())])?;
+                        self.node_mut(&node).put_sub(sub.clone());
+                        Ok(Handled::Staged(Staged {
+                            node,
+                            kind: Kind::Subscribe { commit, sub },
+                        }))
+                    }
+                }
+            }
             req => self.handle(from, req, rel, now_ms).map(Handled::Done),
+        }
+    }
+
+    /// Finishes a staged write once its commit is known (see [`Finished`]).
+    pub fn finish(&mut self, c: Commit) -> Finished {
+        match c.kind {
+            Committed::Publish { seq, result, reply } => {
+                let (reply, first) = self.finish_publish_at(&c.node, seq, result, reply);
+                let drain = first.is_some().then(|| c.node.clone());
+                Finished {
+                    reply,
+                    effects: first.unwrap_or_default(),
+                    drain,
+                }
+            }
+            Committed::Subscribe { result, sub } => {
+                let done = result.and_then(|()| self.subscribed(&c.node, sub.clone()));
+                match done {
+                    Ok((reply, effects)) => Finished {
+                        reply: Ok(crate::xep0060::response::render(&reply, &self.address)),
+                        effects,
+                        drain: None,
+                    },
+                    Err(e) => {
+                        // Not stored: out of the node again (if it is still there).
+                        if let Some(node) = self.nodes.get_mut(&c.node) {
+                            node.remove_sub(&sub.jid, &sub.subid);
+                        }
+                        Finished {
+                            reply: Err(e),
+                            effects: Vec::new(),
+                            drain: None,
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -131,7 +237,7 @@ impl<S: Store> Service<S> {
         name: NodeName,
         item: PublishItem,
         options: Option<crate::request::Preconditions>,
-    ) -> Result<StagedPublish, Error> {
+    ) -> Result<Staged, Error> {
         let node = self.node(&name)?;
         self.check_ctx(node, ctx, crate::access::Action::Publish)?;
         if let Some(pre) = &options {
@@ -171,33 +277,34 @@ impl<S: Store> Service<S> {
             },
             &self.address,
         );
-        Ok(StagedPublish {
-            commit,
+        Ok(Staged {
             node: name,
-            seq,
-            reply,
+            kind: Kind::Publish { commit, seq, reply },
         })
     }
 
     /// Records a staged publish's commit. Returns the iq result (or the error), and, if
     /// this caller is now the node's drainer, the first notifications to send: send
     /// them, then call [`Service::drain_published`] until it returns `None`.
-    pub fn finish_publish(
+    fn finish_publish_at(
         &mut self,
-        c: Commit,
+        name: &NodeName,
+        seq: u64,
+        result: Result<Vec<ItemId>, Error>,
+        reply: Option<Element>,
     ) -> (Result<Option<Element>, Error>, Option<Vec<Effect>>) {
-        let (reply, evicted) = match c.result {
-            Ok(evicted) => (Ok(c.reply), Some(evicted)),
+        let (reply, evicted) = match result {
+            Ok(evicted) => (Ok(reply), Some(evicted)),
             Err(e) => (Err(e), None),
         };
         let (pep, cap) = (self.cfg.pep, self.cfg.max_items_cap);
-        let Some(node) = self.nodes.get_mut(&c.node) else {
+        let Some(node) = self.nodes.get_mut(name) else {
             // Deleted meanwhile: the item went with it, and so do its notifications.
             return (reply, None);
         };
         let retracts =
             evicted.and_then(|ids| super::publish::evicted_retracts(node, ids, cap, pep));
-        if let Some(slot) = node.inflight.slots.iter_mut().find(|s| s.seq == c.seq) {
+        if let Some(slot) = node.inflight.slots.iter_mut().find(|s| s.seq == seq) {
             slot.committed = Some(reply.is_ok());
             slot.effects.extend(retracts);
         }
@@ -205,7 +312,7 @@ impl<S: Store> Service<S> {
             return (reply, None);
         }
         node.inflight.draining = true;
-        let more = self.drain_published(&c.node);
+        let more = self.drain_published(name);
         (reply, more)
     }
 

@@ -13,14 +13,23 @@ use crate::types::{Affiliation, NodeName, SubId, SubOptions, SubState, Subscript
 use crate::xep0060::forms;
 use hydrant_proto::Jid;
 
+/// What a subscribe request comes to before anything is written.
+pub(crate) enum Subscribing {
+    /// Already subscribed with these options: the existing subscription, nothing to do.
+    Existing(Reply),
+    /// A new subscription to store.
+    New(Subscription),
+}
+
 impl<S: Store> Service<S> {
-    pub(crate) fn subscribe(
+    /// The checks of XEP-0060 6.1.3 and the new subscription, without writing it.
+    pub(crate) fn subscribe_prepare(
         &mut self,
         ctx: &Ctx<'_>,
         name: &NodeName,
         jid: Jid,
         form: Option<OptionsForm>,
-    ) -> Result<(Reply, Vec<Effect>), Error> {
+    ) -> Result<Subscribing, Error> {
         // The subscribed JID must be the sender's (bare JID compared, 6.1.3.1).
         if jid.to_bare() != ctx.actor && !ctx.admin {
             return Err(Error::InvalidJid);
@@ -58,13 +67,10 @@ impl<S: Store> Service<S> {
             .find(|s| s.state == SubState::Subscribed && (form.is_none() || s.options == options))
         {
             let sub = (*same).clone();
-            return Ok((
-                Reply::Subscription {
-                    node: name.clone(),
-                    sub,
-                },
-                Vec::new(),
-            ));
+            return Ok(Subscribing::Existing(Reply::Subscription {
+                node: name.clone(),
+                sub,
+            }));
         }
         // Counted per account, every resource together: per full JID one account could
         // add subscriptions without end by varying the resource (XEP-0060 6.1.3.9 lets
@@ -74,32 +80,52 @@ impl<S: Store> Service<S> {
         if held >= self.cfg.max_subscriptions_per_jid {
             return Err(Error::TooManySubscriptions);
         }
-        let owners = node.owners();
-
         let sub = Subscription {
-            jid: jid.clone(),
+            jid,
             subid: SubId::new(self.new_id(ctx.now_ms)),
             state,
             options,
         };
+        Ok(Subscribing::New(sub))
+    }
+
+    pub(crate) fn subscribe(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &NodeName,
+        jid: Jid,
+        form: Option<OptionsForm>,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
+        let sub = match self.subscribe_prepare(ctx, name, jid, form)? {
+            Subscribing::Existing(reply) => return Ok((reply, Vec::new())),
+            Subscribing::New(sub) => sub,
+        };
         self.store
             .update_subscriptions(name, &[SubChange::Put(sub.clone())])?;
-        let node = self.node_mut(name);
-        node.put_sub(sub.clone());
+        self.node_mut(name).put_sub(sub.clone());
+        self.subscribed(name, sub)
+    }
 
+    /// After the subscription is stored and in the node: the reply, and the approval
+    /// request or the last item (6.1.7).
+    pub(crate) fn subscribed(
+        &self,
+        name: &NodeName,
+        sub: Subscription,
+    ) -> Result<(Reply, Vec<Effect>), Error> {
         let mut effects = Vec::new();
         let node = self.node(name)?;
-        match state {
+        match sub.state {
             SubState::Pending => effects.push(Effect::ApprovalRequest {
-                to: owners.into_iter().map(Jid::from).collect(),
+                to: node.owners().into_iter().map(Jid::from).collect(),
                 node: name.clone(),
-                subscriber: jid,
+                subscriber: sub.jid.clone(),
                 subid: sub.subid.clone(),
             }),
             SubState::Subscribed => {
                 if node.config.send_last_published_item != SendLastPublished::Never {
-                    let shim = (node.subs_of(&jid).count() > 1).then(|| sub.subid.clone());
-                    effects.extend(self.send_last_effect(node, &jid, shim)?);
+                    let shim = (node.subs_of(&sub.jid).count() > 1).then(|| sub.subid.clone());
+                    effects.extend(self.send_last_effect(node, &sub.jid, shim)?);
                 }
             }
             SubState::Unconfigured => {}

@@ -139,18 +139,18 @@ pub enum SubChange {
 
 /// Persistence of one pubsub service. Every method is atomic (all or nothing).
 /// A write queued for a commit it may share with other writes
-/// ([`Store::queue_put_item`]).
-pub trait Committing: Send {
-    /// Blocks until the write is durable, or failed: the ids the node's trim evicted,
-    /// oldest first, as [`Store::put_item`] returns them.
-    fn wait(self: Box<Self>) -> Result<Vec<ItemId>, StoreError>;
+/// ([`Store::queue_put_item`], [`Store::queue_update_subscriptions`]).
+pub trait Committing<T>: Send {
+    /// Blocks until the write is durable, or failed, with what the unqueued method
+    /// returns.
+    fn wait(self: Box<Self>) -> Result<T, StoreError>;
 }
 
 /// A write that was done when it was queued (stores without a shared commit).
-struct Done(Result<Vec<ItemId>, StoreError>);
+struct Done<T>(Result<T, StoreError>);
 
-impl Committing for Done {
-    fn wait(self: Box<Self>) -> Result<Vec<ItemId>, StoreError> {
+impl<T: Send> Committing<T> for Done<T> {
+    fn wait(self: Box<Self>) -> Result<T, StoreError> {
         self.0
     }
 }
@@ -207,8 +207,17 @@ pub trait Store {
         node: &NodeName,
         item: &Arc<Item>,
         keep_items: u32,
-    ) -> Result<Box<dyn Committing>, StoreError> {
+    ) -> Result<Box<dyn Committing<Vec<ItemId>>>, StoreError> {
         Ok(Box::new(Done(self.put_item(node, item, keep_items))))
+    }
+
+    /// As [`Store::update_subscriptions`], queued like [`Store::queue_put_item`].
+    fn queue_update_subscriptions(
+        &mut self,
+        node: &NodeName,
+        changes: &[SubChange],
+    ) -> Result<Box<dyn Committing<()>>, StoreError> {
+        Ok(Box::new(Done(self.update_subscriptions(node, changes))))
     }
 
     /// Removes these items; all must exist (checked by the caller), ids not found are

@@ -221,19 +221,18 @@ impl Router {
                 }
                 Handled::Staged(staged) => staged,
             };
-            // A publish: the service is let go while its commit (an fsync, shared with
-            // every write queued meanwhile) happens, then the notifications of the
-            // node's committed publishes leave in order (`pubsub/src/service/staged.rs`).
+            // A publish or subscribe: the service is let go while its commit (an fsync,
+            // shared with every write queued meanwhile) happens; then a publish's
+            // notifications leave in seq order per node (`pubsub/src/service/staged.rs`).
             drop(g);
             let commit = staged.wait();
-            let node = commit.node().clone();
-            let (reply, effects) = lock(&svc).finish_publish(commit);
-            Ok(Worked::Published {
+            let finished = lock(&svc).finish(commit);
+            Ok(Worked::Staged {
                 svc,
                 addr,
-                node,
-                reply: reply?,
-                effects,
+                reply: finished.reply?,
+                effects: finished.effects,
+                drain: finished.drain,
             })
         };
         match block_or_spawn(work).await {
@@ -242,21 +241,24 @@ impl Router {
                 let sample = self.run_effects_sampled(&addr, outcome.effects).await;
                 self.pace(&sample).await;
             }
-            Ok(Ok(Worked::Published {
+            Ok(Ok(Worked::Staged {
                 svc,
                 addr,
-                node,
                 reply,
                 effects,
+                drain,
             })) => {
                 self.pubsub_reply(me, &iq, reply);
-                let Some(first) = effects else { return };
+                let Some(node) = drain else {
+                    self.run_effects(&addr, effects).await;
+                    return;
+                };
                 let mut drain = Drain {
                     router: self.me.clone(),
                     svc,
                     addr,
                     node,
-                    next: Some(first),
+                    next: Some(effects),
                 };
                 let sample = drain.run(self).await;
                 self.pace(&sample).await;
@@ -490,14 +492,14 @@ impl Router {
 /// What the blocking part of a pubsub request did.
 enum Worked {
     Done(Jid, hydrant_pubsub::Outcome),
-    /// A staged publish, committed; `effects` is `Some` when this request drains its
-    /// node's notifications.
-    Published {
+    /// A staged write, committed: its effects, and for a publish whose request drains
+    /// its node's notifications, the node.
+    Staged {
         svc: Svc,
         addr: Jid,
-        node: hydrant_pubsub::NodeName,
         reply: Option<Element>,
-        effects: Option<Vec<Effect>>,
+        effects: Vec<Effect>,
+        drain: Option<hydrant_pubsub::NodeName>,
     },
 }
 

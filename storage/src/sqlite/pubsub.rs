@@ -118,6 +118,22 @@ impl SqlitePubsubStore {
             .map_err(|e| store_error(&e, node))
     }
 
+    /// Queues a write of `node` for the next group commit (see `Store::queue_put_item`).
+    fn queue<T: Send + 'static>(
+        &self,
+        node: &NodeName,
+        f: impl FnOnce(&Connection, &str, &str) -> Result<T> + Send + 'static,
+    ) -> Box<dyn Committing<T>> {
+        let service = Arc::clone(&self.service);
+        let name = node.as_str().to_owned();
+        let ticket = self.db.group_queue(move |conn| f(conn, &service, &name));
+        Box::new(Queued {
+            ticket,
+            db: Arc::clone(&self.db),
+            node: node.clone(),
+        })
+    }
+
     /// Runs a read of an existing `node` in one snapshot.
     fn read<T>(
         &self,
@@ -130,6 +146,29 @@ impl SqlitePubsubStore {
                 f(tx, &self.service, node.as_str())
             })
             .map_err(|e| store_error(&e, node))
+    }
+}
+
+/// An update_subscriptions write.
+fn subscriptions_job(
+    changes: &[SubChange],
+) -> impl FnOnce(&Connection, &str, &str) -> Result<()> + Send + 'static {
+    let changes = changes.to_vec();
+    move |conn: &Connection, service: &str, name: &str| {
+        require_node(conn, service, name)?;
+        for change in &changes {
+            match change {
+                SubChange::Put(sub) => put_subscription(conn, service, name, sub)?,
+                SubChange::Remove(subid) => {
+                    conn.prepare_cached(
+                        "DELETE FROM pubsub_subscriptions
+                         WHERE service = ?1 AND node = ?2 AND subid = ?3",
+                    )?
+                    .execute((service, name, subid.as_str()))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -188,15 +227,15 @@ fn put_item_job(
     })
 }
 
-/// A put_item queued for the next group commit.
-struct Queued {
-    ticket: super::group::Ticket<Vec<ItemId>>,
+/// A write queued for the next group commit.
+struct Queued<T> {
+    ticket: super::group::Ticket<T>,
     db: Arc<Db>,
     node: NodeName,
 }
 
-impl Committing for Queued {
-    fn wait(self: Box<Self>) -> std::result::Result<Vec<ItemId>, StoreError> {
+impl<T: Send> Committing<T> for Queued<T> {
+    fn wait(self: Box<Self>) -> std::result::Result<T, StoreError> {
         let Queued { ticket, db, node } = *self;
         ticket.wait_on(&db).map_err(|e| store_error(&e, &node))
     }
@@ -299,23 +338,15 @@ impl Store for SqlitePubsubStore {
         node: &NodeName,
         changes: &[SubChange],
     ) -> std::result::Result<(), StoreError> {
-        let changes = changes.to_vec();
-        self.write(node, move |conn, service, name| {
-            require_node(conn, service, name)?;
-            for change in &changes {
-                match change {
-                    SubChange::Put(sub) => put_subscription(conn, service, name, sub)?,
-                    SubChange::Remove(subid) => {
-                        conn.prepare_cached(
-                            "DELETE FROM pubsub_subscriptions
-                             WHERE service = ?1 AND node = ?2 AND subid = ?3",
-                        )?
-                        .execute((service, name, subid.as_str()))?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        self.write(node, subscriptions_job(changes))
+    }
+
+    fn queue_update_subscriptions(
+        &mut self,
+        node: &NodeName,
+        changes: &[SubChange],
+    ) -> std::result::Result<Box<dyn Committing<()>>, StoreError> {
+        Ok(self.queue(node, subscriptions_job(changes)))
     }
 
     fn put_item(
@@ -333,16 +364,9 @@ impl Store for SqlitePubsubStore {
         node: &NodeName,
         item: &Arc<Item>,
         keep_items: u32,
-    ) -> std::result::Result<Box<dyn Committing>, StoreError> {
+    ) -> std::result::Result<Box<dyn Committing<Vec<ItemId>>>, StoreError> {
         let job = put_item_job(node, item, keep_items)?;
-        let service = Arc::clone(&self.service);
-        let name = node.as_str().to_owned();
-        let ticket = self.db.group_queue(move |conn| job(conn, &service, &name));
-        Ok(Box::new(Queued {
-            ticket,
-            db: Arc::clone(&self.db),
-            node: node.clone(),
-        }))
+        Ok(self.queue(node, job))
     }
 
     fn delete_items(
