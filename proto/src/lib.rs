@@ -19,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+pub mod datetime;
 pub mod element;
 pub mod error;
 pub mod iq;

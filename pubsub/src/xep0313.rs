@@ -1,7 +1,8 @@
-//! XEP-0313 (Message Archive Management) requests on pubsub nodes (XEP-0442): the
-//! parser of `<query/>` and `<metadata/>` payloads and the query form. Pure: bytes in,
-//! a typed request or the stanza error to answer with out; what a query returns is
-//! [`crate::Service::archive`]'s, and the server sends the pages.
+//! XEP-0313 (Message Archive Management) on pubsub nodes (XEP-0442): the parser of
+//! `<query/>` and `<metadata/>` payloads, the query form, the one mapping of errors to
+//! the wire, and the rendering of a page (result messages cut to a byte budget, the
+//! `<fin/>`). Pure: what a query returns is [`crate::Service::archive`]'s, and the
+//! server sends the pages.
 //!
 //! Here, not in the server, so that it is fuzzed with the other request parsers
 //! (`fuzz/fuzz_targets/mam_request.rs`): it reads whatever any client sends.
@@ -9,10 +10,15 @@
 // Stanza errors are the cold path of a request.
 #![allow(clippy::result_large_err)]
 
-use hydrant_proto::{Element, ErrorType, IqType, StanzaError, StanzaErrorCondition as Cond, ns};
+use std::sync::Arc;
 
-use crate::service::archive::ArchiveQuery;
-use crate::types::{ItemId, NodeName};
+use hydrant_proto::{
+    Element, ErrorType, IqType, Jid, StanzaError, StanzaErrorCondition as Cond, ns,
+};
+
+use crate::error::Error as PsError;
+use crate::service::archive::{ArchivePage, ArchiveQuery};
+use crate::types::{Item, ItemId, NodeName};
 
 /// The MAM namespace (and the query form's FORM_TYPE).
 pub const MAM: &str = "urn:xmpp:mam:2";
@@ -197,86 +203,168 @@ pub fn form() -> Element {
     Element::new("query", MAM).with_child(x)
 }
 
-/// XEP-0082 DateTime (`CCYY-MM-DDThh:mm:ss[.sss]TZD`, TZD `Z` or `±hh:mm`) to
-/// milliseconds since the epoch; fractions beyond milliseconds are truncated. Times
-/// before 1970 are refused.
-pub fn parse_datetime(text: &str) -> Option<u64> {
-    let bytes = text.as_bytes();
-    let digits = |from: usize, n: usize| -> Option<i64> {
-        let part = bytes.get(from..from + n)?;
-        part.iter().all(u8::is_ascii_digit).then(|| {
-            part.iter()
-                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
-        })
-    };
-    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
-    let (hour, min, sec) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
-    if bytes.get(4) != Some(&b'-')
-        || bytes.get(7) != Some(&b'-')
-        || bytes.get(10) != Some(&b'T')
-        || bytes.get(13) != Some(&b':')
-        || bytes.get(16) != Some(&b':')
-        || !(1..=12).contains(&month)
-        || !(1..=days_in_month(year, month)).contains(&day)
-        || hour > 23
-        || min > 59
-        || sec > 60
-    {
-        return None;
-    }
-    let mut pos = 19;
-    let mut millis = 0i64;
-    if bytes.get(pos) == Some(&b'.') {
-        pos += 1;
-        let start = pos;
-        while bytes.get(pos).is_some_and(u8::is_ascii_digit) {
-            if pos - start < 3 {
-                millis = millis * 10 + i64::from(bytes[pos] - b'0');
-            }
-            pos += 1;
-        }
-        if pos == start {
-            return None;
-        }
-        for _ in (pos - start)..3 {
-            millis *= 10;
-        }
-    }
-    let offset_min = match bytes.get(pos..)? {
-        b"Z" => 0,
-        [sign @ (b'+' | b'-'), ..] if bytes.len() == pos + 6 && bytes[pos + 3] == b':' => {
-            let (off_h, off_m) = (digits(pos + 1, 2)?, digits(pos + 4, 2)?);
-            if off_h > 23 || off_m > 59 {
-                return None;
-            }
-            let off = off_h * 60 + off_m;
-            if *sign == b'+' { off } else { -off }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_min * 60;
-    u64::try_from(secs * 1000 + millis).ok()
-}
+pub use hydrant_proto::datetime::parse as parse_datetime;
 
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+/// Domain errors on the wire, XEP-0313 style: unknown node or UID `item-not-found`,
+/// every access denial `forbidden` (XEP-0313 section 8.1).
+pub fn to_stanza_error(e: &PsError) -> StanzaError {
+    match e {
+        PsError::NodeNotFound | PsError::ItemNotFound => StanzaError::new(Cond::ItemNotFound),
+        PsError::Forbidden
+        | PsError::PresenceSubscriptionRequired
+        | PsError::NotInRosterGroup
+        | PsError::ClosedNode
+        | PsError::PendingSubscription
+        | PsError::NotSubscribed
+        | PsError::ItemsRequireSubscription => {
+            StanzaError::new(Cond::Forbidden).with_type(ErrorType::Auth)
+        }
+        PsError::BadRequest(why) => bad_request(why),
+        PsError::JidMalformed => StanzaError::new(Cond::JidMalformed),
+        PsError::Store(_) => StanzaError::new(Cond::InternalServerError).with_type(ErrorType::Wait),
+        other => crate::xep0060::error::to_stanza_error(other),
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// What one query produced, ready to queue: the result messages, serialised, and the
+/// iq result's payload.
+pub struct Answer {
+    pub messages: Vec<Vec<u8>>,
+    pub fin: Element,
+}
+
+/// The `<fin/>` of a page (XEP-0313 4.3): RSM first (with index), last, count.
+fn fin(
+    items: &[Arc<Item>],
+    first_index: Option<u64>,
+    count: Option<u64>,
+    complete: bool,
+) -> Element {
+    let mut set = Element::new("set", ns::RSM);
+    if let (Some(f), Some(l)) = (items.first(), items.last()) {
+        let mut first = Element::new("first", ns::RSM).with_text(f.id.as_str());
+        if let Some(i) = first_index {
+            first.set_attr("index", i.to_string());
+        }
+        set.append_child(first);
+        set.append_child(Element::new("last", ns::RSM).with_text(l.id.as_str()));
+    }
+    if let Some(c) = count {
+        set.append_child(Element::new("count", ns::RSM).with_text(c.to_string()));
+    }
+    Element::new("fin", MAM)
+        .with_attr("complete", if complete { "true" } else { "false" })
+        .with_child(set)
+}
+
+/// Parameters of rendering one page.
+pub struct Render<'a> {
+    pub service: &'a Jid,
+    pub to: &'a Jid,
+    pub queryid: Option<&'a str>,
+    pub node: &'a NodeName,
+    pub kind: crate::config::NotificationType,
+    pub payloads: bool,
+    /// Makes the result messages' ids unique per query.
+    pub id_base: u64,
+}
+
+impl Render<'_> {
+    /// One result `<message/>` (XEP-0313 4.2, XEP-0442 section 2).
+    fn message(&self, k: usize, item: &Arc<Item>) -> Element {
+        let event = crate::xep0060::event::items_event(
+            self.node,
+            std::slice::from_ref(item),
+            self.payloads,
+        );
+        let inner = Element::new("message", ns::CLIENT)
+            .with_attr("from", self.service.to_string())
+            .with_attr("type", self.kind.as_str())
+            .with_child(event);
+        let forwarded = Element::new("forwarded", ns::FORWARD)
+            .with_child(
+                Element::new("delay", ns::DELAY)
+                    .with_attr("stamp", hydrant_proto::datetime::format(item.published_ms)),
+            )
+            .with_child(inner);
+        let mut result = Element::new("result", MAM);
+        if let Some(q) = self.queryid {
+            result.set_attr("queryid", q);
+        }
+        result.set_attr("id", item.id.as_str());
+        result.append_child(forwarded);
+        Element::new("message", ns::CLIENT)
+            .with_attr("from", self.service.to_string())
+            .with_attr("to", self.to.to_string())
+            .with_attr("id", format!("mam-{}-{k}", self.id_base))
+            .with_child(result)
+    }
+
+    /// Serialises a page within `budget` bytes: a prefix of it when paging forwards, a
+    /// suffix when paging backwards (so the next page continues from the right end),
+    /// at least one item. Returns the messages (in sending order) and the fin.
+    pub fn page(
+        &self,
+        mut page: ArchivePage,
+        backwards: bool,
+        flip: bool,
+        budget: usize,
+    ) -> Answer {
+        let mut encoded: Vec<Vec<u8>> = page
+            .items
+            .iter()
+            .enumerate()
+            .map(|(k, i)| self.message(k, i).to_bytes(ns::CLIENT))
+            .collect();
+        let mut keep = 0;
+        let mut used = 0;
+        let order: Vec<usize> = if backwards {
+            (0..encoded.len()).rev().collect()
+        } else {
+            (0..encoded.len()).collect()
+        };
+        for &k in &order {
+            if keep > 0 && used + encoded[k].len() > budget {
+                break;
+            }
+            used += encoded[k].len();
+            keep += 1;
+        }
+        let dropped = encoded.len() - keep;
+        if dropped > 0 {
+            page.complete = false;
+            if backwards {
+                page.items.drain(..dropped);
+                encoded.drain(..dropped);
+                page.first_index = page.first_index.map(|i| i + dropped as u64);
+            } else {
+                page.items.truncate(keep);
+                encoded.truncate(keep);
+            }
+        }
+        if flip {
+            encoded.reverse();
+        }
+        Answer {
+            messages: encoded,
+            fin: fin(&page.items, page.first_index, page.count, page.complete),
+        }
+    }
+}
+
+/// The archive metadata of a node (XEP-0313 section 6): its first and last item.
+pub fn metadata(first: &ArchivePage, last: &ArchivePage) -> Element {
+    let mut m = Element::new("metadata", MAM);
+    for (name, page) in [("start", first), ("end", last)] {
+        if let Some(i) = page.items.first() {
+            m.append_child(
+                Element::new(name, MAM)
+                    .with_attr("id", i.id.as_str())
+                    .with_attr("timestamp", hydrant_proto::datetime::format(i.published_ms)),
+            );
+        }
+    }
+    m
 }
 
 #[cfg(test)]
@@ -296,43 +384,6 @@ mod tests {
         match r.next_event().unwrap() {
             Some(hydrant_proto::StreamEvent::Stanza(el)) => el,
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn datetimes_xep0082() {
-        assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_datetime("1970-01-01T00:00:01.5Z"), Some(1500));
-        assert_eq!(parse_datetime("1970-01-01T00:00:01.123456Z"), Some(1123));
-        assert_eq!(
-            parse_datetime("2010-07-10T23:08:25Z"),
-            Some(1_278_803_305_000)
-        );
-        assert_eq!(
-            parse_datetime("2010-07-11T01:08:25+02:00"),
-            Some(1_278_803_305_000)
-        );
-        assert_eq!(
-            parse_datetime("2010-07-10T22:08:25-01:00"),
-            Some(1_278_803_305_000)
-        );
-        assert_eq!(
-            parse_datetime("2024-02-29T00:00:00Z"),
-            Some(1_709_164_800_000)
-        );
-        for bad in [
-            "",
-            "2010-07-10",
-            "2010-07-10T23:08:25",
-            "2010-13-10T23:08:25Z",
-            "2023-02-29T00:00:00Z",
-            "2010-07-10T24:08:25Z",
-            "2010-07-10T23:08:25.Z",
-            "2010-07-10T23:08:25+0200",
-            "1969-12-31T23:59:59Z",
-            "2010-07-10 23:08:25Z",
-        ] {
-            assert_eq!(parse_datetime(bad), None, "{bad}");
         }
     }
 

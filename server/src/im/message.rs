@@ -1,7 +1,5 @@
 //! Message routing (RFC 6121 section 8.5) and offline storage.
 
-use std::time::SystemTime;
-
 use hydrant_proto::{Element, Message, MessageType, StanzaError, StanzaErrorCondition as Cond, ns};
 use tracing::warn;
 
@@ -88,7 +86,7 @@ impl Router {
     /// Stores a message for later delivery with a XEP-0203 delay stamp; a full store
     /// answers the sender with <service-unavailable/> (RFC 6121 8.5.2.2.1).
     async fn store_offline(&self, user: &str, mut el: Element) {
-        let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let stamp = hydrant_proto::datetime::format(crate::pubsub::now_ms());
         el.append_child(
             Element::new("delay", ns::DELAY)
                 .with_attr("from", self.domain.as_str())

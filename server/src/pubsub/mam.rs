@@ -59,10 +59,10 @@
 #![allow(clippy::result_large_err)]
 
 use bytes::Bytes;
-use hydrant_proto::{Element, ErrorType, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
+use hydrant_proto::{Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
 pub use hydrant_pubsub::xep0313::MAM;
-use hydrant_pubsub::xep0313::{MamRequest, bad_request, form, parse};
-use hydrant_pubsub::{ArchivePage, ArchiveQuery, Error as PsError, Item, NodeName};
+use hydrant_pubsub::xep0313::{Answer, MamRequest, Render, form, metadata, parse, to_stanza_error};
+use hydrant_pubsub::{ArchiveQuery, Error as PsError};
 use tracing::warn;
 
 use super::{ServiceKey, lock};
@@ -73,151 +73,6 @@ use crate::router::sessions::LocalSession;
 /// (minus what is already queued there; at least one item always goes). Well below the
 /// default outbound queue limit (1 MiB).
 pub const PAGE_BYTES: usize = 256 * 1024;
-
-/// Domain errors on the wire, XEP-0313 style: unknown node or UID `item-not-found`,
-/// every access denial `forbidden` (XEP-0313 section 8.1).
-fn to_stanza_error(e: &PsError) -> StanzaError {
-    match e {
-        PsError::NodeNotFound | PsError::ItemNotFound => StanzaError::new(Cond::ItemNotFound),
-        PsError::Forbidden
-        | PsError::PresenceSubscriptionRequired
-        | PsError::NotInRosterGroup
-        | PsError::ClosedNode
-        | PsError::PendingSubscription
-        | PsError::NotSubscribed
-        | PsError::ItemsRequireSubscription => {
-            StanzaError::new(Cond::Forbidden).with_type(ErrorType::Auth)
-        }
-        PsError::BadRequest(why) => bad_request(why),
-        PsError::JidMalformed => StanzaError::new(Cond::JidMalformed),
-        PsError::Store(_) => StanzaError::new(Cond::InternalServerError).with_type(ErrorType::Wait),
-        other => hydrant_pubsub::xep0060::error::to_stanza_error(other),
-    }
-}
-
-/// Milliseconds since the epoch as a XEP-0082 DateTime with milliseconds, in UTC.
-pub fn format_datetime(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// What one query produced, ready to queue.
-struct Answer {
-    messages: Vec<Bytes>,
-    fin: Element,
-}
-
-/// The `<fin/>` of a page (XEP-0313 4.3): RSM first (with index), last, count.
-fn fin(
-    items: &[std::sync::Arc<Item>],
-    first_index: Option<u64>,
-    count: Option<u64>,
-    complete: bool,
-) -> Element {
-    let mut set = Element::new("set", ns::RSM);
-    if let (Some(f), Some(l)) = (items.first(), items.last()) {
-        let mut first = Element::new("first", ns::RSM).with_text(f.id.as_str());
-        if let Some(i) = first_index {
-            first.set_attr("index", i.to_string());
-        }
-        set.append_child(first);
-        set.append_child(Element::new("last", ns::RSM).with_text(l.id.as_str()));
-    }
-    if let Some(c) = count {
-        set.append_child(Element::new("count", ns::RSM).with_text(c.to_string()));
-    }
-    Element::new("fin", MAM)
-        .with_attr("complete", if complete { "true" } else { "false" })
-        .with_child(set)
-}
-
-/// Parameters of rendering one page.
-struct Render<'a> {
-    service: &'a Jid,
-    to: &'a Jid,
-    queryid: Option<&'a str>,
-    node: &'a NodeName,
-    kind: hydrant_pubsub::NotificationType,
-    payloads: bool,
-    id_base: u64,
-}
-
-impl Render<'_> {
-    /// One result `<message/>` (XEP-0313 4.2, XEP-0442 section 2).
-    fn message(&self, k: usize, item: &std::sync::Arc<Item>) -> Element {
-        let event = hydrant_pubsub::xep0060::event::items_event(
-            self.node,
-            std::slice::from_ref(item),
-            self.payloads,
-        );
-        let inner = Element::new("message", ns::CLIENT)
-            .with_attr("from", self.service.to_string())
-            .with_attr("type", self.kind.as_str())
-            .with_child(event);
-        let forwarded = Element::new("forwarded", ns::FORWARD)
-            .with_child(
-                Element::new("delay", ns::DELAY)
-                    .with_attr("stamp", format_datetime(item.published_ms)),
-            )
-            .with_child(inner);
-        let mut result = Element::new("result", MAM);
-        if let Some(q) = self.queryid {
-            result.set_attr("queryid", q);
-        }
-        result.set_attr("id", item.id.as_str());
-        result.append_child(forwarded);
-        Element::new("message", ns::CLIENT)
-            .with_attr("from", self.service.to_string())
-            .with_attr("to", self.to.to_string())
-            .with_attr("id", format!("mam-{}-{k}", self.id_base))
-            .with_child(result)
-    }
-
-    /// Serialises a page within `budget` bytes: a prefix of it when paging forwards, a
-    /// suffix when paging backwards (so the next page continues from the right end),
-    /// at least one item. Returns the messages (in sending order) and the fin.
-    fn page(&self, mut page: ArchivePage, backwards: bool, flip: bool, budget: usize) -> Answer {
-        let mut encoded: Vec<Bytes> = page
-            .items
-            .iter()
-            .enumerate()
-            .map(|(k, i)| Bytes::from(self.message(k, i).to_bytes(ns::CLIENT)))
-            .collect();
-        let mut keep = 0;
-        let mut used = 0;
-        let order: Vec<usize> = if backwards {
-            (0..encoded.len()).rev().collect()
-        } else {
-            (0..encoded.len()).collect()
-        };
-        for &k in &order {
-            if keep > 0 && used + encoded[k].len() > budget {
-                break;
-            }
-            used += encoded[k].len();
-            keep += 1;
-        }
-        let dropped = encoded.len() - keep;
-        if dropped > 0 {
-            page.complete = false;
-            if backwards {
-                page.items.drain(..dropped);
-                encoded.drain(..dropped);
-                page.first_index = page.first_index.map(|i| i + dropped as u64);
-            } else {
-                page.items.truncate(keep);
-                encoded.truncate(keep);
-            }
-        }
-        if flip {
-            encoded.reverse();
-        }
-        Answer {
-            messages: encoded,
-            fin: fin(&page.items, page.first_index, page.count, page.complete),
-        }
-    }
-}
 
 impl Router {
     /// A `urn:xmpp:mam:2` iq for a pubsub service (its nodes' archives).
@@ -246,19 +101,9 @@ impl Router {
                         g.archive(&from, &node, &q, &*hub.relations)
                     };
                     let (first, last) = (ends(None)?, ends(Some(String::new()))?);
-                    let mut m = Element::new("metadata", MAM);
-                    for (name, page) in [("start", first), ("end", last)] {
-                        if let Some(i) = page.items.first() {
-                            m.append_child(
-                                Element::new(name, MAM)
-                                    .with_attr("id", i.id.as_str())
-                                    .with_attr("timestamp", format_datetime(i.published_ms)),
-                            );
-                        }
-                    }
                     Ok::<_, PsError>(Answer {
                         messages: Vec::new(),
-                        fin: m,
+                        fin: metadata(&first, &last),
                     })
                 })
                 .await
@@ -303,10 +148,10 @@ impl Router {
         };
         match result {
             Ok(Ok(answer)) => {
-                let bytes: usize = answer.messages.iter().map(Bytes::len).sum();
+                let bytes: usize = answer.messages.iter().map(Vec::len).sum();
                 self.reads.charge(me.info.peer.ip(), bytes);
                 for m in answer.messages {
-                    if me.outbox.push(m).is_err() {
+                    if me.outbox.push(Bytes::from(m)).is_err() {
                         // Over its queue limit: the stream is being closed anyway.
                         return;
                     }
@@ -319,22 +164,5 @@ impl Router {
                 self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hydrant_pubsub::xep0313::parse_datetime;
-
-    #[test]
-    fn stamps_read_back() {
-        for ms in [0, 1_278_803_305_123, 1_709_164_800_999] {
-            assert_eq!(parse_datetime(&format_datetime(ms)), Some(ms));
-        }
-        assert_eq!(
-            format_datetime(1_278_803_305_123),
-            "2010-07-10T23:08:25.123Z"
-        );
     }
 }
