@@ -29,13 +29,13 @@
 
 use std::time::Duration;
 
-use hydrant_proto::{BareJid, Jid, RosterItem, StreamError, StreamErrorCondition, Subscription};
+use hydrant_proto::{BareJid, RosterItem, StreamError, StreamErrorCondition, Subscription};
 use hydrant_storage::{AccountChange, SubState};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::im::roster::presence_to;
-use crate::router::{Dest, Router};
+use crate::router::Router;
 
 /// How often a running server looks for changes the admin CLI recorded.
 pub const CHANGES_POLL: Duration = Duration::from_secs(2);
@@ -107,12 +107,7 @@ impl Router {
         roster: &[hydrant_storage::RosterEntry],
         pending: &[(String, Vec<u8>)],
     ) {
-        let local = |jid: &str| {
-            matches!(
-                Jid::new(jid).map(|j| self.classify(Some(&j))),
-                Ok(Dest::LocalBare(_))
-            )
-        };
+        let local = |jid: &str| self.local_user_of(jid).is_some();
         for e in roster.iter().filter(|e| local(&e.jid)) {
             if matches!(e.subscription, SubState::To | SubState::Both) || e.ask_out {
                 let p = presence_to(bare, &e.jid, "unsubscribe");

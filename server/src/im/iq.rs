@@ -29,9 +29,12 @@ impl Router {
         let user = username(&me.info.jid);
         match self.classify(iq.to.as_ref()) {
             Dest::Server => self.server_iq(me, &user, iq).await,
-            Dest::LocalBare(target) => self.account_iq(me, &user, &target, iq).await,
+            Dest::LocalBare(target) => {
+                let target = target.to_owned();
+                self.account_iq(me, &user, &target, iq).await;
+            }
             Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(&full) {
+                if let Some(s) = self.sessions.get(full) {
                     s.send(&iq.to_element(ns::CLIENT));
                 } else {
                     // RFC 6121 8.5.3.2.1: no such resource.
@@ -39,9 +42,12 @@ impl Router {
                 }
             }
             Dest::Remote(to) => {
-                self.route_remote(&to, iq.to_element(ns::CLIENT), OnRefusal::Bounce);
+                self.route_remote(to, iq.to_element(ns::CLIENT), OnRefusal::Bounce);
             }
-            Dest::Service(addr) => self.pubsub_iq(me, iq, ServiceKey::Component(addr)).await,
+            Dest::Service(addr) => {
+                let key = ServiceKey::Component(addr.to_owned());
+                self.pubsub_iq(me, iq, key).await;
+            }
         }
     }
 

@@ -13,8 +13,9 @@ impl Router {
         el.set_attr("from", me.info.jid.to_string());
         let is_error = m.kind == MessageType::Error;
         // RFC 6120 10.3.1: a message without 'to' is for the sender's own bare JID.
+        let own = crate::router::sessions::username(&me.info.jid);
         let dest = match m.to.as_ref() {
-            None => Dest::LocalBare(crate::router::sessions::username(&me.info.jid)),
+            None => Dest::LocalBare(&own),
             Some(to) => self.classify(Some(to)),
         };
         match dest {
@@ -25,22 +26,22 @@ impl Router {
                 }
             }
             // Errors go too (s2s delivers them); a refused one is not bounced.
-            Dest::Remote(to) => self.route_remote(&to, el, OnRefusal::Bounce),
+            Dest::Remote(to) => self.route_remote(to, el, OnRefusal::Bounce),
             Dest::Service(addr) => {
                 if !is_error {
-                    self.pubsub_message(me, addr, el).await;
+                    self.pubsub_message(me, addr.to_owned(), el).await;
                 }
             }
-            Dest::LocalBare(user) => self.message_to_bare(&user, el, m.kind).await,
+            Dest::LocalBare(user) => self.message_to_bare(user, el, m.kind).await,
             Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(&full) {
+                if let Some(s) = self.sessions.get(full) {
                     s.send(&el);
                     return;
                 }
                 // RFC 6121 8.5.3.2.1: no such resource.
                 match m.kind {
                     MessageType::Normal | MessageType::Chat | MessageType::Headline => {
-                        let user = crate::router::sessions::username(&full);
+                        let user = crate::router::sessions::username(full);
                         self.message_to_bare(&user, el, m.kind).await;
                     }
                     MessageType::Groupchat => {

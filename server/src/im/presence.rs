@@ -125,13 +125,13 @@ impl Router {
     fn presence_to_contact(&self, to: &str, el: &Element, on_refusal: OnRefusal) {
         let Ok(jid) = Jid::new(to) else { return };
         match self.classify(Some(&jid)) {
-            Dest::LocalBare(user) => self.presence_to_available(&user, el),
+            Dest::LocalBare(user) => self.presence_to_available(user, el),
             Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(&full) {
+                if let Some(s) = self.sessions.get(full) {
                     s.send(el);
                 }
             }
-            Dest::Remote(jid) => self.route_remote(&jid, el.clone(), on_refusal),
+            Dest::Remote(jid) => self.route_remote(jid, el.clone(), on_refusal),
             Dest::Server | Dest::Service(_) => {}
         }
     }
@@ -157,8 +157,7 @@ impl Router {
             .iter()
             .filter(|e| matches!(e.subscription, SubState::To | SubState::Both))
         {
-            if let Ok(Dest::LocalBare(contact)) = Jid::new(&e.jid).map(|j| self.classify(Some(&j)))
-            {
+            if let Some(contact) = self.local_user_of(&e.jid) {
                 self.send_current_presence(&contact, me, &my_full);
             }
         }
@@ -310,7 +309,9 @@ impl Router {
         if drops_from {
             self.revalidate_contact(&user, contact).await;
         }
-        if let Ok(Dest::Remote(jid)) = Jid::new(contact).map(|j| self.classify(Some(&j))) {
+        if let Ok(jid) = Jid::new(contact)
+            && self.is_remote(&jid)
+        {
             return self.route_remote(&jid, out, OnRefusal::Bounce);
         }
         self.inbound_subscription(&my_bare, contact, kind_s, out)
@@ -318,17 +319,13 @@ impl Router {
         match kind {
             // 3.1.5: after approving, the contact's current presence goes to the user.
             PresenceType::Subscribed => {
-                if let Ok(Dest::LocalBare(other)) =
-                    Jid::new(contact).map(|j| self.classify(Some(&j)))
-                {
+                if let Some(other) = self.local_user_of(contact) {
                     self.presence_from_user_to(&user, &other, None);
                 }
             }
             // 3.2.2: after cancelling, the user's resources say unavailable to the contact.
             PresenceType::Unsubscribed => {
-                if let Ok(Dest::LocalBare(other)) =
-                    Jid::new(contact).map(|j| self.classify(Some(&j)))
-                {
+                if let Some(other) = self.local_user_of(contact) {
                     self.presence_from_user_to(&user, &other, Some("unavailable"));
                 }
             }
@@ -365,8 +362,7 @@ impl Router {
     /// The contact's server side of a subscription presence from `from` (a bare JID) to
     /// local `to` (RFC 6121 3.1.3, 3.1.6, 3.2.3, 3.3.3).
     pub async fn inbound_subscription(&self, from: &str, to: &str, kind: &str, el: Element) {
-        let Ok(to_jid) = Jid::new(to) else { return };
-        let Dest::LocalBare(user) = self.classify(Some(&to_jid)) else {
+        let Some(user) = self.local_user_of(to) else {
             return;
         };
         let exists = self.account_exists(&user).await;
@@ -442,8 +438,7 @@ impl Router {
                 self.revalidate_contact(&user, from).await;
                 self.presence_to_available(&user, &el);
                 // 3.3.3: the contact's resources become unavailable to the user.
-                if let Ok(Dest::LocalBare(other)) = Jid::new(from).map(|j| self.classify(Some(&j)))
-                {
+                if let Some(other) = self.local_user_of(from) {
                     self.presence_from_user_to(&user, &other, Some("unavailable"));
                 }
             }

@@ -187,10 +187,7 @@ impl Router {
     /// Unavailable presence from each available resource of `user` to the available
     /// resources of a local `contact` (bare JID); other domains are not reachable yet.
     pub(crate) fn unavailable_to_contact(&self, user: &str, contact: &str) {
-        let Ok(jid) = hydrant_proto::Jid::new(contact) else {
-            return;
-        };
-        let crate::router::Dest::LocalBare(other) = self.classify(Some(&jid)) else {
+        let Some(other) = self.local_user_of(contact) else {
             return;
         };
         let theirs: Vec<_> = self

@@ -18,9 +18,9 @@ use hydrant_proto::{Jid, ns};
 use hydrant_pubsub::{NotificationType, Show, Subscriber, Subscribers, xep0060};
 use tracing::debug;
 
-use crate::router::Router;
 use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
+use crate::router::{Dest, Router};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -221,16 +221,18 @@ impl Router {
                 stats.refused += 1;
             }
         };
-        // Resolved by hand rather than with `classify`: this runs once per recipient per
-        // publish, and must not allocate. Other domains never get here (`is_remote`).
+        // `classify` borrows: no allocation per recipient. Other domains went to the
+        // routing point before this (`fan_out`, `deliver_one`); the server itself and
+        // services get no notifications.
         let jid = &sub.jid;
-        if jid.domain().as_str() != self.domain {
-            return;
-        }
-        let Some(user) = jid.node().map(jid::NodeRef::as_str) else {
-            return;
+        let (user, full) = match self.classify(Some(jid)) {
+            Dest::LocalBare(user) => (user, false),
+            Dest::LocalFull(f) => match f.node() {
+                Some(n) => (n.as_str(), true),
+                None => return,
+            },
+            Dest::Server | Dest::Service(_) | Dest::Remote(_) => return,
         };
-        let full = jid.resource().is_some();
         self.sessions.for_each_of_user(user, |s| {
             if full {
                 if s.info.jid == *jid && (!presence_based || admits(s, &sub.show_values)) {
