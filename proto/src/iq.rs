@@ -2,11 +2,11 @@
 
 use jid::Jid;
 
+use crate::common::{in_content_ns, is_content_ns, jid_attr};
 use crate::element::{Element, Node};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
 use crate::roster::RosterQuery;
-use crate::stanza::{in_content_ns, is_content_ns, jid_attr};
 
 fn bad_request(text: &str) -> StanzaError {
     StanzaError::new(StanzaErrorCondition::BadRequest).with_text(text)

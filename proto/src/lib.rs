@@ -19,10 +19,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+mod common;
 pub mod datetime;
 pub mod element;
 pub mod error;
 pub mod iq;
+mod limits;
 pub mod ns;
 pub mod outbox;
 mod parse;

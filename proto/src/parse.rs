@@ -15,8 +15,8 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 
 use crate::element::Element;
 use crate::error::{StreamError, StreamErrorCondition as Cond};
+use crate::limits::{Limits, StreamHeader};
 use crate::ns;
-use crate::reader::{Limits, StreamHeader};
 
 pub(crate) fn not_well_formed(text: impl Into<String>) -> StreamError {
     StreamError::new(Cond::NotWellFormed).with_text(text)

@@ -6,29 +6,10 @@
 
 use jid::Jid;
 
+use crate::common::{in_content_ns, jid_attr};
 use crate::element::Element;
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::iq::Iq;
-use crate::ns;
-
-/// Reads an addressing attribute; a present but invalid JID is `jid-malformed`
-/// (RFC 6120 8.3.3.8).
-pub(crate) fn jid_attr(el: &Element, name: &str) -> Result<Option<Jid>, StanzaError> {
-    let malformed = |why: &dyn std::fmt::Display| {
-        StanzaError::new(StanzaErrorCondition::JidMalformed)
-            .with_text(format!("invalid '{name}' address: {why}"))
-    };
-    el.attr(name)
-        .map(|s| {
-            let jid = Jid::new(s).map_err(|e| malformed(&e))?;
-            if crate::address::normalises_stably(s, jid.as_str()) {
-                Ok(jid)
-            } else {
-                Err(malformed(&"its normalised form normalises differently"))
-            }
-        })
-        .transpose()
-}
 
 fn set_opt_attr(el: &mut Element, name: &str, value: Option<&str>) {
     match value {
@@ -37,16 +18,6 @@ fn set_opt_attr(el: &mut Element, name: &str, value: Option<&str>) {
             el.remove_attr(name);
         }
     }
-}
-
-/// Moves a stanza element (and the children that inherited its namespace, like `<body/>`)
-/// into the content namespace of the stream it is written to.
-pub(crate) fn in_content_ns(mut el: Element, ns: &str) -> Element {
-    if el.ns() != ns {
-        let old = el.ns().to_owned();
-        el.rename_ns(&old, ns);
-    }
-    el
 }
 
 /// `<message type=..>` (RFC 6121 5.2.2).
@@ -329,9 +300,4 @@ impl Stanza {
             Stanza::Presence(s) => s.kind == PresenceType::Error,
         }
     }
-}
-
-/// Content namespaces a stanza can be qualified by.
-pub(crate) fn is_content_ns(uri: &str) -> bool {
-    uri == ns::CLIENT || uri == ns::SERVER
 }

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::users::UserAction;
+
 use crate::config::{Config, DEV_CONFIG};
 
 #[derive(Debug, Parser)]
@@ -47,27 +49,6 @@ pub enum Command {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum UserAction {
-    /// Create an account; the password is read from stdin unless --password is given.
-    Add {
-        /// Username or bare JID (user@domain).
-        user: String,
-        #[arg(long)]
-        password: Option<String>,
-    },
-    /// Delete an account with its roster and offline messages.
-    Remove { user: String },
-    /// Set a new password.
-    Passwd {
-        user: String,
-        #[arg(long)]
-        password: Option<String>,
-    },
-    /// List accounts.
-    List,
 }
 
 impl ConfigArgs {

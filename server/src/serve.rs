@@ -54,7 +54,7 @@ pub async fn serve(
             .with_context(|| format!("starting the metrics listener on {addr}"))?;
         info!(%addr, "Prometheus metrics at http://{addr}/metrics");
     }
-    let store = Arc::new(crate::users::open(&cfg).map_err(anyhow::Error::msg)?);
+    let store = Arc::new(crate::store::open(&cfg).map_err(anyhow::Error::msg)?);
     let tls = crate::tls::server_config(&cfg)?;
     let router = build_router(&cfg, store)?;
     // Changes the admin CLI recorded while no server ran, then those it records now.

@@ -25,3 +25,10 @@ impl Db {
             .map_err(|e| StorageError::Backend(format!("storage task failed: {e}")))?
     }
 }
+
+/// Opens the database under `data_dir` (`hydrant serve` and the admin CLI).
+pub fn open(cfg: &crate::config::Config) -> Result<hydrant_storage::SqliteStore, String> {
+    let path = cfg.data_dir.join("hydrant.sqlite3");
+    hydrant_storage::SqliteStore::open_with_cache(&path, cfg.storage.page_cache_kib)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -8,11 +8,33 @@ use std::io::BufRead as _;
 use hydrant_proto::scram::{DEFAULT_ITERATIONS, StoredCredentials};
 use hydrant_storage::{AccountChange, AccountStore as _, SqliteStore, StorageError};
 
-use crate::cli::UserAction;
+use clap::Subcommand;
+
 use crate::config::Config;
 
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create an account; the password is read from stdin unless --password is given.
+    Add {
+        /// Username or bare JID (user@domain).
+        user: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Delete an account with its roster and offline messages.
+    Remove { user: String },
+    /// Set a new password.
+    Passwd {
+        user: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List accounts.
+    List,
+}
+
 pub fn run(cfg: &Config, action: &UserAction) -> Result<(), String> {
-    let store = open(cfg)?;
+    let store = crate::store::open(cfg)?;
     match action {
         UserAction::Add { user, password } => {
             let user = normalize(cfg, user)?;
@@ -87,12 +109,6 @@ fn apply_changes_here(cfg: &Config, store: SqliteStore) -> Result<(), String> {
         router.apply_account_changes().await;
         Ok(())
     })
-}
-
-pub fn open(cfg: &Config) -> Result<SqliteStore, String> {
-    let path = cfg.data_dir.join("hydrant.sqlite3");
-    SqliteStore::open_with_cache(&path, cfg.storage.page_cache_kib)
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Accepts `user` or `user@domain` (our domain only) and applies RFC 7622 nodeprep.

@@ -15,7 +15,7 @@ use common::{
     stanza_error,
 };
 use hydrant_proto::{Element, ns};
-use hydrant_server::cli::UserAction;
+use hydrant_server::users::UserAction;
 use hydrant_server::config::Config;
 
 const PUBSUB: &str = "pubsub.localhost";
