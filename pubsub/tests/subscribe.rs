@@ -501,3 +501,40 @@ fn too_many_subscriptions_counts_the_account_not_the_resource() {
     h.subscribe("carol@example.com/x", "n").unwrap();
     h.subscribe("bob@example.com/r0", "n").unwrap();
 }
+
+/// A subscriber coming online gets the last item of the nodes that send it on presence,
+/// and only those: the service keeps them apart (a login does not walk every node), in
+/// step with creation, configuration and deletion.
+#[test]
+fn last_items_on_presence_follow_the_node_configuration() {
+    let mut h = Harness::new();
+    let on_presence = [("pubsub#send_last_published_item", "on_sub_and_presence")];
+    h.create_with(ALICE, "a", &on_presence);
+    h.create(ALICE, "b");
+    for n in ["a", "b"] {
+        h.subscribe(BOB, n).unwrap();
+        h.publish(ALICE, n, "x", "x").unwrap();
+    }
+    let last_nodes = |h: &Harness| -> Vec<String> {
+        h.svc
+            .last_items_for(&jid(BOB), None, &h.rel)
+            .unwrap()
+            .iter()
+            .map(|e| match e {
+                Effect::SendLast { node, .. } => node.as_str().to_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(last_nodes(&h), ["a"]);
+    h.ok_set(
+        ALICE,
+        &owner(&format!(
+            "<configure node='b'>{}</configure>",
+            config_form(&on_presence)
+        )),
+    );
+    assert_eq!(last_nodes(&h), ["a", "b"]);
+    h.ok_set(ALICE, &owner("<delete node='a'/>"));
+    assert_eq!(last_nodes(&h), ["b"]);
+}

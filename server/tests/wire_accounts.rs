@@ -15,8 +15,8 @@ use common::{
     stanza_error,
 };
 use hydrant_proto::{Element, ns};
-use hydrant_server::users::UserAction;
 use hydrant_server::config::Config;
+use hydrant_server::users::UserAction;
 
 const PUBSUB: &str = "pubsub.localhost";
 

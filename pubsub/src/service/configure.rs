@@ -60,6 +60,7 @@ impl<S: Store> Service<S> {
             || config.roster_groups_allowed != old.roster_groups_allowed;
         self.store.set_config(name, &config, keep)?;
         self.node_mut(name).config = config;
+        self.index_node(name);
         let mut effects = Vec::new();
         if access_changed {
             match self.revalidate_node(name, None, ctx.rel) {
@@ -70,6 +71,7 @@ impl<S: Store> Service<S> {
                     let keep_old = old.keep_items(self.cfg.max_items_cap);
                     if self.store.set_config(name, &old, keep_old).is_ok() {
                         self.node_mut(name).config = old;
+                        self.index_node(name);
                     }
                     return Err(e);
                 }

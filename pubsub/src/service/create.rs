@@ -88,7 +88,8 @@ impl<S: Store> Service<S> {
         );
         self.store.create_node(&node.to_record())?;
         *self.created_by.entry(ctx.actor.clone()).or_default() += 1;
-        self.nodes.insert(name, node);
+        self.nodes.insert(name.clone(), node);
+        self.index_node(&name);
         Ok(())
     }
 }

@@ -35,6 +35,7 @@ impl<S: Store> Service<S> {
         for name in owned_alone {
             self.store.delete_node(&name)?;
             let node = self.nodes.remove(&name).expect("listed above");
+            self.last_on_presence.remove(&name);
             if node.config.notify_delete {
                 let others: Vec<_> = node
                     .all_subscribers()

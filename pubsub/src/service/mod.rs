@@ -22,7 +22,7 @@ mod subscriptions;
 mod subtable;
 mod unsubscribe;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hydrant_proto::{BareJid, Jid};
@@ -212,6 +212,10 @@ pub struct Service<S: Store> {
     nodes: BTreeMap<NodeName, NodeState>,
     /// How many of the nodes each bare JID created (the node quota).
     created_by: HashMap<BareJid, usize>,
+    /// The nodes that send their last item when a subscriber becomes available
+    /// (`send_last_published_item = on_sub_and_presence`): what a login looks at, rather
+    /// than every node of the service ([`Service::last_items_for`]).
+    last_on_presence: BTreeSet<NodeName>,
     ids: u64,
 }
 
@@ -237,12 +241,18 @@ impl<S: Store> Service<S> {
         for n in nodes.values() {
             *created_by.entry(n.creator.to_bare()).or_default() += 1;
         }
+        let last_on_presence = nodes
+            .values()
+            .filter(|n| sends_last_on_presence(n))
+            .map(|n| n.name.clone())
+            .collect();
         Ok(Service {
             address,
             store,
             cfg,
             nodes,
             created_by,
+            last_on_presence,
             ids: 0,
         })
     }
@@ -391,13 +401,17 @@ impl<S: Store> Service<S> {
         let actor = to.to_bare();
         let admin = rel.is_admin(&actor);
         let mut out = Vec::new();
-        for n in self.nodes.values() {
-            let wanted = match nodes {
-                Some(list) => list.contains(&n.name),
-                None => n
-                    .subs_of_bare(&actor)
-                    .any(|s| s.state == SubState::Subscribed),
+        let candidates: Box<dyn Iterator<Item = &NodeName>> = match nodes {
+            Some(list) => Box::new(list.iter()),
+            None => Box::new(self.last_on_presence.iter()),
+        };
+        for name in candidates {
+            let Some(n) = self.nodes.get(name) else {
+                continue;
             };
+            let wanted = nodes.is_some()
+                || n.subs_of_bare(&actor)
+                    .any(|s| s.state == SubState::Subscribed);
             if !wanted || n.config.send_last_published_item != SendLastPublished::OnSubAndPresence {
                 continue;
             }
@@ -530,10 +544,24 @@ impl<S: Store> Service<S> {
             .ok_or(Error::ItemNotFound)
     }
 
+    /// Keeps [`Service::last_on_presence`] in step with a node's configuration (after it
+    /// was added or configured).
+    pub(crate) fn index_node(&mut self, name: &NodeName) {
+        match self.nodes.get(name) {
+            Some(n) if sends_last_on_presence(n) => {
+                self.last_on_presence.insert(name.clone());
+            }
+            _ => {
+                self.last_on_presence.remove(name);
+            }
+        }
+    }
+
     /// Drops a node from memory (its store record is already gone), with its count in
     /// the creator's quota.
     pub(crate) fn remove_node(&mut self, name: &NodeName) -> NodeState {
         let node = self.nodes.remove(name).expect("node checked to exist");
+        self.last_on_presence.remove(name);
         let creator = node.creator.to_bare();
         if let Some(n) = self.created_by.get_mut(&creator) {
             *n -= 1;
@@ -555,4 +583,8 @@ impl<S: Store> Service<S> {
 /// comparisons run once per subscription in access checks and snapshot rebuilds.
 pub(crate) fn same_bare(jid: &Jid, bare: &BareJid) -> bool {
     jid.node() == bare.node() && jid.domain() == bare.domain()
+}
+
+fn sends_last_on_presence(n: &NodeState) -> bool {
+    n.config.send_last_published_item == crate::config::SendLastPublished::OnSubAndPresence
 }
