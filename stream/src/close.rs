@@ -77,3 +77,39 @@ impl Closing {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_then_linger_then_done() {
+        let mut c = Closing::default();
+        assert!(!c.is_closing() && c.deadline().is_none());
+        let t0 = Instant::now();
+        c.start(t0);
+        c.start(t0 + Duration::from_secs(1));
+        assert_eq!(c.deadline(), Some(t0 + CLOSE_GRACE));
+        assert!(!c.on_closed(Duration::from_secs(2)));
+        let lingering = c.deadline().unwrap();
+        assert!(lingering >= t0 + Duration::from_secs(2) && lingering < t0 + CLOSE_GRACE);
+        // The second report (or no linger at all) ends the task.
+        assert!(c.on_closed(Duration::from_secs(2)));
+        assert!(Closing::default().on_closed(Duration::ZERO));
+    }
+
+    #[test]
+    fn error_close_is_the_error_then_the_closing_tag() {
+        use hydrant_proto::StreamErrorCondition as Cond;
+        let outbox = Outbox::new(1 << 16);
+        queue_error_close(&outbox, &StreamError::new(Cond::PolicyViolation));
+        let mut got = Vec::new();
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let _ = outbox.poll_drain(&mut cx, &mut got, 8);
+        let bytes: Vec<u8> = got.iter().flat_map(|b| b.iter().copied()).collect();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("policy-violation"), "{text}");
+        assert!(text.ends_with("</stream:stream>"), "{text}");
+    }
+}

@@ -83,3 +83,51 @@ impl Liveness {
         self.ping_sent = Some(at);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: LivenessConfig = LivenessConfig {
+        ping_interval: Duration::from_secs(61),
+        ping_timeout: Duration::from_secs(20),
+        whitespace_keepalive: Duration::from_secs(90),
+    };
+
+    #[test]
+    fn silence_brings_a_ping_then_a_timeout_unless_input_arrives() {
+        let t0 = Instant::now();
+        let mut l = Liveness::default();
+        assert_eq!(l.deadline(&CFG, t0, t0), t0 + CFG.ping_interval);
+        let at = t0 + CFG.ping_interval;
+        let due = l.on_timer(&CFG, at, t0, t0);
+        assert!(due.ping && !due.timed_out && !due.keepalive);
+        l.ping_sent(at);
+        assert_eq!(l.deadline(&CFG, t0, t0), at + CFG.ping_timeout);
+        // Input in the instant the ping went out counts as an answer.
+        let mut answered = Liveness::default();
+        answered.ping_sent(at);
+        assert_eq!(
+            answered.on_timer(&CFG, at + CFG.ping_timeout, at, t0),
+            Due::default()
+        );
+        let due = l.on_timer(&CFG, at + CFG.ping_timeout, t0, t0);
+        assert_eq!(
+            due,
+            Due {
+                timed_out: true,
+                ..Due::default()
+            }
+        );
+    }
+
+    #[test]
+    fn keepalive_follows_our_silence_only() {
+        let t0 = Instant::now();
+        let mut l = Liveness::default();
+        let read = t0 + CFG.whitespace_keepalive;
+        assert_eq!(l.deadline(&CFG, read, t0), t0 + CFG.whitespace_keepalive);
+        let due = l.on_timer(&CFG, t0 + CFG.whitespace_keepalive, read, t0);
+        assert!(due.keepalive && !due.ping);
+    }
+}
