@@ -16,8 +16,9 @@ RULES=(
 	"hydrant-proto    | -                              | hydrant-* tokio tokio-* rustls tokio-rustls mio"
 	"hydrant-pubsub   | hydrant-proto                  | tokio tokio-* mio socket2 async-std async-io smol rustls rusqlite libsqlite3-sys"
 	"hydrant-storage  | hydrant-proto hydrant-pubsub   | tokio tokio-*"
-	"hydrant-c2s      | *                              | hydrant-s2s hydrant-storage hydrant-server"
-	"hydrant-s2s      | *                              | hydrant-c2s hydrant-storage hydrant-server"
+	"hydrant-stream   | hydrant-proto                  | hydrant-c2s hydrant-s2s hydrant-storage hydrant-pubsub hydrant-server"
+	"hydrant-c2s      | hydrant-proto hydrant-stream   | hydrant-s2s hydrant-storage hydrant-pubsub hydrant-server"
+	"hydrant-s2s      | hydrant-proto hydrant-stream   | hydrant-c2s hydrant-storage hydrant-pubsub hydrant-server"
 	"hydrant-loadtest | -                              | hydrant-*"
 	"hydrant-server   | *                              | hydrant-loadtest"
 )

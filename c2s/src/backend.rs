@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hydrant_proto::outbox::Outbox;
 use hydrant_proto::scram::StoredCredentials;
 use hydrant_proto::{FullJid, Stanza, StanzaError};
+use hydrant_stream::Outbox;
 
 /// A bound client session as the rest of the server sees it.
 #[derive(Debug, Clone)]

@@ -3,8 +3,12 @@
 //! Owns: the c2s listeners (STARTTLS on 5222, direct TLS per XEP-0368 on 5223), stream
 //! negotiation (STARTTLS with rustls, SASL SCRAM-SHA-256/SCRAM-SHA-1/PLAIN, XEP-0077
 //! registration, resource binding), the bound session's read/write loop with its timers
-//! (authentication timeout, XEP-0199 pings, whitespace keepalives) and its bounded
-//! outbound queue.
+//! (authentication timeout, XEP-0199 pings, whitespace keepalives).
+//!
+//! The machinery every stream shares (connection I/O, TLS upgrade, headers, close and
+//! lingering, timers, the outbound queue, the SASL state machine) is `hydrant-stream`;
+//! this crate is the c2s policy on top: listeners and admission, login throttling, which
+//! features to offer, STARTTLS policy, registration, bind and the bound session.
 //!
 //! Must not depend on: `s2s`, `storage`, `pubsub` or `server`. Everything beyond the
 //! stream (accounts, routing, rosters) is reached through the [`Backend`] trait that the
@@ -14,7 +18,6 @@
 mod admission;
 mod backend;
 mod config;
-mod conn;
 mod listener;
 mod negotiate;
 mod session;

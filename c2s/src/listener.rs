@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use hydrant_stream::tls::TlsStream;
+
 use crate::admission::PreauthGuard;
 use crate::backend::Backend;
 use crate::stream::{Exit, Shared, Stream};
@@ -140,26 +142,11 @@ async fn handle_admitted<B: Backend>(
     let _ = secure.await;
 }
 
-async fn accept_tls<S, B>(
-    io: S,
-    shared: &Shared<B>,
-    deadline: Instant,
-) -> Option<tokio_rustls::server::TlsStream<S>>
+async fn accept_tls<S, B>(io: S, shared: &Shared<B>, deadline: Instant) -> Option<TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     B: Backend,
 {
     let cfg = shared.cfg.tls.clone()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
-        Ok(Ok(tls)) => Some(tls),
-        Ok(Err(e)) => {
-            debug!(error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            debug!("TLS handshake timed out");
-            None
-        }
-    }
+    hydrant_stream::tls::accept(io, cfg, deadline).await
 }

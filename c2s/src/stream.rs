@@ -3,17 +3,19 @@
 //! The state machine is driven by [`Conn::poll_next`] events and timers; handlers for each
 //! negotiation step live in `negotiate/` and the bound-session logic in `session.rs`.
 
-use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use hydrant_proto::outbox::Outbox;
 use hydrant_proto::{
     Element, StreamError, StreamErrorCondition as Cond, StreamEvent, StreamHeader, StreamReader, ns,
 };
+use hydrant_stream::close::{self, Closing};
+use hydrant_stream::header::{self, ContentNs, StreamId};
+use hydrant_stream::liveness::{Liveness, LivenessConfig};
+use hydrant_stream::sasl::SaslServer;
+use hydrant_stream::{Conn, Io, Outbox};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -22,12 +24,7 @@ use tracing::debug;
 use crate::admission::{Admission, PreauthGuard};
 use crate::backend::{Backend, SessionInfo};
 use crate::config::C2sConfig;
-use crate::conn::{Conn, Io};
-use crate::negotiate::sasl::SaslState;
 use crate::throttle::AuthThrottle;
-
-/// How long we wait for the peer's `</stream:stream>` after closing our side (RFC 6120 4.4).
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// State shared by all c2s connections of one server.
 pub struct Shared<B> {
@@ -84,15 +81,13 @@ pub(crate) struct Stream<'a, S, B> {
     awaiting_header: bool,
     /// The authenticated username once SASL succeeded.
     pub(crate) username: Option<String>,
-    pub(crate) sasl: Option<SaslState>,
+    pub(crate) sasl: SaslServer,
     pub(crate) auth_failures: u32,
     pub(crate) register_attempts: u32,
     pub(crate) bound: Option<SessionInfo>,
-    closing_since: Option<Instant>,
-    /// Our side is closed and written; input is read and discarded until this instant
-    /// or the peer's EOF (lingering close).
-    lingering_until: Option<Instant>,
-    pub(crate) ping_sent: Option<Instant>,
+    /// Closed by us, waiting for the peer's close, or lingering.
+    closing: Closing,
+    liveness: Liveness,
     /// From TCP accept to a bound resource: covers the TLS handshake and every restart.
     auth_deadline: Instant,
     /// When we started waiting for the peer's current stream header.
@@ -125,13 +120,12 @@ where
             header_sent: false,
             awaiting_header: true,
             username: None,
-            sasl: None,
+            sasl: SaslServer::new(),
             auth_failures: 0,
             register_attempts: 0,
             bound: None,
-            closing_since: None,
-            lingering_until: None,
-            ping_sent: None,
+            closing: Closing::default(),
+            liveness: Liveness::default(),
             auth_deadline: accepted + shared.cfg.auth_timeout,
             header_wait_since: Instant::now(),
             preauth,
@@ -165,7 +159,7 @@ where
             let wake = tokio::select! {
                 io = poll_fn(|cx| self.conn.poll_next(cx)) => Wake::Io(io),
                 () = sleep_until(deadline) => Wake::Timer,
-                () = shutdown.cancelled(), if self.closing_since.is_none() => Wake::Shutdown,
+                () = shutdown.cancelled(), if !self.closing.is_closing() => Wake::Shutdown,
             };
             match wake {
                 Wake::Timer => {
@@ -177,7 +171,7 @@ where
                     self.stream_error(StreamError::new(Cond::SystemShutdown));
                 }
                 Wake::Io(Io::Event(ev)) => {
-                    if self.closing_since.is_some() {
+                    if self.closing.is_closing() {
                         // After our close only the peer's close matters (RFC 6120 4.4).
                         if matches!(ev, StreamEvent::Close) {
                             break Exit::Done;
@@ -229,15 +223,11 @@ where
                     break Exit::Done;
                 }
                 Wake::Io(Io::Closed) => {
-                    // Lingering close: our error and `</stream:stream>` are written and
-                    // the write side is shut down, but a peer still sending would get a
-                    // TCP reset if we closed now, and a reset can destroy the error
-                    // before the peer reads it. Read and discard until the peer's EOF
-                    // (the usual end) or the linger time.
-                    if self.lingering_until.is_some() || self.cfg().linger.is_zero() {
+                    // Our error and `</stream:stream>` are written and the write side is
+                    // shut down: linger (hydrant_stream::close::Closing::on_closed).
+                    if self.closing.on_closed(self.cfg().linger) {
                         break Exit::Done;
                     }
-                    self.lingering_until = Some(Instant::now() + self.cfg().linger);
                 }
             }
         };
@@ -249,22 +239,26 @@ where
     }
 
     fn deadline(&self) -> Instant {
-        if let Some(until) = self.lingering_until {
-            return until;
+        if let Some(at) = self.closing.deadline() {
+            return at;
         }
-        if let Some(since) = self.closing_since {
-            return since + CLOSE_GRACE;
-        }
-        let cfg = self.cfg();
         if self.bound.is_none() {
             return self.preauth_deadline();
         }
-        let keepalive = self.conn.last_write + cfg.whitespace_keepalive;
-        let ping = match self.ping_sent {
-            Some(at) => at + cfg.ping_timeout,
-            None => self.conn.last_read + cfg.ping_interval,
-        };
-        keepalive.min(ping)
+        self.liveness.deadline(
+            &self.liveness_cfg(),
+            self.conn.last_read,
+            self.conn.last_write,
+        )
+    }
+
+    fn liveness_cfg(&self) -> LivenessConfig {
+        let cfg = self.cfg();
+        LivenessConfig {
+            ping_interval: cfg.ping_interval,
+            ping_timeout: cfg.ping_timeout,
+            whitespace_keepalive: cfg.whitespace_keepalive,
+        }
     }
 
     /// Until bound: the authentication deadline, and while a stream header is awaited
@@ -281,13 +275,9 @@ where
     /// Handles an expired deadline; true when the task should end now.
     fn on_timer(&mut self) -> bool {
         let now = Instant::now();
-        if let Some(until) = self.lingering_until {
-            return now >= until;
+        if let Some(at) = self.closing.deadline() {
+            return now >= at;
         }
-        if let Some(since) = self.closing_since {
-            return now >= since + CLOSE_GRACE;
-        }
-        let cfg = self.shared.cfg.clone();
         if self.bound.is_none() {
             if now >= self.preauth_deadline() {
                 let text = if now >= self.auth_deadline {
@@ -299,21 +289,18 @@ where
             }
             return false;
         }
-        if let Some(at) = self.ping_sent {
-            // `>=`: a read in the very instant the ping went out came after it (had it
-            // come before, no ping would have been due); clocks need not tick between.
-            if self.conn.last_read >= at {
-                self.ping_sent = None;
-            } else if now >= at + cfg.ping_timeout {
-                self.stream_error(StreamError::new(Cond::ConnectionTimeout));
-                return false;
-            }
-        } else if now >= self.conn.last_read + cfg.ping_interval {
+        let cfg = self.liveness_cfg();
+        let due = self
+            .liveness
+            .on_timer(&cfg, now, self.conn.last_read, self.conn.last_write);
+        if due.timed_out {
+            self.stream_error(StreamError::new(Cond::ConnectionTimeout));
+            return false;
+        }
+        if due.ping {
             self.send_ping();
         }
-        if now >= self.conn.last_write + cfg.whitespace_keepalive {
-            // A single space between stanzas is allowed (RFC 6120 4.6.1) and keeps NATs
-            // and dead-peer detection honest without costing the client a parse.
+        if due.keepalive {
             self.conn.send(&b" "[..]);
             self.conn.last_write = now;
         }
@@ -329,7 +316,7 @@ where
             .with_attr("to", info.jid.to_string())
             .with_child(Element::new("ping", ns::PING));
         self.send_element(&ping);
-        self.ping_sent = Some(Instant::now());
+        self.liveness.ping_sent(Instant::now());
     }
 
     /// Serialises an element into the stream (default namespace jabber:client).
@@ -344,61 +331,35 @@ where
         }
         self.awaiting_header = false;
         self.send_header(h.from());
-        // RFC 6120 4.8.? / 4.3: the content namespace of a c2s stream is jabber:client.
-        if h.default_ns() != ns::CLIENT {
-            return self.stream_error(StreamError::new(Cond::InvalidNamespace));
-        }
-        match h.to() {
-            None => {
-                return self.stream_error(
-                    StreamError::new(Cond::ImproperAddressing)
-                        .with_text("a 'to' attribute is required on the stream header"),
-                );
-            }
-            Some(to) if !same_domain(to, &self.shared.cfg.domain) => {
-                return self.stream_error(StreamError::new(Cond::HostUnknown));
-            }
-            Some(_) => {}
-        }
-        // RFC 6120 4.7.5: we speak 1.0; a peer without version (pre-XMPP 1.0) cannot
-        // negotiate SASL, and a higher major version is unsupported.
-        let major = h
-            .version()
-            .and_then(|v| v.split('.').next())
-            .and_then(|m| m.parse::<u32>().ok());
-        if major != Some(1) {
-            return self.stream_error(StreamError::new(Cond::UnsupportedVersion));
+        // RFC 6120 4.8.2: the content namespace of a c2s stream is jabber:client; then
+        // the addressing (4.7.2) and the version (4.7.5), in this order.
+        let checked = header::check_namespace(h, ContentNs::Client)
+            .and_then(|()| header::check_to(h, &self.shared.cfg.domain))
+            .and_then(|()| header::check_version(h));
+        if let Err(e) = checked {
+            return self.stream_error(e);
         }
         let features = self.features();
         self.conn.send(features);
     }
 
     fn send_header(&mut self, peer_from: Option<&str>) {
-        let mut id = [0u8; 12];
-        getrandom::fill(&mut id).expect("the OS random source is available");
-        let mut out = String::with_capacity(256);
-        out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='");
-        for b in id {
-            let _ = write!(out, "{b:02x}");
-        }
-        out.push_str("' from='");
-        out.push_str(&escape_attr(&self.shared.cfg.domain));
-        out.push('\'');
         // RFC 6120 4.7.2: 'to' of the response is the 'from' of the initial header, if any.
-        if let Some(from) = peer_from.filter(|f| hydrant_proto::Jid::new(f).is_ok()) {
-            out.push_str(" to='");
-            out.push_str(&escape_attr(from));
-            out.push('\'');
-        }
-        out.push_str(" version='1.0' xml:lang='en'>");
-        self.conn.send(out.into_bytes());
+        let out = header::response_header(
+            ContentNs::Client,
+            &StreamId::random(),
+            &self.shared.cfg.domain,
+            peer_from,
+            true,
+        );
+        self.conn.send(out);
         self.header_sent = true;
     }
 
     /// Ends the stream with an error (RFC 6120 4.9): the error, our closing tag, then the
     /// socket is shut down once written.
     pub(crate) fn stream_error(&mut self, e: StreamError) {
-        if self.closing_since.is_some() {
+        if self.closing.is_closing() {
             return;
         }
         metrics::counter!("hydrant_c2s_stream_errors_total", "condition" => e.condition.as_str())
@@ -407,20 +368,16 @@ where
         if !self.header_sent {
             self.send_header(None);
         }
-        let mut bytes = e.to_bytes();
-        bytes.extend_from_slice(b"</stream:stream>");
-        self.conn.outbox.close_after(Some(bytes.into()));
-        self.closing_since = Some(Instant::now());
+        close::queue_error_close(&self.conn.outbox, &e);
+        self.closing.start(Instant::now());
     }
 
     /// Closes our side of the stream in order (RFC 6120 4.4).
     fn close(&mut self) {
-        if self.closing_since.is_none() {
+        if !self.closing.is_closing() {
             debug!(peer = %self.peer, "closing the stream");
-            self.conn
-                .outbox
-                .close_after(Some(bytes::Bytes::from_static(b"</stream:stream>")));
-            self.closing_since = Some(Instant::now());
+            close::queue_close(&self.conn.outbox);
+            self.closing.start(Instant::now());
         }
     }
 
@@ -454,32 +411,6 @@ where
     }
 }
 
-/// Compares a stream's `to` with our domain after RFC 7622 normalisation.
-fn same_domain(to: &str, domain: &str) -> bool {
-    match (
-        hydrant_proto::BareJid::new(to),
-        hydrant_proto::BareJid::new(domain),
-    ) {
-        (Ok(a), Ok(b)) => a.node().is_none() && a == b,
-        _ => false,
-    }
-}
-
-pub(crate) fn escape_attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod size_tests {
     //! An idle connection's memory is mostly its task's future, whose size is fixed at
@@ -498,7 +429,7 @@ mod size_tests {
         async fn bind(
             &self,
             _: &crate::SessionInfo,
-            _: Arc<hydrant_proto::outbox::Outbox>,
+            _: Arc<hydrant_stream::Outbox>,
             _: bytes::Bytes,
         ) -> Result<(), hydrant_proto::StanzaError> {
             Ok(())

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{DOMAIN, Harness, Record, assert_stanza_error, config};
-use hydrant_proto::outbox::PushError;
 use hydrant_proto::{Stanza, StreamEvent, ns};
+use hydrant_stream::outbox::PushError;
 
 // -- Bind -----------------------------------------------------------------------------------
 

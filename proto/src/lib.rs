@@ -2,8 +2,8 @@
 //!
 //! Owns: JIDs (re-exported from the `jid` crate), namespaces, the incremental sans-IO
 //! stream reader (bytes in, [`StreamEvent`]s out, with hard limits), the element type and
-//! its writer, typed stanzas, stream and stanza error enums, and the per-connection
-//! outbound byte queue.
+//! its writer, typed stanzas, stream and stanza error enums. (The per-connection outbound
+//! queue lives in `hydrant-stream`.)
 //!
 //! Must not depend on: tokio, rustls, sockets, clocks, or any other workspace crate.
 //!
@@ -26,7 +26,6 @@ pub mod error;
 pub mod iq;
 mod limits;
 pub mod ns;
-pub mod outbox;
 mod parse;
 pub mod reader;
 pub mod roster;

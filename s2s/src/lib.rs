@@ -3,5 +3,6 @@
 //! Owns: outbound and inbound s2s connections, SRV resolution, STARTTLS, SASL EXTERNAL
 //! and dialback, per-domain queues.
 //!
-//! Must not depend on: `c2s`, `storage` or `server`; it reaches the rest only through the
-//! router interface handed to it.
+//! Must not depend on: `c2s`, `storage`, `pubsub` or `server` (only `proto` and `stream`:
+//! connection I/O, headers with `jabber:server`, the SASL machine's EXTERNAL); it reaches
+//! the rest only through the router interface handed to it.

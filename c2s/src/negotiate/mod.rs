@@ -48,7 +48,7 @@ where
             if self.may_authenticate() {
                 let mut mechs = Element::new("mechanisms", ns::SASL);
                 for m in self.mechanisms() {
-                    mechs.append_child(Element::new("mechanism", ns::SASL).with_text(m));
+                    mechs.append_child(Element::new("mechanism", ns::SASL).with_text(m.as_str()));
                 }
                 feats.push(mechs);
                 if self.cfg().allow_registration {

@@ -17,12 +17,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hydrant_c2s::{Backend, C2sConfig, RegisterError, SessionInfo, Shared};
-use hydrant_proto::outbox::Outbox;
 use hydrant_proto::scram::StoredCredentials;
 use hydrant_proto::{
     Element, Limits, Stanza, StreamError, StreamErrorCondition, StreamEvent, StreamHeader,
     StreamReader, ns,
 };
+use hydrant_stream::outbox::Outbox;
 use sasl::client::Mechanism;
 use sasl::common::{ChannelBinding, Credentials};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};

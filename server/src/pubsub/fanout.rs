@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use hydrant_proto::outbox::Outbox;
 use hydrant_proto::writer::escape_attr_into;
 use hydrant_proto::{Jid, ns};
 use hydrant_pubsub::{NotificationType, Show, Subscriber, Subscribers, xep0060};
+use hydrant_stream::outbox::Outbox;
 use tracing::debug;
 
 use crate::router::remote::OnRefusal;

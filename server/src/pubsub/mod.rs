@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use hydrant_proto::outbox::Outbox;
 use hydrant_proto::{BareJid, Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond, ns};
 use hydrant_pubsub::{Effect, Error as PsError, Event, Handled, Service, ServiceConfig, xep0060};
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
+use hydrant_stream::outbox::Outbox;
 use tracing::{debug, warn};
 
 use crate::router::Router;

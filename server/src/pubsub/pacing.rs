@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hydrant_proto::outbox::Outbox;
+use hydrant_stream::outbox::Outbox;
 use tokio::time::Instant;
 
 /// How often a paced publisher looks at the sampled queues again.

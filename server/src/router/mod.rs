@@ -12,13 +12,13 @@ pub mod sessions;
 use std::sync::Arc;
 
 use hydrant_c2s::{Backend, RegisterError, SessionInfo};
-use hydrant_proto::outbox::Outbox;
 use hydrant_proto::scram::StoredCredentials;
 use hydrant_proto::{
     BareJid, Element, FullJid, Jid, Stanza, StanzaError, StanzaErrorCondition as Cond, StreamError,
     StreamErrorCondition, error_reply, ns,
 };
 use hydrant_storage::StorageError;
+use hydrant_stream::outbox::Outbox;
 use tracing::{info, warn};
 
 use crate::store::Db;

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use dashmap::DashMap;
 use hydrant_c2s::SessionInfo;
-use hydrant_proto::outbox::Outbox;
 use hydrant_proto::{Element, FullJid, ns};
+use hydrant_stream::outbox::Outbox;
 
 /// What the router remembers about one session's presence (RFC 6121 4).
 ///

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::outbox::{Drained, Outbox};
 use bytes::Bytes;
-use hydrant_proto::outbox::{Drained, Outbox};
 use hydrant_proto::{StreamError, StreamEvent, StreamReader};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -23,7 +23,7 @@ const MAX_IOV: usize = 64;
 
 /// What the connection has for its session.
 #[derive(Debug)]
-pub(crate) enum Io {
+pub enum Io {
     Event(StreamEvent),
     /// The peer sent something the reader refused.
     Malformed(StreamError),
@@ -38,10 +38,10 @@ pub(crate) enum Io {
     Failed(io::Error),
 }
 
-pub(crate) struct Conn<S> {
+pub struct Conn<S> {
     io: S,
-    pub(crate) reader: StreamReader,
-    pub(crate) outbox: Arc<Outbox>,
+    pub reader: StreamReader,
+    pub outbox: Arc<Outbox>,
     pending: Vec<Bytes>,
     /// Bytes of `pending[0]` already written.
     offset: usize,
@@ -52,12 +52,12 @@ pub(crate) struct Conn<S> {
     broken: bool,
     /// Our write side is shut down (after `Io::Closed`): only reads remain.
     write_closed: bool,
-    pub(crate) last_read: Instant,
-    pub(crate) last_write: Instant,
+    pub last_read: Instant,
+    pub last_write: Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    pub(crate) fn new(io: S, reader: StreamReader, outbox: Arc<Outbox>) -> Self {
+    pub fn new(io: S, reader: StreamReader, outbox: Arc<Outbox>) -> Self {
         let now = Instant::now();
         Conn {
             io,
@@ -77,12 +77,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Queues bytes for the peer (negotiation traffic; routed stanzas come via the outbox
     /// from elsewhere). A full queue here means the peer stopped reading during
     /// negotiation; the next `poll_next` reports the overflow.
-    pub(crate) fn send(&self, bytes: impl Into<Bytes>) {
+    pub fn send(&self, bytes: impl Into<Bytes>) {
         let _ = self.outbox.push(bytes.into());
     }
 
     /// The next thing that happened on this connection. Cancel-safe: all state is in `self`.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
         loop {
             if self.maybe_event {
                 match self.reader.next_event() {
@@ -196,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Waits until everything queued so far is written and flushed.
-    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+    pub async fn flush(&mut self) -> io::Result<()> {
         std::future::poll_fn(|cx| {
             loop {
                 if self.pending.is_empty() && self.outbox.queued_bytes() == 0 {
@@ -225,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// The socket, for the STARTTLS upgrade (call after `flush`).
-    pub(crate) fn into_io(self) -> S {
+    pub fn into_io(self) -> S {
         self.io
     }
 }

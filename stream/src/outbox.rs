@@ -5,8 +5,9 @@
 //! reported to the producer at once (DESIGN.md: a publisher is never slowed by a slow
 //! subscriber) and the connection is told to end its stream with the overflow policy.
 //!
-//! It lives in `proto` because both `c2s` and `s2s` sessions use it and neither may depend
-//! on the other. It needs no runtime: waking goes through a plain `std::task::Waker`.
+//! It lives in `stream` because both `c2s` and `s2s` sessions use it and neither may
+//! depend on the other, and the server's producers reach it without either. It needs no
+//! runtime: waking goes through a plain `std::task::Waker`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
