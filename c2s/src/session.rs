@@ -51,7 +51,7 @@ where
                 }
                 if p.is("bind", ns::BIND) {
                     // One resource per stream: hydrant does not implement multiple
-                    // bound resources (RFC 6120 7.7.2.? via <not-allowed/>).
+                    // bound resources (RFC 6120 7.6.2.2: <not-allowed/>).
                     let err = StanzaError::new(StanzaErrorCondition::NotAllowed);
                     return self.send_element(&hydrant_proto::error_reply(
                         &iq.to_element(ns::CLIENT),

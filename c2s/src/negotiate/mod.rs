@@ -82,7 +82,7 @@ where
             self.on_register(el).await;
             return Flow::Continue;
         }
-        // RFC 6120 6.? : no stanzas are processed before authentication.
+        // RFC 6120 4.9.3.12: no stanzas are processed before authentication.
         self.stream_error(StreamError::new(Cond::NotAuthorized));
         Flow::Continue
     }
