@@ -1075,7 +1075,14 @@ pub async fn create_node(
     Ok(c)
 }
 
-/// XEP-0077 registration of `names` (existing accounts are fine).
+/// Passes over the accounts whose registration failed. Registration is not measured,
+/// only needed: a server that registers slowly (Prosody here: ~30/s with 200 at once,
+/// so some wait past the 30 s connection timeout or the listen backlog) gets the
+/// failed ones again (a shorter queue, so less waiting); an account that already
+/// exists counts as done.
+const REGISTER_PASSES: usize = 3;
+
+/// XEP-0077 registration of `names` (existing accounts are fine), failures retried.
 pub async fn register_accounts(
     target: &Arc<Target>,
     sources: &Arc<Sources>,
@@ -1083,8 +1090,6 @@ pub async fn register_accounts(
     concurrency: usize,
 ) -> PhaseResult {
     let counters = Arc::new(Counters::default());
-    let sem = Arc::new(Semaphore::new(concurrency));
-    let mut tasks = JoinSet::new();
     let start = Instant::now();
     let total = names.len() as u64;
     let progress = AbortOnDrop(report::spawn_progress(
@@ -1093,26 +1098,48 @@ pub async fn register_accounts(
         total,
         start,
     ));
-    for (i, user) in names.into_iter().enumerate() {
-        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let (target, sources, counters) = (target.clone(), sources.clone(), counters.clone());
-        tasks.spawn(async move {
-            let t0 = Instant::now();
-            let r = async {
-                Conn::open(target, sources.pick(i as u64))
-                    .await?
-                    .register(&user)
-                    .await
+    let mut pending: Vec<(usize, String)> = names.into_iter().enumerate().collect();
+    for pass in 0..REGISTER_PASSES {
+        let last = pass + 1 == REGISTER_PASSES;
+        let sem = Arc::new(Semaphore::new(concurrency));
+        let mut tasks = JoinSet::new();
+        for (i, user) in pending {
+            let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+            let (target, sources, counters) = (target.clone(), sources.clone(), counters.clone());
+            tasks.spawn(async move {
+                let t0 = Instant::now();
+                let r = async {
+                    Conn::open(target, sources.pick(i as u64))
+                        .await?
+                        .register(&user)
+                        .await
+                }
+                .await;
+                drop(permit);
+                match r {
+                    Ok(Registered::Created | Registered::Existed) => {
+                        counters.success(t0.elapsed());
+                        None
+                    }
+                    Err(e) if last => {
+                        counters.failure(e.reason());
+                        None
+                    }
+                    Err(_) => Some((i, user)),
+                }
+            });
+        }
+        pending = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Some(again)) = r {
+                pending.push(again);
             }
-            .await;
-            drop(permit);
-            match r {
-                Ok(Registered::Created | Registered::Existed) => counters.success(t0.elapsed()),
-                Err(e) => counters.failure(e.reason()),
-            }
-        });
+        }
+        if pending.is_empty() {
+            break;
+        }
+        eprintln!("register: {} failed, trying them again", pending.len());
     }
-    while tasks.join_next().await.is_some() {}
     drop(progress);
     PhaseResult::from_counters(&counters, total, start.elapsed())
 }
