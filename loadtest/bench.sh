@@ -23,7 +23,14 @@
 # every stream, for the servers in ZLIB_SERVERS: "ejabberd"; hydrant has no stream
 # compression yet and Prosody 0.12 ships none), hostile (firehose-rate while attackers
 # run issue 8's attacks, ATTACK_CONNS=50 loops of each, from ATTACKERS=127.0.1.1-127.0.1.5,
-# one address per attack; compared with firehose-rate, so run both).
+# one address per attack; compared with firehose-rate, so run both), publishers
+# (PUBLISHERS=200 publishers with a node each, each publishing as fast as its acks allow
+# with PUB_IN_FLIGHT=1 in flight, PUB_SUBS=10 subscribers per node, PUB_ITEMS=4000 items
+# in total), subscribe-storm (STORM_USERS=10000 clients log in and subscribe to one node,
+# STORM_CONCURRENCY=200 at a time, against as many logins alone in the same run).
+#
+# The binaries come from CARGO_TARGET_DIR (default: target/ in the tree), built here
+# unless SKIP_BUILD=1 (build them first, e.g. under a lock shared with other builds).
 #
 # hydrant runs firehose-rate and hostile with its default per-address admission limits
 # (the 1,000 subscribers come from 253 addresses, ~4 each, under them; the attackers
@@ -59,6 +66,13 @@ ZLIB_SERVERS=${ZLIB_SERVERS:-ejabberd}
 ATTACK_CONNS=${ATTACK_CONNS:-50}
 ATTACKERS=${ATTACKERS:-127.0.1.1-127.0.1.5}
 IN_FLIGHT=${IN_FLIGHT:-4}
+PUBLISHERS=${PUBLISHERS:-200}
+PUB_SUBS=${PUB_SUBS:-10}
+PUB_ITEMS=${PUB_ITEMS:-4000}
+PUB_IN_FLIGHT=${PUB_IN_FLIGHT:-1}
+STORM_USERS=${STORM_USERS:-10000}
+STORM_CONCURRENCY=${STORM_CONCURRENCY:-200}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 ITEM_BYTES=${ITEM_BYTES:-2048}
 MAX_ITEMS=${MAX_ITEMS:-256}
 # Every generator run gives up after this long: a server that stops answering under
@@ -67,7 +81,7 @@ DEADLINE=${DEADLINE:-900}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
-SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib hostile"}
+SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib hostile publishers subscribe-storm"}
 RUNS_DIR=$ROOT/loadtest/runs
 # The focused runs and HISTORY.md, as the sections that end BENCHMARKS.md (before its
 # commands): written by a full run, or refreshed alone with RUNS_ONLY=1.
@@ -162,10 +176,12 @@ stop_server() {
 }
 trap stop_server EXIT
 
-echo "== building (release)"
-(cd "$ROOT" && cargo build --release -q -p hydrant-server -p hydrant-loadtest)
+if [ -z "${SKIP_BUILD:-}" ]; then
+	echo "== building (release)"
+	(cd "$ROOT" && cargo build --release -q -p hydrant-server -p hydrant-loadtest)
+fi
 # Copies: a rebuild elsewhere during the run cannot swap the binaries under us.
-cp "$ROOT/target/release/hydrant" "$ROOT/target/release/hydrant-load" "$W/bin/"
+cp "$TARGET_DIR/release/hydrant" "$TARGET_DIR/release/hydrant-load" "$W/bin/"
 LOAD=$W/bin/hydrant-load
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -214,7 +230,10 @@ HCONF=$H/hydrant.toml
 
 P=$W/prosody
 mkdir -p "$P/data"
-admins=$(for i in $(seq 0 $((FEEDS - 1))); do printf '"pub%d@%s"; ' "$i" "$DOMAIN"; done)
+# Publishers of feeds and of publishers (pub0.., whichever has more), and
+# subscribe-storm's node owner (pub0).
+npub=$((FEEDS > PUBLISHERS ? FEEDS : PUBLISHERS))
+admins=$(for i in $(seq 0 $((npub - 1))); do printf '"pub%d@%s"; ' "$i" "$DOMAIN"; done)
 cat >"$P/prosody.cfg.lua" <<CFG
 pidfile = "$P/prosody.pid"
 data_path = "$P/data"
@@ -348,8 +367,12 @@ EOF
 chmod 755 "$W/bin/ejctl"
 
 # -------------------------------------------------------------- scenarios ----
-COMMON=(--sources 127.0.0.2-127.0.0.254 --item-bytes "$ITEM_BYTES"
-	--in-flight "$IN_FLIGHT" --max-items "$MAX_ITEMS" --drain-secs 15 --allow-loss --deadline-secs "$DEADLINE")
+# publishers sets its own --in-flight (per publisher): COMMON_BASE has none.
+COMMON_BASE=(--sources 127.0.0.2-127.0.0.254 --item-bytes "$ITEM_BYTES"
+	--max-items "$MAX_ITEMS" --drain-secs 15 --allow-loss --deadline-secs "$DEADLINE")
+COMMON=("${COMMON_BASE[@]}" --in-flight "$IN_FLIGHT")
+STORM_COMMON=(--sources 127.0.0.2-127.0.0.254 --max-items "$MAX_ITEMS" --settle-secs 3
+	--allow-failures --deadline-secs "$DEADLINE")
 CONNECT_COMMON=(--sources 127.0.0.2-127.0.0.254 --concurrency 100 --settle-secs 3 --deadline-secs "$DEADLINE")
 SERVER_OPTS=(--server "127.0.0.1:$PORT" --domain "$DOMAIN" --tls none --auth scram-sha-1)
 declare -A ARGS
@@ -359,17 +382,23 @@ ARGS[firehose-max-large]="firehose --users $LARGE_SUBS --items $LARGE_ITEMS --ra
 ARGS[firehose-rate-large]="firehose --users $LARGE_SUBS --items $LARGE_RATE_ITEMS --rate $LARGE_RATE"
 ARGS[firehose-max-zlib]="firehose --users $SUBS --items $FIREHOSE_ITEMS --rate 0 --zlib"
 ARGS[hostile]="hostile --users $SUBS --items $RATE_ITEMS --rate $RATE --attack-conns $ATTACK_CONNS --attacker-sources $ATTACKERS"
+ARGS[publishers]="publishers --publishers $PUBLISHERS --subscribers-per-node $PUB_SUBS --items $PUB_ITEMS --in-flight $PUB_IN_FLIGHT"
+ARGS[subscribe-storm]="subscribe-storm --users $STORM_USERS --concurrency $STORM_CONCURRENCY"
 ARGS[feeds]="feeds --users $SUBS --feeds $FEEDS --follow $FOLLOW --zipf $ZIPF --items $FEED_ITEMS --rate 0"
 : >"$W/commands.txt"
 
 run() { # NAME SCENARIO-ARGS...
 	local name=$1; shift
 	local common=("${COMMON[@]}")
-	[ "$1" = connect ] && common=("${CONNECT_COMMON[@]}")
+	case $1 in
+	connect) common=("${CONNECT_COMMON[@]}") ;;
+	publishers) common=("${COMMON_BASE[@]}") ;;
+	subscribe-storm) common=("${STORM_COMMON[@]}") ;;
+	esac
 	echo "hydrant-load $* ${common[*]} --json $name.json" | sed "s|$W/||g" >>"$W/commands.txt"
 	"$LOAD" "$@" "${common[@]}" --json "$W/results/$name.json" >"$W/results/$name.txt" 2>"$W/results/$name.err" \
 		|| echo "   (exit status $?)"
-	grep -E "failed [ 0-9]+×|publish:|delivery|loss|LOSS|server pid|generator|slow consumers|DISCONNECTED|connect\+auth|dropped|attack " \
+	grep -E "failed [ 0-9]+×|publish:|ack latency|delivery|loss|LOSS|server pid|generator|slow consumers|DISCONNECTED|connect\+auth|dropped|attack |logins|time to subscribe|DROPPED" \
 		"$W/results/$name.txt" | sed 's/^/   /' || true # a run that gave up has no summary
 }
 
@@ -404,7 +433,7 @@ for scen in $SCENARIOS; do
 	servers=$SERVERS
 	if [ "$scen" = firehose-max-zlib ]; then
 		servers=$(for s in $SERVERS; do case " $ZLIB_SERVERS " in *" $s "*) echo "$s" ;; esac; done)
-	elif [ "$scen" != feeds ] && [ "$scen" != hostile ]; then
+	elif [ "$scen" != feeds ] && [ "$scen" != hostile ] && [ "$scen" != publishers ] && [ "$scen" != subscribe-storm ]; then
 		echo "== limit (null server) for $scen"
 		# shellcheck disable=SC2086
 		run "limit-$scen" limit ${ARGS[$scen]#firehose }
@@ -486,6 +515,11 @@ def gave_up(key):
     if not m:
         return None
     prog = re.findall(r"published (\d+)/(\d+) acked, (\d+) failed; delivered (\d+)", text)
+    storm = re.findall(r"\] (logins|subscribe): (\d+)/(\d+) ok, (\d+) failed", text)
+    if storm and not prog:
+        ph, ok, n, fl = storm[-1]
+        what = "logged in (baseline)" if ph == "logins" else "logged in and subscribed"
+        return f"**gave up after {m.group(1)} s**: {int(ok):,} of {int(n):,} {what}, {int(fl):,} failed"
     if not prog:
         return f"**gave up after {m.group(1)} s** before publishing"
     a, b, fl, d = map(int, prog[-1])
@@ -588,7 +622,7 @@ def connect_row(name, r):
             f"{f(m.get('rss_per_connection_kib'),'{:.2f}')} | "
             f"{f(cpu * 1000 / c['ok'] if cpu is not None and c['ok'] else None,'{:.2f}')} | "
             f"{f(r['hold'].get('dropped'),'{:,}')} |")
-summary = []  # (target, measured, met)
+summary = []  # (target, measured, met: True, False or None for a figure only recorded)
 def lat99(r):
     return ((r or {}).get("delivery") or {}).get("latency", {}).get("p99_ms")
 for scen in scenarios:
@@ -622,6 +656,97 @@ for scen in scenarios:
             L.append("")
             ok = t["connect"]["ok"] == n
             summary.append((f"idle memory ≤ 20 KiB per TLS connection at {n:,}", f"{tm:.2f} KiB" + ("" if ok else f" (only {t['connect']['ok']:,} connected)"), tm <= 20.0 and ok))
+        continue
+    if scen == "publishers":
+        any_r = next((r for r in results.values() if r), None)
+        L.append("## publishers: many publishers, a node each\n")
+        if any_r:
+            x = any_r.get("extra") or {}
+            L.append(f"{x.get('publishers', any_r['nodes']):,} publishers, each publishing to its own node on one "
+                     f"service as fast as its acknowledgements allow ({any_r['in_flight']} in flight per publisher), "
+                     f"{x.get('subscribers_per_node')} subscribers per node ({any_r['subscribers']:,} accounts, "
+                     f"full-JID subscriptions), {any_r['items']:,} items of {any_r['item_bytes']:,} B in total "
+                     f"(round-robin, {x.get('items_per_publisher', 0):g} per publisher). Publishes/s is acknowledged "
+                     f"publishes over first publish → last acknowledgement.\n")
+        L.append("| server | publishes/s (acked/sent) | publish→ack p50 / p90 / p99 / max (ms) | notifications/s | publish→delivery p50 / p99 / max (ms) | loss (received/expected) | server CPU-s per 1,000 notifications | server RSS after (MiB) |")
+        L.append("|---|---:|---|---:|---|---|---:|---:|")
+        for s in servers:
+            r = results[s]
+            if r is None:
+                L.append(f"| {s} | {missing(s + '-' + scen)} | | | | | | |")
+                continue
+            p, d, sp = r["publish"], r["delivery"], r.get("server_process") or {}
+            al, dl = p.get("ack_latency") or {}, d.get("latency") or {}
+            rss = sp.get("rss_after_kib")
+            loss_s = f"**{d['loss']:,} LOST**" if d["loss"] else "0"
+            L.append(f"| {s} | {f(p['per_sec'])} ({p['acked']:,}/{p['sent']:,}) | {f(al.get('p50_ms'),'{:.1f}')} / {f(al.get('p90_ms'),'{:.1f}')} / "
+                     f"{f(al.get('p99_ms'),'{:.1f}')} / {f(al.get('max_ms'),'{:.1f}')} | {f(d['per_sec'])} | "
+                     f"{f(dl.get('p50_ms'),'{:.1f}')} / {f(dl.get('p99_ms'),'{:.1f}')} / {f(dl.get('max_ms'),'{:.1f}')} | "
+                     f"{loss_s} ({d['received']:,}/{d['expected']:,}) | {f(sp.get('cpu_secs_per_1000'),'{:.4f}')} | "
+                     f"{f(rss/1024 if rss else None,'{:.0f}')} |")
+        L.append("")
+        notes = []
+        for s, r in results.items():
+            if r and r["publish"]["failed"]:
+                notes.append(f"{s}: {r['publish']['failed']} publish failure(s) or publisher stream end(s): {r['publish']['failures']}")
+            for k in ("publishers_setup", "subscribers_setup"):
+                su = (r or {}).get(k) or {}
+                if su.get("failed"):
+                    notes.append(f"{s}: {su['failed']:,} of {su['attempted']:,} {k.split('_')[0]} failed setup ({su.get('failures')})")
+        L += ["- " + n for n in notes] + ([""] if notes else [])
+        per = []
+        for s in servers:
+            r = results[s]
+            if r:
+                a99 = (r["publish"].get("ack_latency") or {}).get("p99_ms")
+                per.append(f"{s} {r['publish']['per_sec']:,.0f}/s, p99 {f(a99, '{:.1f}')} ms")
+            else:
+                per.append(f"{s} {missing(s + '-' + scen)}")
+        if any_r:
+            summary.append((f"publishers ({x.get('publishers', any_r['nodes']):,} publishers × {x.get('subscribers_per_node')} subscribers): acknowledged publishes/s and p99 publish→ack (a later change's target: ≥ 5× today's hydrant)",
+                            "; ".join(per), None))
+        continue
+    if scen == "subscribe-storm":
+        any_r = next((r for r in results.values() if r), None)
+        L.append("## subscribe storm\n")
+        if any_r:
+            L.append(f"{any_r['users']:,} clients log in (SCRAM-SHA-1, bound resource) and subscribe their full JID "
+                     f"to one node, {any_r['concurrency']} at a time; the baseline is {any_r['users']:,} logins alone "
+                     f"of as many other accounts (each account logs in once, its first login since registration), "
+                     f"in the same run, closed before the storm (then 3 s and until the server is idle). Time is "
+                     f"first connect → last client up; all accounts registered beforehand (not timed); the node's "
+                     f"owner stays online.\n")
+        L.append("| server | logins alone (s) | logins + subscribe (s) | difference (s) | up: logins / subscribed | storm latency p50 / p99 (ms) | server CPU per client, logins / storm (ms) | server RSS after storm (MiB) |")
+        L.append("|---|---:|---:|---:|---|---|---|---:|")
+        for s in servers:
+            r = results[s]
+            if r is None:
+                L.append(f"| {s} | {missing(s + '-' + scen)} | | | | | | |")
+                continue
+            lg, st, m = r["logins"], r["subscribe"], r["summary"]
+            lat = st.get("latency") or {}
+            cpu = lambda ph: f(ph["server_cpu_secs"] * 1000 / ph["ok"] if ph.get("server_cpu_secs") is not None and ph["ok"] else None, "{:.2f}")
+            rss = st.get("server_rss_after_kib")
+            L.append(f"| {s} | {lg['secs']:.2f} | {st['secs']:.2f} | {m['difference_secs']:+.2f} | {lg['ok']:,}/{lg['attempted']:,} / {st['ok']:,}/{st['attempted']:,} | "
+                     f"{f(lat.get('p50_ms'),'{:.0f}')} / {f(lat.get('p99_ms'),'{:.0f}')} | {cpu(lg)} / {cpu(st)} | {f(rss/1024 if rss else None,'{:.0f}')} |")
+        L.append("")
+        notes = []
+        for s, r in results.items():
+            for k, what in (("logins", "logins alone"), ("subscribe", "storm")):
+                ph = (r or {}).get(k) or {}
+                if ph.get("failed"):
+                    notes.append(f"{s}: {ph['failed']:,} of {ph['attempted']:,} failed in the {what} ({ph.get('failures')})")
+                if ph.get("dropped"):
+                    notes.append(f"{s}: {ph['dropped']:,} connections dropped while held in the {what} ({ph.get('dropped_reasons')})")
+        L += ["- " + n for n in notes] + ([""] if notes else [])
+        h = results.get("hydrant")
+        if h:
+            m = h["summary"]
+            measured = (f"{m['subscribe_secs']:.2f} s vs {m['logins_secs']:.2f} s ({m['difference_secs']:+.2f} s)"
+                        + ("" if m["complete"] else f" (only {h['subscribe']['ok']:,} of {h['subscribe']['attempted']:,} subscribed)"))
+            summary.append((f"subscribe storm: time to subscribe all ≤ logins alone + 2 s ({h['users']:,} clients, {h['concurrency']} at a time)", measured, m["target_met"]))
+        elif "hydrant" in servers:
+            summary.append(("subscribe storm: time to subscribe all ≤ logins alone + 2 s", missing("hydrant-" + scen), False))
         continue
     limit = load(f"limit-{scen}")
     any_r = next((r for r in results.values() if r), None)
@@ -703,7 +828,7 @@ if summary:
     T = ["## hydrant against the targets of the loadtest issue\n",
          "Computed from the tables below (this run only).\n",
          "| target | hydrant | met |", "|---|---|---|"]
-    T += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in summary]
+    T += [f"| {t} | {m} | {'(recorded)' if ok is None else 'yes' if ok else '**no**'} |" for t, m, ok in summary]
     T.append("")
     L[at:at] = T
 tail = open(sys.argv[5]).read().strip()

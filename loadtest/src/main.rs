@@ -9,7 +9,9 @@
 //!
 //! Scenarios (subcommands): `connect` (N authenticated idle connections; memory per
 //! connection), `firehose` (one node, N subscribers), `feeds` (many nodes, Zipf
-//! followers), `hostile` (the firehose while attackers run issue 8's attacks),
+//! followers), `publishers` (P publishers with a node each, N subscribers per node),
+//! `subscribe-storm` (U logins + subscriptions to one node against U logins alone),
+//! `hostile` (the firehose while attackers run issue 8's attacks),
 //! `limit` (the firehose client against the tool's own null server: this
 //! machine's ceiling). `main` only parses options and dispatches.
 
@@ -48,6 +50,12 @@ enum Scenario {
     Hostile(scenario::hostile::HostileArgs),
     /// F feeds (one node per publishing user), each subscriber follows K (Zipf).
     Feeds(scenario::feeds::FeedsArgs),
+    /// P publishers, a node each, each publishing as fast as its acks allow; N
+    /// subscribers per node: publishes/s, publish→ack latency, delivery, CPU.
+    Publishers(scenario::publishers::PublishersArgs),
+    /// U clients log in and subscribe to one node, C at a time: time until all are
+    /// subscribed, against U logins alone in the same run.
+    SubscribeStorm(scenario::storm::StormArgs),
     /// The firehose client against the tool's own null server: the machine's ceiling.
     Limit(scenario::limit::LimitArgs),
     /// The null server itself (started by `limit`).
@@ -76,6 +84,8 @@ fn main() -> std::process::ExitCode {
                 Scenario::Hostile(args) => scenario::hostile::run(args).await,
                 Scenario::Feeds(args) => scenario::feeds::run(args).await,
                 Scenario::Limit(args) => scenario::limit::run(args).await,
+                Scenario::Publishers(args) => scenario::publishers::run(args).await,
+                Scenario::SubscribeStorm(args) => scenario::storm::run(args).await,
                 Scenario::NullServer(args) => nullserver::run(args).await,
             }
         };

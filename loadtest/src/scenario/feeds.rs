@@ -66,6 +66,7 @@ pub fn plan(load: &LoadArgs, feeds: &FeedArgs, subscribers: u64) -> Result<Plan,
             "followers_of_most_popular": followers.iter().max(),
             "followers_of_least_popular": followers.iter().min(),
         }),
+        in_flight_per_publisher: false,
     })
 }
 

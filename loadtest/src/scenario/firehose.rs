@@ -24,6 +24,7 @@ pub fn plan(load: &LoadArgs, subscribers: u64) -> Plan {
         follows: vec![vec![0]; subscribers as usize],
         schedule: vec![0; load.items as usize],
         extra: serde_json::Value::Null,
+        in_flight_per_publisher: false,
     }
 }
 

@@ -7,4 +7,6 @@ pub mod feeds;
 pub mod firehose;
 pub mod hostile;
 pub mod limit;
+pub mod publishers;
 pub mod pubsub;
+pub mod storm;

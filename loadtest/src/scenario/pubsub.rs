@@ -33,7 +33,9 @@ use crate::pubrt::PublisherRuntime;
 use crate::report::{self, AbortOnDrop, Counters, Latency, PhaseResult};
 use crate::sys;
 use crate::target::{AccountArgs, ServerArgs, Sources};
-use crate::xmpp::conn::{self, Conn, ConnError, ErrorKind, Registered, Stage, Target, TlsMode};
+use crate::xmpp::conn::{
+    self, Conn, ConnError, ConnWriter, ErrorKind, Registered, Stage, Target, TlsMode,
+};
 use crate::xmpp::pubsub::{self as ps, ItemTemplate};
 use crate::xmpp::scan;
 
@@ -133,6 +135,9 @@ pub struct Plan {
     pub schedule: Vec<u32>,
     /// Scenario-specific facts for the report (e.g. Zipf exponent).
     pub extra: serde_json::Value,
+    /// `--in-flight` applies to each publisher on its own (each publishes its own
+    /// schedule as fast as its acks allow) rather than to all of them together.
+    pub in_flight_per_publisher: bool,
 }
 
 /// Figures shared by every task while the run goes on.
@@ -182,6 +187,8 @@ pub struct PubsubResult {
     item_bytes: usize,
     rate: f64,
     in_flight: u32,
+    /// `in_flight` is per publisher (`publishers`), not for all publishers together.
+    in_flight_per_publisher: bool,
     subscribe_jid: SubscribeJid,
     throttle_bytes_per_sec: Option<u64>,
     throttled_subscribers: u64,
@@ -377,30 +384,14 @@ pub async fn measure(
         set.spawn_on(
             async move {
                 let t0 = Instant::now();
-                let r = async {
-                    let mut c = Conn::open(target, sources.pick(f as u64))
-                        .await?
-                        .login(&user, f as u64)
-                        .await?;
-                    match c
-                        .iq(
-                            Stage::Pubsub,
-                            "set",
-                            &service,
-                            &ps::create_payload(&node, max_items),
-                        )
-                        .await
-                    {
-                        Ok(_) => {}
-                        // Left over from an earlier run with the same --node-prefix.
-                        Err(ConnError {
-                            kind: ErrorKind::Refused(cond),
-                            ..
-                        }) if cond == "conflict" => {}
-                        Err(e) => return Err(e),
-                    }
-                    Ok(c)
-                }
+                let r = create_node(
+                    target,
+                    sources.pick(f as u64),
+                    (&user, f as u64),
+                    &service,
+                    &node,
+                    max_items,
+                )
                 .await;
                 drop(permit);
                 match r {
@@ -534,16 +525,26 @@ pub async fn measure(
 
     // Publish.
     let template = Arc::new(ItemTemplate::new(load.item_bytes));
-    let in_flight = Arc::new(Semaphore::new(load.in_flight as usize));
+    // `--in-flight` permits for all publishers together, or for each one on its own.
+    let shared_in_flight = Arc::new(Semaphore::new(load.in_flight as usize));
+    let in_flight_of: Vec<Arc<Semaphore>> = (0..plan.nodes.len())
+        .map(|_| {
+            if plan.in_flight_per_publisher {
+                Arc::new(Semaphore::new(load.in_flight as usize))
+            } else {
+                shared_in_flight.clone()
+            }
+        })
+        .collect();
     let mut writers = Vec::new();
     let mut readers = JoinSet::new();
     let pub_cancel = CancellationToken::new();
-    for c in &mut pub_conns {
+    for (f, c) in pub_conns.iter_mut().enumerate() {
         if let Some(conn) = c.take() {
             let (mut reader, writer) = conn.split();
             writers.push(Some(writer));
             let (shared, in_flight, cancel) =
-                (shared.clone(), in_flight.clone(), pub_cancel.clone());
+                (shared.clone(), in_flight_of[f].clone(), pub_cancel.clone());
             readers.spawn_on(async move {
                 loop {
                     // Biased: once the run is over, the generator closes these streams
@@ -568,13 +569,25 @@ pub async fn measure(
     let publish_start = Instant::now();
     let first_ns = sys::monotonic_ns();
     let progress = AbortOnDrop(spawn_run_progress(shared.clone(), items, publish_start));
-    let publishing = {
-        let (rate, schedule, nodes) = (load.rate, plan.schedule.clone(), plan.nodes.clone());
-        let (shared, in_flight, service) = (shared.clone(), in_flight.clone(), service.clone());
-        pub_rt.handle().spawn(async move {
-            let mut sent = 0u64;
-            let mut skipped = 0u64;
-            for seq in 0..items {
+    // One publishing task per lane: the whole schedule in one lane, or (per-publisher
+    // in-flight) one lane per publisher, so that a slow ack holds back only its own
+    // publisher. Each lane takes the writers of its nodes and gives them back at the end.
+    let mut publishing = Vec::new();
+    for seqs in lanes(&plan.schedule, plan.in_flight_per_publisher) {
+        let mut lane_writers: Vec<Option<ConnWriter>> = (0..writers.len()).map(|_| None).collect();
+        for &seq in &seqs {
+            let f = plan.schedule[seq as usize] as usize;
+            if lane_writers[f].is_none() {
+                lane_writers[f] = writers[f].take();
+            }
+        }
+        let in_flight = in_flight_of[plan.schedule[seqs[0] as usize] as usize].clone();
+        let (rate, plan, shared) = (load.rate, plan.clone(), shared.clone());
+        let (template, service) = (template.clone(), service.clone());
+        publishing.push(pub_rt.handle().spawn(async move {
+            let mut writers = lane_writers;
+            let (mut sent, mut skipped) = (0u64, 0u64);
+            for seq in seqs {
                 if rate > 0.0 {
                     tokio::time::sleep_until(
                         publish_start + Duration::from_secs_f64(seq as f64 / rate),
@@ -582,7 +595,7 @@ pub async fn measure(
                     .await;
                 }
                 let permit = in_flight.acquire().await.expect("semaphore open");
-                let node_idx = schedule[seq as usize] as usize;
+                let node_idx = plan.schedule[seq as usize] as usize;
                 let Some(writer) = writers[node_idx].as_mut() else {
                     skipped += 1;
                     continue; // its publisher failed setup: not expected by anyone
@@ -590,7 +603,7 @@ pub async fn measure(
                 permit.forget();
                 let now = sys::monotonic_ns();
                 shared.sent_ns[seq as usize].store(now, Ordering::Relaxed);
-                let iq = template.publish(&service, &nodes[node_idx], seq, now);
+                let iq = template.publish(&service, &plan.nodes[node_idx], seq, now);
                 if let Err(e) = writer.send(iq.as_bytes()).await {
                     shared
                         .publish_failures
@@ -602,11 +615,19 @@ pub async fn measure(
                 sent += 1;
             }
             (sent, skipped, writers)
-        })
-    };
-    let (sent, skipped, writers) = publishing
-        .await
-        .map_err(|e| format!("publisher task: {e}"))?;
+        }));
+    }
+    let (mut sent, mut skipped) = (0u64, 0u64);
+    for lane in publishing {
+        let (s, k, lane_writers) = lane.await.map_err(|e| format!("publisher task: {e}"))?;
+        sent += s;
+        skipped += k;
+        for (f, w) in lane_writers.into_iter().enumerate() {
+            if w.is_some() {
+                writers[f] = w;
+            }
+        }
+    }
     // Wait for the last acknowledgements.
     let ack_deadline = Duration::from_secs(load.drain_secs.max(1));
     let mut last = (shared.acks.load(Ordering::Relaxed), Instant::now());
@@ -788,6 +809,7 @@ pub async fn measure(
         follows: Vec::new(),
         schedule: Vec::new(),
         extra: p.extra.clone(),
+        in_flight_per_publisher: p.in_flight_per_publisher,
     });
     let result = PubsubResult {
         scenario: plan.scenario,
@@ -804,6 +826,7 @@ pub async fn measure(
         item_bytes: load.item_bytes,
         rate: load.rate,
         in_flight: load.in_flight,
+        in_flight_per_publisher: plan.in_flight_per_publisher,
         subscribe_jid: load.subscribe_jid,
         throttle_bytes_per_sec: load.throttle_bytes_per_sec,
         throttled_subscribers: (0..users).filter(|&i| is_throttled(load, i)).count() as u64,
@@ -817,6 +840,23 @@ pub async fn measure(
         generator,
     };
     Ok(result)
+}
+
+/// The publish sequence numbers of each publishing task: all of them in one lane, or
+/// (`per_publisher`) one lane per node that has any, each in sequence order.
+fn lanes(schedule: &[u32], per_publisher: bool) -> Vec<Vec<u64>> {
+    if !per_publisher {
+        return if schedule.is_empty() {
+            Vec::new()
+        } else {
+            vec![(0..schedule.len() as u64).collect()]
+        };
+    }
+    let mut by_node: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for (seq, &node) in schedule.iter().enumerate() {
+        by_node.entry(node).or_default().push(seq as u64);
+    }
+    by_node.into_values().collect()
 }
 
 /// Whether subscriber `i` reads slowly.
@@ -1004,16 +1044,52 @@ fn spawn_run_progress(
     })
 }
 
-/// XEP-0077 registration of `names` (existing accounts are fine).
-async fn register_accounts(
+/// Log in as `user` (name, account index) and create `node` on `service` (a node left
+/// over from an earlier run with the same `--node-prefix` is fine); the connection
+/// stays logged in, to publish or to keep the owner online.
+pub async fn create_node(
+    target: Arc<Target>,
+    source: Option<std::net::IpAddr>,
+    (user, index): (&str, u64),
+    service: &str,
+    node: &str,
+    max_items: Option<u32>,
+) -> Result<Conn, ConnError> {
+    let mut c = Conn::open(target, source).await?.login(user, index).await?;
+    match c
+        .iq(
+            Stage::Pubsub,
+            "set",
+            service,
+            &ps::create_payload(node, max_items),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(ConnError {
+            kind: ErrorKind::Refused(cond),
+            ..
+        }) if cond == "conflict" => {}
+        Err(e) => return Err(e),
+    }
+    Ok(c)
+}
+
+/// Passes over the accounts whose registration failed. Registration is not measured,
+/// only needed: a server that registers slowly (Prosody here: ~30/s with 200 at once,
+/// so some wait past the 30 s connection timeout or the listen backlog) gets the
+/// failed ones again (a shorter queue, so less waiting); an account that already
+/// exists counts as done.
+const REGISTER_PASSES: usize = 3;
+
+/// XEP-0077 registration of `names` (existing accounts are fine), failures retried.
+pub async fn register_accounts(
     target: &Arc<Target>,
     sources: &Arc<Sources>,
     names: Vec<String>,
     concurrency: usize,
 ) -> PhaseResult {
     let counters = Arc::new(Counters::default());
-    let sem = Arc::new(Semaphore::new(concurrency));
-    let mut tasks = JoinSet::new();
     let start = Instant::now();
     let total = names.len() as u64;
     let progress = AbortOnDrop(report::spawn_progress(
@@ -1022,26 +1098,48 @@ async fn register_accounts(
         total,
         start,
     ));
-    for (i, user) in names.into_iter().enumerate() {
-        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let (target, sources, counters) = (target.clone(), sources.clone(), counters.clone());
-        tasks.spawn(async move {
-            let t0 = Instant::now();
-            let r = async {
-                Conn::open(target, sources.pick(i as u64))
-                    .await?
-                    .register(&user)
-                    .await
+    let mut pending: Vec<(usize, String)> = names.into_iter().enumerate().collect();
+    for pass in 0..REGISTER_PASSES {
+        let last = pass + 1 == REGISTER_PASSES;
+        let sem = Arc::new(Semaphore::new(concurrency));
+        let mut tasks = JoinSet::new();
+        for (i, user) in pending {
+            let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+            let (target, sources, counters) = (target.clone(), sources.clone(), counters.clone());
+            tasks.spawn(async move {
+                let t0 = Instant::now();
+                let r = async {
+                    Conn::open(target, sources.pick(i as u64))
+                        .await?
+                        .register(&user)
+                        .await
+                }
+                .await;
+                drop(permit);
+                match r {
+                    Ok(Registered::Created | Registered::Existed) => {
+                        counters.success(t0.elapsed());
+                        None
+                    }
+                    Err(e) if last => {
+                        counters.failure(e.reason());
+                        None
+                    }
+                    Err(_) => Some((i, user)),
+                }
+            });
+        }
+        pending = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Some(again)) = r {
+                pending.push(again);
             }
-            .await;
-            drop(permit);
-            match r {
-                Ok(Registered::Created | Registered::Existed) => counters.success(t0.elapsed()),
-                Err(e) => counters.failure(e.reason()),
-            }
-        });
+        }
+        if pending.is_empty() {
+            break;
+        }
+        eprintln!("register: {} failed, trying them again", pending.len());
     }
-    while tasks.join_next().await.is_some() {}
     drop(progress);
     PhaseResult::from_counters(&counters, total, start.elapsed())
 }
@@ -1138,5 +1236,24 @@ impl PubsubResult {
             g.hwm_kib
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_split_the_schedule_per_publisher_or_not_at_all() {
+        let schedule = [0, 1, 2, 0, 1, 2, 0];
+        assert_eq!(lanes(&schedule, false), vec![vec![0, 1, 2, 3, 4, 5, 6]]);
+        assert_eq!(
+            lanes(&schedule, true),
+            vec![vec![0, 3, 6], vec![1, 4], vec![2, 5]]
+        );
+        // A node without publishes has no lane (its publisher waits for nothing).
+        assert_eq!(lanes(&[2, 2], true), vec![vec![0, 1]]);
+        assert!(lanes(&[], true).is_empty());
+        assert!(lanes(&[], false).is_empty());
     }
 }
