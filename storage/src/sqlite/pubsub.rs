@@ -704,6 +704,13 @@ fn put_affiliation(
 
 /// Inserts a subscription (after the others), or replaces the one with its subid in
 /// place.
+/// A new subscription at the end of its node's order (the position comes from an
+/// index, migration 5).
+pub(super) const INSERT_SUBSCRIPTION: &str = "INSERT INTO pubsub_subscriptions
+         (service, node, subid, position, jid, state, deliver, show_values)
+     SELECT ?1, ?2, ?3, COALESCE(MAX(position), 0) + 1, ?4, ?5, ?6, ?7
+     FROM pubsub_subscriptions WHERE service = ?1 AND node = ?2";
+
 fn put_subscription(
     conn: &Connection,
     service: &str,
@@ -732,13 +739,7 @@ fn put_subscription(
             &show_values,
         ))?;
     if replaced == 0 {
-        conn.prepare_cached(
-            "INSERT INTO pubsub_subscriptions
-                 (service, node, subid, position, jid, state, deliver, show_values)
-             SELECT ?1, ?2, ?3, COALESCE(MAX(position), 0) + 1, ?4, ?5, ?6, ?7
-             FROM pubsub_subscriptions WHERE service = ?1 AND node = ?2",
-        )?
-        .execute((
+        conn.prepare_cached(INSERT_SUBSCRIPTION)?.execute((
             service,
             name,
             sub.subid.as_str(),

@@ -14,6 +14,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_pubsub.sql")),
     (3, include_str!("migrations/0003_account_changes.sql")),
     (4, include_str!("migrations/0004_items_by_publisher.sql")),
+    (
+        5,
+        include_str!("migrations/0005_subscriptions_by_position.sql"),
+    ),
 ];
 
 /// The newest schema this binary knows.
@@ -127,6 +131,31 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+    }
+
+    /// A new subscription's position is one index lookup, not a read of every
+    /// subscription of its node.
+    #[test]
+    fn subscription_position_comes_from_an_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                super::super::pubsub::INSERT_SUBSCRIPTION
+            ))
+            .unwrap()
+            .query_map(("s", "n", "id", "a@x", "subscribed", true, ""), |r| {
+                r.get(3)
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("pubsub_subscriptions_by_position")),
+            "{plan:?}"
+        );
     }
 
     #[test]
