@@ -202,6 +202,19 @@ pub(crate) struct Ctx<'a> {
     pub admin: bool,
 }
 
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(from: &'a Jid, rel: &'a dyn Relations, now_ms: u64) -> Self {
+        let actor = from.to_bare();
+        Ctx {
+            from,
+            admin: rel.is_admin(&actor),
+            actor,
+            rel,
+            now_ms,
+        }
+    }
+}
+
 /// A pubsub service: the state machine of XEP-0060 / XEP-0163 over an injected
 /// [`Store`]. Not thread-safe by itself (`&mut self`); the server owns one per service
 /// behind its own lock or task, and hands the fan-out only [`Subscribers`] snapshots.
@@ -301,14 +314,7 @@ impl<S: Store> Service<S> {
         rel: &dyn Relations,
         now_ms: u64,
     ) -> Result<(Reply, Vec<Effect>), Error> {
-        let actor = from.to_bare();
-        let ctx = Ctx {
-            from,
-            admin: rel.is_admin(&actor),
-            actor,
-            rel,
-            now_ms,
-        };
+        let ctx = Ctx::new(from, rel, now_ms);
         match req {
             Request::DiscoInfo { node } => self.disco_info(&ctx, node.as_ref()),
             Request::DiscoItems { node, rsm } => self.disco_items(&ctx, node.as_ref(), rsm),

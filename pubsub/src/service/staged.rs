@@ -152,26 +152,12 @@ impl<S: Store> Service<S> {
                 item: Some(item),
                 options,
             } if self.nodes.contains_key(&node) => {
-                let actor = from.to_bare();
-                let ctx = Ctx {
-                    from,
-                    admin: rel.is_admin(&actor),
-                    actor,
-                    rel,
-                    now_ms,
-                };
+                let ctx = Ctx::new(from, rel, now_ms);
                 self.stage_publish(&ctx, node, item, options)
                     .map(Handled::Staged)
             }
             Request::Subscribe { node, jid, options } => {
-                let actor = from.to_bare();
-                let ctx = Ctx {
-                    from,
-                    admin: rel.is_admin(&actor),
-                    actor,
-                    rel,
-                    now_ms,
-                };
+                let ctx = Ctx::new(from, rel, now_ms);
                 match self.subscribe_prepare(&ctx, &node, jid, options)? {
                     Subscribing::Existing(reply) => Ok(Handled::Done(Outcome {
                         reply: crate::xep0060::response::render(&reply, &self.address),
