@@ -109,6 +109,7 @@ pub use request::{Reply, Request, RsmQuery};
 pub use service::Service;
 pub use service::archive::{ArchivePage, ArchiveQuery};
 pub use service::disco::{AUTO_CREATE, FEATURES, MAM_FEATURES};
+pub use service::items::ItemsRead;
 pub use service::staged::{Commit, Finished, Handled, Staged};
 pub use store::{
     ByteBudget, Committing, ItemMeta, ItemQuery, MemoryStore, NodeRecord, Store, SubChange,

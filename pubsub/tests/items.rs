@@ -416,3 +416,45 @@ fn large_items_are_judged_by_stored_length_before_reading() {
         }
     }
 }
+
+/// An items request is checked with the service at hand and read without it
+/// (`Service::items_read`): the reads need only the store, so the server lets go of the
+/// service's lock before a page is read and parsed.
+#[test]
+fn items_are_checked_with_the_service_and_read_without_it() {
+    let mut h = Harness::new();
+    h.create_with(ALICE, "open", &[]);
+    h.create_with(ALICE, "closed", &[("pubsub#access_model", "whitelist")]);
+    for (node, id) in [("open", "a"), ("open", "b"), ("closed", "c")] {
+        h.publish(ALICE, node, id, id).unwrap();
+    }
+    let req = |node: &str| {
+        hydrant_pubsub::xep0060::parse(
+            hydrant_proto::IqType::Get,
+            &xml(&ps(&format!("<items node='{node}'/>"))),
+        )
+        .unwrap()
+    };
+    // Refused while the service is at hand, as `handle` would.
+    let refused = h.svc.items_read(&jid(BOB), &req("closed"), &h.rel, h.now);
+    assert!(matches!(refused, Some(Err(_))), "a whitelist node");
+    // Not an items request: left to `handle`.
+    let other = hydrant_pubsub::xep0060::parse(
+        hydrant_proto::IqType::Set,
+        &xml(&ps("<subscribe node='open' jid='bob@example.com/laptop'/>")),
+    )
+    .unwrap();
+    assert!(h.svc.items_read(&jid(BOB), &other, &h.rel, h.now).is_none());
+    // Allowed: read later, the service free to move on meanwhile (the read holds its
+    // own store handle: for SQLite a connection pool, here a copy of the memory store).
+    let read = h
+        .svc
+        .items_read(&jid(BOB), &req("open"), &h.rel, h.now)
+        .expect("an items request")
+        .expect("open access");
+    h.publish(ALICE, "open", "c2", "later").unwrap();
+    let reply = read.run().unwrap().reply.expect("items").to_string();
+    for id in ["a", "b"] {
+        assert!(reply.contains(&format!("id='{id}'")), "{id}: {reply}");
+    }
+}

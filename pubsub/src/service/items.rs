@@ -21,6 +21,19 @@ use crate::service::{Ctx, Service};
 use crate::store::{ByteBudget, ItemQuery, Store};
 use crate::types::{Item, ItemId, NodeName, SubId};
 
+/// An items request that passed its access checks: the reads it still has to do, which
+/// need the store but not the service (`Service::items_read`).
+pub struct ItemsRead<S> {
+    store: S,
+    name: NodeName,
+    max_items: Option<u32>,
+    ids: Vec<ItemId>,
+    rsm: Option<RsmQuery>,
+    max_page_items: u32,
+    max_page_bytes: usize,
+    address: hydrant_proto::Jid,
+}
+
 impl<S: Store> Service<S> {
     pub(crate) fn items(
         &mut self,
@@ -31,6 +44,27 @@ impl<S: Store> Service<S> {
         ids: &[ItemId],
         rsm: Option<RsmQuery>,
     ) -> Result<(Reply, Vec<Effect>), Error> {
+        self.check_items(ctx, name, subid)?;
+        let read = ItemsRead {
+            store: &self.store,
+            name: name.clone(),
+            max_items,
+            ids: ids.to_vec(),
+            rsm,
+            max_page_items: self.cfg.max_page_items,
+            max_page_bytes: self.cfg.max_page_bytes,
+            address: self.address.clone(),
+        };
+        Ok((read.reply()?, Vec::new()))
+    }
+
+    /// XEP-0060 6.5 access: may `ctx` read the node's items, with this SubID.
+    fn check_items(
+        &self,
+        ctx: &Ctx<'_>,
+        name: &NodeName,
+        subid: Option<&SubId>,
+    ) -> Result<(), Error> {
         let node = self.node(name)?;
         self.check_ctx(node, ctx, Action::RetrieveItems)?;
         // SubIDs matter where the subscription grants access (authorize); elsewhere a
@@ -43,12 +77,79 @@ impl<S: Store> Service<S> {
             }
             _ => {}
         }
+        Ok(())
+    }
+}
 
-        let page_cap = self.cfg.max_page_items;
-        let max_bytes = Some(self.cfg.max_page_bytes);
-        let (items, rsm) = if !ids.is_empty() {
-            self.items_by_id(name, ids)?
-        } else if let Some(n) = max_items {
+impl<S: Store + Clone> Service<S> {
+    /// An items request (XEP-0060 6.5) checked while the caller holds the service, its
+    /// reads left for after it let go ([`ItemsRead::run`]): a page of items is read from
+    /// storage and parsed outside the service's lock, so publishes do not wait behind
+    /// it. `None`: not an items request (handle it with [`Service::handle`]). The
+    /// store is cloned: a handle (the SQLite store is an `Arc`).
+    pub fn items_read(
+        &self,
+        from: &hydrant_proto::Jid,
+        req: &crate::request::Request,
+        rel: &dyn crate::relations::Relations,
+        now_ms: u64,
+    ) -> Option<Result<ItemsRead<S>, Error>> {
+        let crate::request::Request::Items {
+            node,
+            subid,
+            max_items,
+            ids,
+            rsm,
+        } = req
+        else {
+            return None;
+        };
+        let ctx = Ctx::new(from, rel, now_ms);
+        Some(
+            self.check_items(&ctx, node, subid.as_ref())
+                .map(|()| ItemsRead {
+                    store: self.store.clone(),
+                    name: node.clone(),
+                    max_items: *max_items,
+                    ids: ids.clone(),
+                    rsm: rsm.clone(),
+                    max_page_items: self.cfg.max_page_items,
+                    max_page_bytes: self.cfg.max_page_bytes,
+                    address: self.address.clone(),
+                }),
+        )
+    }
+}
+
+impl<S: Store> ItemsRead<S> {
+    /// Does the reads: the iq result payload, as [`Service::handle`] would render it.
+    pub fn run(self) -> Result<crate::effect::Outcome, Error> {
+        let reply = ItemsRead {
+            store: &self.store,
+            name: self.name,
+            max_items: self.max_items,
+            ids: self.ids,
+            rsm: self.rsm,
+            max_page_items: self.max_page_items,
+            max_page_bytes: self.max_page_bytes,
+            address: self.address,
+        };
+        let address = reply.address.clone();
+        Ok(crate::effect::Outcome {
+            reply: crate::xep0060::response::render(&reply.reply()?, &address),
+            effects: Vec::new(),
+        })
+    }
+}
+
+impl<S: Store> ItemsRead<&S> {
+    fn reply(&self) -> Result<Reply, Error> {
+        let name = &self.name;
+        let page_cap = self.max_page_items;
+        let max_bytes = Some(self.max_page_bytes);
+        let (items, rsm) = if !self.ids.is_empty() {
+            self.items_by_id(name, &self.ids)?
+        } else if let Some(n) = self.max_items {
             let items = self.store.query_items(
                 name,
                 &ItemQuery {
@@ -60,16 +161,21 @@ impl<S: Store> Service<S> {
             )?;
             (items, None)
         } else {
-            self.page(name, rsm.as_ref(), page_cap)?
+            self.page(name, self.rsm.as_ref(), page_cap)?
         };
-        Ok((
-            Reply::Items {
-                node: name.clone(),
-                items,
-                rsm,
-            },
-            Vec::new(),
-        ))
+        Ok(Reply::Items {
+            node: name.clone(),
+            items,
+            rsm,
+        })
+    }
+
+    fn seq_of(&self, node: &NodeName, id: &ItemId) -> Result<u64, Error> {
+        self.store
+            .item_meta(node, std::slice::from_ref(id))?
+            .first()
+            .map(|m| m.seq)
+            .ok_or(Error::ItemNotFound)
     }
 
     /// Items by id (XEP-0060 6.5.8), newest first. Requested items that do not exist are
@@ -82,18 +188,18 @@ impl<S: Store> Service<S> {
         name: &NodeName,
         ids: &[ItemId],
     ) -> Result<(Vec<Arc<Item>>, Option<RsmResult>), Error> {
-        let ids = distinct_ids(ids, self.cfg.max_page_items)?;
+        let ids = distinct_ids(ids, self.max_page_items)?;
         let mut metas = self.store.item_meta(name, &ids)?;
         metas.sort_unstable_by_key(|m| std::cmp::Reverse(m.seq));
-        let mut budget = ByteBudget::new(Some(self.cfg.max_page_bytes));
+        let mut budget = ByteBudget::new(Some(self.max_page_bytes));
         let kept = metas
             .iter()
             .take_while(|m| budget.admit(m.payload_bytes))
             .count();
         let mut items = Vec::with_capacity(kept);
         for m in &metas[..kept] {
-            // Gone since (a concurrent retract cannot happen under the service's lock,
-            // but a store is allowed to answer so).
+            // Gone since: read outside the service's lock, a retract may have come in
+            // between.
             if let Some(item) = self.store.get_item(name, &m.id)? {
                 items.push(item);
             }
@@ -119,7 +225,7 @@ impl<S: Store> Service<S> {
         let max = q.max.unwrap_or(page_cap).min(page_cap) as usize;
         // The byte cap applies in the order of each query below: the items next to the
         // RSM marker are the ones kept.
-        let max_bytes = Some(self.cfg.max_page_bytes);
+        let max_bytes = Some(self.max_page_bytes);
         let count = self.store.count_items(name, &ItemQuery::default())?;
         let seq_of = |id: &str| self.seq_of(name, &ItemId::from(id));
         let mut items = match (q.after.as_deref(), q.before.as_deref()) {

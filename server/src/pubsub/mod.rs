@@ -215,6 +215,13 @@ impl Router {
             let req = xep0060::parse(kind, &payload)?;
             let mut g = lock(&svc);
             let addr = g.address().clone();
+            // Items: checked under the lock, read after it (a page is read from storage
+            // and parsed without keeping publishes to the service waiting).
+            if let Some(read) = g.items_read(&from, &req, &*hub.relations, now_ms()) {
+                let read = read?;
+                drop(g);
+                return Ok(Worked::Done(addr, read.run()?));
+            }
             let staged = match g.handle_staged(&from, req, &*hub.relations, now_ms())? {
                 Handled::Done(outcome) => {
                     return Ok::<_, PsError>(Worked::Done(addr, outcome));
