@@ -297,8 +297,8 @@ pub struct PubsubSection {
     /// The burst of `read_bytes_per_ip_per_sec`.
     pub read_burst_bytes_per_ip: u64,
     /// Items and archive (MAM) requests handled at once, server-wide; more wait their
-    /// turn. Bounds the memory of pages being read and how many reads a publish can
-    /// wait behind. 0: the number of CPU cores.
+    /// turn. Bounds the memory of pages being read and the CPU they take beside the
+    /// fan-out. 0: half the CPU cores, at least one.
     pub max_concurrent_reads: usize,
 }
 

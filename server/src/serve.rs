@@ -175,8 +175,10 @@ pub fn build_router(
             pace_max_wait: Duration::from_millis(cfg.pubsub.pace_max_wait_ms),
             read_bytes_per_ip_per_sec: cfg.pubsub.read_bytes_per_ip_per_sec,
             read_burst_bytes_per_ip: cfg.pubsub.read_burst_bytes_per_ip,
+            // Half the cores by default: reads run beside the fan-out (they no longer
+            // wait for the service lock), and must leave it most of the machine.
             max_concurrent_reads: match cfg.pubsub.max_concurrent_reads {
-                0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+                0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
                 n => n,
             },
             max_roster_groups: cfg.roster.max_groups_per_item.get(),
