@@ -575,3 +575,42 @@ async fn pep_live_events_reach_contacts_with_notify_only() {
     cal.assert_none("a tune without +notify", any_event(TUNE));
     amy.assert_none("her own tune (no +notify)", any_event(TUNE));
 }
+
+/// The PEP audience is decided by the same access check as a request (XEP-0163 4.3 is
+/// "subject to the access model"): a contact the owner made an outcast of the node
+/// stops getting its events, presence subscription and +notify notwithstanding.
+#[tokio::test]
+async fn pep_outcast_contact_gets_no_implicit_events() {
+    let server = Server::start().await;
+    users(&server, &["amy", "ben"]);
+    let mut amy = server.online("amy", PW, "phone").await;
+    let mut ben = server.online("ben", PW, "b").await;
+    befriend(&mut amy, &mut ben).await;
+    let amy_bare = amy.bare();
+    let with_notify = features(true);
+    let v_notify = caps_ver(&with_notify);
+    announce_caps(&mut ben, &v_notify).await;
+    answer_caps_query(&mut ben, &v_notify, &with_notify).await;
+    ben.sync().await;
+
+    publish(&mut amy, &amy_bare, TUNE, "t1", &tune("Before")).await;
+    ben.expect("the tune while a contact", event(&amy_bare, TUNE, "t1"))
+        .await;
+
+    let ben_bare = ben.bare();
+    let res = amy
+        .iq(
+            "set",
+            Some(&amy_bare),
+            &format!(
+                "<pubsub xmlns='{}'><affiliations node='{TUNE}'>\
+                 <affiliation jid='{ben_bare}' affiliation='outcast'/></affiliations></pubsub>",
+                ns::PUBSUB_OWNER
+            ),
+        )
+        .await;
+    assert_eq!(res.attr("type"), Some("result"), "{res}");
+    publish(&mut amy, &amy_bare, TUNE, "t2", &tune("After")).await;
+    ben.sync().await;
+    ben.assert_none("a tune as an outcast", any_event(TUNE));
+}

@@ -391,6 +391,19 @@ impl<S: Store> Service<S> {
         self.nodes.get(node).map(|n| &n.config)
     }
 
+    /// Whether `actor` may read the node's items (XEP-0060 6.5, the access model and
+    /// affiliations through the one table in `access.rs`); `None` if there is no such
+    /// node. PEP's implicit audience (XEP-0163 4.3: contacts with +notify) is decided
+    /// here too, so that it cannot drift from what a request would be allowed.
+    pub fn may_read(&self, node: &NodeName, actor: &BareJid, rel: &dyn Relations) -> Option<bool> {
+        let n = self.nodes.get(node)?;
+        let admin = rel.is_admin(actor);
+        Some(
+            self.check(n, actor, admin, Action::RetrieveItems, rel)
+                .is_ok(),
+        )
+    }
+
     /// For `send_last_published_item = on_sub_and_presence` and PEP: when `to` comes
     /// online (or, on PEP, a contact's caps show +notify for a node), the server asks
     /// which last items to send. Returns, for each node `to` may read whose

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use hydrant_proto::{Element, Iq, IqType, Jid, ns};
-use hydrant_pubsub::{AccessModel, Event, NodeName, Notification};
+use hydrant_proto::{BareJid, Element, Iq, IqType, Jid, ns};
+use hydrant_pubsub::{Event, NodeName, Notification, Relations};
 use hydrant_storage::SubState;
 use sha1::{Digest, Sha1};
 use tracing::debug;
@@ -173,36 +173,32 @@ impl Router {
         if addr.domain().as_str() != self.domain {
             return;
         }
-        let (access, groups) = {
+        let roster = self.roster_items(&owner_user).await;
+        let Ok(owner) = BareJid::new(&self.bare_of(&owner_user)) else {
+            return;
+        };
+        let rel = RosterRelations::new(owner, &roster);
+        let audience: Vec<String> = {
             let hub = self.pubsub.clone();
             let Ok(svc) = hub.service(&ServiceKey::Pep(addr.to_string())) else {
                 return;
             };
             let g = lock(&svc);
-            match g.node_config(&n.node) {
-                Some(c) => (c.access_model, c.roster_groups_allowed.clone()),
-                // A deleted node: its last audience was the presence audience.
-                None => (AccessModel::Presence, Vec::new()),
-            }
-        };
-        let roster = self.roster_items(&owner_user).await;
-        let mut audience: Vec<String> = vec![owner_user.clone()];
-        for e in &roster {
-            let allowed = match access {
-                AccessModel::Open | AccessModel::Presence => {
-                    matches!(e.subscription, SubState::From | SubState::Both)
+            let mut audience = vec![owner_user.clone()];
+            for (who, e) in &rel.contacts {
+                let Some(local) = self.local_user_of(who.as_str()) else {
+                    continue;
+                };
+                let allowed = g
+                    .may_read(&n.node, who, &rel)
+                    // A deleted node: its last audience was the presence audience.
+                    .unwrap_or(matches!(e.subscription, SubState::From | SubState::Both));
+                if allowed {
+                    audience.push(local);
                 }
-                AccessModel::Roster => e.groups.iter().any(|g| groups.contains(g)),
-                // Whitelist and authorize nodes reach explicit subscribers only.
-                _ => false,
-            };
-            if !allowed {
-                continue;
             }
-            if let Some(local) = self.local_user_of(&e.jid) {
-                audience.push(local);
-            }
-        }
+            audience
+        };
         let explicit: Vec<&Jid> = n.recipients.iter().map(|s| &s.jid).collect();
         let mut queued = 0usize;
         for user in audience {
@@ -329,6 +325,43 @@ fn verify_caps(q: &Element, ver: &str) -> bool {
         }
     }
     base64::engine::general_purpose::STANDARD.encode(Sha1::digest(s.as_bytes())) == ver
+}
+
+/// The owner's roster as the access models see it ([`Relations`]), for the PEP audience:
+/// loaded once per notification, asked once per contact without touching storage.
+struct RosterRelations<'a> {
+    owner: BareJid,
+    contacts: std::collections::BTreeMap<BareJid, &'a hydrant_storage::RosterEntry>,
+}
+
+impl<'a> RosterRelations<'a> {
+    fn new(owner: BareJid, roster: &'a [hydrant_storage::RosterEntry]) -> Self {
+        let contacts = roster
+            .iter()
+            .filter_map(|e| Some((BareJid::new(&e.jid).ok()?, e)))
+            .collect();
+        RosterRelations { owner, contacts }
+    }
+
+    fn entry(&self, owner: &BareJid, who: &BareJid) -> Option<&hydrant_storage::RosterEntry> {
+        if *owner != self.owner {
+            return None;
+        }
+        self.contacts.get(who).copied()
+    }
+}
+
+impl Relations for RosterRelations<'_> {
+    fn has_presence_subscription(&self, owner: &BareJid, who: &BareJid) -> bool {
+        self.entry(owner, who)
+            .is_some_and(|e| matches!(e.subscription, SubState::From | SubState::Both))
+    }
+
+    fn roster_groups(&self, owner: &BareJid, who: &BareJid) -> Vec<String> {
+        self.entry(owner, who)
+            .map(|e| e.groups.clone())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
