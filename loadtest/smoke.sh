@@ -104,6 +104,17 @@ for name, x in a.items():
 print("smoke hostile attacks:", ", ".join(f"{n} {x['attempts']}" for n, x in sorted(a.items())))
 PY
 
+step "publishers: 10 publishers with a node each, 3 subscribers per node, 100 items"
+"$LOAD" publishers "${S[@]}" --register --publishers 10 --subscribers-per-node 3 --items 100 --json "$W/publishers.json" >"$W/publishers.txt" 2>&1 \
+	|| { cat "$W/publishers.txt"; exit 1; }
+check publishers
+
+step "subscribe-storm: 100 clients subscribing to one node, 20 at a time, against 100 logins alone"
+# Exits non-zero if any login or subscription failed (no --allow-failures).
+"$LOAD" subscribe-storm "${S[@]}" --register --users 100 --concurrency 20 --settle-secs 0 --json "$W/storm.json" >"$W/storm.txt" 2>&1 \
+	|| { cat "$W/storm.txt"; exit 1; }
+echo "smoke subscribe-storm: OK"
+
 step "limit: $N subscribers on the null server, 50 items"
 "$LOAD" limit --users "$N" --items 50 --rate 0 --sources 127.0.0.2-127.0.0.254 --json "$W/limit.json" >"$W/limit.txt" 2>&1 \
 	|| { cat "$W/limit.txt"; exit 1; }
