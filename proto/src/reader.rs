@@ -13,6 +13,8 @@
 //! Errors are sticky: after the first one every call returns it again, and the stream
 //! must be closed with [`StreamError::to_bytes`].
 
+use std::sync::Arc;
+
 use crate::element::Element;
 use crate::error::{StreamError, StreamErrorCondition as Cond};
 use crate::parse;
@@ -85,12 +87,32 @@ pub struct StreamReader {
     start: usize,
     scan: Scan,
     phase: Phase,
-    header: Option<StreamHeader>,
+    /// What the stanzas of the open stream need from its header.
+    open: Option<OpenStream>,
     /// A unit found complete by `feed`, not yet turned into an event.
     ready: Option<Unit>,
     /// An empty `<stream:stream/>` was read: its `Close` is owed.
     pending_close: bool,
     failed: Option<StreamError>,
+}
+
+/// What the stanzas of a stream need from its header, kept for the stream's whole life:
+/// the namespace bindings in scope and the name the closing tag must repeat. Not the
+/// header itself (its attributes are the caller's, handed out once with
+/// [`StreamEvent::Open`]): an idle connection holds only this, and every byte of it is
+/// multiplied by the number of connections.
+struct OpenStream {
+    bindings: Box<[(String, Arc<str>)]>,
+    qname: Box<str>,
+}
+
+impl OpenStream {
+    fn of(header: &StreamHeader) -> Self {
+        OpenStream {
+            bindings: header.bindings.clone().into_boxed_slice(),
+            qname: header.qname.as_str().into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for StreamReader {
@@ -111,7 +133,7 @@ impl StreamReader {
             start: 0,
             scan: Scan::default(),
             phase: Phase::Prolog { decl_allowed: true },
-            header: None,
+            open: None,
             ready: None,
             pending_close: false,
             failed: None,
@@ -156,7 +178,7 @@ impl StreamReader {
     /// over TLS (the command-injection attack of CVE-2011-0411).
     pub fn restart(&mut self) {
         self.phase = Phase::Prolog { decl_allowed: true };
-        self.header = None;
+        self.open = None;
         self.scan = Scan::default();
         self.ready = None;
         self.pending_close = false;
@@ -178,9 +200,9 @@ impl StreamReader {
         self.buf.capacity()
     }
 
-    /// The header of the current stream, once it was read.
-    pub fn header(&self) -> Option<&StreamHeader> {
-        self.header.as_ref()
+    /// Whether the current stream's header was read (and not forgotten by a restart).
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
     }
 
     fn fail(&mut self, e: StreamError) -> StreamError {
@@ -214,7 +236,7 @@ impl StreamReader {
                 }
                 UnitKind::Header => {
                     let (header, empty) = parse::parse_header(bytes, &self.limits)?;
-                    self.header = Some(header.clone());
+                    self.open = Some(OpenStream::of(&header));
                     if empty {
                         self.phase = Phase::Closed;
                         self.pending_close = true;
@@ -224,7 +246,7 @@ impl StreamReader {
                     Some(StreamEvent::Open(header))
                 }
                 UnitKind::Stanza => {
-                    let bindings = self.header.as_ref().map_or(&[][..], |h| &h.bindings);
+                    let bindings = self.open.as_ref().map_or(&[][..], |h| &h.bindings[..]);
                     Some(StreamEvent::Stanza(parse::parse_stanza(
                         bytes,
                         bindings,
@@ -232,7 +254,7 @@ impl StreamReader {
                     )?))
                 }
                 UnitKind::Close => {
-                    let qname = self.header.as_ref().map_or("", |h| h.qname.as_str());
+                    let qname = self.open.as_ref().map_or("", |h| &*h.qname);
                     parse::check_close(bytes, qname)?;
                     self.phase = Phase::Closed;
                     Some(StreamEvent::Close)
