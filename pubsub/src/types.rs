@@ -184,7 +184,7 @@ pub struct Subscription {
 
 /// A published item. Shared as `Arc<Item>` between the store, replies and notifications:
 /// the payload is never copied per recipient.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Item {
     pub id: ItemId,
     /// The publisher's JID as it published (full JID for a client).
@@ -197,7 +197,24 @@ pub struct Item {
     /// Per-node monotonic sequence number: ordering for RSM paging and MAM queries.
     /// Re-publishing an existing ItemID gives it a new, higher `seq`.
     pub seq: u64,
+    /// `payload` serialised (without inherited namespaces), when it already was: a
+    /// publish serialises it once to check its size, and the store writes these bytes
+    /// rather than serialising it again. `None`: serialise when needed.
+    pub payload_xml: Option<Arc<[u8]>>,
 }
+
+/// Items are equal by what they hold; `payload_xml` is a cache of `payload`.
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.publisher == other.publisher
+            && self.payload == other.payload
+            && self.published_ms == other.published_ms
+            && self.seq == other.seq
+    }
+}
+
+impl Eq for Item {}
 
 /// What the fan-out needs about one subscribed JID: one entry per distinct JID, holding
 /// all of its delivering subscriptions' ids (more than one means SHIM headers, XEP-0060

@@ -13,6 +13,13 @@ use crate::store::Store;
 use crate::types::{Item, ItemId, NodeName};
 use crate::xep0060::forms;
 
+/// A checked payload: the element, and its serialisation (made once, for its size, and
+/// kept for the store).
+pub(super) struct Payload {
+    element: hydrant_proto::Element,
+    xml: Arc<[u8]>,
+}
+
 impl<S: Store> Service<S> {
     pub(crate) fn publish(
         &mut self,
@@ -56,7 +63,8 @@ impl<S: Store> Service<S> {
         };
 
         // 2. The item against the node's event type (XEP-0060 7.1.3.6) and payload rules.
-        let payload = self.validate_item(config, item.as_ref())?;
+        let mut item = item;
+        let payload = self.validate_item(config, item.as_mut())?;
         let keep = config.keep_items(self.cfg.max_items_cap);
         let (deliver, payloads) = (config.deliver_notifications, config.deliver_payloads);
 
@@ -101,8 +109,8 @@ impl<S: Store> Service<S> {
     pub(super) fn validate_item(
         &self,
         config: &NodeConfig,
-        item: Option<&PublishItem>,
-    ) -> Result<Option<hydrant_proto::Element>, Error> {
+        item: Option<&mut PublishItem>,
+    ) -> Result<Option<Payload>, Error> {
         let Some(item) = item else {
             if config.persist_items {
                 return Err(Error::ItemRequired);
@@ -118,24 +126,30 @@ impl<S: Store> Service<S> {
         if item.payload.len() > 1 {
             return Err(Error::InvalidPayload);
         }
-        let payload = item.payload.first();
-        match payload {
+        let xml = match item.payload.first() {
             None if config.deliver_payloads => return Err(Error::PayloadRequired),
             None => return Ok(None),
             Some(p) => {
                 if config.payload_type.as_ref().is_some_and(|ns| p.ns() != ns) {
                     return Err(Error::InvalidPayload);
                 }
-                let size = p.to_bytes("").len();
-                if size > self.cfg.max_payload_bytes {
+                // Serialised once: for its size here, and for the store to write.
+                let xml = p.to_bytes("");
+                if xml.len() > self.cfg.max_payload_bytes {
                     return Err(Error::PayloadTooBig {
-                        size,
+                        size: xml.len(),
                         limit: self.cfg.max_payload_bytes,
                     });
                 }
+                xml
             }
-        }
-        Ok(payload.cloned())
+        };
+        // Moved out, not copied: the request is consumed by the publish.
+        let element = item.payload.pop().expect("checked above");
+        Ok(Some(Payload {
+            element,
+            xml: Arc::from(xml),
+        }))
     }
 
     fn publish_commit(
@@ -143,7 +157,7 @@ impl<S: Store> Service<S> {
         ctx: &Ctx<'_>,
         name: &NodeName,
         item: Option<PublishItem>,
-        payload: Option<hydrant_proto::Element>,
+        payload: Option<Payload>,
         keep: u32,
     ) -> Result<(Option<Arc<Item>>, Vec<ItemId>), Error> {
         let Some(item) = item else {
@@ -162,19 +176,24 @@ impl<S: Store> Service<S> {
         ctx: &Ctx<'_>,
         name: &NodeName,
         item: PublishItem,
-        payload: Option<hydrant_proto::Element>,
+        payload: Option<Payload>,
     ) -> Result<Arc<Item>, Error> {
         let id = match item.id {
             Some(id) => id,
             None => ItemId::new(self.new_id(ctx.now_ms)),
         };
         let seq = self.node(name)?.last_seq + 1;
+        let (payload, payload_xml) = match payload {
+            Some(p) => (Some(p.element), Some(p.xml)),
+            None => (None, None),
+        };
         Ok(Arc::new(Item {
             id,
             publisher: ctx.from.clone(),
             payload,
             published_ms: ctx.now_ms,
             seq,
+            payload_xml,
         }))
     }
 }

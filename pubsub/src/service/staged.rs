@@ -221,7 +221,7 @@ impl<S: Store> Service<S> {
         &mut self,
         ctx: &Ctx<'_>,
         name: NodeName,
-        item: PublishItem,
+        mut item: PublishItem,
         options: Option<crate::request::Preconditions>,
     ) -> Result<Staged, Error> {
         let node = self.node(&name)?;
@@ -230,7 +230,7 @@ impl<S: Store> Service<S> {
             crate::xep0060::forms::check_preconditions(&node.config, pre, self.cfg.max_items_cap)?;
         }
         let config = &node.config;
-        let payload = self.validate_item(config, Some(&item))?;
+        let payload = self.validate_item(config, Some(&mut item))?;
         let keep = config.keep_items(self.cfg.max_items_cap);
         let (deliver, payloads) = (config.deliver_notifications, config.deliver_payloads);
         let item = self.new_item(ctx, &name, item, payload)?;

@@ -27,6 +27,7 @@ fn item(id: &str, seq: u64) -> Arc<Item> {
         payload: Some(Element::new("entry", "urn:test").with_text(id)),
         published_ms: 1000 + seq,
         seq,
+        payload_xml: None,
     })
 }
 

@@ -183,7 +183,11 @@ fn put_item_job(
     impl FnOnce(&Connection, &str, &str) -> Result<Vec<ItemId>> + Send + 'static,
     StoreError,
 > {
-    let payload = item.payload.as_ref().map(|p| p.to_bytes(""));
+    // The bytes the publish already made, else serialised here.
+    let payload: Option<Arc<[u8]>> = item
+        .payload_xml
+        .clone()
+        .or_else(|| item.payload.as_ref().map(|p| Arc::from(p.to_bytes(""))));
     let seq = to_i64(item.seq, "seq").map_err(|e| store_error(&e, node))?;
     let published_ms =
         to_i64(item.published_ms, "published_ms").map_err(|e| store_error(&e, node))?;
@@ -819,6 +823,8 @@ impl RawItem {
             published_ms: u64::try_from(self.published_ms)
                 .map_err(|_| bad(&format_args!("published_ms {}", self.published_ms)))?,
             id: ItemId::from(self.id),
+            // Not kept: read items are rendered from the element.
+            payload_xml: None,
         }))
     }
 }
