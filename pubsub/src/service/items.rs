@@ -22,7 +22,8 @@ use crate::store::{ByteBudget, ItemQuery, Store};
 use crate::types::{Item, ItemId, NodeName, SubId};
 
 /// An items request that passed its access checks: the reads it still has to do, which
-/// need the store but not the service (`Service::items_read`).
+/// need the store but not the service (`Service::items_read`). `S` is the store handle it
+/// reads with; `()` when the service reads at once with its own (`Service::items`).
 pub struct ItemsRead<S> {
     store: S,
     name: NodeName,
@@ -46,7 +47,7 @@ impl<S: Store> Service<S> {
     ) -> Result<(Reply, Vec<Effect>), Error> {
         self.check_items(ctx, name, subid)?;
         let read = ItemsRead {
-            store: &self.store,
+            store: (),
             name: name.clone(),
             max_items,
             ids: ids.to_vec(),
@@ -55,7 +56,7 @@ impl<S: Store> Service<S> {
             max_page_bytes: self.cfg.max_page_bytes,
             address: self.address.clone(),
         };
-        Ok((read.reply()?, Vec::new()))
+        Ok((read.reply(&self.store)?, Vec::new()))
     }
 
     /// XEP-0060 6.5 access: may `ctx` read the node's items, with this SubID.
@@ -124,33 +125,22 @@ impl<S: Store + Clone> Service<S> {
 impl<S: Store> ItemsRead<S> {
     /// Does the reads: the iq result payload, as [`Service::handle`] would render it.
     pub fn run(self) -> Result<crate::effect::Outcome, Error> {
-        let reply = ItemsRead {
-            store: &self.store,
-            name: self.name,
-            max_items: self.max_items,
-            ids: self.ids,
-            rsm: self.rsm,
-            max_page_items: self.max_page_items,
-            max_page_bytes: self.max_page_bytes,
-            address: self.address,
-        };
-        let address = reply.address.clone();
         Ok(crate::effect::Outcome {
-            reply: crate::xep0060::response::render(&reply.reply()?, &address),
+            reply: crate::xep0060::response::render(&self.reply(&self.store)?, &self.address),
             effects: Vec::new(),
         })
     }
 }
 
-impl<S: Store> ItemsRead<&S> {
-    fn reply(&self) -> Result<Reply, Error> {
+impl<T> ItemsRead<T> {
+    fn reply<S: Store>(&self, store: &S) -> Result<Reply, Error> {
         let name = &self.name;
         let page_cap = self.max_page_items;
         let max_bytes = Some(self.max_page_bytes);
         let (items, rsm) = if !self.ids.is_empty() {
-            self.items_by_id(name, &self.ids)?
+            self.items_by_id(store, name, &self.ids)?
         } else if let Some(n) = self.max_items {
-            let items = self.store.query_items(
+            let items = store.query_items(
                 name,
                 &ItemQuery {
                     newest_first: true,
@@ -161,7 +151,7 @@ impl<S: Store> ItemsRead<&S> {
             )?;
             (items, None)
         } else {
-            self.page(name, self.rsm.as_ref(), page_cap)?
+            self.page(store, name, self.rsm.as_ref(), page_cap)?
         };
         Ok(Reply::Items {
             node: name.clone(),
@@ -170,26 +160,19 @@ impl<S: Store> ItemsRead<&S> {
         })
     }
 
-    fn seq_of(&self, node: &NodeName, id: &ItemId) -> Result<u64, Error> {
-        self.store
-            .item_meta(node, std::slice::from_ref(id))?
-            .first()
-            .map(|m| m.seq)
-            .ok_or(Error::ItemNotFound)
-    }
-
     /// Items by id (XEP-0060 6.5.8), newest first. Requested items that do not exist are
     /// left out (6.5.9.11). A repeated id counts once; more distinct ids than a page
     /// holds are refused. The page's byte cap is applied to the stored lengths before
     /// any payload is read; when it leaves items out, an RSM `<set/>` with the count of
     /// items found says so (XEP-0059 2.6), and the requester asks again for the rest.
-    fn items_by_id(
+    fn items_by_id<S: Store>(
         &self,
+        store: &S,
         name: &NodeName,
         ids: &[ItemId],
     ) -> Result<(Vec<Arc<Item>>, Option<RsmResult>), Error> {
         let ids = distinct_ids(ids, self.max_page_items)?;
-        let mut metas = self.store.item_meta(name, &ids)?;
+        let mut metas = store.item_meta(name, &ids)?;
         metas.sort_unstable_by_key(|m| std::cmp::Reverse(m.seq));
         let mut budget = ByteBudget::new(Some(self.max_page_bytes));
         let kept = metas
@@ -200,7 +183,7 @@ impl<S: Store> ItemsRead<&S> {
         for m in &metas[..kept] {
             // Gone since: read outside the service's lock, a retract may have come in
             // between.
-            if let Some(item) = self.store.get_item(name, &m.id)? {
+            if let Some(item) = store.get_item(name, &m.id)? {
                 items.push(item);
             }
         }
@@ -214,8 +197,9 @@ impl<S: Store> ItemsRead<&S> {
 
     /// One RSM page; the `<set/>` is included when RSM was asked for or when the reply
     /// does not hold every item.
-    fn page(
+    fn page<S: Store>(
         &self,
+        store: &S,
         name: &NodeName,
         rsm: Option<&RsmQuery>,
         page_cap: u32,
@@ -226,10 +210,10 @@ impl<S: Store> ItemsRead<&S> {
         // The byte cap applies in the order of each query below: the items next to the
         // RSM marker are the ones kept.
         let max_bytes = Some(self.max_page_bytes);
-        let count = self.store.count_items(name, &ItemQuery::default())?;
-        let seq_of = |id: &str| self.seq_of(name, &ItemId::from(id));
+        let count = store.count_items(name, &ItemQuery::default())?;
+        let seq_of = |id: &str| super::seq_of(store, name, &ItemId::from(id));
         let mut items = match (q.after.as_deref(), q.before.as_deref()) {
-            (Some(after), _) => self.store.query_items(
+            (Some(after), _) => store.query_items(
                 name,
                 &ItemQuery {
                     before_seq: Some(seq_of(after)?),
@@ -245,7 +229,7 @@ impl<S: Store> ItemsRead<&S> {
                 } else {
                     Some(seq_of(before)?)
                 };
-                let mut v = self.store.query_items(
+                let mut v = store.query_items(
                     name,
                     &ItemQuery {
                         after_seq,
@@ -258,7 +242,7 @@ impl<S: Store> ItemsRead<&S> {
                 v.reverse();
                 v
             }
-            (None, None) => self.store.query_items(
+            (None, None) => store.query_items(
                 name,
                 &ItemQuery {
                     newest_first: true,
@@ -275,7 +259,7 @@ impl<S: Store> ItemsRead<&S> {
         }
         let first = match items.first() {
             Some(f) => {
-                let newer = self.store.count_items(
+                let newer = store.count_items(
                     name,
                     &ItemQuery {
                         after_seq: Some(f.seq),

@@ -556,11 +556,7 @@ impl<S: Store> Service<S> {
 
     /// The seq of an item, from its metadata (its payload is not read).
     pub(crate) fn seq_of(&self, node: &NodeName, id: &ItemId) -> Result<u64, Error> {
-        self.store
-            .item_meta(node, std::slice::from_ref(id))?
-            .first()
-            .map(|m| m.seq)
-            .ok_or(Error::ItemNotFound)
+        seq_of(&self.store, node, id)
     }
 
     /// Keeps [`Service::last_on_presence`] in step with a node's configuration (after it
@@ -606,4 +602,13 @@ pub(crate) fn same_bare(jid: &Jid, bare: &BareJid) -> bool {
 
 fn sends_last_on_presence(n: &NodeState) -> bool {
     n.config.send_last_published_item == crate::config::SendLastPublished::OnSubAndPresence
+}
+
+/// The seq of a stored item (RSM and MAM markers name items by id).
+pub(crate) fn seq_of<S: Store>(store: &S, node: &NodeName, id: &ItemId) -> Result<u64, Error> {
+    store
+        .item_meta(node, std::slice::from_ref(id))?
+        .first()
+        .map(|m| m.seq)
+        .ok_or(Error::ItemNotFound)
 }

@@ -310,9 +310,9 @@ impl Router {
             self.revalidate_contact(&user, contact).await;
         }
         if let Ok(jid) = Jid::new(contact)
-            && self.is_remote(&jid)
+            && let Dest::Remote(to) = self.classify(Some(&jid))
         {
-            return self.route_remote(&jid, out, OnRefusal::Bounce);
+            return self.route_remote(to, out, OnRefusal::Bounce);
         }
         self.inbound_subscription(&my_bare, contact, kind_s, out)
             .await;

@@ -135,34 +135,39 @@ impl Router {
             ..FanoutStats::default()
         };
         let addrs = self.pubsub.addresses.escaped(from, n);
+        // The `<event/>` as an element, for the rare recipients that get a message of
+        // their own (another domain, SHIM headers); rendered at most once per fan-out.
+        let mut event = None;
         for (sub, addr) in n.recipients.iter().zip(addrs.iter()) {
-            if self.is_remote(&sub.jid) {
+            // Classified once per recipient, here, and handed down.
+            let dest = self.classify(Some(&sub.jid));
+            if let Dest::Remote(to) = dest {
                 // Cold until s2s: another domain gets a whole message through the one
                 // routing point, which bounces it back to the service if it is refused.
                 stats.remote += 1;
                 let shim = sub
                     .needs_shim()
                     .then(|| xep0060::event::render_shim(&sub.subids));
-                let msg = xep0060::event::message(
-                    from,
-                    &sub.jid,
-                    n.notification_type,
-                    xep0060::event::render(n),
-                    shim,
-                );
-                self.route_remote(&sub.jid, msg, OnRefusal::ToService);
+                let event = event
+                    .get_or_insert_with(|| xep0060::event::render(n))
+                    .clone();
+                let msg = xep0060::event::message(from, to, n.notification_type, event, shim);
+                self.route_remote(to, msg, OnRefusal::ToService);
                 continue;
             }
             if sub.needs_shim() {
                 // Rare: one JID with several subscriptions gets its own copy with SHIM
                 // headers naming them (XEP-0060 7.1.2.4).
-                let event = xep0060::event::render(n);
+                let event = event
+                    .get_or_insert_with(|| xep0060::event::render(n))
+                    .clone();
                 let shim = xep0060::event::render_shim(&sub.subids);
                 let msg =
                     xep0060::event::message(from, &sub.jid, n.notification_type, event, Some(shim));
                 let p = Prepared::with_message(&msg);
                 self.deliver_to_subscriber(
                     sub,
+                    dest,
                     n.presence_based,
                     n.notification_type,
                     &p.whole(),
@@ -177,6 +182,7 @@ impl Router {
             ];
             self.deliver_to_subscriber(
                 sub,
+                dest,
                 n.presence_based,
                 n.notification_type,
                 &parts,
@@ -203,6 +209,7 @@ impl Router {
     pub fn deliver_to_subscriber(
         &self,
         sub: &Subscriber,
+        dest: Dest<'_>,
         presence_based: bool,
         kind: NotificationType,
         parts: &[Bytes],
@@ -221,11 +228,11 @@ impl Router {
                 stats.refused += 1;
             }
         };
-        // `classify` borrows: no allocation per recipient. Other domains went to the
-        // routing point before this (`fan_out`, `deliver_one`); the server itself and
-        // services get no notifications.
+        // `dest` is `sub.jid` classified by the caller. Other domains went to the routing
+        // point before this (`fan_out`, `deliver_one`); the server itself and services
+        // get no notifications.
         let jid = &sub.jid;
-        let (user, full) = match self.classify(Some(jid)) {
+        let (user, full) = match dest {
             Dest::LocalBare(user) => (user, false),
             Dest::LocalFull(f) => match f.node() {
                 Some(n) => (n.as_str(), true),

@@ -400,7 +400,8 @@ impl Router {
 
     /// One message from a service to one JID, with the subscriber delivery rules.
     pub fn deliver_one(&self, to: &Jid, kind: hydrant_pubsub::NotificationType, msg: &Element) {
-        if self.is_remote(to) {
+        let dest = self.classify(Some(to));
+        if let crate::router::Dest::Remote(to) = dest {
             return self.route_remote(to, msg.clone(), OnRefusal::ToService);
         }
         let sub = hydrant_pubsub::Subscriber {
@@ -411,6 +412,7 @@ impl Router {
         let mut stats = fanout::FanoutStats::default();
         self.deliver_to_subscriber(
             &sub,
+            dest,
             false,
             kind,
             &[bytes::Bytes::from(msg.to_bytes(ns::CLIENT))],

@@ -142,13 +142,6 @@ impl Router {
         }
     }
 
-    /// Whether `jid` is in another domain (neither ours nor one of our pubsub
-    /// components). Allocation-free: the fan-out asks it once per recipient.
-    pub fn is_remote(&self, jid: &Jid) -> bool {
-        let d = jid.domain().as_str();
-        d != self.domain && !self.pubsub.is_component(d)
-    }
-
     /// The local username of a bare JID string in this domain (compared as a JID, so
     /// case and other normalisation do not matter); `None` for other domains, servers
     /// and services.
