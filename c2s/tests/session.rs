@@ -364,7 +364,7 @@ async fn slow_consumer_overflows_without_blocking_the_producer() {
         tokio::task::yield_now().await;
         match outbox.push(stanza.clone()) {
             Ok(()) => pushed += stanza.len(),
-            Err(e) => break e,
+            Err(e) => break e.why,
         }
         assert!(
             pushed <= LIMIT + PIPE + 2 * stanza.len(),
@@ -373,7 +373,10 @@ async fn slow_consumer_overflows_without_blocking_the_producer() {
     };
     assert_eq!(err, PushError::Overflow);
     assert!(pushed + stanza.len() > LIMIT, "refused early: {pushed}");
-    assert_eq!(outbox.push(stanza.clone()), Err(PushError::Closed));
+    assert_eq!(
+        outbox.push(stanza.clone()).unwrap_err().why,
+        PushError::Closed
+    );
 
     // When the client finally reads: whatever made it into the pipe, then the error.
     let mut messages = 0;

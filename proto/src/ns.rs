@@ -9,6 +9,8 @@ pub const STREAM: &str = "http://etherx.jabber.org/streams";
 pub const CLIENT: &str = "jabber:client";
 /// Content namespace of server-to-server streams (RFC 6120 4.8.3).
 pub const SERVER: &str = "jabber:server";
+/// Content namespace of external component streams (XEP-0114).
+pub const COMPONENT_ACCEPT: &str = "jabber:component:accept";
 /// Server Dialback (XEP-0220), declared as `xmlns:db` on s2s stream headers.
 pub const DIALBACK: &str = "jabber:server:dialback";
 /// Stream feature for dialback error support (XEP-0220).

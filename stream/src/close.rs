@@ -107,7 +107,7 @@ mod tests {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         let _ = outbox.poll_drain(&mut cx, &mut got, 8);
-        let bytes: Vec<u8> = got.iter().flat_map(|b| b.iter().copied()).collect();
+        let bytes: Vec<u8> = got.iter().flat_map(crate::Frame::to_vec).collect();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.contains("policy-violation"), "{text}");
         assert!(text.ends_with("</stream:stream>"), "{text}");

@@ -1,5 +1,5 @@
-//! One connection's I/O: bytes from the socket into the stream reader, queued buffers from
-//! the outbox onto the socket with vectored writes.
+//! One connection's I/O: bytes from the socket into the stream reader, queued frames from
+//! the outbox onto the socket with vectored writes (paced, if the stream has a [`Pace`]).
 //!
 //! Memory is what limits how many idle clients one machine holds, so an idle `Conn` owns no
 //! buffers: reads go through a stack buffer inside `poll_next` (never held across an
@@ -10,7 +10,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::frame::Frame;
 use crate::outbox::{Drained, Outbox};
+use crate::pace::Pace;
 use bytes::Bytes;
 use hydrant_proto::{StreamError, StreamEvent, StreamReader};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -42,9 +44,11 @@ pub struct Conn<S> {
     io: S,
     pub reader: StreamReader,
     pub outbox: Arc<Outbox>,
-    pending: Vec<Bytes>,
+    pending: Vec<Frame>,
     /// Bytes of `pending[0]` already written.
     offset: usize,
+    /// How fast this stream may write; `None`: as fast as the socket takes it.
+    pace: Option<Box<dyn Pace>>,
     needs_flush: bool,
     maybe_event: bool,
     /// The reader failed: its error was reported once; later input is discarded (the
@@ -65,6 +69,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             outbox,
             pending: Vec::new(),
             offset: 0,
+            pace: None,
             needs_flush: false,
             maybe_event: true,
             broken: false,
@@ -72,6 +77,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             last_read: now,
             last_write: now,
         }
+    }
+
+    /// Paces this stream's writes (s2s peers that rate-limit what they read).
+    pub fn set_pace(&mut self, pace: Option<Box<dyn Pace>>) {
+        self.pace = pace;
     }
 
     /// Queues bytes for the peer (negotiation traffic; routed stanzas come via the outbox
@@ -162,16 +172,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
             }
+            let mut allowance = match self.pace.as_mut() {
+                None => usize::MAX,
+                Some(p) => match p.poll_allowance(cx) {
+                    Poll::Ready(n) => n,
+                    Poll::Pending => {
+                        if self.needs_flush {
+                            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                            self.needs_flush = false;
+                        }
+                        return Poll::Pending;
+                    }
+                },
+            };
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
-            for (i, b) in self.pending.iter().enumerate().take(MAX_IOV) {
-                let start = if i == 0 { self.offset } else { 0 };
-                slices[n] = IoSlice::new(&b[start..]);
-                n += 1;
+            let mut skip = self.offset;
+            'frames: for f in &self.pending {
+                for i in 0..f.part_count() {
+                    let part = f.part(i);
+                    if skip >= part.len() {
+                        skip -= part.len();
+                        continue;
+                    }
+                    let rest = &part[skip..];
+                    skip = 0;
+                    let rest = &rest[..rest.len().min(allowance)];
+                    allowance -= rest.len();
+                    slices[n] = IoSlice::new(rest);
+                    n += 1;
+                    if n == MAX_IOV || allowance == 0 {
+                        break 'frames;
+                    }
+                }
+            }
+            if n == 0 {
+                // Only empty frames were left: nothing to write for them.
+                self.pending.clear();
+                self.offset = 0;
+                continue;
             }
             let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if let Some(p) = self.pace.as_mut() {
+                p.wrote(written);
             }
             self.needs_flush = true;
             self.last_write = Instant::now();
@@ -181,8 +227,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     fn advance(&mut self, mut written: usize) {
         let mut done = 0;
-        for b in &self.pending {
-            let left = b.len() - if done == 0 { self.offset } else { 0 };
+        for f in &self.pending {
+            let left = f.len() - if done == 0 { self.offset } else { 0 };
             if written >= left {
                 written -= left;
                 done += 1;
@@ -260,6 +306,44 @@ mod tests {
         });
         let ev = std::future::poll_fn(|cx| conn.poll_next(cx)).await;
         assert!(matches!(ev, Io::Closed), "{ev:?}");
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_stream_writes_frames_whole_at_its_rate() {
+        use crate::frame::Shared;
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let outbox = Outbox::new(1 << 20);
+        let mut conn = Conn::new(a, StreamReader::new(Limits::default()), outbox.clone());
+        conn.set_pace(Some(Box::new(crate::pace::TokenBucket::new(1000, 1000))));
+        let head = Shared::new(Bytes::from(vec![b'<'; 40]));
+        let tail = Shared::new(Bytes::from(vec![b'>'; 50]));
+        let mut expected = Vec::new();
+        for i in 0..30u32 {
+            let f = Frame::Addressed {
+                head: head.clone(),
+                to: Bytes::from(format!("{i:010}")),
+                tail: tail.clone(),
+            };
+            expected.extend(f.to_vec());
+            outbox.push(f).unwrap();
+        }
+        outbox.close_after(None);
+        let start = Instant::now();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let ev = std::future::poll_fn(|cx| conn.poll_next(cx)).await;
+        assert!(matches!(ev, Io::Closed), "{ev:?}");
+        // 3,000 bytes: a 1,000-byte burst, then 2,000 at 1,000 bytes/s.
+        let took = Instant::now() - start;
+        assert!(
+            took >= std::time::Duration::from_secs(2)
+                && took < std::time::Duration::from_millis(2100),
+            "{took:?}"
+        );
         assert_eq!(reader.await.unwrap(), expected);
     }
 }

@@ -22,8 +22,8 @@ impl ContentNs {
     pub const fn as_str(self) -> &'static str {
         match self {
             ContentNs::Client => hydrant_proto::ns::CLIENT,
-            ContentNs::Server => "jabber:server",
-            ContentNs::ComponentAccept => "jabber:component:accept",
+            ContentNs::Server => hydrant_proto::ns::SERVER,
+            ContentNs::ComponentAccept => hydrant_proto::ns::COMPONENT_ACCEPT,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! ([`header`]: `jabber:client`, `jabber:server`, `jabber:component:accept`), the close
 //! with or without a stream error and the lingering close ([`close`]), the liveness timers
 //! (XEP-0199 ping, whitespace keepalive: [`liveness`]), the per-connection outbound queue
-//! ([`outbox`]), and sans-IO negotiation steps: a SASL server state machine ([`sasl`]:
+//! of [`frame`]s with the stream kind's overflow policy ([`outbox`]), per-stream write
+//! pacing ([`pace`]), and sans-IO negotiation steps: a SASL server state machine ([`sasl`]:
 //! SCRAM-SHA-256/SCRAM-SHA-1/PLAIN for clients, EXTERNAL for servers) and the XEP-0114
 //! component handshake ([`handshake`]).
 //!
@@ -19,13 +20,16 @@
 
 pub mod close;
 mod conn;
+pub mod frame;
 pub mod handshake;
 pub mod header;
 pub mod liveness;
 pub mod outbox;
+pub mod pace;
 pub mod sasl;
 pub mod tls;
 
 pub use conn::{Conn, Io};
+pub use frame::{Frame, Shared, StanzaKind};
 pub use header::{ContentNs, StreamId};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, OverflowPolicy};

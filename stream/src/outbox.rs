@@ -1,9 +1,9 @@
-//! A connection's outbound queue: shared byte buffers, bounded in bytes.
+//! A connection's outbound queue: [`Frame`]s, bounded in bytes.
 //!
-//! Producers (the router, a pubsub fan-out) push `Bytes` handles; the connection's own task
-//! drains them with one vectored write. Nothing here blocks or awaits: a full queue is
-//! reported to the producer at once (DESIGN.md: a publisher is never slowed by a slow
-//! subscriber) and the connection is told to end its stream with the overflow policy.
+//! Producers (the router, a pubsub fan-out) push frames whose buffers are shared handles;
+//! the connection's own task drains them with one vectored write. Nothing here blocks or
+//! awaits: a full queue is reported to the producer at once (DESIGN.md: a publisher is never
+//! slowed by a slow subscriber) and the stream kind's [`OverflowPolicy`] says what follows.
 //!
 //! It lives in `stream` because both `c2s` and `s2s` sessions use it and neither may
 //! depend on the other, and the server's producers reach it without either. It needs no
@@ -16,20 +16,46 @@ use std::task::{Context, Poll, Waker};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 
+use crate::frame::Frame;
+
+/// What a full queue does to the stream it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// c2s: the client is a slow consumer. The push fails, the queue accepts nothing more
+    /// and the connection ends its stream with `<policy-violation/>`; the client catches
+    /// up from storage (README, slow consumers).
+    Close,
+    /// s2s: the peer server is behind. Only this frame is refused and handed back to the
+    /// producer, which bounces it with `<resource-constraint/>` (RFC 6120 8.3.3.18); the
+    /// stream and everything already queued stay.
+    Refuse,
+}
+
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PushError {
-    /// The queue would exceed its byte limit; the connection is now marked overflowed.
+    /// The queue would exceed its byte limit; the connection is now marked overflowed
+    /// ([`OverflowPolicy::Close`]).
     Overflow,
+    /// The queue would exceed its byte limit; this frame alone is refused
+    /// ([`OverflowPolicy::Refuse`]).
+    Full,
     /// The connection is closing or closed; nothing more is accepted.
     Closed,
+}
+
+/// A refused push: why, and the frame, so the producer can bounce it.
+#[derive(Debug)]
+pub struct Refused {
+    pub why: PushError,
+    pub frame: Frame,
 }
 
 /// What the connection task got from [`Outbox::poll_drain`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drained {
-    /// Buffers were moved into the caller's vector.
+    /// Frames were moved into the caller's vector.
     Data,
     /// The queue is empty and the owner asked to close after the flush.
     Close,
@@ -46,7 +72,7 @@ enum State {
 
 #[derive(Debug)]
 struct Inner {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Frame>,
     bytes: usize,
     state: State,
     /// Producers waiting for free space ([`Outbox::poll_room`]); usually empty.
@@ -71,17 +97,24 @@ fn wake_all(waiters: Vec<Waker>) {
     }
 }
 
-/// A bounded, byte-counted queue of outbound buffers for one connection.
+/// A bounded, byte-counted queue of outbound frames for one connection.
 #[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
     waker: AtomicWaker,
     limit: usize,
+    policy: OverflowPolicy,
 }
 
 impl Outbox {
-    /// A queue that refuses pushes once `limit` bytes are waiting.
+    /// A queue that refuses pushes once `limit` bytes are waiting and then closes its
+    /// stream ([`OverflowPolicy::Close`], the c2s policy).
     pub fn new(limit: usize) -> Arc<Self> {
+        Self::with_policy(limit, OverflowPolicy::Close)
+    }
+
+    /// A queue with the given overflow policy.
+    pub fn with_policy(limit: usize, policy: OverflowPolicy) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
@@ -91,6 +124,7 @@ impl Outbox {
             }),
             waker: AtomicWaker::new(),
             limit,
+            policy,
         })
     }
 
@@ -102,31 +136,40 @@ impl Outbox {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues one buffer.
-    pub fn push(&self, buf: Bytes) -> Result<(), PushError> {
-        self.push_parts(std::slice::from_ref(&buf))
-    }
-
-    /// Queues several buffers that form one stanza, all or none (the fan-out path pushes
-    /// the shared prefix, the recipient address and the shared suffix).
-    pub fn push_parts(&self, parts: &[Bytes]) -> Result<(), PushError> {
-        let len: usize = parts.iter().map(Bytes::len).sum();
+    /// Queues one frame, or hands it back with the reason it was refused.
+    pub fn push(&self, frame: impl Into<Frame>) -> Result<(), Refused> {
+        let frame = frame.into();
+        let len = frame.len();
         {
             let mut inner = self.lock();
             match inner.state {
                 State::Open => {}
-                State::Overflowed | State::Closing => return Err(PushError::Closed),
+                State::Overflowed | State::Closing => {
+                    return Err(Refused {
+                        why: PushError::Closed,
+                        frame,
+                    });
+                }
             }
             if inner.bytes + len > self.limit {
+                if self.policy == OverflowPolicy::Refuse {
+                    return Err(Refused {
+                        why: PushError::Full,
+                        frame,
+                    });
+                }
                 inner.state = State::Overflowed;
                 let waiters = inner.take_room_waiters();
                 drop(inner);
                 self.waker.wake();
                 wake_all(waiters);
-                return Err(PushError::Overflow);
+                return Err(Refused {
+                    why: PushError::Overflow,
+                    frame,
+                });
             }
             inner.bytes += len;
-            inner.queue.extend(parts.iter().cloned());
+            inner.queue.push_back(frame);
         }
         self.waker.wake();
         Ok(())
@@ -142,7 +185,7 @@ impl Outbox {
             }
             if let Some(b) = last {
                 inner.bytes += b.len();
-                inner.queue.push_back(b);
+                inner.queue.push_back(Frame::Raw(b));
             }
             inner.state = State::Closing;
             inner.take_room_waiters()
@@ -190,7 +233,8 @@ impl Outbox {
         self.lock().bytes
     }
 
-    /// Moves up to `max` queued buffers into `out`, or registers the task to be woken.
+    /// Moves queued frames into `out`, together at most `max_parts` buffers (but at least
+    /// one frame), or registers the task to be woken.
     ///
     /// On overflow, whatever is queued is discarded: the connection is about to be closed
     /// with a stream error and the client catches up from storage (DESIGN.md, slow
@@ -198,8 +242,8 @@ impl Outbox {
     pub fn poll_drain(
         &self,
         cx: &mut Context<'_>,
-        out: &mut Vec<Bytes>,
-        max: usize,
+        out: &mut Vec<Frame>,
+        max_parts: usize,
     ) -> Poll<Drained> {
         self.waker.register(cx.waker());
         let mut inner = self.lock();
@@ -218,11 +262,18 @@ impl Outbox {
                 Poll::Pending
             };
         }
-        let n = inner.queue.len().min(max);
-        for b in inner.queue.drain(..n) {
-            out.push(b);
+        let mut parts = 0;
+        let mut taken = 0;
+        let first = out.len();
+        while let Some(f) = inner.queue.front() {
+            parts += f.part_count();
+            if parts > max_parts && out.len() > first {
+                break;
+            }
+            let f = inner.queue.pop_front().expect("front exists");
+            taken += f.len();
+            out.push(f);
         }
-        let taken: usize = out.iter().map(Bytes::len).sum();
         inner.bytes = inner.bytes.saturating_sub(taken);
         if inner.queue.capacity() > 64 && inner.queue.is_empty() {
             // An idle connection should not keep a burst's worth of slots.
@@ -248,15 +299,14 @@ mod tests {
     fn push_and_drain_in_order() {
         let ob = Outbox::new(100);
         ob.push(Bytes::from_static(b"ab")).unwrap();
-        ob.push_parts(&[Bytes::from_static(b"c"), Bytes::from_static(b"d")])
-            .unwrap();
+        ob.push(Bytes::from_static(b"cd")).unwrap();
         assert_eq!(ob.queued_bytes(), 4);
         let mut out = Vec::new();
         assert_eq!(
             ob.poll_drain(&mut cx(), &mut out, 16),
             Poll::Ready(Drained::Data)
         );
-        let all: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        let all: Vec<u8> = out.iter().flat_map(Frame::to_vec).collect();
         assert_eq!(all, b"abcd");
         assert_eq!(ob.queued_bytes(), 0);
         assert_eq!(ob.poll_drain(&mut cx(), &mut Vec::new(), 16), Poll::Pending);
@@ -267,10 +317,13 @@ mod tests {
         let ob = Outbox::new(5);
         ob.push(Bytes::from_static(b"abc")).unwrap();
         assert_eq!(
-            ob.push(Bytes::from_static(b"def")),
-            Err(PushError::Overflow)
+            ob.push(Bytes::from_static(b"def")).unwrap_err().why,
+            PushError::Overflow
         );
-        assert_eq!(ob.push(Bytes::from_static(b"g")), Err(PushError::Closed));
+        assert_eq!(
+            ob.push(Bytes::from_static(b"g")).unwrap_err().why,
+            PushError::Closed
+        );
         assert!(ob.is_closing());
         assert_eq!(
             ob.poll_drain(&mut cx(), &mut Vec::new(), 16),
@@ -334,7 +387,10 @@ mod tests {
         let ob = Outbox::new(5);
         ob.push(Bytes::from_static(b"abc")).unwrap();
         ob.close_after(Some(Bytes::from_static(b"</stream:stream>")));
-        assert_eq!(ob.push(Bytes::from_static(b"x")), Err(PushError::Closed));
+        assert_eq!(
+            ob.push(Bytes::from_static(b"x")).unwrap_err().why,
+            PushError::Closed
+        );
         let mut out = Vec::new();
         assert_eq!(
             ob.poll_drain(&mut cx(), &mut out, 16),
@@ -345,5 +401,53 @@ mod tests {
             ob.poll_drain(&mut cx(), &mut Vec::new(), 16),
             Poll::Ready(Drained::Close)
         );
+    }
+
+    #[test]
+    fn the_refuse_policy_hands_back_only_the_frame_that_does_not_fit() {
+        let ob = Outbox::with_policy(5, OverflowPolicy::Refuse);
+        ob.push(Bytes::from_static(b"abc")).unwrap();
+        let r = ob.push(Bytes::from_static(b"def")).unwrap_err();
+        assert_eq!(r.why, PushError::Full);
+        assert_eq!(r.frame.to_vec(), b"def");
+        assert!(!ob.is_closing(), "the stream stays");
+        ob.push(Bytes::from_static(b"gh")).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut out, 16),
+            Poll::Ready(Drained::Data)
+        );
+        let all: Vec<u8> = out.iter().flat_map(Frame::to_vec).collect();
+        assert_eq!(all, b"abcgh");
+    }
+
+    #[test]
+    fn a_drain_takes_whole_frames_up_to_the_part_budget() {
+        use crate::frame::Shared;
+        let ob = Outbox::new(1000);
+        let head = Shared::new(Bytes::from_static(b"<a to='"));
+        let tail = Shared::new(Bytes::from_static(b"'/>"));
+        for _ in 0..3 {
+            ob.push(Frame::Addressed {
+                head: head.clone(),
+                to: Bytes::from_static(b"x"),
+                tail: tail.clone(),
+            })
+            .unwrap();
+        }
+        let mut out = Vec::new();
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut out, 7),
+            Poll::Ready(Drained::Data)
+        );
+        assert_eq!(out.len(), 2, "two frames of three parts fit in seven");
+        assert_eq!(ob.queued_bytes(), 11);
+        // A frame larger than the budget still goes alone.
+        let mut out = Vec::new();
+        assert_eq!(
+            ob.poll_drain(&mut cx(), &mut out, 1),
+            Poll::Ready(Drained::Data)
+        );
+        assert_eq!(out.len(), 1);
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hydrant_proto::ns;
+use hydrant_stream::{Frame, StanzaKind};
 use tracing::warn;
 
 use crate::im::roster::presence_to;
@@ -178,7 +179,12 @@ impl Backlog {
                 }
             }
             let p = self.pending.pop_front().expect("front exists");
-            if self.me.outbox.push(p).is_err() {
+            if self
+                .me
+                .outbox
+                .push(Frame::Stanza(StanzaKind::Presence, p))
+                .is_err()
+            {
                 return Step::Stopped;
             }
         }
@@ -239,7 +245,12 @@ impl Backlog {
                         break;
                     }
                 }
-                if self.me.outbox.push(Bytes::from(m.stanza)).is_err() {
+                if self
+                    .me
+                    .outbox
+                    .push(Frame::Stanza(StanzaKind::Message, Bytes::from(m.stanza)))
+                    .is_err()
+                {
                     step = Some(Step::Stopped);
                     break;
                 }

@@ -1,10 +1,11 @@
 //! The hot path: one notification, N deliveries (DESIGN.md, "The hot path").
 //!
-//! The `<message/>` is serialised once into two shared buffers: everything before the
+//! The `<message/>` is serialised once into two shared parts: everything before the
 //! recipient address and everything after it (type, id, the `<event/>` with its items
-//! and payloads). Each recipient then costs its escaped address and three `Bytes` handles
-//! pushed onto its connection's queue: no per-recipient DOM, no per-recipient
-//! serialisation. Subscriber lists are immutable snapshots, so no lock is held while
+//! and payloads). Each recipient then costs its escaped address and one
+//! [`Frame::Addressed`] (two `Arc`s and the address) pushed onto its connection's queue: no
+//! per-recipient DOM, no per-recipient serialisation, and the shared parts stay
+//! identifiable down to the socket (a compressing stream compresses them once). Subscriber lists are immutable snapshots, so no lock is held while
 //! walking them; a full queue never slows the publisher (the outbox refuses at once and
 //! that subscriber's stream is closed by its own task).
 
@@ -16,6 +17,7 @@ use hydrant_proto::writer::escape_attr_into;
 use hydrant_proto::{Jid, ns};
 use hydrant_pubsub::{NotificationType, Show, Subscriber, Subscribers, xep0060};
 use hydrant_stream::outbox::Outbox;
+use hydrant_stream::{Frame, Shared};
 use tracing::debug;
 
 use crate::router::remote::OnRefusal;
@@ -41,10 +43,10 @@ pub struct FanoutStats {
     pub remote: usize,
 }
 
-/// A notification serialised once: `prefix` + escaped recipient + `suffix`.
+/// A notification serialised once: `head` + escaped recipient + `tail`.
 pub struct Prepared {
-    pub prefix: Bytes,
-    pub suffix: Bytes,
+    pub head: Arc<Shared>,
+    pub tail: Arc<Shared>,
 }
 
 /// The escaped `to` address of every subscriber in a node's current snapshot, computed
@@ -106,19 +108,30 @@ impl Prepared {
         suffix.extend_from_slice(b"' type='");
         suffix.extend_from_slice(kind.as_str().as_bytes());
         suffix.extend_from_slice(format!("' id='ps-{id}'>").as_bytes());
+        // `<message>` carries no xmlns: it takes the content namespace of whichever
+        // stream it is written to (jabber:client, jabber:server), like every frame.
         event.write_to(&mut suffix, ns::CLIENT);
         suffix.extend_from_slice(b"</message>");
         Prepared {
-            prefix: prefix.into(),
-            suffix: suffix.into(),
+            head: Shared::new(prefix),
+            tail: Shared::new(suffix),
         }
     }
 
-    /// The three buffers for one recipient.
-    pub fn parts_for(&self, to: &Jid) -> [Bytes; 3] {
+    /// The frame for one recipient whose escaped address is `to`.
+    pub fn frame(&self, to: Bytes) -> Frame {
+        Frame::Addressed {
+            head: self.head.clone(),
+            to,
+            tail: self.tail.clone(),
+        }
+    }
+
+    /// The frame for one recipient.
+    pub fn frame_for(&self, to: &Jid) -> Frame {
         let mut addr = Vec::with_capacity(to.as_str().len() + 8);
         escape_attr_into(&mut addr, to.as_str());
-        [self.prefix.clone(), Bytes::from(addr), self.suffix.clone()]
+        self.frame(Bytes::from(addr))
     }
 }
 
@@ -164,28 +177,22 @@ impl Router {
                 let shim = xep0060::event::render_shim(&sub.subids);
                 let msg =
                     xep0060::event::message(from, &sub.jid, n.notification_type, event, Some(shim));
-                let p = Prepared::with_message(&msg);
                 self.deliver_to_subscriber(
                     sub,
                     dest,
                     n.presence_based,
                     n.notification_type,
-                    &p.whole(),
+                    &Frame::element(&msg),
                     &mut stats,
                 );
                 continue;
             }
-            let parts = [
-                prepared.prefix.clone(),
-                addr.clone(),
-                prepared.suffix.clone(),
-            ];
             self.deliver_to_subscriber(
                 sub,
                 dest,
                 n.presence_based,
                 n.notification_type,
-                &parts,
+                &prepared.frame(addr.clone()),
                 &mut stats,
             );
         }
@@ -212,11 +219,11 @@ impl Router {
         dest: Dest<'_>,
         presence_based: bool,
         kind: NotificationType,
-        parts: &[Bytes],
+        frame: &Frame,
         stats: &mut FanoutStats,
     ) {
         let mut push = |s: &LocalSession| {
-            if s.outbox.push_parts(parts).is_ok() {
+            if s.outbox.push(frame.clone()).is_ok() {
                 if stats.sample_every > 0
                     && stats.queued.is_multiple_of(stats.sample_every)
                     && stats.sample.len() < PACE_SAMPLE
@@ -279,18 +286,4 @@ fn admits(s: &LocalSession, show_values: &[Show]) -> bool {
         })
         .unwrap_or_else(|| "online".to_owned());
     show_values.iter().any(|v| v.as_str() == show.trim())
-}
-
-impl Prepared {
-    /// A whole message as one buffer (cold paths: SHIM copies, last-item sends).
-    pub fn with_message(msg: &hydrant_proto::Element) -> Self {
-        Prepared {
-            prefix: Bytes::from(msg.to_bytes(ns::CLIENT)),
-            suffix: Bytes::new(),
-        }
-    }
-
-    pub fn whole(&self) -> [Bytes; 1] {
-        [self.prefix.clone()]
-    }
 }

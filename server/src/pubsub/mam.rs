@@ -63,6 +63,7 @@ use hydrant_proto::{Element, Iq, Jid, StanzaError, StanzaErrorCondition as Cond,
 pub use hydrant_pubsub::xep0313::MAM;
 use hydrant_pubsub::xep0313::{Answer, MamRequest, Render, form, metadata, parse, to_stanza_error};
 use hydrant_pubsub::{ArchiveQuery, Error as PsError};
+use hydrant_stream::{Frame, StanzaKind};
 use tracing::warn;
 
 use super::{ServiceKey, lock};
@@ -151,7 +152,11 @@ impl Router {
                 let bytes: usize = answer.messages.iter().map(Vec::len).sum();
                 self.reads.charge(me.info.peer.ip(), bytes);
                 for m in answer.messages {
-                    if me.outbox.push(Bytes::from(m)).is_err() {
+                    if me
+                        .outbox
+                        .push(Frame::Stanza(StanzaKind::Message, Bytes::from(m)))
+                        .is_err()
+                    {
                         // Over its queue limit: the stream is being closed anyway.
                         return;
                     }

@@ -24,6 +24,7 @@ use hydrant_proto::{BareJid, Element, Iq, Jid, StanzaError, StanzaErrorCondition
 use hydrant_pubsub::{Effect, Error as PsError, Event, Handled, Service, ServiceConfig, xep0060};
 use hydrant_storage::{SqlitePubsubStore, SqliteStore};
 use hydrant_stream::outbox::Outbox;
+use hydrant_stream::{Frame, StanzaKind};
 use tracing::{debug, warn};
 
 use crate::router::Router;
@@ -284,7 +285,9 @@ impl Router {
             .to_element(ns::CLIENT)
             .to_bytes(ns::CLIENT);
         self.reads.charge(me.info.peer.ip(), reply.len());
-        let _ = me.outbox.push(bytes::Bytes::from(reply));
+        let _ = me
+            .outbox
+            .push(Frame::Stanza(StanzaKind::Iq, bytes::Bytes::from(reply)));
     }
 
     /// A `<message/>` to a pubsub service: the owner's answer to an approval request
@@ -415,7 +418,7 @@ impl Router {
             dest,
             false,
             kind,
-            &[bytes::Bytes::from(msg.to_bytes(ns::CLIENT))],
+            &hydrant_stream::Frame::element(msg),
             &mut stats,
         );
     }

@@ -231,7 +231,7 @@ impl Router {
                 {
                     continue;
                 }
-                if s.outbox.push_parts(&prepared.parts_for(&full)).is_ok() {
+                if s.outbox.push(prepared.frame_for(&full)).is_ok() {
                     queued += 1;
                 }
             }

@@ -2,11 +2,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use hydrant_c2s::SessionInfo;
-use hydrant_proto::{Element, FullJid, ns};
+use hydrant_proto::{Element, FullJid};
 use hydrant_stream::outbox::Outbox;
+use hydrant_stream::{Frame, StanzaKind};
 
 /// What the router remembers about one session's presence (RFC 6121 4).
 ///
@@ -71,9 +71,7 @@ impl LocalSession {
     /// Queues a stanza for this client; false when it could not be queued (the session is
     /// closing or over its queue limit, and will be closed by its own task).
     pub fn send(&self, el: &Element) -> bool {
-        self.outbox
-            .push(Bytes::from(el.to_bytes(ns::CLIENT)))
-            .is_ok()
+        self.outbox.push(Frame::element(el)).is_ok()
     }
 
     pub fn available_with_priority(&self) -> Option<i8> {
@@ -110,7 +108,7 @@ impl Sessions {
             return Err(TooManySessions);
         }
         let old = pos.map(|i| list.swap_remove(i));
-        let _ = s.outbox.push(first);
+        let _ = s.outbox.push(Frame::Stanza(StanzaKind::Iq, first));
         list.push(s);
         Ok(old)
     }
