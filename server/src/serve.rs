@@ -29,11 +29,22 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         .block_on(serve(cfg, CancellationToken::new(), None))
 }
 
-/// Addresses actually bound (ports chosen by the OS when configured as 0).
-#[derive(Debug, Clone, Default)]
+/// Addresses actually bound (ports chosen by the OS when configured as 0), and the router
+/// (for embedding, and for tests that stand in for a transport s2s will provide).
+#[derive(Clone, Default)]
 pub struct Bound {
     pub c2s: Vec<std::net::SocketAddr>,
     pub direct_tls: Vec<std::net::SocketAddr>,
+    pub router: Option<Arc<Router>>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("c2s", &self.c2s)
+            .field("direct_tls", &self.direct_tls)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the server until SIGINT/SIGTERM or `shutdown`; reports bound addresses on `ready`.
@@ -103,9 +114,12 @@ pub async fn serve(
     // RFC 6121 2.6: roster versioning is implemented by the router.
     c2s.extra_features = vec![Element::new("ver", ns::ROSTERVER)];
     let limit = Arc::new(Semaphore::new(c2s.max_connections));
+    let mut bound = Bound {
+        router: Some(router.clone()),
+        ..Bound::default()
+    };
     let shared = Shared::new(c2s, router);
 
-    let mut bound = Bound::default();
     let mut tasks = tokio::task::JoinSet::new();
     for (addrs, kind) in [
         (&c.listen, ListenerKind::StartTls),

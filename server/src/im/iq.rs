@@ -10,9 +10,9 @@ use tracing::{info, warn};
 use std::sync::Arc;
 
 use crate::pubsub::ServiceKey;
-use crate::router::remote::OnRefusal;
+use crate::router::Router;
+use crate::router::origin::Origin;
 use crate::router::sessions::{LocalSession, username};
-use crate::router::{Dest, Router};
 
 /// Features the server advertises in disco#info: exactly what is implemented.
 const SERVER_FEATURES: &[&str] = &[
@@ -26,29 +26,9 @@ const SERVER_FEATURES: &[&str] = &[
 
 impl Router {
     pub async fn outbound_iq(&self, me: &Arc<LocalSession>, iq: Iq) {
-        let user = username(&me.info.jid);
-        match self.classify(iq.to.as_ref()) {
-            Dest::Server => self.server_iq(me, &user, iq).await,
-            Dest::LocalBare(target) => {
-                let target = target.to_owned();
-                self.account_iq(me, &user, &target, iq).await;
-            }
-            Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(full) {
-                    s.send(&iq.to_element(ns::CLIENT));
-                } else {
-                    // RFC 6121 8.5.3.2.1: no such resource.
-                    self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
-                }
-            }
-            Dest::Remote(to) => {
-                self.route_remote(to, iq.to_element(ns::CLIENT), OnRefusal::Bounce);
-            }
-            Dest::Service(addr) => {
-                let key = ServiceKey::Component(addr.to_owned());
-                self.pubsub_iq(me, iq, key).await;
-            }
-        }
+        let to = iq.to.clone();
+        let dest = self.classify(to.as_ref());
+        self.iq_to(me.into(), dest, iq).await;
     }
 
     /// A pubsub payload, a disco query with a node, or a MAM request naming a node
@@ -68,7 +48,7 @@ impl Router {
         p.ns() == crate::pubsub::mam::MAM && p.attr("node").is_some()
     }
 
-    fn payload(&self, me: &LocalSession, iq: &Iq) -> Option<IqPayload> {
+    fn payload(&self, origin: Origin<'_>, iq: &Iq) -> Option<IqPayload> {
         if !matches!(iq.kind, IqType::Get | IqType::Set) {
             return None; // results and errors addressed to the server end here
         }
@@ -76,33 +56,49 @@ impl Router {
         match IqPayload::parse(p) {
             Ok(p) => Some(p),
             Err(e) => {
-                self.iq_error(me, iq, e);
+                self.iq_error(origin, iq, e);
                 None
             }
         }
     }
 
-    async fn server_iq(&self, me: &Arc<LocalSession>, user: &str, iq: Iq) {
+    /// An iq for the server itself, from a local session or another domain.
+    pub(crate) async fn server_iq(&self, origin: Origin<'_>, iq: Iq) {
+        let me = origin.session();
         if !iq.kind.is_request() {
-            self.caps_answer(me, &iq);
+            if let Some(me) = me {
+                self.caps_answer(me, &iq);
+            }
             return;
         }
         let pubsub_payload = iq.payload.as_ref().is_some_and(|p| {
             p.ns() == ns::PUBSUB || p.ns() == ns::PUBSUB_OWNER || Self::is_pep_mam(p)
         });
-        if iq.to.is_none() && pubsub_payload {
+        if let Some(me) = me
+            && iq.to.is_none()
+            && pubsub_payload
+        {
             // RFC 6120 10.3.3: no 'to' means the account itself: its PEP service.
-            let own = ServiceKey::Pep(self.bare_of(user));
-            return self.pubsub_iq(me, iq, own).await;
+            let own = ServiceKey::Pep(self.bare_of(&username(&me.info.jid)));
+            return self.pubsub_iq(origin, iq, own).await;
         }
-        let Some(payload) = self.payload(me, &iq) else {
+        let Some(payload) = self.payload(origin, &iq) else {
             return;
+        };
+        // The roster and account management are the account's own client's business
+        // (RFC 6121 2.1.5, XEP-0077): another domain is answered as for an unknown
+        // namespace below.
+        let payload = match (payload, me) {
+            (IqPayload::Roster(q), Some(me)) => return self.roster_iq(me, iq, q).await,
+            (IqPayload::Register(q), Some(me)) => {
+                return self.register_iq(me, &username(&me.info.jid), iq, &q).await;
+            }
+            (p, _) => p,
         };
         let get = iq.kind == IqType::Get;
         match payload {
-            IqPayload::Roster(q) => self.roster_iq(me, iq, q).await,
             IqPayload::Ping if get => {
-                me.send(&iq.result(None).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(None).to_element(ns::CLIENT));
             }
             IqPayload::Version if get => {
                 // XEP-0092: name and version; the OS is withheld on purpose (it helps
@@ -112,7 +108,7 @@ impl Router {
                     .with_child(
                         Element::new("version", ns::VERSION).with_text(env!("CARGO_PKG_VERSION")),
                     );
-                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoInfo { node: None } if get => {
                 let mut q = Element::new("query", ns::DISCO_INFO).with_child(
@@ -124,7 +120,7 @@ impl Router {
                 for f in SERVER_FEATURES {
                     q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
                 }
-                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoItems { node: None } if get => {
                 let mut q = Element::new("query", ns::DISCO_ITEMS);
@@ -133,18 +129,21 @@ impl Router {
                         Element::new("item", ns::DISCO_ITEMS).with_attr("jid", addr.as_str()),
                     );
                 }
-                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoInfo { .. } | IqPayload::DiscoItems { .. } if get => {
-                self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound));
+                self.iq_error(origin, &iq, StanzaError::new(Cond::ItemNotFound));
             }
-            IqPayload::Register(q) => self.register_iq(me, user, iq, &q).await,
-            IqPayload::Unknown(_) | IqPayload::Bind { .. } | IqPayload::Session => {
+            IqPayload::Unknown(_)
+            | IqPayload::Bind { .. }
+            | IqPayload::Session
+            | IqPayload::Roster(_)
+            | IqPayload::Register(_) => {
                 // RFC 6120 8.4: an iq for a namespace the entity does not understand.
-                self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
+                self.iq_error(origin, &iq, StanzaError::new(Cond::ServiceUnavailable));
             }
             _ => self.iq_error(
-                me,
+                origin,
                 &iq,
                 StanzaError::new(Cond::BadRequest).with_type(ErrorType::Modify),
             ),
@@ -153,25 +152,28 @@ impl Router {
 
     /// An iq to a local bare JID is answered by the server on the account's behalf
     /// (RFC 6121 8.5.2.1.3 / RFC 6120 10.5.4).
-    async fn account_iq(&self, me: &Arc<LocalSession>, user: &str, target: &str, iq: Iq) {
-        if target == user
+    pub(crate) async fn account_iq(&self, origin: Origin<'_>, target: &str, iq: Iq) {
+        let own = origin
+            .session()
+            .is_some_and(|me| username(&me.info.jid) == target);
+        if own
             && let Some(IqPayload::Roster(_)) =
                 iq.payload.as_ref().and_then(|p| IqPayload::parse(p).ok())
         {
-            return self.server_iq(me, user, iq).await;
+            return self.server_iq(origin, iq).await;
         }
         if !matches!(iq.kind, IqType::Get | IqType::Set) {
             return;
         }
-        if target != user && !self.account_exists(target).await {
-            return self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable));
+        if !own && !self.account_exists(target).await {
+            return self.iq_error(origin, &iq, StanzaError::new(Cond::ServiceUnavailable));
         }
         if Self::is_pep_request(&iq) {
             return self
-                .pubsub_iq(me, iq, ServiceKey::Pep(self.bare_of(target)))
+                .pubsub_iq(origin, iq, ServiceKey::Pep(self.bare_of(target)))
                 .await;
         }
-        let Some(payload) = self.payload(me, &iq) else {
+        let Some(payload) = self.payload(origin, &iq) else {
             return;
         };
         let get = iq.kind == IqType::Get;
@@ -191,23 +193,24 @@ impl Router {
                 for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB] {
                     q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
                 }
-                me.send(&iq.result(Some(q)).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoItems { node: None } if get => {
-                me.send(
+                self.reply(
+                    origin,
                     &iq.result(Some(Element::new("query", ns::DISCO_ITEMS)))
                         .to_element(ns::CLIENT),
                 );
             }
             IqPayload::Ping if get => {
-                me.send(&iq.result(None).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(None).to_element(ns::CLIENT));
             }
-            _ => self.iq_error(me, &iq, StanzaError::new(Cond::ServiceUnavailable)),
+            _ => self.iq_error(origin, &iq, StanzaError::new(Cond::ServiceUnavailable)),
         }
     }
 
     /// XEP-0077 sections 3.2 (cancel) and 3.3 (password change) for a logged-in user.
-    async fn register_iq(&self, me: &LocalSession, user: &str, iq: Iq, q: &Element) {
+    async fn register_iq(&self, me: &Arc<LocalSession>, user: &str, iq: Iq, q: &Element) {
         match iq.kind {
             IqType::Get => {
                 let reply = Element::new("query", ns::REGISTER)
@@ -254,12 +257,16 @@ impl Router {
                                 self.password_changed(user, Some(me.info.id));
                             }
                             Err(_) => {
-                                self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
+                                self.iq_error(
+                                    me.into(),
+                                    &iq,
+                                    StanzaError::new(Cond::InternalServerError),
+                                );
                             }
                         }
                     }
                     _ => self.iq_error(
-                        me,
+                        me.into(),
                         &iq,
                         StanzaError::new(Cond::NotAcceptable).with_type(ErrorType::Modify),
                     ),

@@ -1,6 +1,8 @@
 //! Message routing (RFC 6121 section 8.5) and offline storage.
 
 use hydrant_proto::{Element, Message, MessageType, StanzaError, StanzaErrorCondition as Cond, ns};
+use std::sync::Arc;
+
 use tracing::warn;
 
 use crate::router::remote::OnRefusal;
@@ -8,7 +10,7 @@ use crate::router::sessions::LocalSession;
 use crate::router::{Dest, Router};
 
 impl Router {
-    pub async fn outbound_message(&self, me: &LocalSession, m: Message) {
+    pub async fn outbound_message(&self, me: &Arc<LocalSession>, m: Message) {
         let mut el = m.element.clone();
         el.set_attr("from", me.info.jid.to_string());
         let is_error = m.kind == MessageType::Error;
@@ -29,20 +31,29 @@ impl Router {
             Dest::Remote(to) => self.route_remote(to, el, OnRefusal::Bounce),
             Dest::Service(addr) => {
                 if !is_error {
-                    self.pubsub_message(me, addr.to_owned(), el).await;
+                    self.pubsub_message(me.into(), addr.to_owned(), el).await;
                 }
             }
-            Dest::LocalBare(user) => self.message_to_bare(user, el, m.kind).await,
+            Dest::LocalBare(_) | Dest::LocalFull(_) => {
+                self.message_to_local(dest, el, m.kind).await;
+            }
+        }
+    }
+
+    /// A message for a local account, from anyone (RFC 6121 8.5.2, 8.5.3).
+    pub(crate) async fn message_to_local(&self, dest: Dest<'_>, el: Element, kind: MessageType) {
+        match dest {
+            Dest::LocalBare(user) => self.message_to_bare(user, el, kind).await,
             Dest::LocalFull(full) => {
                 if let Some(s) = self.sessions.get(full) {
                     s.send(&el);
                     return;
                 }
                 // RFC 6121 8.5.3.2.1: no such resource.
-                match m.kind {
+                match kind {
                     MessageType::Normal | MessageType::Chat | MessageType::Headline => {
                         let user = crate::router::sessions::username(full);
-                        self.message_to_bare(&user, el, m.kind).await;
+                        self.message_to_bare(&user, el, kind).await;
                     }
                     MessageType::Groupchat => {
                         self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
@@ -50,6 +61,7 @@ impl Router {
                     MessageType::Error => {}
                 }
             }
+            Dest::Server | Dest::Service(_) | Dest::Remote(_) => {}
         }
     }
 

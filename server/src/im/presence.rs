@@ -136,7 +136,7 @@ impl Router {
         }
     }
 
-    fn presence_to_available(&self, user: &str, el: &Element) {
+    pub(crate) fn presence_to_available(&self, user: &str, el: &Element) {
         for s in self.sessions.of_user(user) {
             if s.state().available {
                 s.send(el);

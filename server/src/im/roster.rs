@@ -1,8 +1,10 @@
 //! Roster management (RFC 6121 section 2) and roster pushes.
 
+use std::sync::Arc;
+
 use hydrant_proto::{
     BareJid, Element, ErrorType, Iq, IqPayload, IqType, RosterItem, RosterQuery, StanzaError,
-    StanzaErrorCondition as Cond, Subscription, error_reply, ns,
+    StanzaErrorCondition as Cond, Subscription, ns,
 };
 use hydrant_storage::{RosterEntry, SubState};
 use tracing::warn;
@@ -27,14 +29,18 @@ pub fn to_item(e: &RosterEntry) -> Option<RosterItem> {
 }
 
 impl Router {
-    pub async fn roster_iq(&self, me: &LocalSession, iq: Iq, query: RosterQuery) {
+    pub async fn roster_iq(&self, me: &Arc<LocalSession>, iq: Iq, query: RosterQuery) {
         let user = crate::router::sessions::username(&me.info.jid);
         match iq.kind {
             IqType::Get => {
                 me.state().interested = true;
                 let u = user.clone();
                 let Ok((ver, entries)) = self.db.run(move |s| s.roster(&u)).await else {
-                    return self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
+                    return self.iq_error(
+                        me.into(),
+                        &iq,
+                        StanzaError::new(Cond::InternalServerError),
+                    );
                 };
                 let ver_s = ver.to_string();
                 // RFC 6121 2.6.3: an unchanged roster is answered with an empty result.
@@ -53,11 +59,11 @@ impl Router {
         }
     }
 
-    async fn roster_set(&self, me: &LocalSession, user: &str, iq: Iq, query: RosterQuery) {
+    async fn roster_set(&self, me: &Arc<LocalSession>, user: &str, iq: Iq, query: RosterQuery) {
         // RFC 6121 2.3.3: exactly one item per set.
         let [item] = query.items.as_slice() else {
             return self.iq_error(
-                me,
+                me.into(),
                 &iq,
                 StanzaError::new(Cond::BadRequest).with_type(ErrorType::Modify),
             );
@@ -83,7 +89,7 @@ impl Router {
                 format!("names and groups are at most {max_name} bytes")
             };
             return self.iq_error(
-                me,
+                me.into(),
                 &iq,
                 StanzaError::new(Cond::NotAcceptable)
                     .with_type(ErrorType::Modify)
@@ -92,7 +98,7 @@ impl Router {
         }
         let existing = self.roster_entry(user, &contact).await;
         if existing.is_none() && !self.roster_has_room(user).await {
-            return self.iq_error(me, &iq, StanzaError::new(Cond::ResourceConstraint));
+            return self.iq_error(me.into(), &iq, StanzaError::new(Cond::ResourceConstraint));
         }
         // RFC 6121 2.1.2.5: subscription state and 'ask' are the server's, never the client's.
         let entry = RosterEntry {
@@ -112,15 +118,15 @@ impl Router {
                     self.revalidate_contact(user, &entry.jid).await;
                 }
             }
-            Err(()) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
+            Err(()) => self.iq_error(me.into(), &iq, StanzaError::new(Cond::InternalServerError)),
         }
     }
 
-    async fn roster_remove(&self, me: &LocalSession, user: &str, iq: Iq, contact: &str) {
+    async fn roster_remove(&self, me: &Arc<LocalSession>, user: &str, iq: Iq, contact: &str) {
         let existing = self.roster_entry(user, contact).await;
         let Some(existing) = existing else {
             // RFC 6121 2.5.3
-            return self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound));
+            return self.iq_error(me.into(), &iq, StanzaError::new(Cond::ItemNotFound));
         };
         // RFC 6121 2.5.2: cancel both directions of the subscription first.
         let from_bare = self.bare_of(user);
@@ -153,8 +159,8 @@ impl Router {
                 // Neither presence nor roster access admits a removed contact.
                 self.revalidate_contact(user, contact).await;
             }
-            Ok(None) => self.iq_error(me, &iq, StanzaError::new(Cond::ItemNotFound)),
-            Err(_) => self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError)),
+            Ok(None) => self.iq_error(me.into(), &iq, StanzaError::new(Cond::ItemNotFound)),
+            Err(_) => self.iq_error(me.into(), &iq, StanzaError::new(Cond::InternalServerError)),
         }
     }
 
@@ -244,13 +250,6 @@ impl Router {
                 .with_child(query.to_element());
             s.send(&iq);
         }
-    }
-
-    pub fn iq_error(&self, me: &LocalSession, iq: &Iq, err: StanzaError) {
-        if iq.kind == IqType::Error || iq.kind == IqType::Result {
-            return;
-        }
-        me.send(&error_reply(&iq.to_element(ns::CLIENT), &err));
     }
 }
 

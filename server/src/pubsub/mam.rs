@@ -68,7 +68,7 @@ use tracing::warn;
 
 use super::{ServiceKey, lock};
 use crate::router::Router;
-use crate::router::sessions::LocalSession;
+use crate::router::origin::Origin;
 
 /// Result messages of one page queue at most this many bytes on the requester's stream
 /// (minus what is already queued there; at least one item always goes). Well below the
@@ -77,16 +77,16 @@ pub const PAGE_BYTES: usize = 256 * 1024;
 
 impl Router {
     /// A `urn:xmpp:mam:2` iq for a pubsub service (its nodes' archives).
-    pub async fn mam_iq(&self, me: &LocalSession, iq: Iq, payload: Element, key: ServiceKey) {
+    pub async fn mam_iq(&self, origin: Origin<'_>, iq: Iq, payload: Element, key: ServiceKey) {
         let req = match parse(iq.kind, &payload) {
             Ok(r) => r,
-            Err(e) => return self.iq_error(me, &iq, e),
+            Err(e) => return self.iq_error(origin, &iq, e),
         };
         let hub = self.pubsub.clone();
-        let from: Jid = me.info.jid.clone().into();
+        let from: Jid = origin.jid();
         let result = match req {
             MamRequest::Form => {
-                me.send(&iq.result(Some(form())).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(Some(form())).to_element(ns::CLIENT));
                 return;
             }
             MamRequest::Metadata { node } => {
@@ -117,8 +117,7 @@ impl Router {
             } => {
                 // Never more than half the client's own queue, so the answer cannot
                 // overflow it (a slow reader still only loses its own stream).
-                let cap = PAGE_BYTES.min(me.outbox.limit() / 2);
-                let budget = cap.saturating_sub(me.outbox.queued_bytes());
+                let budget = origin.answer_budget(PAGE_BYTES);
                 let id_base = self.next_query_id();
                 let backwards = query.before.is_some();
                 let mut query = query;
@@ -150,23 +149,22 @@ impl Router {
         match result {
             Ok(Ok(answer)) => {
                 let bytes: usize = answer.messages.iter().map(Vec::len).sum();
-                self.reads.charge(me.info.peer.ip(), bytes);
+                if let Some(ip) = origin.network() {
+                    self.reads.charge(ip, bytes);
+                }
                 for m in answer.messages {
-                    if me
-                        .outbox
-                        .push(Frame::Stanza(StanzaKind::Message, Bytes::from(m)))
-                        .is_err()
-                    {
+                    let frame = Frame::Stanza(StanzaKind::Message, Bytes::from(m));
+                    if !self.reply_frame(origin, frame) {
                         // Over its queue limit: the stream is being closed anyway.
                         return;
                     }
                 }
-                me.send(&iq.result(Some(answer.fin)).to_element(ns::CLIENT));
+                self.reply(origin, &iq.result(Some(answer.fin)).to_element(ns::CLIENT));
             }
-            Ok(Err(e)) => self.iq_error(me, &iq, to_stanza_error(&e)),
+            Ok(Err(e)) => self.iq_error(origin, &iq, to_stanza_error(&e)),
             Err(e) => {
                 warn!(error = %e, "MAM task failed");
-                self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
+                self.iq_error(origin, &iq, StanzaError::new(Cond::InternalServerError));
             }
         }
     }

@@ -28,6 +28,7 @@ use hydrant_stream::{Frame, StanzaKind};
 use tracing::{debug, warn};
 
 use crate::router::Router;
+use crate::router::origin::Origin;
 use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
 use fanout::Prepared;
@@ -185,15 +186,17 @@ pub fn now_ms() -> u64 {
 
 impl Router {
     /// An iq with a pubsub or disco payload for a pubsub service.
-    pub async fn pubsub_iq(&self, me: &LocalSession, iq: Iq, key: ServiceKey) {
+    pub async fn pubsub_iq(&self, origin: Origin<'_>, iq: Iq, key: ServiceKey) {
         if !iq.kind.is_request() {
             return;
         }
         let Some(payload) = iq.payload.clone() else {
-            return self.iq_error(me, &iq, StanzaError::new(Cond::BadRequest));
+            return self.iq_error(origin, &iq, StanzaError::new(Cond::BadRequest));
         };
         // A network past its read budget waits here, before the request is handled.
-        self.reads.wait(me.info.peer.ip()).await;
+        if let Some(ip) = origin.network() {
+            self.reads.wait(ip).await;
+        }
         // Reads (items, archive pages) take one of a few slots: however many sessions
         // ask at once, only that many pages are being read, parsed and held in memory,
         // and a publish waits for the service lock behind at most that many.
@@ -206,10 +209,10 @@ impl Router {
             None
         };
         if payload.ns() == mam::MAM {
-            return self.mam_iq(me, iq, payload, key).await;
+            return self.mam_iq(origin, iq, payload, key).await;
         }
         let hub = self.pubsub.clone();
-        let from: Jid = me.info.jid.clone().into();
+        let from: Jid = origin.jid();
         let kind = iq.kind;
         let work = move || {
             let svc = hub.service(&key)?;
@@ -245,7 +248,7 @@ impl Router {
         };
         match block_or_spawn(work).await {
             Ok(Ok(Worked::Done(addr, outcome))) => {
-                self.pubsub_reply(me, &iq, outcome.reply);
+                self.pubsub_reply(origin, &iq, outcome.reply);
                 let sample = self.run_effects_sampled(&addr, outcome.effects).await;
                 self.pace(&sample).await;
             }
@@ -256,7 +259,7 @@ impl Router {
                 effects,
                 drain,
             })) => {
-                self.pubsub_reply(me, &iq, reply);
+                self.pubsub_reply(origin, &iq, reply);
                 let Some(node) = drain else {
                     self.run_effects(&addr, effects).await;
                     return;
@@ -271,33 +274,36 @@ impl Router {
                 let sample = drain.run(self).await;
                 self.pace(&sample).await;
             }
-            Ok(Err(e)) => self.iq_error(me, &iq, xep0060::error::to_stanza_error(&e)),
+            Ok(Err(e)) => self.iq_error(origin, &iq, xep0060::error::to_stanza_error(&e)),
             Err(e) => {
                 warn!(error = %e, "pubsub task failed");
-                self.iq_error(me, &iq, StanzaError::new(Cond::InternalServerError));
+                self.iq_error(origin, &iq, StanzaError::new(Cond::InternalServerError));
             }
         }
     }
 
-    fn pubsub_reply(&self, me: &LocalSession, iq: &Iq, payload: Option<Element>) {
+    fn pubsub_reply(&self, origin: Origin<'_>, iq: &Iq, payload: Option<Element>) {
         let reply = iq
             .result(payload)
             .to_element(ns::CLIENT)
             .to_bytes(ns::CLIENT);
-        self.reads.charge(me.info.peer.ip(), reply.len());
-        let _ = me
-            .outbox
-            .push(Frame::Stanza(StanzaKind::Iq, bytes::Bytes::from(reply)));
+        if let Some(ip) = origin.network() {
+            self.reads.charge(ip, reply.len());
+        }
+        self.reply_frame(
+            origin,
+            Frame::Stanza(StanzaKind::Iq, bytes::Bytes::from(reply)),
+        );
     }
 
     /// A `<message/>` to a pubsub service: the owner's answer to an approval request
     /// (XEP-0060 8.6). Anything else is refused.
-    pub async fn pubsub_message(&self, me: &LocalSession, addr: String, el: Element) {
+    pub async fn pubsub_message(&self, origin: Origin<'_>, addr: String, el: Element) {
         let Some(form) = el.get_child("x", ns::DATA_FORMS).cloned() else {
             return self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
         };
         let hub = self.pubsub.clone();
-        let from: Jid = me.info.jid.clone().into();
+        let from: Jid = origin.jid();
         let result = tokio::task::spawn_blocking(move || {
             let svc = hub.service(&ServiceKey::Component(addr))?;
             let req = xep0060::parse_authorization(&form)?;

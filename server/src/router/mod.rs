@@ -6,6 +6,7 @@
 //! happens to it: s2s takes it once the Federation issue lands; until then it is bounced
 //! with `<remote-server-not-found/>` (never dropped silently), except broadcast presence.
 
+pub mod origin;
 pub mod remote;
 pub mod sessions;
 
@@ -72,8 +73,8 @@ pub struct Router {
     /// Accounts whose offline messages a session is delivering right now (one session
     /// per account at a time, `im/backlog.rs`).
     pub offline_claims: dashmap::DashSet<String>,
-    /// Other domains (`remote.rs`): s2s, or nothing yet.
-    pub remote: Box<dyn remote::RemoteDomains>,
+    /// Other domains (`remote.rs`): s2s once it is set, [`remote::NoFederation`] until.
+    remote: std::sync::OnceLock<Box<dyn remote::RemoteDomains>>,
     /// This router, for tasks it spawns.
     pub me: std::sync::Weak<Router>,
     next_query: std::sync::atomic::AtomicU64,
@@ -113,7 +114,7 @@ impl Router {
             cfg,
             pubsub: Arc::new(pubsub),
             offline_claims: dashmap::DashSet::new(),
-            remote: Box::new(remote::NoFederation),
+            remote: std::sync::OnceLock::new(),
             me: me.clone(),
             next_query: std::sync::atomic::AtomicU64::new(1),
             creating_account: tokio::sync::Mutex::new(()),
@@ -347,11 +348,7 @@ impl Backend for Router {
             // replaced): what it still sends is not acted on.
             return;
         }
-        match stanza {
-            Stanza::Message(m) => self.outbound_message(&me, m).await,
-            Stanza::Presence(p) => self.outbound_presence(&me, p).await,
-            Stanza::Iq(iq) => self.outbound_iq(&me, iq).await,
-        }
+        self.route(origin::Origin::Session(&me), stanza).await;
     }
 
     async fn unbind(&self, session: &SessionInfo) {

@@ -57,12 +57,28 @@ pub enum OnRefusal {
 }
 
 impl Router {
+    /// Installs the transport to other domains (once, at start-up: s2s, or a test's).
+    /// `Err` gives it back when one is installed already.
+    pub fn set_remote(
+        &self,
+        transport: Box<dyn RemoteDomains>,
+    ) -> Result<(), Box<dyn RemoteDomains>> {
+        self.remote.set(transport)
+    }
+
+    fn remote(&self) -> &dyn RemoteDomains {
+        match self.remote.get() {
+            Some(t) => &**t,
+            None => &NoFederation,
+        }
+    }
+
     /// Hands a stanza for another domain to the transport; on refusal, bounces it to its
     /// sender (which may be a local session, a pubsub service or the server) or drops it,
     /// as `on_refusal` says.
     pub fn route_remote(&self, to: &Jid, stanza: Element, on_refusal: OnRefusal) {
         let kind = stanza_kind(&stanza);
-        let Err(refused) = self.remote.send(to, stanza) else {
+        let Err(refused) = self.remote().send(to, stanza) else {
             return;
         };
         let Refused { stanza, error: err } = *refused;

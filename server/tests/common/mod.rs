@@ -66,6 +66,8 @@ pub struct Server {
     /// The result of `serve`, once it returned.
     done: Option<tokio::sync::oneshot::Receiver<anyhow::Result<()>>>,
     tls: Arc<rustls::ClientConfig>,
+    /// The running server's router (tests that stand in for s2s).
+    pub router: Arc<hydrant_server::router::Router>,
 }
 
 impl Server {
@@ -132,6 +134,7 @@ impl Server {
             shutdown,
             done: Some(done_rx),
             tls,
+            router: bound.router.clone().expect("serve reports its router"),
         }
     }
 
