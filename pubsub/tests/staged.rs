@@ -207,3 +207,32 @@ fn a_staged_subscribe_counts_at_once_and_gets_the_last_item_after_its_commit() {
         f.effects
     );
 }
+
+#[test]
+fn a_staged_unsubscribe_leaves_the_node_at_once_and_answers_after_its_commit() {
+    let mut h = setup();
+    let payload = xml(&ps(&format!("<unsubscribe node='n' jid='{BOB}'/>")));
+    let req = xep0060::parse(IqType::Set, &payload).unwrap();
+    let staged = match h.svc.handle_staged(&jid(BOB), req, &h.rel, h.now).unwrap() {
+        Handled::Staged(s) => s,
+        Handled::Done(_) => panic!("an unsubscribe is staged"),
+    };
+    // Out of the node before its commit: a publish now has nobody to notify.
+    h.publish(ALICE, "n", "after", "after").unwrap();
+    assert!(
+        !h.effects.iter().any(|e| matches!(e, Effect::Notify(_))),
+        "{:?}",
+        h.effects
+    );
+    let f = h.svc.finish(staged.wait());
+    assert!(matches!(f.reply, Ok(None)), "{:?}", f.reply.err());
+    assert!(f.effects.is_empty() && f.drain.is_none());
+    // Gone for good: a second unsubscribe finds no subscription.
+    let again = xml(&ps(&format!("<unsubscribe node='n' jid='{BOB}'/>")));
+    let req = xep0060::parse(IqType::Set, &again).unwrap();
+    let err = match h.svc.handle_staged(&jid(BOB), req, &h.rel, h.now) {
+        Err(e) => e,
+        Ok(_) => panic!("a second unsubscribe is refused"),
+    };
+    assert_eq!(err, hydrant_pubsub::Error::NotSubscribed);
+}

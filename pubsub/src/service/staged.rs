@@ -15,8 +15,13 @@
 //! [`Service::drain_published`] until none are ready. Another caller whose publish
 //! commits meanwhile only marks it; the drainer picks it up.
 //!
-//! The rest of the service's writes (subscribe, configure, retract, ...) still commit
-//! while the service is held; the store commits everything in the order it was queued,
+//! An unsubscribe is the mirror image: the subscription leaves the node at once (no
+//! notification is queued for it from then on) and is put back if its commit fails.
+//!
+//! The rest of the service's writes (configure, affiliations, retract, delete, ...) still
+//! commit while the service is held: they are rare next to publishes and subscription
+//! changes, and each can change what many later requests see (access, item counts), which
+//! staging would have to undo. The store commits everything in the order it was queued,
 //! so a retract queued after a publish of the same item is applied after it.
 
 use std::collections::VecDeque;
@@ -58,6 +63,11 @@ enum Kind {
         commit: Box<dyn Committing<()>>,
         sub: Subscription,
     },
+    Unsubscribe {
+        commit: Box<dyn Committing<()>>,
+        /// The subscription taken out, to put back if the commit fails.
+        sub: Subscription,
+    },
 }
 
 /// The outcome of a staged write once its commit is known.
@@ -74,6 +84,10 @@ enum Committed {
         reply: Option<Element>,
     },
     Subscribe {
+        result: Result<(), Error>,
+        sub: Subscription,
+    },
+    Unsubscribe {
         result: Result<(), Error>,
         sub: Subscription,
     },
@@ -111,6 +125,10 @@ impl Staged {
                 result: commit.wait().map_err(Error::from),
                 sub,
             },
+            Kind::Unsubscribe { commit, sub } => Committed::Unsubscribe {
+                result: commit.wait().map_err(Error::from),
+                sub,
+            },
         };
         Commit {
             node: self.node,
@@ -136,9 +154,9 @@ struct Slot {
 }
 
 impl<S: Store> Service<S> {
-    /// As [`Service::handle`], except that a publish of an item to an existing node and
-    /// a subscribe are only staged ([`Handled::Staged`]); everything else is done at
-    /// once.
+    /// As [`Service::handle`], except that a publish of an item to an existing node, a
+    /// subscribe and an unsubscribe are only staged ([`Handled::Staged`]); everything
+    /// else is done at once.
     pub fn handle_staged(
         &mut self,
         from: &Jid,
@@ -175,6 +193,23 @@ impl<S: Store> Service<S> {
                     }
                 }
             }
+            Request::Unsubscribe { node, jid, subid } => {
+                let ctx = Ctx::new(from, rel, now_ms);
+                let n = self.node(&node)?;
+                let sub = super::unsubscribe::own_subscription(n, &ctx, &jid, subid.as_ref())?;
+                let (owner, subid) = (sub.jid.clone(), sub.subid.clone());
+                let commit = self
+                    .store
+                    .queue_update_subscriptions(&node, &[SubChange::Remove(subid.clone())])?;
+                let sub = self
+                    .node_mut(&node)
+                    .remove_sub(&owner, &subid)
+                    .expect("own_subscription found it");
+                Ok(Handled::Staged(Staged {
+                    node,
+                    kind: Kind::Unsubscribe { commit, sub },
+                }))
+            }
             req => self.handle(from, req, rel, now_ms).map(Handled::Done),
         }
     }
@@ -210,6 +245,19 @@ impl<S: Store> Service<S> {
                             drain: None,
                         }
                     }
+                }
+            }
+            Committed::Unsubscribe { result, sub } => {
+                if result.is_err()
+                    && let Some(node) = self.nodes.get_mut(&c.node)
+                {
+                    // Still stored: back into the node (if it is still there).
+                    node.put_sub(sub);
+                }
+                Finished {
+                    reply: result.map(|()| None),
+                    effects: Vec::new(),
+                    drain: None,
                 }
             }
         }
