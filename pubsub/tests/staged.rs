@@ -230,9 +230,8 @@ fn a_staged_unsubscribe_leaves_the_node_at_once_and_answers_after_its_commit() {
     // Gone for good: a second unsubscribe finds no subscription.
     let again = xml(&ps(&format!("<unsubscribe node='n' jid='{BOB}'/>")));
     let req = xep0060::parse(IqType::Set, &again).unwrap();
-    let err = match h.svc.handle_staged(&jid(BOB), req, &h.rel, h.now) {
-        Err(e) => e,
-        Ok(_) => panic!("a second unsubscribe is refused"),
+    let Err(err) = h.svc.handle_staged(&jid(BOB), req, &h.rel, h.now) else {
+        panic!("a second unsubscribe is refused");
     };
     assert_eq!(err, hydrant_pubsub::Error::NotSubscribed);
 }
