@@ -6,3 +6,6 @@
 //! Must not depend on: `c2s`, `storage`, `pubsub` or `server` (only `proto` and `stream`:
 //! connection I/O, headers with `jabber:server`, the SASL machine's EXTERNAL); it reaches
 //! the rest only through the router interface handed to it.
+
+pub mod dialback;
+pub mod resolve;

@@ -1,0 +1,1 @@
+//! Server Dialback (XEP-0220) with keys per XEP-0185. (In progress.)
