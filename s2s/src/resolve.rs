@@ -12,9 +12,9 @@
 //! negotiation, retry and back-off between attempts, or per-domain queues.
 //!
 //! Everything DNS says comes from the network and is treated as hostile: the number of
-//! records, targets and addresses looked at is bounded (see the constants below), error
-//! text is bounded, and an odd answer (empty, "." mixed with real targets, port 0,
-//! unspecified addresses) is skipped, never a panic.
+//! targets and addresses tried is bounded (see the constants below; an SRV answer itself is
+//! bounded by the DNS message size), error text is bounded, and an odd answer (empty, "."
+//! mixed with real targets, port 0, unspecified addresses) is skipped, never a panic.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -359,13 +359,13 @@ impl Resolver {
 ///
 /// Rules, in order:
 /// 1. Records with target "." or port 0 are unusable and dropped. The usable records of both
-///    answers are mixed into one set and ordered by [`rfc2782_order`] (XEP-0368 §3 rule 1:
-///    "all priorities and weights are mixed"), `_xmpps-server` ones with `direct_tls`. If
-///    only one lookup failed and the other has usable records, those are used (losing the
-///    failed side's records costs an option, not correctness).
+///    answers are mixed into one set (XEP-0368 §3 rule 1: "all priorities and weights are
+///    mixed") and ordered per RFC 2782, keeping at most [`MAX_TARGETS`]; `_xmpps-server`
+///    ones get `direct_tls`. If only one lookup failed and the other has usable records,
+///    those are used (losing the failed side's records costs an option, not correctness).
 /// 2. Otherwise a failed lookup makes the whole result [`ResolveError::Dns`]: the failed
-///    side might have had records, and RFC 6120 §3.2.1 step 8 forbids falling back once
-///    the domain has published SRV records.
+///    side might have had records, and with records published RFC 6120 §3.2.1 step 8 says
+///    the initiator "SHOULD NOT attempt the fallback process".
 /// 3. Otherwise an answer consisting only of "." (or of unusable records) gives
 ///    [`ResolveError::NoService`]: for `_xmpp-server`, RFC 6120 §3.2.1 step 3 ("abort SRV
 ///    processing", the service "is decidedly not available"); for `_xmpps-server`, XEP-0368
@@ -407,7 +407,8 @@ pub fn order_targets(
 
     if !usable.is_empty() {
         if !failures.is_empty() {
-            tracing::warn!(%domain, failures = %failures.join("; "), "one SRV lookup failed; using the other's records");
+            let failures = failures.join("; ");
+            tracing::warn!(%domain, %failures, "one SRV lookup failed; using the other's records");
         }
         return Ok(rfc2782_order(usable, random, MAX_TARGETS)
             .into_iter()
@@ -479,7 +480,8 @@ fn system_random(max: u64) -> u64 {
         return getrandom::u64().unwrap_or(0);
     };
     // Only load spreading, not a secret: if the OS has no randomness, the listed order is
-    // used. The modulo bias is < span / 2^64, with span < 2^26 here.
+    // used. The modulo bias is < span / 2^64, and the weights of one DNS message (at most a
+    // few thousand 16-bit values) keep span below 2^29.
     getrandom::u64().unwrap_or(0) % span
 }
 
@@ -909,6 +911,18 @@ mod tests {
         assert_eq!(targets.len(), MAX_TARGETS);
         let expected: Vec<String> = (0..MAX_TARGETS).map(|i| format!("h{i}")).collect();
         assert_eq!(hosts(&targets), expected);
+    }
+
+    #[test]
+    fn builds_outside_a_runtime() {
+        // Configuration is loaded at startup, possibly before the runtime exists.
+        let resolver = Resolver::new(ResolverConfig {
+            nameserver: Some(SocketAddr::from(([127, 0, 0, 1], 53))),
+            overrides: HashMap::from([("Example.ORG.".to_owned(), vec![("h".to_owned(), 1)])]),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert!(resolver.overrides.contains_key("example.org"));
     }
 
     #[test]
