@@ -202,6 +202,8 @@ cat >"$H/hydrant.toml" <<CFG
 domain = "$DOMAIN"
 data_dir = "$H/data"
 log = "warn"
+[s2s]
+enabled = false
 [c2s]
 listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = []

@@ -30,6 +30,8 @@ cat >"$W/hydrant.toml" <<CFG
 domain = "smoke.test"
 data_dir = "$W/data"
 log = "warn"
+[s2s]
+enabled = false
 [c2s]
 listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = []

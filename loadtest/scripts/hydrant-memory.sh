@@ -36,6 +36,8 @@ log = "warn"
 [tls]
 cert = "$WORK/leaf.crt"
 key = "$WORK/leaf.key"
+[s2s]
+enabled = false
 [c2s]
 listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = []

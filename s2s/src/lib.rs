@@ -1,11 +1,227 @@
-//! hydrant-s2s: server-to-server streams (filled by the Federation issue).
+//! hydrant-s2s: server-to-server streams (RFC 6120, XEP-0220, XEP-0368).
 //!
-//! Owns: outbound and inbound s2s connections, SRV resolution, STARTTLS, SASL EXTERNAL
-//! and dialback, per-domain queues.
+//! Owns: finding a peer (`resolve.rs`: DNS SRV, XEP-0368, static overrides), opening a
+//! stream to it with STARTTLS or direct TLS (`open.rs`, `tls.rs`), authenticating with
+//! Server Dialback (`dialback.rs` the keys and elements, `verify.rs` the receiving
+//! server's check), one outbound stream per (local, remote) domain pair with the stanzas
+//! waiting for it, retries and bounces (`outbound.rs`), and inbound streams with the
+//! `from`/`to` check on every stanza (`inbound.rs`).
 //!
-//! Must not depend on: `c2s`, `storage`, `pubsub` or `server` (only `proto` and `stream`:
-//! connection I/O, headers with `jabber:server`, the SASL machine's EXTERNAL); it reaches
-//! the rest only through the router interface handed to it.
+//! Must not depend on: `c2s`, `storage`, `pubsub` or `server` (only `proto` and
+//! `stream`); it reaches the rest only through [`S2sBackend`], which the server
+//! implements. `scripts/check-deps.sh` enforces it.
 
+mod backend;
+mod config;
 pub mod dialback;
+mod failure;
+mod inbound;
+mod open;
+mod outbound;
 pub mod resolve;
+pub mod tls;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use hydrant_proto::{Element, Jid};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+pub use backend::S2sBackend;
+pub use config::S2sConfig;
+
+use outbound::{Peer, Rejected};
+
+/// What every s2s stream of the server shares.
+pub(crate) struct Shared<B> {
+    pub cfg: S2sConfig,
+    pub backend: Arc<B>,
+    pub resolver: resolve::Resolver,
+    pub trust: tls::Trust,
+    pub tls_client: Arc<rustls::ClientConfig>,
+    pub tls_server: Arc<rustls::ServerConfig>,
+    /// The dialback secret of this process (XEP-0185).
+    pub secret: dialback::Secret,
+    peers: Mutex<HashMap<(String, String), Arc<Peer>>>,
+    /// (local, remote) -> stream id, for outbound streams awaiting `<db:result/>`.
+    dialback_ids: Mutex<HashMap<(String, String), String>>,
+    inbound: Arc<Semaphore>,
+}
+
+impl<B> Shared<B> {
+    /// Records (or with `None` forgets) the id the peer `remote` gave our outbound stream
+    /// from `local` while its `<db:result/>` is outstanding: the authoritative side
+    /// vouches only for keys of streams it is waiting on (`dialback::answer_verify`).
+    pub(crate) fn awaiting_dialback(&self, local: &str, remote: &str, id: Option<&str>) {
+        let mut m = self
+            .dialback_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (local.to_owned(), remote.to_owned());
+        match id {
+            Some(id) => {
+                m.insert(key, id.to_owned());
+            }
+            None => {
+                m.remove(&key);
+            }
+        }
+    }
+
+    /// The id of our outbound stream from `local` to `remote` awaiting dialback.
+    pub(crate) fn dialback_id(&self, local: &str, remote: &str) -> Option<String> {
+        self.dialback_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(local.to_owned(), remote.to_owned()))
+            .cloned()
+    }
+
+    pub(crate) fn forget_peer(&self, peer: &Arc<Peer>) {
+        let mut peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (peer.local.clone(), peer.remote.clone());
+        if peers.get(&key).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+            peers.remove(&key);
+        }
+    }
+}
+
+impl<B: S2sBackend> Shared<B> {
+    /// Hands a stanza (in `jabber:client`, from a local domain) to its peer's stream;
+    /// what cannot be taken goes back to the backend to bounce.
+    pub(crate) fn send(self: &Arc<Self>, el: Element) {
+        let (Some(from), Some(to)) = (
+            el.attr("from").and_then(|f| Jid::new(f).ok()),
+            el.attr("to").and_then(|t| Jid::new(t).ok()),
+        ) else {
+            debug!("s2s: a stanza without from or to is not sent");
+            return;
+        };
+        let local = from.domain().as_str().to_owned();
+        let remote = to.domain().as_str().to_owned();
+        let mut el = el;
+        for _ in 0..3 {
+            let peer = {
+                let mut peers = self
+                    .peers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let key = (local.clone(), remote.clone());
+                if let Some(p) = peers.get(&key) {
+                    p.clone()
+                } else {
+                    let p = Peer::new(local.clone(), remote.clone());
+                    peers.insert(key, p.clone());
+                    tokio::spawn(outbound::run(Arc::clone(self), p.clone()));
+                    p
+                }
+            };
+            match peer.push(el, self.cfg.queue_bytes) {
+                Ok(()) => return,
+                Err(Rejected::Refused(el, err)) => return self.backend.undeliverable(el, *err),
+                // Its task ended between the lookup and the push: look it up again.
+                Err(Rejected::Gone(back)) => el = back,
+            }
+        }
+        warn!(%remote, "s2s: the peer kept going away; stanza bounced");
+        self.backend.undeliverable(
+            el,
+            hydrant_proto::StanzaError::new(
+                hydrant_proto::StanzaErrorCondition::RemoteServerTimeout,
+            ),
+        );
+    }
+}
+
+/// The s2s service of one server.
+pub struct S2s<B> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B> Clone for S2s<B> {
+    fn clone(&self) -> Self {
+        S2s {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<B: S2sBackend> S2s<B> {
+    /// Sets up federation; nothing connects until a stanza is sent or [`S2s::serve`]
+    /// accepts a peer.
+    pub fn new(
+        cfg: S2sConfig,
+        backend: Arc<B>,
+        resolver: resolve::Resolver,
+        trust: tls::Trust,
+        tls_server: Arc<rustls::ServerConfig>,
+    ) -> Result<Self, String> {
+        let tls_client = trust.client_config(cfg.allow_dialback)?;
+        let inbound = Arc::new(Semaphore::new(cfg.max_inbound.max(1)));
+        Ok(S2s {
+            shared: Arc::new(Shared {
+                cfg,
+                backend,
+                resolver,
+                trust,
+                tls_client,
+                tls_server,
+                secret: dialback::Secret::random(),
+                peers: Mutex::new(HashMap::new()),
+                dialback_ids: Mutex::new(HashMap::new()),
+                inbound,
+            }),
+        })
+    }
+
+    /// Sends a stanza (in `jabber:client`, `from` in a local domain, `to` in a remote
+    /// one). Never blocks: a stanza that cannot be queued, or later cannot be delivered,
+    /// comes back through [`S2sBackend::undeliverable`].
+    pub fn send(&self, el: Element) {
+        self.shared.send(el);
+    }
+
+    /// Accepts inbound s2s connections on `listener` until `stop` resolves.
+    pub async fn serve(&self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = &mut stop => return,
+            };
+            let (tcp, addr) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "s2s accept failed");
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&self.shared.inbound).try_acquire_owned() else {
+                debug!(%addr, "s2s: too many inbound connections; closed at accept");
+                continue;
+            };
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move {
+                inbound::serve(shared, tcp).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Outbound peers with a stream or stanzas waiting (for `hydrant s2s` and metrics).
+    pub fn peers(&self) -> Vec<(String, String)> {
+        self.shared
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+}

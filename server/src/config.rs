@@ -29,6 +29,7 @@ pub struct Config {
     pub pubsub: PubsubSection,
     pub metrics: MetricsSection,
     pub storage: StorageSection,
+    pub s2s: S2sSection,
 }
 
 impl Default for Config {
@@ -46,6 +47,7 @@ impl Default for Config {
             pubsub: PubsubSection::default(),
             metrics: MetricsSection::default(),
             storage: StorageSection::default(),
+            s2s: S2sSection::default(),
         }
     }
 }
@@ -354,6 +356,66 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             page_cache_kib: hydrant_storage::DEFAULT_PAGE_CACHE_KIB,
+        }
+    }
+}
+
+/// Federation (RFC 6120 server-to-server, XEP-0220 dialback, XEP-0368).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sSection {
+    /// Federate at all: off, every stanza for another domain is answered with
+    /// `<remote-server-not-found/>` and nothing listens for peers.
+    pub enabled: bool,
+    /// Listeners for peer servers (STARTTLS).
+    pub listen: Vec<SocketAddr>,
+    /// Streams must be encrypted (STARTTLS) in both directions.
+    pub require_tls: bool,
+    /// Authenticate peers whose certificate does not verify with Server Dialback
+    /// (XEP-0220). Off: such peers are refused.
+    pub allow_dialback: bool,
+    /// PEM file of extra certificate authorities trusted for peers' certificates, besides
+    /// the system's.
+    pub ca_file: Option<PathBuf>,
+    /// DNS server for finding peers (e.g. "127.0.0.53:53" for split DNS); unset: the
+    /// system's resolv.conf.
+    pub resolver: Option<SocketAddr>,
+    /// Static targets per domain, bypassing DNS: `"example.org" = ["10.0.0.5:5269"]`.
+    pub overrides: std::collections::BTreeMap<String, Vec<String>>,
+    /// Seconds per TCP connection attempt.
+    pub connect_timeout_secs: NonZeroU64,
+    /// Seconds from the first attempt to an authenticated stream (DNS, TLS, dialback).
+    pub negotiate_timeout_secs: NonZeroU64,
+    /// Seconds stanzas for an unreachable peer wait, across retries, before they are
+    /// bounced with `<remote-server-timeout/>`.
+    pub give_up_after_secs: NonZeroU64,
+    /// Seconds without traffic after which a stream is closed.
+    pub idle_timeout_secs: NonZeroU64,
+    /// Bytes queued per peer; beyond it stanzas are refused with `<resource-constraint/>`.
+    pub queue_bytes: NonZeroUsize,
+    /// Inbound s2s connections at once.
+    pub max_inbound: NonZeroUsize,
+    /// Largest stanza accepted from a peer, in bytes.
+    pub max_stanza_bytes: NonZeroUsize,
+}
+
+impl Default for S2sSection {
+    fn default() -> Self {
+        S2sSection {
+            enabled: true,
+            listen: vec!["0.0.0.0:5269".parse().expect("valid")],
+            require_tls: true,
+            allow_dialback: true,
+            ca_file: None,
+            resolver: None,
+            overrides: std::collections::BTreeMap::new(),
+            connect_timeout_secs: nz64(10),
+            negotiate_timeout_secs: nz64(30),
+            give_up_after_secs: nz64(60),
+            idle_timeout_secs: nz64(600),
+            queue_bytes: nz(4 << 20),
+            max_inbound: nz(1000),
+            max_stanza_bytes: nz(262_144),
         }
     }
 }

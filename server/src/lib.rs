@@ -13,6 +13,7 @@ pub mod im;
 pub mod malloc;
 pub mod pubsub;
 pub mod router;
+pub mod s2s;
 pub mod serve;
 pub mod store;
 pub mod tls;

@@ -35,6 +35,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 pub struct Bound {
     pub c2s: Vec<std::net::SocketAddr>,
     pub direct_tls: Vec<std::net::SocketAddr>,
+    /// Listeners for peer servers (empty with `[s2s] enabled = false`).
+    pub s2s: Vec<std::net::SocketAddr>,
     pub router: Option<Arc<Router>>,
 }
 
@@ -43,6 +45,7 @@ impl std::fmt::Debug for Bound {
         f.debug_struct("Bound")
             .field("c2s", &self.c2s)
             .field("direct_tls", &self.direct_tls)
+            .field("s2s", &self.s2s)
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +77,7 @@ pub async fn serve(
     tokio::spawn(async move { watcher.watch_account_changes(watch_stop).await });
     let c = &cfg.c2s;
     let mut c2s = C2sConfig::new(cfg.domain.0.clone());
-    c2s.tls = Some(tls);
+    c2s.tls = Some(tls.clone());
     c2s.require_tls = c.require_tls;
     c2s.allow_registration = cfg.registration.enabled;
     c2s.registrations_per_ip_per_hour = cfg.registration.per_ip_per_hour;
@@ -118,6 +121,12 @@ pub async fn serve(
         router: Some(router.clone()),
         ..Bound::default()
     };
+    let s2s_tls = {
+        let mut t = (*tls).clone();
+        t.alpn_protocols = vec![hydrant_s2s::tls::ALPN_XMPP_SERVER.to_vec()];
+        Arc::new(t)
+    };
+    let s2s = crate::s2s::start(&cfg, &router, s2s_tls)?;
     let shared = Shared::new(c2s, router);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -143,7 +152,17 @@ pub async fn serve(
             ));
         }
     }
-    info!(domain = %cfg.domain.0, c2s = ?bound.c2s, direct_tls = ?bound.direct_tls, "hydrant ready");
+    if let Some(s2s) = &s2s {
+        for addr in &cfg.s2s.listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the s2s listener {addr}"))?;
+            bound.s2s.push(l.local_addr()?);
+            let (s2s, stop) = (s2s.clone(), shutdown.clone());
+            tasks.spawn(async move { s2s.serve(l, stop.cancelled_owned()).await });
+        }
+    }
+    info!(domain = %cfg.domain.0, c2s = ?bound.c2s, direct_tls = ?bound.direct_tls, s2s = ?bound.s2s, "hydrant ready");
     if let Some(tx) = ready {
         let _ = tx.send(bound);
     }

@@ -194,6 +194,20 @@ impl Outbox {
         wake_all(waiters);
     }
 
+    /// Takes every queued frame out and stops accepting more: what a stream that ended
+    /// had not written, for its owner to requeue or bounce (s2s).
+    pub fn take_all(&self) -> Vec<Frame> {
+        let (frames, waiters) = {
+            let mut inner = self.lock();
+            inner.state = State::Closing;
+            inner.bytes = 0;
+            let frames: Vec<Frame> = std::mem::take(&mut inner.queue).into();
+            (frames, inner.take_room_waiters())
+        };
+        wake_all(waiters);
+        frames
+    }
+
     /// For a producer that would rather wait than overflow the queue (a backlog handed
     /// over at login, paced by what the client reads): `Ready(true)` once `need` more
     /// bytes fit under the limit, `Ready(false)` once the queue accepts nothing more.

@@ -121,6 +121,8 @@ data_dir = "$WORK/data"
 cert = "$WORK/tls/$XMPP_DOMAIN.chain.pem"
 key = "$WORK/tls/$XMPP_DOMAIN.key"
 
+[s2s]
+enabled = false
 [c2s]
 listen = ["$XMPP_HOST:$XMPP_C2S_PORT"]
 direct_tls_listen = ["$XMPP_HOST:$XMPP_TLS_PORT"]

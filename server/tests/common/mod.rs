@@ -68,6 +68,10 @@ pub struct Server {
     tls: Arc<rustls::ClientConfig>,
     /// The running server's router (tests that stand in for s2s).
     pub router: Arc<hydrant_server::router::Router>,
+    /// The s2s listener, if federation is on.
+    pub s2s: Option<SocketAddr>,
+    /// The domain served.
+    pub domain: String,
 }
 
 impl Server {
@@ -98,8 +102,22 @@ impl Server {
     /// (one per line, e.g. `"outbound_queue_bytes = 65536"`) and extra TOML sections.
     /// A `require_tls` key there replaces the test default (`true`).
     pub async fn start_in_with_c2s(dir: TempDir, c2s: &str, extra: &str) -> Server {
+        Server::start_for(dir, DOMAIN, c2s, extra).await
+    }
+
+    /// A server for another domain than `localhost` (federation tests), with extra TOML
+    /// sections.
+    pub async fn start_domain(domain: &str, extra: &str) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("hydrant-wire-")
+            .tempdir()
+            .expect("temp dir");
+        Server::start_for(dir, domain, "", extra).await
+    }
+
+    async fn start_for(dir: TempDir, domain: &str, c2s: &str, extra: &str) -> Server {
         init_tracing();
-        let text = config_text(dir.path(), c2s, extra);
+        let text = config_text_for(dir.path(), domain, c2s, extra);
         let cfg = Config::parse(&text, Path::new("test")).expect("the test config is valid");
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -124,7 +142,7 @@ impl Server {
         };
         assert_eq!(bound.c2s.len(), 1, "{bound:?}");
         assert_eq!(bound.direct_tls.len(), 1, "{bound:?}");
-        let tls = client_tls(&dir.path().join("tls").join("localhost.crt"));
+        let tls = client_tls(&dir.path().join("tls").join(format!("{domain}.crt")));
         Server {
             c2s: bound.c2s[0],
             direct_tls: bound.direct_tls[0],
@@ -135,6 +153,8 @@ impl Server {
             done: Some(done_rx),
             tls,
             router: bound.router.clone().expect("serve reports its router"),
+            s2s: bound.s2s.first().copied(),
+            domain: domain.to_owned(),
         }
     }
 
@@ -160,9 +180,13 @@ impl Server {
 
     /// Stops and starts again on the same data directory and configuration.
     pub async fn restart(self) -> Server {
-        let (extra, c2s) = (self.extra.clone(), self.c2s_extra.clone());
+        let (extra, c2s, domain) = (
+            self.extra.clone(),
+            self.c2s_extra.clone(),
+            self.domain.clone(),
+        );
         let dir = self.stop().await;
-        Server::start_in_with_c2s(dir, &c2s, &extra).await
+        Server::start_for(dir, &domain, &c2s, &extra).await
     }
 
     /// Creates an account directly in the store (SQLite allows a second connection).
@@ -176,6 +200,7 @@ impl Server {
     /// the secured stream.
     pub async fn connect_tls(&self) -> (Client, Element) {
         let mut c = Client::tcp(self.c2s, self.tls()).await;
+        c.domain.clone_from(&self.domain);
         let features = c.open_stream().await;
         let starttls = features
             .get_child("starttls", ns::TLS)
@@ -216,6 +241,7 @@ impl Server {
         recv_buffer: Option<u32>,
     ) -> Client {
         let mut c = Client::tcp_with_recv_buffer(self.c2s, self.tls(), recv_buffer).await;
+        c.domain.clone_from(&self.domain);
         let features = c.open_stream().await;
         if let Some(st) = features.get_child("starttls", ns::TLS) {
             assert!(
@@ -253,6 +279,11 @@ impl Drop for Server {
 
 /// The test configuration's text for a data directory (see [`Server::start_in_with_c2s`]).
 pub fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
+    config_text_for(dir, DOMAIN, c2s, extra)
+}
+
+/// [`config_text`] for another domain.
+pub fn config_text_for(dir: &Path, domain: &str, c2s: &str, extra: &str) -> String {
     // Debug formatting of a path string is a valid TOML basic string for temp paths.
     let dir = dir.to_str().expect("UTF-8 temp dir");
     let require_tls = if c2s.contains("require_tls") {
@@ -269,8 +300,15 @@ pub fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
          connections_per_ip_per_sec = 100000\n\
          connection_burst_per_ip = 100000\n"
     };
+    // Federation is off unless a test configures it: with it on, a stanza for another
+    // domain would be resolved through the system's DNS, and tests talk to loopback only.
+    let s2s = if extra.contains("[s2s]") {
+        ""
+    } else {
+        "[s2s]\nenabled = false\n"
+    };
     format!(
-        "domain = \"localhost\"\n\
+        "domain = {domain:?}\n\
          data_dir = {dir:?}\n\
          log = \"warn\"\n\
          [c2s]\n\
@@ -282,7 +320,8 @@ pub fn config_text(dir: &Path, c2s: &str, extra: &str) -> String {
          auth_failure_max_delay_secs = 1\n\
          [registration]\n\
          enabled = true\n\
-         {extra}\n"
+         {extra}\n\
+         {s2s}"
     )
 }
 
@@ -371,6 +410,8 @@ pub struct Client {
     pub stream_id: Option<String>,
     /// The ALPN protocol agreed in the TLS handshake.
     pub alpn: Option<Vec<u8>>,
+    /// The domain this client's streams are for (`localhost` unless set).
+    pub domain: String,
 }
 
 fn reader() -> StreamReader {
@@ -396,6 +437,7 @@ impl Client {
             closed: false,
             stream_id: None,
             alpn: None,
+            domain: DOMAIN.to_owned(),
         }
     }
 
@@ -427,6 +469,7 @@ impl Client {
             closed: false,
             stream_id: None,
             alpn: None,
+            domain: DOMAIN.to_owned(),
         }
     }
 
@@ -459,7 +502,7 @@ impl Client {
         let Transport::Plain(tcp) = std::mem::replace(&mut self.io, Transport::Gone) else {
             panic!("TLS handshake on a stream that is not plain TCP");
         };
-        let name = ServerName::try_from(DOMAIN).expect("server name");
+        let name = ServerName::try_from(self.domain.clone()).expect("server name");
         let tls = tokio::time::timeout(
             TIMEOUT,
             TlsConnector::from(self.tls.clone()).connect(name, tcp),
@@ -492,7 +535,7 @@ impl Client {
                 Ok(Some(StreamEvent::Stanza(el))) => return Read::Stanza(el),
                 Ok(Some(StreamEvent::Open(h))) => {
                     self.stream_id = h.id().map(str::to_owned);
-                    assert_eq!(h.from(), Some(DOMAIN), "server header 'from'");
+                    assert_eq!(h.from(), Some(self.domain.as_str()), "server header 'from'");
                     assert_eq!(h.version(), Some("1.0"), "server header version");
                     return Read::Header;
                 }
@@ -570,7 +613,12 @@ impl Client {
 
     /// Waits for the server's stream header and returns the features that follow it.
     pub async fn open_stream(&mut self) -> Element {
-        self.send(HEADER).await;
+        if self.domain == DOMAIN {
+            self.send(HEADER).await;
+        } else {
+            let header = HEADER.replace("to='localhost'", &format!("to='{}'", self.domain));
+            self.send(&header).await;
+        }
         self.expect("<stream:features/>", |e| e.is("features", ns::STREAM))
             .await
     }
@@ -696,7 +744,11 @@ impl Client {
     /// before answering has been read into the buffer.
     pub async fn sync(&mut self) {
         let res = self
-            .iq("get", Some(DOMAIN), "<ping xmlns='urn:xmpp:ping'/>")
+            .iq(
+                "get",
+                Some(&self.domain.clone()),
+                "<ping xmlns='urn:xmpp:ping'/>",
+            )
             .await;
         assert_eq!(res.attr("type"), Some("result"), "{res}");
     }

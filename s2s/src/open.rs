@@ -1,0 +1,165 @@
+//! Opening a stream to a peer: resolve and connect, exchange headers, STARTTLS (or direct
+//! TLS, XEP-0368) and the restart, up to the features offered on the encrypted stream.
+//! What comes next (dialback, stanzas, a verification) is the caller's.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use hydrant_proto::{Element, StreamEvent, StreamReader, ns};
+use hydrant_stream::{Conn, Io, Outbox, OverflowPolicy};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, timeout_at};
+use tracing::debug;
+
+use crate::Shared;
+use crate::failure::Failure;
+
+/// A socket, plain or TLS: the stream restarts on another type after STARTTLS.
+pub(crate) trait AsyncIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncIo for T {}
+
+pub(crate) type BoxIo = Box<dyn AsyncIo>;
+
+/// An open outbound stream, encrypted unless the configuration allows otherwise.
+pub(crate) struct Opened {
+    pub conn: Conn<BoxIo>,
+    /// The id the peer gave the stream (XEP-0220 keys are bound to it).
+    pub stream_id: String,
+    pub features: Element,
+    /// The peer's certificate verifies for its domain (RFC 6125).
+    pub trusted: bool,
+}
+
+/// The initiating header of an s2s stream (RFC 6120 4.7; `xmlns:db` declares dialback
+/// support, XEP-0220 2.1).
+pub(crate) fn initiating_header(from: &str, to: &str) -> Vec<u8> {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' xmlns:db='{}' \
+         from='{}' to='{}' version='1.0'>",
+        ns::SERVER,
+        ns::STREAM,
+        ns::DIALBACK,
+        hydrant_stream::header::escape_attr(from),
+        hydrant_stream::header::escape_attr(to),
+    )
+    .into_bytes()
+}
+
+/// The next event, or why there is none by `deadline`.
+pub(crate) async fn next_event(
+    conn: &mut Conn<BoxIo>,
+    deadline: Instant,
+) -> Result<StreamEvent, Failure> {
+    match timeout_at(deadline, poll_fn(|cx| conn.poll_next(cx))).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Io::Event(ev)) => Ok(ev),
+        Ok(Io::Malformed(e)) => Err(Failure::Protocol(format!("{e:?}"))),
+        Ok(Io::Eof | Io::Closed) => Err(Failure::Closed),
+        Ok(Io::Overflow) => Err(Failure::Protocol("outbound queue overflow".into())),
+        Ok(Io::Failed(e)) => Err(Failure::Io(e.to_string())),
+    }
+}
+
+/// Connects to `remote` for `local` and negotiates up to the encrypted stream's features.
+pub(crate) async fn open<B>(
+    shared: &Shared<B>,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<Opened, Failure> {
+    let cfg = &shared.cfg;
+    let (tcp, target) = timeout_at(
+        deadline,
+        shared.resolver.connect(remote, cfg.connect_timeout),
+    )
+    .await
+    .map_err(|_| Failure::Timeout)?
+    .map_err(Failure::from)?;
+    let mut tls = false;
+    let mut trusted = false;
+    let mut io: BoxIo = Box::new(tcp);
+    if target.direct_tls {
+        let (t, ok) = tls_connect(shared, io, remote, deadline).await?;
+        io = t;
+        tls = true;
+        trusted = ok;
+    }
+    loop {
+        let outbox = Outbox::with_policy(cfg.queue_bytes, OverflowPolicy::Refuse);
+        let mut conn = Conn::new(io, StreamReader::new(cfg.limits), outbox);
+        conn.send(initiating_header(local, remote));
+        let StreamEvent::Open(header) = next_event(&mut conn, deadline).await? else {
+            return Err(Failure::Protocol("no stream header".into()));
+        };
+        if header.default_ns() != ns::SERVER {
+            return Err(Failure::Protocol("not a jabber:server stream".into()));
+        }
+        // RFC 6120 4.7.3: the receiving entity MUST give an id; dialback keys need it.
+        let Some(stream_id) = header.id().map(str::to_owned) else {
+            return Err(Failure::Protocol("no stream id".into()));
+        };
+        let features = match next_event(&mut conn, deadline).await? {
+            StreamEvent::Stanza(el) if el.is("features", ns::STREAM) => el,
+            _ => return Err(Failure::Protocol("no stream features".into())),
+        };
+        if tls {
+            return Ok(Opened {
+                conn,
+                stream_id,
+                features,
+                trusted,
+            });
+        }
+        if features.get_child("starttls", ns::TLS).is_none() {
+            if cfg.require_tls {
+                return Err(Failure::Policy("the peer offers no STARTTLS".into()));
+            }
+            return Ok(Opened {
+                conn,
+                stream_id,
+                features,
+                trusted,
+            });
+        }
+        // RFC 6120 5.4.2: <starttls/>, then <proceed/>, then the handshake and a restart.
+        conn.send(&b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"[..]);
+        match next_event(&mut conn, deadline).await? {
+            StreamEvent::Stanza(el) if el.is("proceed", ns::TLS) => {}
+            _ => return Err(Failure::Policy("STARTTLS refused".into())),
+        }
+        timeout_at(deadline, conn.flush())
+            .await
+            .map_err(|_| Failure::Timeout)?
+            .map_err(|e| Failure::Io(e.to_string()))?;
+        let (t, ok) = tls_connect(shared, conn.into_io(), remote, deadline).await?;
+        io = t;
+        tls = true;
+        trusted = ok;
+    }
+}
+
+/// The client side of the TLS handshake, then the trust decision for `remote`.
+async fn tls_connect<B>(
+    shared: &Shared<B>,
+    io: BoxIo,
+    remote: &str,
+    deadline: Instant,
+) -> Result<(BoxIo, bool), Failure> {
+    let name = ServerName::try_from(remote.to_owned())
+        .map_err(|_| Failure::Policy("the domain is not a DNS name".into()))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&shared.tls_client));
+    let stream = timeout_at(deadline, connector.connect(name, io))
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(|e| {
+            debug!(remote, error = %e, "s2s TLS handshake failed");
+            Failure::Tls(e.to_string())
+        })?;
+    let trusted = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|chain| shared.trust.verifies(chain, remote));
+    Ok((Box::new(stream), trusted))
+}

@@ -1,0 +1,302 @@
+//! Outbound streams: one per (local domain, remote domain) pair, with the stanzas that
+//! wait for it.
+//!
+//! A stanza for a peer with no stream starts one; until it is authenticated, stanzas wait
+//! in the peer's pending queue (bounded in bytes with the stream's own queue). Connecting
+//! is retried with backoff until `give_up_after`; then, or at once when retrying cannot
+//! help (no such domain, policy), everything waiting is returned to the server to bounce.
+//! Once up, stanzas go straight into the stream's outbox, whose overflow policy is
+//! `Refuse`: a stanza that does not fit is bounced with `<resource-constraint/>` and the
+//! stream stays. When the stream ends (idle, error, the peer closed it), what it had not
+//! written goes back to pending and, if anything is pending, the peer connects again.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hydrant_proto::{Element, StanzaError, StanzaErrorCondition as Cond, StreamEvent, ns};
+use hydrant_stream::close;
+use hydrant_stream::outbox::PushError;
+use hydrant_stream::{Frame, Io};
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{debug, info};
+
+use crate::Shared;
+use crate::backend::S2sBackend;
+use crate::dialback;
+use crate::failure::Failure;
+use crate::open::{Opened, next_event, open};
+
+/// First retry delay; doubled per failure up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// One remote domain as seen from one local domain.
+pub(crate) struct Peer {
+    pub local: String,
+    pub remote: String,
+    state: Mutex<State>,
+}
+
+enum State {
+    /// No stream yet (or it is being re-established): stanzas wait here.
+    Pending {
+        frames: VecDeque<Frame>,
+        bytes: usize,
+    },
+    /// Authenticated: stanzas go to the stream's queue.
+    Up { outbox: Arc<hydrant_stream::Outbox> },
+    /// The task ended; the peer is out of the table (a new one is made on demand).
+    Gone,
+}
+
+/// Why [`Peer::push`] did not take a stanza.
+pub(crate) enum Rejected {
+    /// The peer's task ended meanwhile: look it up again.
+    Gone(Element),
+    /// Refused: bounce with this error.
+    Refused(Element, Box<StanzaError>),
+}
+
+impl Peer {
+    pub(crate) fn new(local: String, remote: String) -> Arc<Self> {
+        Arc::new(Peer {
+            local,
+            remote,
+            state: Mutex::new(State::Pending {
+                frames: VecDeque::new(),
+                bytes: 0,
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a stanza for this peer.
+    pub(crate) fn push(&self, el: Element, limit: usize) -> Result<(), Rejected> {
+        let frame = Frame::element(&el);
+        let mut st = self.state();
+        match &mut *st {
+            State::Gone => Err(Rejected::Gone(el)),
+            State::Pending { frames, bytes } => {
+                if *bytes + frame.len() > limit {
+                    return Err(Rejected::Refused(el, Box::new(full())));
+                }
+                *bytes += frame.len();
+                frames.push_back(frame);
+                Ok(())
+            }
+            State::Up { outbox } => match outbox.push(frame) {
+                Ok(()) => Ok(()),
+                Err(r) if r.why == PushError::Full => Err(Rejected::Refused(el, Box::new(full()))),
+                Err(r) => {
+                    // The stream is closing: the task takes this back with the rest of
+                    // what was not written, and connects again.
+                    let len = r.frame.len();
+                    *st = State::Pending {
+                        frames: VecDeque::from([r.frame]),
+                        bytes: len,
+                    };
+                    Ok(())
+                }
+            },
+        }
+    }
+}
+
+/// RFC 6120 8.3.3.18: the peer's queue is full.
+fn full() -> StanzaError {
+    StanzaError::new(Cond::ResourceConstraint)
+        .with_type(hydrant_proto::ErrorType::Wait)
+        .with_text("too much is queued for this server")
+}
+
+/// The life of a peer: connect (with retries), run the stream, reconnect while stanzas
+/// wait, then leave the table.
+pub(crate) async fn run<B: S2sBackend>(shared: Arc<Shared<B>>, peer: Arc<Peer>) {
+    loop {
+        let Some(opened) = connect(&shared, &peer).await else {
+            return;
+        };
+        let outbox = opened.conn.outbox.clone();
+        {
+            let mut st = peer.state();
+            if let State::Pending { frames, .. } = &mut *st {
+                for f in frames.drain(..) {
+                    if let Err(r) = outbox.push(f) {
+                        // Cannot happen with the same byte limit; bounce rather than lose.
+                        bounce(&*shared.backend, r.frame, &full());
+                    }
+                }
+            }
+            *st = State::Up {
+                outbox: outbox.clone(),
+            };
+        }
+        info!(local = %peer.local, remote = %peer.remote, "s2s stream up");
+        stream(&shared, opened).await;
+        // What was not written goes back to pending, with anything pushed meanwhile
+        // (stream-level bytes, such as our closing tag, stay with the old stream).
+        let leftover = outbox.take_all();
+        let mut st = peer.state();
+        let mut frames: VecDeque<Frame> = leftover
+            .into_iter()
+            .filter(|f| f.stanza_kind().is_some())
+            .collect();
+        if let State::Pending { frames: late, .. } = &mut *st {
+            frames.extend(late.drain(..));
+        }
+        if frames.is_empty() {
+            *st = State::Gone;
+            drop(st);
+            shared.forget_peer(&peer);
+            debug!(local = %peer.local, remote = %peer.remote, "s2s stream closed");
+            return;
+        }
+        let bytes = frames.iter().map(Frame::len).sum();
+        *st = State::Pending { frames, bytes };
+    }
+}
+
+/// Connects and authenticates, retrying with backoff; `None` when the peer gave up (its
+/// stanzas bounced, out of the table).
+async fn connect<B: S2sBackend>(shared: &Arc<Shared<B>>, peer: &Arc<Peer>) -> Option<Opened> {
+    let started = Instant::now();
+    let mut delay = FIRST_RETRY;
+    loop {
+        let deadline = Instant::now() + shared.cfg.negotiate_timeout;
+        let failure = match authenticate(shared, peer, deadline).await {
+            Ok(opened) => return Some(opened),
+            Err(f) => f,
+        };
+        debug!(local = %peer.local, remote = %peer.remote, ?failure, "s2s connect failed");
+        let give_up = failure.is_final() || started.elapsed() + delay > shared.cfg.give_up_after;
+        if give_up {
+            let frames = match std::mem::replace(&mut *peer.state(), State::Gone) {
+                State::Pending { frames, .. } => frames,
+                State::Up { .. } | State::Gone => VecDeque::new(),
+            };
+            shared.forget_peer(peer);
+            info!(local = %peer.local, remote = %peer.remote, ?failure, bounced = frames.len(), "s2s peer unreachable");
+            let err = failure.stanza_error();
+            for f in frames {
+                bounce(&*shared.backend, f, &err);
+            }
+            return None;
+        }
+        sleep(delay).await;
+        delay = (delay * 2).min(MAX_RETRY);
+    }
+}
+
+/// Opens a stream and authenticates it with dialback (XEP-0220 2.1: we are the
+/// originating server; the peer calls our authoritative side back to check the key).
+async fn authenticate<B: S2sBackend>(
+    shared: &Shared<B>,
+    peer: &Peer,
+    deadline: Instant,
+) -> Result<Opened, Failure> {
+    let mut opened = open(shared, &peer.local, &peer.remote, deadline).await?;
+    if !opened.trusted && !shared.cfg.allow_dialback {
+        return Err(Failure::Policy(
+            "the peer's certificate does not verify and dialback is off".into(),
+        ));
+    }
+    if opened
+        .features
+        .get_child("dialback", ns::DIALBACK_FEATURE)
+        .is_none()
+    {
+        // XEP-0220 2.1: older servers only declare the namespace on their header;
+        // dialback is tried anyway, and a peer that does not know it fails it.
+        debug!(remote = %peer.remote, "the peer does not advertise dialback");
+    }
+    let request = dialback::DbElement::result_request(
+        &shared.secret,
+        &peer.local,
+        &peer.remote,
+        &opened.stream_id,
+    );
+    shared.awaiting_dialback(&peer.local, &peer.remote, Some(&opened.stream_id));
+    opened.conn.send(request.to_bytes());
+    let answer = dialback_answer(&mut opened, peer, deadline).await;
+    shared.awaiting_dialback(&peer.local, &peer.remote, None);
+    answer.map(|()| opened)
+}
+
+/// Waits for the peer's `<db:result/>` answer (XEP-0220 2.1.2, step 4).
+async fn dialback_answer(
+    opened: &mut Opened,
+    peer: &Peer,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    loop {
+        match next_event(&mut opened.conn, deadline).await? {
+            StreamEvent::Stanza(el) if el.ns() == ns::DIALBACK => match dialback::parse(&el) {
+                Ok(dialback::DbElement::ResultResponse { from, to, kind })
+                    if from == peer.remote && to == peer.local =>
+                {
+                    return match kind {
+                        dialback::DbKind::Valid => Ok(()),
+                        other => Err(Failure::NotAuthorized(format!(
+                            "dialback answered {other:?}"
+                        ))),
+                    };
+                }
+                _ => {}
+            },
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                return Err(Failure::NotAuthorized(format!("stream error: {el}")));
+            }
+            StreamEvent::Close => return Err(Failure::Closed),
+            _ => {}
+        }
+    }
+}
+
+/// Runs an authenticated outbound stream until it ends: writes what is queued, reads
+/// what the peer sends on it (nothing but errors and the close are expected), closes it
+/// after `idle_timeout` without writes.
+async fn stream<B>(shared: &Shared<B>, opened: Opened) {
+    let mut conn = opened.conn;
+    let idle = shared.cfg.idle_timeout;
+    let mut closing = false;
+    loop {
+        let idle_at = conn.last_write.max(conn.last_read) + idle;
+        let ev = tokio::select! {
+            ev = std::future::poll_fn(|cx| conn.poll_next(cx)) => ev,
+            () = sleep_until(idle_at), if !closing => {
+                if conn.outbox.queued_bytes() == 0 {
+                    closing = true;
+                    close::queue_close(&conn.outbox);
+                }
+                continue;
+            }
+        };
+        match ev {
+            Io::Event(StreamEvent::Close) => {
+                if !closing {
+                    close::queue_close(&conn.outbox);
+                }
+                closing = true;
+            }
+            Io::Event(StreamEvent::Stanza(el)) if el.is("error", ns::STREAM) => {
+                debug!(error = %el, "s2s stream error from the peer");
+                return;
+            }
+            Io::Event(_) => {}
+            Io::Closed | Io::Eof | Io::Failed(_) | Io::Malformed(_) | Io::Overflow => return,
+        }
+    }
+}
+
+/// Returns a stanza s2s could not deliver to the server.
+pub(crate) fn bounce<B: S2sBackend>(backend: &B, frame: Frame, err: &StanzaError) {
+    if let Some(el) = frame.stanza_element() {
+        backend.undeliverable(el, err.clone());
+    }
+}

@@ -1,0 +1,157 @@
+//! Federation glue: the router as s2s's backend, and s2s as the router's transport to
+//! other domains (`router/remote.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hydrant_proto::{Element, Jid, Stanza, StanzaError, error_reply};
+use hydrant_s2s::{S2s, S2sBackend, S2sConfig};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::router::Router;
+use crate::router::origin::Origin;
+use crate::router::remote::{Refused, RemoteDomains};
+
+/// The router, as s2s sees it.
+pub struct Backend {
+    router: Weak<Router>,
+    domain: String,
+}
+
+impl S2sBackend for Backend {
+    fn is_local(&self, domain: &str) -> bool {
+        let domain = domain.to_ascii_lowercase();
+        domain == self.domain
+            || self
+                .router
+                .upgrade()
+                .is_some_and(|r| r.pubsub.is_component(&domain))
+    }
+
+    async fn stanza(&self, from: Jid, stanza: Stanza) {
+        if let Some(r) = self.router.upgrade() {
+            r.route(Origin::Remote(&from), stanza).await;
+        }
+    }
+
+    fn undeliverable(&self, stanza: Element, error: StanzaError) {
+        let Some(r) = self.router.upgrade() else {
+            return;
+        };
+        metrics::counter!("hydrant_s2s_bounced_total").increment(1);
+        // RFC 6121 4.2.2: broadcast presence a contact's server did not take is not the
+        // user's error (the same rule as `OnRefusal::Drop`).
+        if stanza.name() == "presence" && matches!(stanza.attr("type"), None | Some("unavailable"))
+        {
+            return;
+        }
+        let from = stanza.attr("from").unwrap_or_default();
+        let from_domain = Jid::new(from).map(|j| j.domain().as_str().to_owned());
+        if let Ok(d) = from_domain
+            && r.pubsub.is_component(&d)
+        {
+            // A notification: the service learns it, nobody else (`OnRefusal::ToService`).
+            if stanza.attr("type") != Some("error") {
+                r.to_service(&d, &error_reply(&stanza, &error));
+            }
+            return;
+        }
+        r.bounce(&stanza, error);
+    }
+}
+
+/// s2s as the router's transport to other domains.
+pub struct Transport(pub S2s<Backend>);
+
+impl RemoteDomains for Transport {
+    fn send(&self, _to: &Jid, stanza: Element) -> Result<(), Box<Refused>> {
+        // Never refuses here: what cannot be delivered comes back through
+        // `Backend::undeliverable`, possibly much later.
+        self.0.send(stanza);
+        Ok(())
+    }
+}
+
+/// Builds s2s from `[s2s]` and installs it as the router's transport; returns it, to serve
+/// its listeners. `None` when federation is off.
+pub fn start(
+    cfg: &Config,
+    router: &Arc<Router>,
+    tls_server: Arc<rustls::ServerConfig>,
+) -> anyhow::Result<Option<S2s<Backend>>> {
+    let c = &cfg.s2s;
+    if !c.enabled {
+        info!("federation is off ([s2s] enabled = false)");
+        return Ok(None);
+    }
+    let mut overrides: HashMap<String, Vec<(String, u16)>> = HashMap::new();
+    for (domain, targets) in &c.overrides {
+        for t in targets {
+            let (host, port) = t
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+                .with_context(|| format!("[s2s] overrides: {domain}: {t:?} is not host:port"))?;
+            overrides
+                .entry(domain.to_ascii_lowercase())
+                .or_default()
+                .push((host, port));
+        }
+    }
+    let resolver = hydrant_s2s::resolve::Resolver::new(hydrant_s2s::resolve::ResolverConfig {
+        nameserver: c.resolver,
+        overrides,
+        timeout: Duration::from_secs(c.connect_timeout_secs.get()),
+    })
+    .map_err(|e| anyhow::anyhow!("[s2s] resolver: {e}"))?;
+    let trust = hydrant_s2s::tls::Trust::new(roots(c.ca_file.as_deref())?)
+        .map_err(|e| anyhow::anyhow!("[s2s] trust: {e}"))?;
+    let s2s_cfg = S2sConfig {
+        require_tls: c.require_tls,
+        allow_dialback: c.allow_dialback,
+        connect_timeout: Duration::from_secs(c.connect_timeout_secs.get()),
+        negotiate_timeout: Duration::from_secs(c.negotiate_timeout_secs.get()),
+        give_up_after: Duration::from_secs(c.give_up_after_secs.get()),
+        idle_timeout: Duration::from_secs(c.idle_timeout_secs.get()),
+        queue_bytes: c.queue_bytes.get(),
+        limits: hydrant_proto::Limits {
+            max_stanza_bytes: c.max_stanza_bytes.get(),
+            ..hydrant_proto::Limits::default()
+        },
+        max_inbound: c.max_inbound.get(),
+    };
+    let backend = Arc::new(Backend {
+        router: Arc::downgrade(router),
+        domain: cfg.domain.0.clone(),
+    });
+    let s2s = S2s::new(s2s_cfg, backend, resolver, trust, tls_server)
+        .map_err(|e| anyhow::anyhow!("[s2s]: {e}"))?;
+    if router.set_remote(Box::new(Transport(s2s.clone()))).is_err() {
+        warn!("a transport to other domains was installed already");
+    }
+    Ok(Some(s2s))
+}
+
+/// The system's certificate authorities and the operator's `ca_file`.
+fn roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        debug!(error = %e, "a system certificate could not be loaded");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    debug!(added, ignored, "system certificate authorities");
+    if let Some(path) = ca_file {
+        let data =
+            std::fs::read(path).with_context(|| format!("[s2s] ca_file {}", path.display()))?;
+        for cert in rustls_pemfile::certs(&mut data.as_slice()) {
+            let cert = cert.with_context(|| format!("[s2s] ca_file {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("[s2s] ca_file {}", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
