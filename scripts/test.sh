@@ -20,6 +20,9 @@
 #   interop    tests/interop/run.sh target/debug/hydrant (real clients:
 #              slixmpp, go-sendxmpp, profanity, aioxmpp; PubSub, PEP and a
 #              kill -9 restart)
+#   federation tests/federation/run.sh target/debug/hydrant (a stock Prosody over
+#              s2s: messages, pubsub both ways, presence subscription; DNS SRV
+#              from a private dnsmasq in a network namespace)
 #
 # Options (for developers; CI runs the default):
 #   --interop-only   only packages, build, interop
@@ -78,7 +81,8 @@ stage() {
 skip() { SUMMARY+=("$(printf '%-9s SKIP         %s' "$1" "$2")"); }
 
 # --- packages ----------------------------------------------------------------------
-PKGS=(python3-slixmpp python3-venv go-sendxmpp profanity tmux openssl ca-certificates)
+PKGS=(python3-slixmpp python3-venv go-sendxmpp profanity tmux openssl ca-certificates
+	prosody dnsmasq-base iproute2)
 missing_pkgs() {
 	local p
 	for p in "${PKGS[@]}"; do
@@ -181,6 +185,9 @@ if [ "$DO_INTEROP" = 1 ]; then
 		HYDRANT_BIN=$(target_dir)/debug/hydrant
 		if [ -x "$HYDRANT_BIN" ]; then
 			stage interop tests/interop/run.sh "${INTEROP_ARGS[@]}" "$HYDRANT_BIN" || true
+			# Federation with a stock Prosody over s2s, DNS SRV from a private dnsmasq,
+			# in a network namespace of its own (tests/federation/run.sh).
+			stage federation tests/federation/run.sh "$HYDRANT_BIN" || true
 		else
 			echo "test.sh: build succeeded but $HYDRANT_BIN does not exist" >&2
 			SUMMARY+=("$(printf '%-9s FAIL         no binary at %s' interop "$HYDRANT_BIN")")

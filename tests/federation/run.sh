@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Federation interop: hydrant against a stock Prosody over real s2s, with real DNS SRV.
+#
+#   tests/federation/run.sh path/to/hydrant [--keep] [--debug]
+#
+# Everything runs inside a private network + mount namespace made here (unshare), whose
+# only interface is lo: hydrant serves hydrant.test on 127.0.0.4, Prosody (Debian's, its
+# stock modules) serves prosody.test on 127.0.0.2, and dnsmasq on 127.0.0.53 answers
+# _xmpp-server._tcp SRV records for both domains and their pubsub services, on
+# non-default ports (15269), so a server that ignores SRV fails. /etc/resolv.conf is
+# bind-mounted inside the namespace only. Certificates come from a throw-away CA that
+# both servers trust; hydrant presents no client certificate, so Prosody authenticates it
+# with Server Dialback (XEP-0220), and hydrant does the same with Prosody.
+#
+# Needs root (namespaces), prosody, dnsmasq (dnsmasq-base), openssl, iproute2 and
+# /usr/bin/python3 with python3-slixmpp; scripts/test.sh installs them.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+die() { echo "federation: $*" >&2; exit 2; }
+
+HYDRANT='' KEEP=0 DEBUG=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--keep) KEEP=1; shift ;;
+	--debug) DEBUG=1; shift ;;
+	-*) die "unknown option $1" ;;
+	*) HYDRANT=$1; shift ;;
+	esac
+done
+[ -n "$HYDRANT" ] && [ -x "$HYDRANT" ] || die "usage: $0 path/to/hydrant [--keep] [--debug]"
+HYDRANT=$(cd "$(dirname "$HYDRANT")" && pwd -P)/$(basename "$HYDRANT")
+[ "$(id -u)" = 0 ] || die "needs root (network namespace)"
+for c in prosody prosodyctl dnsmasq openssl unshare ip setpriv /usr/bin/python3; do
+	command -v "$c" >/dev/null || die "missing command: $c"
+done
+
+W=$(mktemp -d /tmp/hydrant-fed.XXXXXX)
+chmod 755 "$W"
+cleanup() { if [ "$KEEP" = 1 ]; then echo "kept: $W"; else rm -rf "$W"; fi; }
+trap cleanup EXIT
+
+# ------------------------------------------------------------------ certificates ----
+mkdir -p "$W/ca" "$W/certs"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=hydrant federation test CA" \
+	-keyout "$W/ca/ca.key" -out "$W/ca/ca.crt" 2>/dev/null
+leaf() { # leaf DOMAIN: a certificate for DOMAIN and pubsub.DOMAIN (server and client auth)
+	local d=$1
+	cat >"$W/certs/$d.cnf" <<CNF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = $d
+[ext]
+subjectAltName = DNS:$d, DNS:pubsub.$d
+extendedKeyUsage = serverAuth, clientAuth
+basicConstraints = CA:FALSE
+CNF
+	openssl req -newkey rsa:2048 -nodes -keyout "$W/certs/$d.key" -out "$W/certs/$d.csr" \
+		-config "$W/certs/$d.cnf" 2>/dev/null
+	openssl x509 -req -in "$W/certs/$d.csr" -CA "$W/ca/ca.crt" -CAkey "$W/ca/ca.key" \
+		-CAcreateserial -days 2 -extfile "$W/certs/$d.cnf" -extensions ext \
+		-out "$W/certs/$d.crt" 2>/dev/null
+}
+leaf hydrant.test
+leaf prosody.test
+chmod 644 "$W"/certs/* "$W/ca/ca.crt"
+
+# ------------------------------------------------------------------ DNS ----
+cat >"$W/dnsmasq.conf" <<CFG
+port=53
+listen-address=127.0.0.53
+bind-interfaces
+no-resolv
+no-hosts
+no-poll
+local=/test/
+log-queries
+log-facility=$W/dnsmasq.log
+address=/xmpp.prosody.test/127.0.0.2
+address=/xmpp.hydrant.test/127.0.0.4
+address=/prosody.test/127.0.0.2
+address=/hydrant.test/127.0.0.4
+srv-host=_xmpp-client._tcp.prosody.test,xmpp.prosody.test,15222,0,5
+srv-host=_xmpp-server._tcp.prosody.test,xmpp.prosody.test,15269,0,5
+srv-host=_xmpp-server._tcp.pubsub.prosody.test,xmpp.prosody.test,15269,0,5
+srv-host=_xmpp-client._tcp.hydrant.test,xmpp.hydrant.test,15222,0,5
+srv-host=_xmpp-server._tcp.hydrant.test,xmpp.hydrant.test,15269,0,5
+srv-host=_xmpp-server._tcp.pubsub.hydrant.test,xmpp.hydrant.test,15269,0,5
+CFG
+echo "nameserver 127.0.0.53" >"$W/resolv.conf"
+
+# ------------------------------------------------------------------ Prosody ----
+mkdir -p "$W/prosody/data"
+cat >"$W/prosody/prosody.cfg.lua" <<CFG
+-- Stock Prosody apart from where it listens and writes, and trusting the test CA.
+pidfile = "$W/prosody/prosody.pid"
+data_path = "$W/prosody/data"
+log = { $([ "$DEBUG" = 1 ] && echo debug || echo info) = "$W/prosody/prosody.log" }
+admins = { "admin@prosody.test" }
+interfaces = { "127.0.0.2" }
+c2s_ports = { 15222 }
+s2s_ports = { 15269 }
+c2s_direct_tls_ports = { }
+s2s_direct_tls_ports = { }
+component_ports = { }
+http_ports = { }
+https_ports = { }
+-- libunbound (lua-unbound, which Debian's prosody recommends) answers NXDOMAIN for the
+-- RFC 6761 .test zone itself; let the queries through to the test DNS.
+unbound = { options = { ["local-zone:"] = "test. transparent" } }
+modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix"; "pep" }
+ssl = { certificate = "$W/certs/prosody.test.crt"; key = "$W/certs/prosody.test.key"; cafile = "$W/ca/ca.crt" }
+c2s_require_encryption = true
+s2s_require_encryption = true
+authentication = "internal_hashed"
+VirtualHost "prosody.test"
+Component "pubsub.prosody.test" "pubsub"
+CFG
+chown -R prosody:prosody "$W/prosody"
+
+# ------------------------------------------------------------------ hydrant ----
+mkdir -p "$W/hydrant"
+cat >"$W/hydrant/hydrant.toml" <<CFG
+domain = "hydrant.test"
+data_dir = "$W/hydrant/data"
+log = "$([ "$DEBUG" = 1 ] && echo "hydrant_s2s=debug,info" || echo info)"
+[tls]
+cert = "$W/certs/hydrant.test.crt"
+key = "$W/certs/hydrant.test.key"
+[c2s]
+listen = ["127.0.0.4:15222"]
+direct_tls_listen = []
+[s2s]
+listen = ["127.0.0.4:15269"]
+resolver = "127.0.0.53:53"
+ca_file = "$W/ca/ca.crt"
+give_up_after_secs = 20
+CFG
+
+export W HYDRANT DEBUG HERE
+# The namespace lives as long as the inner script: everything started in it dies with it.
+unshare --net --mount --propagation private -- "$HERE/inner.sh"
