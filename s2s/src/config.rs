@@ -32,6 +32,13 @@ pub struct S2sConfig {
     /// Inbound s2s connections at once, all peers together; past it new ones are
     /// closed at accept (a peer that opens streams in a loop cannot exhaust descriptors).
     pub max_inbound: usize,
+    /// Remote domains with a stream or stanzas waiting, at once; a stanza for one more is
+    /// refused with `<resource-constraint/>` (a user cannot make the server dial a
+    /// million domains).
+    pub max_peers: usize,
+    /// Dialback verifications (each an outbound connection) running at once, all inbound
+    /// streams together; a peer's further `<db:result/>` requests wait their turn.
+    pub max_verifications: usize,
 }
 
 impl Default for S2sConfig {
@@ -46,6 +53,8 @@ impl Default for S2sConfig {
             queue_bytes: 4 << 20,
             limits: Limits::default(),
             max_inbound: 1000,
+            max_peers: 10_000,
+            max_verifications: 64,
         }
     }
 }

@@ -270,6 +270,7 @@ impl<B: S2sBackend> Inbound<'_, B> {
                 let (shared, tx) = (Arc::clone(self.shared), tx.clone());
                 let id = self.id.as_str().to_owned();
                 tokio::spawn(async move {
+                    let _turn = Arc::clone(&shared.verifications).acquire_owned().await;
                     let valid = crate::verify::verify(&shared, &to, &from, &id, key)
                         .await
                         .map_err(|f| {

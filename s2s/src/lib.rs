@@ -49,6 +49,8 @@ pub(crate) struct Shared<B> {
     /// (local, remote) -> stream id, for outbound streams awaiting `<db:result/>`.
     dialback_ids: Mutex<HashMap<(String, String), String>>,
     inbound: Arc<Semaphore>,
+    /// Dialback verifications at once (`max_verifications`).
+    pub verifications: Arc<Semaphore>,
 }
 
 impl<B> Shared<B> {
@@ -115,6 +117,16 @@ impl<B: S2sBackend> Shared<B> {
                 let key = (local.clone(), remote.clone());
                 if let Some(p) = peers.get(&key) {
                     p.clone()
+                } else if peers.len() >= self.cfg.max_peers {
+                    drop(peers);
+                    warn!(%remote, max = self.cfg.max_peers, "s2s: too many peers at once; stanza refused");
+                    return self.backend.undeliverable(
+                        el,
+                        hydrant_proto::StanzaError::new(
+                            hydrant_proto::StanzaErrorCondition::ResourceConstraint,
+                        )
+                        .with_type(hydrant_proto::ErrorType::Wait),
+                    );
                 } else {
                     let p = Peer::new(local.clone(), remote.clone());
                     peers.insert(key, p.clone());
@@ -164,6 +176,7 @@ impl<B: S2sBackend> S2s<B> {
     ) -> Result<Self, String> {
         let tls_client = trust.client_config(cfg.allow_dialback)?;
         let inbound = Arc::new(Semaphore::new(cfg.max_inbound.max(1)));
+        let verifications = Arc::new(Semaphore::new(cfg.max_verifications.max(1)));
         Ok(S2s {
             shared: Arc::new(Shared {
                 cfg,
@@ -176,6 +189,7 @@ impl<B: S2sBackend> S2s<B> {
                 peers: Mutex::new(HashMap::new()),
                 dialback_ids: Mutex::new(HashMap::new()),
                 inbound,
+                verifications,
             }),
         })
     }

@@ -397,6 +397,10 @@ pub struct S2sSection {
     pub max_inbound: NonZeroUsize,
     /// Largest stanza accepted from a peer, in bytes.
     pub max_stanza_bytes: NonZeroUsize,
+    /// Remote domains with a stream or stanzas waiting, at once.
+    pub max_peers: NonZeroUsize,
+    /// Dialback verifications (outbound connections) at once.
+    pub max_verifications: NonZeroUsize,
 }
 
 impl Default for S2sSection {
@@ -416,6 +420,8 @@ impl Default for S2sSection {
             queue_bytes: nz(4 << 20),
             max_inbound: nz(1000),
             max_stanza_bytes: nz(262_144),
+            max_peers: nz(10_000),
+            max_verifications: nz(64),
         }
     }
 }

@@ -121,6 +121,8 @@ pub fn start(
             ..hydrant_proto::Limits::default()
         },
         max_inbound: c.max_inbound.get(),
+        max_peers: c.max_peers.get(),
+        max_verifications: c.max_verifications.get(),
     };
     let backend = Arc::new(Backend {
         router: Arc::downgrade(router),
