@@ -4,6 +4,8 @@ set -euo pipefail
 PIDS=()
 stop_all() {
 	local p
+	# ejabberd first, politely: its wrapper's child is the Erlang VM.
+	[ -s "$W/ejabberd/ejabberd.pid" ] && timeout 20 "$W/ejabberd/ejctl" stop >/dev/null 2>&1 || true
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
@@ -11,6 +13,7 @@ trap stop_all EXIT
 show_logs() {
 	echo "--- hydrant log (tail) ---"; tail -n 60 "$W/hydrant/log" || true
 	echo "--- prosody log (tail) ---"; tail -n 60 "$W/prosody/prosody.log" || true
+	echo "--- ejabberd log (tail) ---"; tail -n 60 "$W/ejabberd/log/ejabberd.log" || true
 	echo "--- dns queries (tail) ---"; tail -n 20 "$W/dnsmasq.log" || true
 }
 wait_port() { # wait_port HOST PORT WHAT
@@ -26,7 +29,7 @@ wait_port() { # wait_port HOST PORT WHAT
 
 ip link set lo up
 # Each address as a /32 of its own: glibc's AI_ADDRCONFIG ignores a lone 127.0.0.1.
-for a in 127.0.0.2 127.0.0.4 127.0.0.53; do ip addr add "$a/32" dev lo; done
+for a in 127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.53; do ip addr add "$a/32" dev lo; done
 mount --bind "$W/resolv.conf" /etc/resolv.conf
 
 dnsmasq --conf-file="$W/dnsmasq.conf" --keep-in-foreground --pid-file="$W/dnsmasq.pid" &
@@ -34,19 +37,26 @@ PIDS+=($!)
 setpriv --reuid=prosody --regid=prosody --init-groups -- \
 	prosody --config "$W/prosody/prosody.cfg.lua" -F >"$W/prosody/stdout.log" 2>&1 &
 PIDS+=($!)
+"$W/ejabberd/ejctl" foreground >"$W/ejabberd/log/foreground.out" 2>&1 &
+PIDS+=($!)
 "$HYDRANT" serve --config "$W/hydrant/hydrant.toml" >"$W/hydrant/log" 2>&1 &
 PIDS+=($!)
 wait_port 127.0.0.53 53 dnsmasq
 wait_port 127.0.0.2 15222 prosody
+wait_port 127.0.0.3 15222 ejabberd
 wait_port 127.0.0.4 15222 hydrant
 wait_port 127.0.0.4 15269 "hydrant s2s"
 
 PW=federation-test-pw
-for u in alice carol; do "$HYDRANT" user add "$u@hydrant.test" --config "$W/hydrant/hydrant.toml" --password "$PW" >/dev/null; done
+for u in alice-prosody alice-ejabberd; do "$HYDRANT" user add "$u@hydrant.test" --config "$W/hydrant/hydrant.toml" --password "$PW" >/dev/null; done
 for u in admin bob; do setpriv --reuid=prosody --regid=prosody --init-groups -- \
 	prosodyctl --config "$W/prosody/prosody.cfg.lua" register "$u" prosody.test "$PW" >/dev/null; done
+for u in admin bob; do "$W/ejabberd/ejctl" register "$u" ejabberd.test "$PW" >/dev/null; done
 
 rc=0
-/usr/bin/python3 "$HERE/prosody.py" --ca "$W/ca/ca.crt" --password "$PW" $([ "$DEBUG" = 1 ] && echo --debug) || rc=$?
+for peer in prosody ejabberd; do
+	/usr/bin/python3 "$HERE/peer.py" --peer "$peer" --ca "$W/ca/ca.crt" --password "$PW" \
+		$([ "$DEBUG" = 1 ] && echo --debug) || rc=1
+done
 if [ "$rc" != 0 ]; then show_logs; fi
 exit "$rc"

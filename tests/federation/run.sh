@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Federation interop: hydrant against a stock Prosody over real s2s, with real DNS SRV.
+# Federation interop: hydrant against stock Prosody and ejabberd over real s2s, with real
+# DNS SRV.
 #
 #   tests/federation/run.sh path/to/hydrant [--keep] [--debug]
 #
 # Everything runs inside a private network + mount namespace made here (unshare), whose
 # only interface is lo: hydrant serves hydrant.test on 127.0.0.4, Prosody (Debian's, its
-# stock modules) serves prosody.test on 127.0.0.2, and dnsmasq on 127.0.0.53 answers
-# _xmpp-server._tcp SRV records for both domains and their pubsub services, on
-# non-default ports (15269), so a server that ignores SRV fails. /etc/resolv.conf is
-# bind-mounted inside the namespace only. Certificates come from a throw-away CA that
-# both servers trust; hydrant presents no client certificate, so Prosody authenticates it
-# with Server Dialback (XEP-0220), and hydrant does the same with Prosody.
+# stock modules) prosody.test on 127.0.0.2, ejabberd (Debian's) ejabberd.test on
+# 127.0.0.3, and dnsmasq on 127.0.0.53 answers _xmpp-server._tcp SRV records for every
+# domain and its pubsub service, on non-default ports (15269), so a server that ignores
+# SRV fails. /etc/resolv.conf is bind-mounted inside the namespace only. Certificates come
+# from a throw-away CA that every server trusts; hydrant presents no client certificate,
+# so the peers authenticate it with Server Dialback (XEP-0220), and hydrant them.
 #
-# Needs root (namespaces), prosody, dnsmasq (dnsmasq-base), openssl, iproute2 and
+# Needs root (namespaces), prosody, ejabberd, dnsmasq (dnsmasq-base), openssl, iproute2 and
 # /usr/bin/python3 with python3-slixmpp; scripts/test.sh installs them.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -30,7 +31,7 @@ done
 [ -n "$HYDRANT" ] && [ -x "$HYDRANT" ] || die "usage: $0 path/to/hydrant [--keep] [--debug]"
 HYDRANT=$(cd "$(dirname "$HYDRANT")" && pwd -P)/$(basename "$HYDRANT")
 [ "$(id -u)" = 0 ] || die "needs root (network namespace)"
-for c in prosody prosodyctl dnsmasq openssl unshare ip setpriv /usr/bin/python3; do
+for c in prosody prosodyctl ejabberdctl dnsmasq openssl unshare ip setpriv /usr/bin/python3; do
 	command -v "$c" >/dev/null || die "missing command: $c"
 done
 
@@ -64,6 +65,7 @@ CNF
 }
 leaf hydrant.test
 leaf prosody.test
+leaf ejabberd.test
 chmod 644 "$W"/certs/* "$W/ca/ca.crt"
 
 # ------------------------------------------------------------------ DNS ----
@@ -79,11 +81,15 @@ log-queries
 log-facility=$W/dnsmasq.log
 address=/xmpp.prosody.test/127.0.0.2
 address=/xmpp.hydrant.test/127.0.0.4
+address=/xmpp.ejabberd.test/127.0.0.3
+address=/ejabberd.test/127.0.0.3
 address=/prosody.test/127.0.0.2
 address=/hydrant.test/127.0.0.4
 srv-host=_xmpp-client._tcp.prosody.test,xmpp.prosody.test,15222,0,5
 srv-host=_xmpp-server._tcp.prosody.test,xmpp.prosody.test,15269,0,5
 srv-host=_xmpp-server._tcp.pubsub.prosody.test,xmpp.prosody.test,15269,0,5
+srv-host=_xmpp-server._tcp.ejabberd.test,xmpp.ejabberd.test,15269,0,5
+srv-host=_xmpp-server._tcp.pubsub.ejabberd.test,xmpp.ejabberd.test,15269,0,5
 srv-host=_xmpp-client._tcp.hydrant.test,xmpp.hydrant.test,15222,0,5
 srv-host=_xmpp-server._tcp.hydrant.test,xmpp.hydrant.test,15269,0,5
 srv-host=_xmpp-server._tcp.pubsub.hydrant.test,xmpp.hydrant.test,15269,0,5
@@ -118,6 +124,82 @@ VirtualHost "prosody.test"
 Component "pubsub.prosody.test" "pubsub"
 CFG
 chown -R prosody:prosody "$W/prosody"
+
+# ------------------------------------------------------------------ ejabberd ----
+E=$W/ejabberd
+mkdir -p "$E/db" "$E/log"
+cat "$W/certs/ejabberd.test.key" "$W/certs/ejabberd.test.crt" >"$E/ejabberd.test.pem"
+cat >"$E/ejabberd.yml" <<CFG
+# Debian's ejabberd with its usual modules; where it listens and writes, the test CA
+# trusted, STARTTLS offered on s2s, and dialback on (mod_s2s_dialback, as in the stock
+# configuration).
+hosts:
+  - "ejabberd.test"
+loglevel: $([ "$DEBUG" = 1 ] && echo debug || echo info)
+log_rotate_count: 0
+certfiles:
+  - "$E/ejabberd.test.pem"
+ca_file: "$W/ca/ca.crt"
+s2s_cafile: "$W/ca/ca.crt"
+listen:
+  -
+    port: 15222
+    ip: "127.0.0.3"
+    module: ejabberd_c2s
+    starttls_required: true
+  -
+    port: 15269
+    ip: "127.0.0.3"
+    module: ejabberd_s2s_in
+s2s_use_starttls: optional
+outgoing_s2s_families:
+  - ipv4
+outgoing_s2s_ipv4_address: "127.0.0.3"
+auth_method: internal
+auth_password_format: scram
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  s2s:
+    allow: all
+  pubsub_createnode:
+    allow: local
+modules:
+  mod_caps: {}
+  mod_disco: {}
+  mod_ping: {}
+  mod_roster: {}
+  mod_s2s_dialback: {}
+  mod_pubsub:
+    hosts:
+      - "pubsub.ejabberd.test"
+    access_createnode: pubsub_createnode
+    plugins:
+      - flat
+      - pep
+CFG
+cat >"$E/ejabberdctl.cfg" <<CFG
+ERLANG_NODE=ejabberd@localhost
+ERL_DIST_PORT=15210
+ERL_OPTIONS="-setcookie hydrantfed -kernel inet_dist_use_interface {127,0,0,1} -env ERL_CRASH_DUMP_BYTES 0"
+EJABBERD_PID_PATH=$E/ejabberd.pid
+CONTRIB_MODULES_PATH=$E/contrib
+CONTRIB_MODULES_CONF_DIR=$E/contrib/conf
+CFG
+cat >"$E/ejctl" <<CTL
+#!/bin/sh
+exec env HOME="$E" setpriv --reuid=ejabberd --regid=ejabberd --init-groups -- \
+  /usr/sbin/ejabberdctl --config-dir "$E" --ctl-config "$E/ejabberdctl.cfg" --spool "$E/db" --logs "$E/log" "\$@"
+CTL
+chmod 755 "$E/ejctl"
+# Erlang's resolver: the hosts file, then the system's (the namespace's resolv.conf).
+printf '{lookup, ["file", "native"]}.\n{resolv_conf, "/etc/resolv.conf"}.\n' >"$E/inetrc"
+chown -R ejabberd:ejabberd "$E"
 
 # ------------------------------------------------------------------ hydrant ----
 mkdir -p "$W/hydrant"
