@@ -20,9 +20,10 @@
 #   interop    tests/interop/run.sh target/debug/hydrant (real clients:
 #              slixmpp, go-sendxmpp, profanity, aioxmpp; PubSub, PEP and a
 #              kill -9 restart)
-#   federation tests/federation/run.sh target/debug/hydrant (a stock Prosody over
-#              s2s: messages, pubsub both ways, presence subscription; DNS SRV
-#              from a private dnsmasq in a network namespace)
+#   federation tests/federation/run.sh target/debug/hydrant (stock Prosody and
+#              ejabberd over s2s: messages, pubsub both ways, presence subscription,
+#              with SASL EXTERNAL, then with dialback; DNS SRV from a private
+#              dnsmasq in a network namespace)
 #
 # Options (for developers; CI runs the default):
 #   --interop-only   only packages, build, interop
@@ -82,7 +83,7 @@ skip() { SUMMARY+=("$(printf '%-9s SKIP         %s' "$1" "$2")"); }
 
 # --- packages ----------------------------------------------------------------------
 PKGS=(python3-slixmpp python3-venv go-sendxmpp profanity tmux openssl ca-certificates
-	prosody dnsmasq-base iproute2)
+	prosody ejabberd dnsmasq-base iproute2)
 missing_pkgs() {
 	local p
 	for p in "${PKGS[@]}"; do

@@ -17,7 +17,9 @@ use hydrant_proto::{
 };
 use hydrant_stream::close;
 use hydrant_stream::header::{StreamId, escape_attr};
+use hydrant_stream::sasl::{AuthContext, Input, Mechanism, SaslServer, Step};
 use hydrant_stream::{Conn, Io, Outbox, OverflowPolicy};
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -41,6 +43,7 @@ pub(crate) async fn serve<B: S2sBackend>(shared: Arc<Shared<B>>, tcp: TcpStream)
     let deadline = Instant::now() + shared.cfg.negotiate_timeout;
     let mut io: BoxIo = Box::new(tcp);
     let mut tls = false;
+    let mut peer_chain = None;
     loop {
         let outbox = Outbox::with_policy(shared.cfg.queue_bytes, OverflowPolicy::Refuse);
         let conn = Conn::new(io, StreamReader::new(shared.cfg.limits), outbox);
@@ -52,6 +55,11 @@ pub(crate) async fn serve<B: S2sBackend>(shared: Arc<Shared<B>>, tcp: TcpStream)
             dialback: dialback::Inbound::default(),
             authenticated: false,
             deadline,
+            peer_chain: peer_chain.take(),
+            peer_domain: None,
+            local_domain: None,
+            external: None,
+            sasl: SaslServer::new(),
         };
         match s.run().await {
             Next::Done => return,
@@ -63,6 +71,7 @@ pub(crate) async fn serve<B: S2sBackend>(shared: Arc<Shared<B>>, tcp: TcpStream)
                 else {
                     return;
                 };
+                peer_chain = t.get_ref().1.peer_certificates().map(<[_]>::to_vec);
                 io = Box::new(t);
                 tls = true;
             }
@@ -85,6 +94,14 @@ struct Inbound<'a, B> {
     authenticated: bool,
     /// Until some domain pair is authenticated.
     deadline: Instant,
+    /// The certificate the peer presented in the TLS handshake, if any.
+    peer_chain: Option<Vec<CertificateDer<'static>>>,
+    /// The current header's `from` (the peer's domain) and `to` (ours).
+    peer_domain: Option<String>,
+    local_domain: Option<String>,
+    /// The domain SASL EXTERNAL authenticated (XEP-0178), for the stream's `to`.
+    external: Option<String>,
+    sasl: SaslServer,
 }
 
 impl<B: S2sBackend> Inbound<'_, B> {
@@ -184,6 +201,10 @@ impl<B: S2sBackend> Inbound<'_, B> {
             return Err(StreamError::new(Cond::HostUnknown));
         }
         let peer = h.from().filter(|f| Jid::new(f).is_ok());
+        // RFC 6120 4.7.3: a fresh id for every stream, restarts included.
+        self.id = StreamId::random();
+        self.peer_domain = peer.map(str::to_owned);
+        self.local_domain.clone_from(&to);
         let mut out = self.response_header(peer);
         if let Some(to) = &to {
             // Our `from` is the domain the peer asked for (RFC 6120 4.7.1).
@@ -198,7 +219,13 @@ impl<B: S2sBackend> Inbound<'_, B> {
             }
             out.extend_from_slice(b"</starttls>");
         }
-        if self.tls || !self.shared.cfg.require_tls {
+        if self.external_eligible() {
+            // XEP-0178: the certificate the peer presented verifies for its domain.
+            out.extend_from_slice(
+                b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>",
+            );
+        }
+        if self.shared.cfg.allow_dialback && (self.tls || !self.shared.cfg.require_tls) {
             // XEP-0220 2.1 (stream feature, with error support).
             out.extend_from_slice(
                 b"<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>",
@@ -231,10 +258,69 @@ impl<B: S2sBackend> Inbound<'_, B> {
         if el.ns() == ns::DIALBACK {
             return self.dialback(&el, tx).map(|()| None);
         }
+        if el.ns() == ns::SASL {
+            return self.sasl(&el).map(|()| None);
+        }
         if el.ns() != ns::SERVER {
             return Err(StreamError::new(Cond::UnsupportedStanzaType));
         }
         self.stanza(el).await.map(|()| None)
+    }
+
+    /// Whether SASL EXTERNAL can be offered now: TLS with a client certificate that
+    /// verifies for the domain the peer names in its header, not yet authenticated.
+    fn external_eligible(&self) -> bool {
+        self.tls
+            && self.external.is_none()
+            && match (&self.peer_chain, &self.peer_domain) {
+                (Some(chain), Some(domain)) => self.shared.trust.verifies(chain, domain),
+                _ => false,
+            }
+    }
+
+    /// SASL EXTERNAL (RFC 6120 6, XEP-0178) for the peer's domain.
+    fn sasl(&mut self, el: &Element) -> Result<(), StreamError> {
+        let Some(input) = Input::from_element(el) else {
+            return Err(StreamError::new(Cond::UnsupportedStanzaType));
+        };
+        let offered: &[Mechanism] = if self.external_eligible() {
+            &[Mechanism::External]
+        } else {
+            &[]
+        };
+        let domain = self.peer_domain.clone().unwrap_or_default();
+        let ids = [domain.as_str()];
+        let ctx = AuthContext {
+            offered,
+            domain: self.local_domain.as_deref().unwrap_or_default(),
+            certificate_ids: if offered.is_empty() { &[] } else { &ids },
+        };
+        match self.sasl.input(&ctx, input) {
+            Step::Success { username, .. } => {
+                self.conn
+                    .send(&b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"[..]);
+                debug!(peer = %username, "s2s inbound authenticated with SASL EXTERNAL");
+                self.external = Some(username);
+                self.authenticated = true;
+                // RFC 6120 6.4.6: the peer restarts the stream on this connection.
+                self.conn.reader = StreamReader::new(self.shared.cfg.limits);
+            }
+            Step::Challenge(_) => {
+                self.conn
+                    .send(&b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"[..]);
+            }
+            Step::Failure(f) => self.conn.send(f.to_element().to_bytes(ns::SERVER)),
+            // Not reachable with EXTERNAL alone (no keys, no passwords).
+            Step::NeedKeys { .. } | Step::Check { .. } | Step::VerifyPassword(_) => {
+                self.sasl.reset();
+                self.conn.send(
+                    hydrant_stream::sasl::Failure::TemporaryAuth
+                        .to_element()
+                        .to_bytes(ns::SERVER),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Carries out what a refused dialback element asks (XEP-0220 2.5).
@@ -259,6 +345,16 @@ impl<B: S2sBackend> Inbound<'_, B> {
             Err(e) => return self.refuse(&e),
         };
         match parsed {
+            DbElement::ResultRequest { from, to, .. } if !self.shared.cfg.allow_dialback => {
+                // Dialback is off here (`allow_dialback`): only SASL EXTERNAL
+                // authenticates (XEP-0220 2.5 `<not-allowed/>`, the stream stays).
+                let refusal = DbElement::ResultResponse {
+                    from: to,
+                    to: from,
+                    kind: dialback::DbKind::Error(hydrant_proto::StanzaErrorCondition::NotAllowed),
+                };
+                self.conn.send(refusal.to_bytes());
+            }
             DbElement::ResultRequest { from, to, key } => {
                 let backend = &self.shared.backend;
                 if let Err(e) = self
@@ -347,10 +443,10 @@ impl<B: S2sBackend> Inbound<'_, B> {
         if !self.shared.backend.is_local(to.domain().as_str()) {
             return Err(StreamError::new(Cond::HostUnknown));
         }
-        if !self
-            .dialback
-            .is_authorized(from.domain().as_str(), to.domain().as_str())
-        {
+        let (from_d, to_d) = (from.domain().as_str(), to.domain().as_str());
+        let by_external =
+            self.external.as_deref() == Some(from_d) && self.local_domain.as_deref() == Some(to_d);
+        if !by_external && !self.dialback.is_authorized(from_d, to_d) {
             return Err(StreamError::new(Cond::InvalidFrom));
         }
         match Stanza::parse(el, ns::SERVER) {

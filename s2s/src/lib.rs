@@ -172,9 +172,10 @@ impl<B: S2sBackend> S2s<B> {
         backend: Arc<B>,
         resolver: resolve::Resolver,
         trust: tls::Trust,
-        tls_server: Arc<rustls::ServerConfig>,
+        identity: &tls::Identity,
     ) -> Result<Self, String> {
-        let tls_client = trust.client_config(cfg.allow_dialback)?;
+        let tls_client = trust.client_config(cfg.allow_dialback, Some(identity))?;
+        let tls_server = tls::server_config(identity)?;
         let inbound = Arc::new(Semaphore::new(cfg.max_inbound.max(1)));
         let verifications = Arc::new(Semaphore::new(cfg.max_verifications.max(1)));
         Ok(S2s {

@@ -154,7 +154,17 @@ async fn tls_connect<B>(
         .map_err(|_| Failure::Timeout)?
         .map_err(|e| {
             debug!(remote, error = %e, "s2s TLS handshake failed");
-            Failure::Tls(e.to_string())
+            // A certificate refused by the handshake (dialback off, so only a trusted
+            // one will do) is a policy outcome: trying again will not change it.
+            let bad_cert = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|re| matches!(re, rustls::Error::InvalidCertificate(_)));
+            if bad_cert {
+                Failure::Policy(format!("the certificate of {remote} is not trusted: {e}"))
+            } else {
+                Failure::Tls(e.to_string())
+            }
         })?;
     let trusted = stream
         .get_ref()

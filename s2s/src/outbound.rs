@@ -36,6 +36,8 @@ pub(crate) struct Peer {
     pub local: String,
     pub remote: String,
     state: Mutex<State>,
+    /// The peer refused our SASL EXTERNAL once: use dialback from now on.
+    no_external: std::sync::atomic::AtomicBool,
 }
 
 enum State {
@@ -67,6 +69,7 @@ impl Peer {
                 frames: VecDeque::new(),
                 bytes: 0,
             }),
+            no_external: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -193,14 +196,39 @@ async fn connect<B: S2sBackend>(shared: &Arc<Shared<B>>, peer: &Arc<Peer>) -> Op
     }
 }
 
-/// Opens a stream and authenticates it with dialback (XEP-0220 2.1: we are the
-/// originating server; the peer calls our authoritative side back to check the key).
+/// Opens a stream and authenticates it: SASL EXTERNAL (XEP-0178) when the peer's
+/// certificate verifies and it offers EXTERNAL (it then accepted ours), else dialback
+/// (XEP-0220 2.1: we are the originating server; the peer calls our authoritative side
+/// back to check the key).
 async fn authenticate<B: S2sBackend>(
     shared: &Shared<B>,
     peer: &Peer,
     deadline: Instant,
 ) -> Result<Opened, Failure> {
     let mut opened = open(shared, &peer.local, &peer.remote, deadline).await?;
+    let offers_external = opened
+        .features
+        .get_child("mechanisms", ns::SASL)
+        .is_some_and(|m| {
+            m.children()
+                .any(|c| c.is("mechanism", ns::SASL) && c.text().trim() == "EXTERNAL")
+        });
+    let no_external = peer.no_external.load(std::sync::atomic::Ordering::Relaxed);
+    if opened.trusted && offers_external && !no_external {
+        return match external(shared, &mut opened, peer, deadline).await {
+            Ok(()) => Ok(opened),
+            Err(Failure::NotAuthorized(why)) => {
+                // Some servers offer EXTERNAL whatever our certificate; the next
+                // attempt uses dialback (ejabberd does the same).
+                peer.no_external
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Err(Failure::Protocol(format!(
+                    "SASL EXTERNAL refused ({why}); retrying with dialback"
+                )))
+            }
+            Err(e) => Err(e),
+        };
+    }
     if !opened.trusted && !shared.cfg.allow_dialback {
         return Err(Failure::Policy(
             "the peer's certificate does not verify and dialback is off".into(),
@@ -226,6 +254,59 @@ async fn authenticate<B: S2sBackend>(
     let answer = dialback_answer(&mut opened, peer, deadline).await;
     shared.awaiting_dialback(&peer.local, &peer.remote, None);
     answer.map(|()| opened)
+}
+
+/// SASL EXTERNAL as the initiating server (RFC 6120 6.4, XEP-0178): our certificate is
+/// the credential and our domain the authorization identity; after `<success/>` the
+/// stream restarts on the same connection.
+async fn external<B>(
+    shared: &Shared<B>,
+    opened: &mut Opened,
+    peer: &Peer,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    use base64::Engine as _;
+    let authzid = base64::engine::general_purpose::STANDARD.encode(peer.local.as_bytes());
+    opened.conn.send(format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{authzid}</auth>"
+    ));
+    loop {
+        match next_event(&mut opened.conn, deadline).await? {
+            StreamEvent::Stanza(el) if el.is("success", ns::SASL) => break,
+            StreamEvent::Stanza(el) if el.is("failure", ns::SASL) => {
+                return Err(Failure::NotAuthorized(format!("{el}")));
+            }
+            StreamEvent::Stanza(el) if el.is("challenge", ns::SASL) => {
+                // An empty challenge: the authzid again as the response.
+                opened.conn.send(format!(
+                    "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{authzid}</response>"
+                ));
+            }
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                return Err(Failure::NotAuthorized(format!("stream error: {el}")));
+            }
+            StreamEvent::Close => return Err(Failure::Closed),
+            _ => {}
+        }
+    }
+    // RFC 6120 6.4.6: restart; the new stream's features end negotiation.
+    opened.conn.reader = hydrant_proto::StreamReader::new(shared.cfg.limits);
+    opened
+        .conn
+        .send(crate::open::initiating_header(&peer.local, &peer.remote));
+    let StreamEvent::Open(header) = next_event(&mut opened.conn, deadline).await? else {
+        return Err(Failure::Protocol("no stream header after SASL".into()));
+    };
+    if let Some(id) = header.id() {
+        id.clone_into(&mut opened.stream_id);
+    }
+    match next_event(&mut opened.conn, deadline).await? {
+        StreamEvent::Stanza(el) if el.is("features", ns::STREAM) => {
+            opened.features = el;
+            Ok(())
+        }
+        _ => Err(Failure::Protocol("no stream features after SASL".into())),
+    }
 }
 
 /// Waits for the peer's `<db:result/>` answer (XEP-0220 2.1.2, step 4).

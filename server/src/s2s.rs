@@ -77,11 +77,7 @@ impl RemoteDomains for Transport {
 
 /// Builds s2s from `[s2s]` and installs it as the router's transport; returns it, to serve
 /// its listeners. `None` when federation is off.
-pub fn start(
-    cfg: &Config,
-    router: &Arc<Router>,
-    tls_server: Arc<rustls::ServerConfig>,
-) -> anyhow::Result<Option<S2s<Backend>>> {
+pub fn start(cfg: &Config, router: &Arc<Router>) -> anyhow::Result<Option<S2s<Backend>>> {
     let c = &cfg.s2s;
     if !c.enabled {
         info!("federation is off ([s2s] enabled = false)");
@@ -128,7 +124,9 @@ pub fn start(
         router: Arc::downgrade(router),
         domain: cfg.domain.0.clone(),
     });
-    let s2s = S2s::new(s2s_cfg, backend, resolver, trust, tls_server)
+    let (chain, key) = crate::tls::identity(cfg)?;
+    let identity = hydrant_s2s::tls::Identity { chain, key };
+    let s2s = S2s::new(s2s_cfg, backend, resolver, trust, &identity)
         .map_err(|e| anyhow::anyhow!("[s2s]: {e}"))?;
     if router.set_remote(Box::new(Transport(s2s.clone()))).is_err() {
         warn!("a transport to other domains was installed already");

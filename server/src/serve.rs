@@ -77,7 +77,7 @@ pub async fn serve(
     tokio::spawn(async move { watcher.watch_account_changes(watch_stop).await });
     let c = &cfg.c2s;
     let mut c2s = C2sConfig::new(cfg.domain.0.clone());
-    c2s.tls = Some(tls.clone());
+    c2s.tls = Some(tls);
     c2s.require_tls = c.require_tls;
     c2s.allow_registration = cfg.registration.enabled;
     c2s.registrations_per_ip_per_hour = cfg.registration.per_ip_per_hour;
@@ -121,12 +121,7 @@ pub async fn serve(
         router: Some(router.clone()),
         ..Bound::default()
     };
-    let s2s_tls = {
-        let mut t = (*tls).clone();
-        t.alpn_protocols = vec![hydrant_s2s::tls::ALPN_XMPP_SERVER.to_vec()];
-        Arc::new(t)
-    };
-    let s2s = crate::s2s::start(&cfg, &router, s2s_tls)?;
+    let s2s = crate::s2s::start(&cfg, &router)?;
     let shared = Shared::new(c2s, router);
 
     let mut tasks = tokio::task::JoinSet::new();

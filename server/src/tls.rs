@@ -9,20 +9,27 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-/// Builds the rustls config from `[tls]`, generating a certificate if none is configured.
-pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The certificate chain and key from `[tls]`, generating a self-signed pair if none is
+/// configured.
+pub fn identity(
+    cfg: &Config,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let (cert_path, key_path) = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => ensure_self_signed(&cfg.data_dir, &cfg.domain.0)?,
     };
-    let certs = load_certs(&cert_path)?;
-    let key = load_key(&key_path)?;
+    Ok((load_certs(&cert_path)?, load_key(&key_path)?))
+}
+
+/// Builds the rustls config from `[tls]`, generating a certificate if none is configured.
+pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (certs, key) = identity(cfg)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut sc = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?;
+        .map_err(|e| anyhow::anyhow!("[tls] certificate and key: {e}"))?;
     // XEP-0368 direct TLS: clients may offer ALPN "xmpp-client"; accept it or none.
     sc.alpn_protocols = vec![b"xmpp-client".to_vec()];
     Ok(Arc::new(sc))

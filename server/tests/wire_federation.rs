@@ -21,10 +21,16 @@ fn free_port() -> u16 {
 /// `[s2s]` for a server listening on `port` that finds `other` (and its pubsub service)
 /// on `other_port`.
 fn s2s(port: u16, other: &str, other_port: u16) -> String {
+    s2s_with(port, other, other_port, "")
+}
+
+/// [`s2s`] with more `[s2s]` keys (one per line).
+fn s2s_with(port: u16, other: &str, other_port: u16, keys: &str) -> String {
     format!(
         "[s2s]\n\
          listen = [\"127.0.0.1:{port}\"]\n\
          negotiate_timeout_secs = 10\n\
+         {keys}\n\
          [s2s.overrides]\n\
          \"{other}\" = [\"127.0.0.1:{other_port}\"]\n\
          \"pubsub.{other}\" = [\"127.0.0.1:{other_port}\"]\n"
@@ -143,6 +149,122 @@ async fn an_unreachable_peer_bounces_what_waited_for_it() {
     assert_eq!(
         common::stanza_error(&err).as_deref(),
         Some("remote-server-timeout"),
+        "{err}"
+    );
+}
+
+/// A test CA and, per domain, a certificate it signed for the domain and its pubsub
+/// service (server and client use), written where the servers and test clients find them.
+struct Pki {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_pem = params.self_signed(&key).expect("CA certificate").pem();
+        Pki {
+            issuer: rcgen::Issuer::new(params, key),
+            ca_pem,
+        }
+    }
+
+    /// A data directory for `domain` holding its certificate and key, the CA file, and
+    /// the CA as `tls/<domain>.crt` (what the test clients trust); returns it with the
+    /// `[tls]` section and the CA file's path.
+    fn dir_for(&self, domain: &str) -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::Builder::new()
+            .prefix("hydrant-wire-")
+            .tempdir()
+            .expect("temp dir");
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let mut params =
+            rcgen::CertificateParams::new(vec![domain.to_owned(), format!("pubsub.{domain}")])
+                .expect("leaf params");
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("tls")).expect("tls dir");
+        std::fs::write(p.join("leaf.crt"), cert.pem()).expect("write");
+        std::fs::write(p.join("leaf.key"), key.serialize_pem()).expect("write");
+        std::fs::write(p.join("ca.crt"), &self.ca_pem).expect("write");
+        std::fs::write(p.join("tls").join(format!("{domain}.crt")), &self.ca_pem).expect("write");
+        // Temp paths are plain ASCII: quoted as they are, they are valid TOML strings.
+        let tls = format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            p.join("leaf.crt").display(),
+            p.join("leaf.key").display()
+        );
+        let ca = format!("\"{}\"", p.join("ca.crt").display());
+        (dir, tls, ca)
+    }
+}
+
+/// With certificates both trust and dialback off on both sides, only SASL EXTERNAL
+/// (XEP-0178) can authenticate the streams: messages still cross both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_external_authenticates_servers_with_trusted_certificates() {
+    let pki = Pki::new();
+    let (pa, pb) = (free_port(), free_port());
+    let (da, tls_a, ca_a) = pki.dir_for("a.test");
+    let (db, tls_b, ca_b) = pki.dir_for("b.test");
+    let keys = |ca: &str| format!("allow_dialback = false\nca_file = {ca}");
+    let a_cfg = format!("{tls_a}{}", s2s_with(pa, "b.test", pb, &keys(&ca_a)));
+    let b_cfg = format!("{tls_b}{}", s2s_with(pb, "a.test", pa, &keys(&ca_b)));
+    let a = Server::start_domain_in(da, "a.test", &a_cfg).await;
+    let b = Server::start_domain_in(db, "b.test", &b_cfg).await;
+    let mut alice = online(&a, "alice").await;
+    let mut bob = online(&b, "bob").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='x1'><body>by certificate</body></message>")
+        .await;
+    let m = bob
+        .expect("alice's message", message_from("alice@a.test/phone"))
+        .await;
+    assert!(m.to_string().contains("by certificate"), "{m}");
+    bob.send(
+        "<message to='alice@a.test/phone' type='chat' id='x2'><body>likewise</body></message>",
+    )
+    .await;
+    let m = alice
+        .expect("bob's answer", message_from("bob@b.test/phone"))
+        .await;
+    assert!(m.to_string().contains("likewise"), "{m}");
+}
+
+/// Dialback off and certificates nobody trusts (each server's own self-signed one): the
+/// peers cannot authenticate each other, and the message bounces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trust_or_dialback_the_peer_is_refused() {
+    let (pa, pb) = (free_port(), free_port());
+    let off = "allow_dialback = false";
+    let a = Server::start_domain("a.test", &s2s_with(pa, "b.test", pb, off)).await;
+    let _b = Server::start_domain("b.test", &s2s_with(pb, "a.test", pa, off)).await;
+    let mut alice = online(&a, "alice").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='r1'><body>let me in</body></message>")
+        .await;
+    let err = alice
+        .expect("the bounce", |e| {
+            e.name() == "message" && e.attr("type") == Some("error")
+        })
+        .await;
+    assert_eq!(err.attr("id"), Some("r1"), "{err}");
+    assert_eq!(
+        common::stanza_error(&err).as_deref(),
+        Some("remote-server-not-found"),
         "{err}"
     );
 }

@@ -27,7 +27,7 @@ async def main(args):
     peer, ip = PEERS[args.peer]
     svc = f"pubsub.{peer}"
     # One hydrant account per peer, so the two runs do not see each other's traffic.
-    alice_jid = f"alice-{args.peer}@hydrant.test"
+    alice_jid = f"alice-{args.peer}{args.tag}@hydrant.test"
     alice = PubsubClient("alice@hydrant", f"{alice_jid}/fed", args.password, args.ca)
     bob = PubsubClient(f"bob@{peer}", f"bob@{peer}/fed", args.password, args.ca)
     admin = PubsubClient(f"admin@{peer}", f"admin@{peer}/fed", args.password, args.ca)
@@ -98,6 +98,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--peer", required=True, choices=sorted(PEERS))
     p.add_argument("--ca", required=True)
+    p.add_argument("--tag", default="", help="suffix of the hydrant account's name")
     p.add_argument("--password", required=True)
     p.add_argument("--debug", action="store_true")
     a = p.parse_args()

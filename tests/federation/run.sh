@@ -216,9 +216,12 @@ direct_tls_listen = []
 [s2s]
 listen = ["127.0.0.4:15269"]
 resolver = "127.0.0.53:53"
-ca_file = "$W/ca/ca.crt"
 give_up_after_secs = 20
 CFG
+# Phase 1 trusts the test CA (SASL EXTERNAL both ways); phase 2 does not, so hydrant
+# neither offers nor uses EXTERNAL with the peers and every stream falls back to dialback.
+cp "$W/hydrant/hydrant.toml" "$W/hydrant/dialback.toml"
+printf 'ca_file = "%s"\n' "$W/ca/ca.crt" >>"$W/hydrant/hydrant.toml"
 
 export W HYDRANT DEBUG HERE
 # The namespace lives as long as the inner script: everything started in it dies with it.

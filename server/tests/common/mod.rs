@@ -115,6 +115,11 @@ impl Server {
         Server::start_for(dir, domain, "", extra).await
     }
 
+    /// [`Server::start_domain`] on a prepared data directory (e.g. with certificates).
+    pub async fn start_domain_in(dir: TempDir, domain: &str, extra: &str) -> Server {
+        Server::start_for(dir, domain, "", extra).await
+    }
+
     async fn start_for(dir: TempDir, domain: &str, c2s: &str, extra: &str) -> Server {
         init_tracing();
         let text = config_text_for(dir.path(), domain, c2s, extra);
