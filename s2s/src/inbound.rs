@@ -456,7 +456,7 @@ impl<B: S2sBackend> Inbound<'_, B> {
                 if el.attr("type") != Some("error") {
                     let mut reply = error_reply(&el, &err);
                     reply.rename_ns(ns::SERVER, ns::CLIENT);
-                    self.shared.send(reply);
+                    self.shared.send(&reply);
                 }
             }
             Err(StanzaParseError::NotAStanza(_)) => {

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hydrant_proto::{Element, Jid};
+use hydrant_stream::Frame;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
@@ -97,7 +98,7 @@ impl<B> Shared<B> {
 impl<B: S2sBackend> Shared<B> {
     /// Hands a stanza (in `jabber:client`, from a local domain) to its peer's stream;
     /// what cannot be taken goes back to the backend to bounce.
-    pub(crate) fn send(self: &Arc<Self>, el: Element) {
+    pub(crate) fn send(self: &Arc<Self>, el: &Element) {
         let (Some(from), Some(to)) = (
             el.attr("from").and_then(|f| Jid::new(f).ok()),
             el.attr("to").and_then(|t| Jid::new(t).ok()),
@@ -105,9 +106,18 @@ impl<B: S2sBackend> Shared<B> {
             debug!("s2s: a stanza without from or to is not sent");
             return;
         };
-        let local = from.domain().as_str().to_owned();
-        let remote = to.domain().as_str().to_owned();
-        let mut el = el;
+        self.send_frame(
+            from.domain().as_str(),
+            to.domain().as_str(),
+            Frame::element(el),
+        );
+    }
+
+    /// Hands a serialised stanza from `local` to `remote` to its peer's stream (the
+    /// fan-out's path: a notification's shared parts are not copied per recipient).
+    pub(crate) fn send_frame(self: &Arc<Self>, local: &str, remote: &str, frame: Frame) {
+        let (local, remote) = (local.to_owned(), remote.to_owned());
+        let mut frame = frame;
         for _ in 0..3 {
             let peer = {
                 let mut peers = self
@@ -120,13 +130,11 @@ impl<B: S2sBackend> Shared<B> {
                 } else if peers.len() >= self.cfg.max_peers {
                     drop(peers);
                     warn!(%remote, max = self.cfg.max_peers, "s2s: too many peers at once; stanza refused");
-                    return self.backend.undeliverable(
-                        el,
-                        hydrant_proto::StanzaError::new(
-                            hydrant_proto::StanzaErrorCondition::ResourceConstraint,
-                        )
-                        .with_type(hydrant_proto::ErrorType::Wait),
-                    );
+                    let err = hydrant_proto::StanzaError::new(
+                        hydrant_proto::StanzaErrorCondition::ResourceConstraint,
+                    )
+                    .with_type(hydrant_proto::ErrorType::Wait);
+                    return outbound::bounce(&*self.backend, frame, &err);
                 } else {
                     let p = Peer::new(local.clone(), remote.clone());
                     peers.insert(key, p.clone());
@@ -134,20 +142,18 @@ impl<B: S2sBackend> Shared<B> {
                     p
                 }
             };
-            match peer.push(el, self.cfg.queue_bytes) {
+            match peer.push(frame, self.cfg.queue_bytes) {
                 Ok(()) => return,
-                Err(Rejected::Refused(el, err)) => return self.backend.undeliverable(el, *err),
+                Err(Rejected::Refused(f, err)) => return outbound::bounce(&*self.backend, f, &err),
                 // Its task ended between the lookup and the push: look it up again.
-                Err(Rejected::Gone(back)) => el = back,
+                Err(Rejected::Gone(back)) => frame = back,
             }
         }
         warn!(%remote, "s2s: the peer kept going away; stanza bounced");
-        self.backend.undeliverable(
-            el,
-            hydrant_proto::StanzaError::new(
-                hydrant_proto::StanzaErrorCondition::RemoteServerTimeout,
-            ),
+        let err = hydrant_proto::StanzaError::new(
+            hydrant_proto::StanzaErrorCondition::RemoteServerTimeout,
         );
+        outbound::bounce(&*self.backend, frame, &err);
     }
 }
 
@@ -198,8 +204,15 @@ impl<B: S2sBackend> S2s<B> {
     /// Sends a stanza (in `jabber:client`, `from` in a local domain, `to` in a remote
     /// one). Never blocks: a stanza that cannot be queued, or later cannot be delivered,
     /// comes back through [`S2sBackend::undeliverable`].
-    pub fn send(&self, el: Element) {
+    pub fn send(&self, el: &Element) {
         self.shared.send(el);
+    }
+
+    /// Sends a stanza serialised already (without its content namespace, as
+    /// [`Frame`]s are) from `local` to `remote`: the fan-out's path, which shares a
+    /// notification's parts among all its recipients, remote ones included.
+    pub fn send_frame(&self, local: &str, remote: &str, frame: Frame) {
+        self.shared.send_frame(local, remote, frame);
     }
 
     /// Accepts inbound s2s connections on `listener` until `stop` resolves.

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hydrant_proto::{Element, StanzaError, StanzaErrorCondition as Cond, StreamEvent, ns};
+use hydrant_proto::{StanzaError, StanzaErrorCondition as Cond, StreamEvent, ns};
 use hydrant_stream::close;
 use hydrant_stream::outbox::PushError;
 use hydrant_stream::{Frame, Io};
@@ -55,9 +55,9 @@ enum State {
 /// Why [`Peer::push`] did not take a stanza.
 pub(crate) enum Rejected {
     /// The peer's task ended meanwhile: look it up again.
-    Gone(Element),
+    Gone(Frame),
     /// Refused: bounce with this error.
-    Refused(Element, Box<StanzaError>),
+    Refused(Frame, Box<StanzaError>),
 }
 
 impl Peer {
@@ -80,14 +80,13 @@ impl Peer {
     }
 
     /// Queues a stanza for this peer.
-    pub(crate) fn push(&self, el: Element, limit: usize) -> Result<(), Rejected> {
-        let frame = Frame::element(&el);
+    pub(crate) fn push(&self, frame: Frame, limit: usize) -> Result<(), Rejected> {
         let mut st = self.state();
         match &mut *st {
-            State::Gone => Err(Rejected::Gone(el)),
+            State::Gone => Err(Rejected::Gone(frame)),
             State::Pending { frames, bytes } => {
                 if *bytes + frame.len() > limit {
-                    return Err(Rejected::Refused(el, Box::new(full())));
+                    return Err(Rejected::Refused(frame, Box::new(full())));
                 }
                 *bytes += frame.len();
                 frames.push_back(frame);
@@ -95,7 +94,9 @@ impl Peer {
             }
             State::Up { outbox } => match outbox.push(frame) {
                 Ok(()) => Ok(()),
-                Err(r) if r.why == PushError::Full => Err(Rejected::Refused(el, Box::new(full()))),
+                Err(r) if r.why == PushError::Full => {
+                    Err(Rejected::Refused(r.frame, Box::new(full())))
+                }
                 Err(r) => {
                     // The stream is closing: the task takes this back with the rest of
                     // what was not written, and connects again.

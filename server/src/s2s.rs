@@ -70,7 +70,18 @@ impl RemoteDomains for Transport {
     fn send(&self, _to: &Jid, stanza: Element) -> Result<(), Box<Refused>> {
         // Never refuses here: what cannot be delivered comes back through
         // `Backend::undeliverable`, possibly much later.
-        self.0.send(stanza);
+        self.0.send(&stanza);
+        Ok(())
+    }
+
+    fn send_notification(
+        &self,
+        service: &Jid,
+        to: &Jid,
+        frame: hydrant_stream::Frame,
+    ) -> Result<(), Box<Refused>> {
+        self.0
+            .send_frame(service.domain().as_str(), to.domain().as_str(), frame);
         Ok(())
     }
 }

@@ -119,6 +119,75 @@ async fn two_servers_exchange_messages_subscriptions_and_pubsub_events() {
         .and_then(|i| i.get_child("item", ns::PUBSUB_EVENT))
         .unwrap_or_else(|| panic!("no item: {n}"));
     assert_eq!(item.attr("id"), Some("n1"), "{n}");
+
+    // PEP across servers (XEP-0163): bob gets alice's presence (she approves, and her
+    // presence then reaches him, RFC 6121 3.1.5), so her presence-access node admits
+    // him; he subscribes to it from b.test and receives her next item.
+    common::subscribe_and_approve(&mut bob, &mut alice).await;
+    publish(
+        &mut alice,
+        "alice@a.test",
+        "urn:example:status",
+        "s1",
+        &entry("first status"),
+    )
+    .await;
+    let res = bob
+        .iq(
+            "set",
+            Some("alice@a.test"),
+            &format!(
+                "<pubsub xmlns='{}'><subscribe node='urn:example:status' jid='bob@b.test/phone'/></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    assert_result(&res, "bob subscribes to alice's PEP node");
+    publish(
+        &mut alice,
+        "alice@a.test",
+        "urn:example:status",
+        "s2",
+        &entry("second status"),
+    )
+    .await;
+    let n = bob
+        .expect("alice's PEP item", |e| {
+            message_from("alice@a.test")(e) && e.to_string().contains("second status")
+        })
+        .await;
+    assert!(n.get_child("event", ns::PUBSUB_EVENT).is_some(), "{n}");
+}
+
+/// Stanzas for a peer that is down wait for it (retried with backoff) and are delivered
+/// when it comes back within `give_up_after_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stanzas_wait_for_a_peer_that_comes_back() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Server::start_domain(
+        "a.test",
+        &s2s_with(pa, "b.test", pb, "give_up_after_secs = 30"),
+    )
+    .await;
+    let mut alice = online(&a, "alice").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='w1'><body>are you there?</body></message>")
+        .await;
+    // Nothing listens on b.test's port yet: the message waits. Once b.test is up, the
+    // next retry reaches it and the message is stored for bob, offline until now.
+    alice.sync().await;
+    let b = Server::start_domain("b.test", &s2s(pb, "a.test", pa)).await;
+    b.add_user("bob", PW);
+    let mut bob = b.login("bob", PW, "phone").await;
+    bob.send_presence("").await;
+    let m = bob
+        .expect(
+            "the message that waited",
+            message_from("alice@a.test/phone"),
+        )
+        .await;
+    assert_eq!(m.attr("id"), Some("w1"), "{m}");
+    alice.assert_none("no bounce", |e| e.attr("type") == Some("error"));
 }
 
 /// A stanza for a domain nobody serves comes back with an error after the configured

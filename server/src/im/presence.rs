@@ -159,6 +159,12 @@ impl Router {
         {
             if let Some(contact) = self.local_user_of(&e.jid) {
                 self.send_current_presence(&contact, me, &my_full);
+            } else if let Ok(jid) = Jid::new(&e.jid)
+                && let Dest::Remote(to) = self.classify(Some(&jid))
+            {
+                // A contact in another domain: its server answers the probe (4.3.2).
+                let probe = presence_to(&self.bare_of(&user), &e.jid, "probe");
+                self.route_remote(to, probe, OnRefusal::Drop);
             }
         }
         // The user's other available resources.
@@ -312,7 +318,17 @@ impl Router {
         if let Ok(jid) = Jid::new(contact)
             && let Dest::Remote(to) = self.classify(Some(&jid))
         {
-            return self.route_remote(to, out, OnRefusal::Bounce);
+            self.route_remote(to, out, OnRefusal::Bounce);
+            // 3.1.5 / 3.2.2 as below, through the contact's server.
+            let follow = match kind {
+                PresenceType::Subscribed => Some(None),
+                PresenceType::Unsubscribed => Some(Some("unavailable")),
+                _ => None,
+            };
+            if let Some(kind) = follow {
+                self.presence_from_user_to_remote(&user, to, kind);
+            }
+            return;
         }
         self.inbound_subscription(&my_bare, contact, kind_s, out)
             .await;
@@ -330,6 +346,32 @@ impl Router {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Each available resource of `from_user` sends its presence (or `kind`) to a contact
+    /// in another domain (broadcast-like: not bounced).
+    fn presence_from_user_to_remote(&self, from_user: &str, to: &Jid, kind: Option<&str>) {
+        let to_bare = to.to_bare().to_string();
+        for s in self.sessions.of_user(from_user) {
+            let p = {
+                let st = s.state();
+                if !st.available {
+                    continue;
+                }
+                match kind {
+                    None => st.last.as_deref().cloned(),
+                    Some(k) => Some(
+                        Element::new("presence", ns::CLIENT)
+                            .with_attr("type", k)
+                            .with_attr("from", s.info.jid.to_string()),
+                    ),
+                }
+            };
+            if let Some(mut p) = p {
+                p.set_attr("to", to_bare.as_str());
+                self.route_remote(to, p, OnRefusal::Drop);
+            }
         }
     }
 

@@ -155,17 +155,22 @@ impl Router {
             // Classified once per recipient, here, and handed down.
             let dest = self.classify(Some(&sub.jid));
             if let Dest::Remote(to) = dest {
-                // Cold until s2s: another domain gets a whole message through the one
-                // routing point, which bounces it back to the service if it is refused.
+                // Another domain: through the one routing point, which hands it to that
+                // domain's s2s stream (or refuses it back to the service). The same
+                // shared frame as for local recipients, unless SHIM headers make it a
+                // message of its own.
                 stats.remote += 1;
-                let shim = sub
-                    .needs_shim()
-                    .then(|| xep0060::event::render_shim(&sub.subids));
-                let event = event
-                    .get_or_insert_with(|| xep0060::event::render(n))
-                    .clone();
-                let msg = xep0060::event::message(from, to, n.notification_type, event, shim);
-                self.route_remote(to, msg, OnRefusal::ToService);
+                if sub.needs_shim() {
+                    let shim = xep0060::event::render_shim(&sub.subids);
+                    let event = event
+                        .get_or_insert_with(|| xep0060::event::render(n))
+                        .clone();
+                    let msg =
+                        xep0060::event::message(from, to, n.notification_type, event, Some(shim));
+                    self.route_remote(to, msg, OnRefusal::ToService);
+                } else {
+                    self.route_remote_notification(from, to, prepared.frame(addr.clone()));
+                }
                 continue;
             }
             if sub.needs_shim() {

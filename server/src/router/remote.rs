@@ -9,6 +9,7 @@
 //! cannot be resolved or reached, and the router returns that error to the sender.
 
 use hydrant_proto::{Element, Jid, StanzaError, StanzaErrorCondition as Cond, error_reply};
+use hydrant_stream::Frame;
 
 use super::Router;
 
@@ -18,6 +19,17 @@ pub trait RemoteDomains: Send + Sync {
     /// the stanza back with the reason it cannot be taken at all; failures found later
     /// (a peer that cannot be reached after retries) come back as error stanzas.
     fn send(&self, to: &Jid, stanza: Element) -> Result<(), Box<Refused>>;
+
+    /// Takes a pubsub notification serialised once for all its recipients (a
+    /// [`Frame::Addressed`] whose shared parts are not copied per recipient) from
+    /// `service` to `to`. `Err`: refused at once (the caller tells the service).
+    fn send_notification(&self, service: &Jid, to: &Jid, frame: Frame) -> Result<(), Box<Refused>> {
+        let _ = service;
+        match frame.stanza_element() {
+            Some(el) => self.send(to, el),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A stanza a transport would not take, and why.
@@ -94,6 +106,20 @@ impl Router {
             }
             OnRefusal::Drop => {}
         }
+    }
+}
+
+impl Router {
+    /// [`Router::route_remote`] for a notification frame: refused, its error goes to the
+    /// service that sent it (`OnRefusal::ToService`), never to a subscriber.
+    pub fn route_remote_notification(&self, service: &Jid, to: &Jid, frame: Frame) {
+        let Err(refused) = self.remote().send_notification(service, to, frame) else {
+            return;
+        };
+        let Refused { stanza, error: err } = *refused;
+        metrics::counter!("hydrant_router_remote_refused_total", "kind" => "message").increment(1);
+        let reply = error_reply(&stanza, &err);
+        self.to_service(service.as_str(), &reply);
     }
 }
 
