@@ -89,6 +89,31 @@ async def main(args):
             lambda r: r["jid"] == f"bob@{peer}" and r["subscription"] in ("to", "both"),
             T, "the roster push for the approved subscription")
         step(f"{peer}: presence subscription hydrant.test -> {peer} approved")
+
+        # 5. PEP across servers (XEP-0163): bob gets alice's presence (her PEP nodes'
+        #    default access model is "presence"), subscribes to her node from his server
+        #    and receives every item she publishes next.
+        bob.send_presence(pto=alice_jid, ptype="subscribe")
+        await alice.presences.wait(
+            lambda p: p["from"] == f"bob@{peer}" and p["type"] == "subscribe",
+            T, "bob's subscription request at alice")
+        alice.send_presence(pto=f"bob@{peer}", ptype="subscribed")
+        await bob.roster_pushes.wait(
+            lambda r: r["jid"] == alice_jid and r["subscription"] in ("to", "both"),
+            T, "bob's roster push for alice")
+        pep = "urn:example:federation:status"
+        await expect_ok("alice creates her PEP node by publishing", alice["xep_0060"].publish(
+            alice_jid, pep, id="s0", payload=atom_entry(0, tok, 256)))
+        await expect_ok(f"bob subscribes to alice's PEP node from {peer}",
+                        bob["xep_0060"].subscribe(alice_jid, pep, timeout=T))
+        for i in (1, 2):
+            await expect_ok(f"alice publishes s{i}", alice["xep_0060"].publish(
+                alice_jid, pep, id=f"s{i}", payload=atom_entry(i, tok, 256)))
+        for i in (1, 2):
+            e = await bob.events.wait(
+                lambda e, i=i: e["node"] == pep and e["id"] == f"s{i}", T, f"PEP item s{i} at bob")
+            check(e["from"] == alice_jid, f"PEP event from {e['from']}")
+        step(f"{peer}: its user receives every item of a hydrant.test user's PEP node")
     finally:
         for c in clients:
             c.disconnect()
