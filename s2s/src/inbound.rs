@@ -164,6 +164,8 @@ impl<B: S2sBackend> Inbound<'_, B> {
     /// Queues a stream error and our close (with our header first if not yet sent).
     fn fail(&self, header_sent: bool, e: StreamError) {
         debug!(condition = ?e, "s2s inbound stream error");
+        metrics::counter!("hydrant_s2s_stream_errors_total", "condition" => e.condition.as_str())
+            .increment(1);
         if !header_sent {
             self.conn.send(self.response_header(None));
         }
@@ -300,6 +302,8 @@ impl<B: S2sBackend> Inbound<'_, B> {
                 self.conn
                     .send(&b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"[..]);
                 debug!(peer = %username, "s2s inbound authenticated with SASL EXTERNAL");
+                metrics::counter!("hydrant_s2s_streams_total", "dir" => "in", "auth" => "external")
+                    .increment(1);
                 self.external = Some(username);
                 self.authenticated = true;
                 // RFC 6120 6.4.6: the peer restarts the stream on this connection.
@@ -420,6 +424,8 @@ impl<B: S2sBackend> Inbound<'_, B> {
         }
         match v.valid {
             Ok(true) => {
+                metrics::counter!("hydrant_s2s_streams_total", "dir" => "in", "auth" => "dialback")
+                    .increment(1);
                 self.authenticated = true;
                 true
             }

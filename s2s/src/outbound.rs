@@ -178,6 +178,7 @@ async fn connect<B: S2sBackend>(shared: &Arc<Shared<B>>, peer: &Arc<Peer>) -> Op
             Err(f) => f,
         };
         debug!(local = %peer.local, remote = %peer.remote, ?failure, "s2s connect failed");
+        metrics::counter!("hydrant_s2s_connect_failures_total").increment(1);
         let give_up = failure.is_final() || started.elapsed() + delay > shared.cfg.give_up_after;
         if give_up {
             let frames = match std::mem::replace(&mut *peer.state(), State::Gone) {
@@ -187,6 +188,7 @@ async fn connect<B: S2sBackend>(shared: &Arc<Shared<B>>, peer: &Arc<Peer>) -> Op
             shared.forget_peer(peer);
             info!(local = %peer.local, remote = %peer.remote, ?failure, bounced = frames.len(), "s2s peer unreachable");
             let err = failure.stanza_error();
+            metrics::counter!("hydrant_s2s_gave_up_total").increment(1);
             for f in frames {
                 bounce(&*shared.backend, f, &err);
             }
@@ -217,7 +219,11 @@ async fn authenticate<B: S2sBackend>(
     let no_external = peer.no_external.load(std::sync::atomic::Ordering::Relaxed);
     if opened.trusted && offers_external && !no_external {
         return match external(shared, &mut opened, peer, deadline).await {
-            Ok(()) => Ok(opened),
+            Ok(()) => {
+                metrics::counter!("hydrant_s2s_streams_total", "dir" => "out", "auth" => "external")
+                    .increment(1);
+                Ok(opened)
+            }
             Err(Failure::NotAuthorized(why)) => {
                 // Some servers offer EXTERNAL whatever our certificate; the next
                 // attempt uses dialback (ejabberd does the same).
@@ -254,6 +260,10 @@ async fn authenticate<B: S2sBackend>(
     opened.conn.send(request.to_bytes());
     let answer = dialback_answer(&mut opened, peer, deadline).await;
     shared.awaiting_dialback(&peer.local, &peer.remote, None);
+    if answer.is_ok() {
+        metrics::counter!("hydrant_s2s_streams_total", "dir" => "out", "auth" => "dialback")
+            .increment(1);
+    }
     answer.map(|()| opened)
 }
 

@@ -337,3 +337,113 @@ async fn without_trust_or_dialback_the_peer_is_refused() {
         "{err}"
     );
 }
+
+/// A raw TCP peer speaking s2s to `addr` (no TLS: the server under test allows that).
+struct RawPeer {
+    tcp: tokio::net::TcpStream,
+    reader: hydrant_proto::StreamReader,
+}
+
+impl RawPeer {
+    async fn connect(addr: std::net::SocketAddr, from: &str, to: &str) -> RawPeer {
+        let mut p = RawPeer {
+            tcp: tokio::net::TcpStream::connect(addr).await.expect("connect"),
+            reader: hydrant_proto::StreamReader::new(hydrant_proto::Limits::default()),
+        };
+        p.send(&format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+             xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+             from='{from}' to='{to}' version='1.0'>"
+        ))
+        .await;
+        p
+    }
+
+    async fn send(&mut self, xml: &str) {
+        use tokio::io::AsyncWriteExt as _;
+        self.tcp.write_all(xml.as_bytes()).await.expect("send");
+    }
+
+    /// The next top-level element matching `pred` (others skipped); `None` at the end of
+    /// the stream.
+    async fn next(&mut self, pred: impl Fn(&Element) -> bool) -> Option<Element> {
+        use tokio::io::AsyncReadExt as _;
+        let wait = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                while let Some(ev) = self.reader.next_event().expect("well-formed") {
+                    match ev {
+                        hydrant_proto::StreamEvent::Stanza(el) if pred(&el) => return Some(el),
+                        hydrant_proto::StreamEvent::Close => return None,
+                        _ => {}
+                    }
+                }
+                let n = self.tcp.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return None;
+                }
+                self.reader.feed(&buf[..n]).expect("well-formed");
+            }
+        };
+        tokio::time::timeout(common::TIMEOUT, wait)
+            .await
+            .expect("the server answered in time")
+    }
+}
+
+fn stream_error_condition(el: &Element) -> Option<String> {
+    el.children()
+        .find(|c| c.ns() == ns::STREAMS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+/// What a peer that is not who it claims gets: stanzas before authentication are an
+/// `<invalid-from/>` stream error, and a forged dialback key is checked with the real
+/// authoritative server (b.test), found invalid, answered `invalid`, and the stream
+/// closed; nothing reaches the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_peer_is_refused() {
+    let (pa, pb) = (free_port(), free_port());
+    // a.test lets peers in without TLS so that this test can speak raw XML to it.
+    let a =
+        Server::start_domain("a.test", &s2s_with(pa, "b.test", pb, "require_tls = false")).await;
+    let _b = Server::start_domain("b.test", &s2s(pb, "a.test", pa)).await;
+    let mut alice = online(&a, "alice").await;
+    let addr = a.s2s.expect("s2s listener");
+
+    // Unauthenticated: a stanza claiming to be from b.test.
+    let mut p = RawPeer::connect(addr, "b.test", "a.test").await;
+    p.send(
+        "<message from='mallory@b.test' to='alice@a.test' id='f1'><body>trust me</body></message>",
+    )
+    .await;
+    let err = p
+        .next(|e| e.is("error", ns::STREAM))
+        .await
+        .expect("a stream error");
+    assert_eq!(
+        stream_error_condition(&err).as_deref(),
+        Some("invalid-from"),
+        "{err}"
+    );
+
+    // A dialback key b.test never issued.
+    let mut p = RawPeer::connect(addr, "b.test", "a.test").await;
+    p.send(&format!(
+        "<db:result from='b.test' to='a.test'>{}</db:result>",
+        "ab".repeat(32)
+    ))
+    .await;
+    let answer = p
+        .next(|e| e.ns() == ns::DIALBACK && e.name() == "result")
+        .await
+        .expect("a dialback answer");
+    assert_eq!(answer.attr("type"), Some("invalid"), "{answer}");
+    assert!(
+        p.next(|_| false).await.is_none(),
+        "the stream is closed after invalid"
+    );
+
+    alice.sync().await;
+    alice.assert_none("nothing from the impostor", |e| e.name() == "message");
+}
