@@ -11,15 +11,29 @@ pub const STREAM_NS: &str = "jabber:client";
 pub const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
 
+/// A peer server's stream header, as s2s receives it (dialback's `db:` prefix declared).
+pub const S2S_HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+    xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+    from='peer.example' to='example.com' version='1.0'>";
+
 /// The first stanza of `data` sent after [`HEADER`], or `None` when the reader refuses it
 /// or needs more bytes.
 pub fn stanza(data: &[u8]) -> Option<Element> {
     stanza_with(data, Limits::default())
 }
 
+/// The first top-level element of `data` on an s2s stream (after [`S2S_HEADER`]).
+pub fn s2s_element(data: &[u8]) -> Option<Element> {
+    stanza_after(S2S_HEADER, data, Limits::default())
+}
+
 fn stanza_with(data: &[u8], limits: Limits) -> Option<Element> {
+    stanza_after(HEADER, data, limits)
+}
+
+fn stanza_after(header: &[u8], data: &[u8], limits: Limits) -> Option<Element> {
     let mut reader = StreamReader::new(limits);
-    reader.feed(HEADER).ok()?;
+    reader.feed(header).ok()?;
     reader.feed(data).ok()?;
     loop {
         match reader.next_event() {
