@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hydrant_proto::Limits;
+pub use hydrant_stream::admission::PerIpLimits;
 
 /// Everything a c2s session needs to know about local policy.
 #[derive(Debug, Clone)]
@@ -58,28 +59,6 @@ pub struct C2sConfig {
     /// Stream features the server adds after authentication (e.g. roster versioning),
     /// since only it knows what it implements.
     pub extra_features: Vec<hydrant_proto::Element>,
-}
-
-/// Caps per client address (IPv4 address, IPv6 /64 prefix), so that one host cannot take
-/// every connection slot.
-#[derive(Debug, Clone, Copy)]
-pub struct PerIpLimits {
-    /// Connections from one address that have not authenticated yet.
-    pub max_unauthenticated: u32,
-    /// New connections per second from one address, sustained (token bucket rate).
-    pub connections_per_sec: u32,
-    /// New connections from one address in a burst (token bucket size).
-    pub connection_burst: u32,
-}
-
-impl Default for PerIpLimits {
-    fn default() -> Self {
-        PerIpLimits {
-            max_unauthenticated: 64,
-            connections_per_sec: 20,
-            connection_burst: 100,
-        }
-    }
 }
 
 impl C2sConfig {

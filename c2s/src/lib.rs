@@ -15,7 +15,6 @@
 //! server hands in. Sessions are generic over `AsyncRead + AsyncWrite`, so tests drive
 //! them over in-memory pipes.
 
-mod admission;
 mod backend;
 mod config;
 mod listener;
@@ -24,9 +23,9 @@ mod session;
 mod stream;
 mod throttle;
 
-pub use admission::Refused;
 pub use backend::{Backend, RegisterError, SessionInfo};
 pub use config::{C2sConfig, PerIpLimits};
+pub use hydrant_stream::admission::Refused;
 pub use listener::{ListenerKind, handle, serve};
 pub use stream::Shared;
 

@@ -19,9 +19,9 @@ use tracing::{debug, info, warn};
 
 use hydrant_stream::tls::TlsStream;
 
-use crate::admission::PreauthGuard;
 use crate::backend::Backend;
 use crate::stream::{Exit, Shared, Stream};
+use hydrant_stream::admission::PreauthGuard;
 
 /// Whether a listener speaks TLS from the first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,10 +21,10 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::admission::{Admission, PreauthGuard};
 use crate::backend::{Backend, SessionInfo};
 use crate::config::C2sConfig;
 use crate::throttle::AuthThrottle;
+use hydrant_stream::admission::{Admission, PreauthGuard};
 
 /// State shared by all c2s connections of one server.
 pub struct Shared<B> {

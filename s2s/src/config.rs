@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use hydrant_proto::Limits;
+use hydrant_stream::admission::PerIpLimits;
 
 /// How this server federates.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub struct S2sConfig {
     /// Dialback verifications (each an outbound connection) running at once, all inbound
     /// streams together; a peer's further `<db:result/>` requests wait their turn.
     pub max_verifications: usize,
+    /// Per peer address (IPv4, IPv6 /64): inbound connections per second and in a
+    /// burst, and connections not yet authenticated (a peer that opens streams in a loop
+    /// is refused at accept).
+    pub per_ip: PerIpLimits,
 }
 
 impl Default for S2sConfig {
@@ -55,6 +60,11 @@ impl Default for S2sConfig {
             max_inbound: 1000,
             max_peers: 10_000,
             max_verifications: 64,
+            per_ip: PerIpLimits {
+                max_unauthenticated: 16,
+                connections_per_sec: 5,
+                connection_burst: 20,
+            },
         }
     }
 }

@@ -39,7 +39,11 @@ struct Verified {
 }
 
 /// Serves one accepted connection until it closes.
-pub(crate) async fn serve<B: S2sBackend>(shared: Arc<Shared<B>>, tcp: TcpStream) {
+pub(crate) async fn serve<B: S2sBackend>(
+    shared: Arc<Shared<B>>,
+    tcp: TcpStream,
+    mut guard: hydrant_stream::admission::PreauthGuard,
+) {
     let deadline = Instant::now() + shared.cfg.negotiate_timeout;
     let mut io: BoxIo = Box::new(tcp);
     let mut tls = false;
@@ -60,6 +64,7 @@ pub(crate) async fn serve<B: S2sBackend>(shared: Arc<Shared<B>>, tcp: TcpStream)
             local_domain: None,
             external: None,
             sasl: SaslServer::new(),
+            guard: &mut guard,
         };
         match s.run().await {
             Next::Done => return,
@@ -84,7 +89,7 @@ enum Next {
     StartTls,
 }
 
-struct Inbound<'a, B> {
+struct Inbound<'a, 'g, B> {
     shared: &'a Arc<Shared<B>>,
     conn: Conn<BoxIo>,
     tls: bool,
@@ -102,9 +107,11 @@ struct Inbound<'a, B> {
     /// The domain SASL EXTERNAL authenticated (XEP-0178), for the stream's `to`.
     external: Option<String>,
     sasl: SaslServer,
+    /// Counts the connection against its address until it authenticates.
+    guard: &'g mut hydrant_stream::admission::PreauthGuard,
 }
 
-impl<B: S2sBackend> Inbound<'_, B> {
+impl<B: S2sBackend> Inbound<'_, '_, B> {
     async fn run(&mut self) -> Next {
         let (tx, mut rx) = mpsc::unbounded_channel::<Verified>();
         let mut header_seen = false;
@@ -306,6 +313,7 @@ impl<B: S2sBackend> Inbound<'_, B> {
                     .increment(1);
                 self.external = Some(username);
                 self.authenticated = true;
+                self.guard.authenticated();
                 // RFC 6120 6.4.6: the peer restarts the stream on this connection.
                 self.conn.reader = StreamReader::new(self.shared.cfg.limits);
             }
@@ -427,6 +435,7 @@ impl<B: S2sBackend> Inbound<'_, B> {
                 metrics::counter!("hydrant_s2s_streams_total", "dir" => "in", "auth" => "dialback")
                     .increment(1);
                 self.authenticated = true;
+                self.guard.authenticated();
                 true
             }
             Ok(false) => {

@@ -50,6 +50,8 @@ pub(crate) struct Shared<B> {
     /// (local, remote) -> stream id, for outbound streams awaiting `<db:result/>`.
     dialback_ids: Mutex<HashMap<(String, String), String>>,
     inbound: Arc<Semaphore>,
+    /// Per-address admission of inbound connections.
+    admission: Arc<hydrant_stream::admission::Admission>,
     /// Dialback verifications at once (`max_verifications`).
     pub verifications: Arc<Semaphore>,
 }
@@ -183,6 +185,7 @@ impl<B: S2sBackend> S2s<B> {
         let tls_client = trust.client_config(cfg.allow_dialback, Some(identity))?;
         let tls_server = tls::server_config(identity)?;
         let inbound = Arc::new(Semaphore::new(cfg.max_inbound.max(1)));
+        let cfg_per_ip = cfg.per_ip;
         let verifications = Arc::new(Semaphore::new(cfg.max_verifications.max(1)));
         Ok(S2s {
             shared: Arc::new(Shared {
@@ -196,6 +199,7 @@ impl<B: S2sBackend> S2s<B> {
                 peers: Mutex::new(HashMap::new()),
                 dialback_ids: Mutex::new(HashMap::new()),
                 inbound,
+                admission: hydrant_stream::admission::Admission::new(cfg_per_ip),
                 verifications,
             }),
         })
@@ -230,13 +234,24 @@ impl<B: S2sBackend> S2s<B> {
                     continue;
                 }
             };
+            let guard = match self.shared.admission.admit(addr.ip()) {
+                Ok(g) => g,
+                Err(why) => {
+                    metrics::counter!("hydrant_s2s_refused_at_accept_total", "reason" => why.as_str())
+                        .increment(1);
+                    debug!(%addr, reason = why.as_str(), "s2s: connection refused at accept");
+                    continue;
+                }
+            };
             let Ok(permit) = Arc::clone(&self.shared.inbound).try_acquire_owned() else {
+                metrics::counter!("hydrant_s2s_refused_at_accept_total", "reason" => "max_inbound")
+                    .increment(1);
                 debug!(%addr, "s2s: too many inbound connections; closed at accept");
                 continue;
             };
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move {
-                inbound::serve(shared, tcp).await;
+                inbound::serve(shared, tcp, guard).await;
                 drop(permit);
             });
         }

@@ -401,6 +401,12 @@ pub struct S2sSection {
     pub max_peers: NonZeroUsize,
     /// Dialback verifications (outbound connections) at once.
     pub max_verifications: NonZeroUsize,
+    /// Inbound connections from one peer address (IPv4, IPv6 /64) not yet authenticated.
+    pub max_unauthenticated_per_ip: NonZeroU32,
+    /// New inbound connections per second from one address, sustained.
+    pub connections_per_ip_per_sec: NonZeroU32,
+    /// New inbound connections from one address in a burst.
+    pub connection_burst_per_ip: NonZeroU32,
 }
 
 impl Default for S2sSection {
@@ -422,6 +428,9 @@ impl Default for S2sSection {
             max_stanza_bytes: nz(262_144),
             max_peers: nz(10_000),
             max_verifications: nz(64),
+            max_unauthenticated_per_ip: nz32(16),
+            connections_per_ip_per_sec: nz32(5),
+            connection_burst_per_ip: nz32(20),
         }
     }
 }

@@ -130,6 +130,11 @@ pub fn start(cfg: &Config, router: &Arc<Router>) -> anyhow::Result<Option<S2s<Ba
         max_inbound: c.max_inbound.get(),
         max_peers: c.max_peers.get(),
         max_verifications: c.max_verifications.get(),
+        per_ip: hydrant_stream::admission::PerIpLimits {
+            max_unauthenticated: c.max_unauthenticated_per_ip.get(),
+            connections_per_sec: c.connections_per_ip_per_sec.get(),
+            connection_burst: c.connection_burst_per_ip.get(),
+        },
     };
     let backend = Arc::new(Backend {
         router: Arc::downgrade(router),

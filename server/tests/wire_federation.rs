@@ -447,3 +447,29 @@ async fn an_impostor_peer_is_refused() {
     alice.sync().await;
     alice.assert_none("nothing from the impostor", |e| e.name() == "message");
 }
+
+/// A peer address that opens connections faster than `connections_per_ip_per_sec` allows
+/// (past its burst) is refused at accept: the socket is closed before any byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_opening_streams_in_a_loop_is_refused_at_accept() {
+    use tokio::io::AsyncReadExt as _;
+    let (pa, pb) = (free_port(), free_port());
+    let limits = "connection_burst_per_ip = 2\nconnections_per_ip_per_sec = 1";
+    let a = Server::start_domain("a.test", &s2s_with(pa, "b.test", pb, limits)).await;
+    let addr = a.s2s.expect("s2s listener");
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut p = RawPeer::connect(addr, "b.test", "a.test").await;
+        p.next(|e| e.is("features", ns::STREAM))
+            .await
+            .expect("features for a connection within the burst");
+        kept.push(p);
+    }
+    let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(common::TIMEOUT, third.read(&mut buf))
+        .await
+        .expect("the server closes the connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "refused at accept, without a stream header");
+}

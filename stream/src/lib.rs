@@ -18,6 +18,7 @@
 //! Must not depend on: `c2s`, `s2s`, `storage`, `pubsub` or `server` (only `proto`);
 //! `scripts/check-deps.sh` enforces it.
 
+pub mod admission;
 pub mod close;
 mod conn;
 pub mod frame;

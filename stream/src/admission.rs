@@ -16,7 +16,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
-use crate::config::PerIpLimits;
+/// Caps per client address (IPv4 address, IPv6 /64 prefix), so that one host cannot take
+/// every connection slot.
+#[derive(Debug, Clone, Copy)]
+pub struct PerIpLimits {
+    /// Connections from one address that have not authenticated yet.
+    pub max_unauthenticated: u32,
+    /// New connections per second from one address, sustained (token bucket rate).
+    pub connections_per_sec: u32,
+    /// New connections from one address in a burst (token bucket size).
+    pub connection_burst: u32,
+}
+
+impl Default for PerIpLimits {
+    fn default() -> Self {
+        PerIpLimits {
+            max_unauthenticated: 64,
+            connections_per_sec: 20,
+            connection_burst: 100,
+        }
+    }
+}
 
 /// Addresses are grouped: IPv4 by address, IPv6 by /64 (IPv4-mapped IPv6 as IPv4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
