@@ -25,8 +25,10 @@ pub struct S2sConfig {
     pub give_up_after: Duration,
     /// An outbound stream with nothing to write for this long is closed.
     pub idle_timeout: Duration,
-    /// Bytes queued per peer (waiting for the stream, then in its outbound queue);
-    /// beyond it stanzas are refused with `<resource-constraint/>`.
+    /// Bytes queued per peer (waiting for the stream, then behind its write queue);
+    /// beyond it stanzas are refused with `<resource-constraint/>`. Pubsub notifications
+    /// may go up to four times past it, and their publisher then waits until the backlog
+    /// is back under it (a firehose is paced by the slower server, not cut).
     pub queue_bytes: usize,
     /// Parser limits for s2s streams.
     pub limits: Limits,
@@ -55,7 +57,7 @@ impl Default for S2sConfig {
             negotiate_timeout: Duration::from_secs(30),
             give_up_after: Duration::from_mins(1),
             idle_timeout: Duration::from_mins(10),
-            queue_bytes: 4 << 20,
+            queue_bytes: 16 << 20,
             limits: Limits::default(),
             max_inbound: 1000,
             max_peers: 10_000,

@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 
 pub use backend::S2sBackend;
 pub use config::S2sConfig;
+pub use outbound::Backlog;
 
 use outbound::{Peer, Rejected};
 
@@ -112,12 +113,21 @@ impl<B: S2sBackend> Shared<B> {
             from.domain().as_str(),
             to.domain().as_str(),
             Frame::element(el),
+            false,
         );
     }
 
     /// Hands a serialised stanza from `local` to `remote` to its peer's stream (the
     /// fan-out's path: a notification's shared parts are not copied per recipient).
-    pub(crate) fn send_frame(self: &Arc<Self>, local: &str, remote: &str, frame: Frame) {
+    /// With `notification`, the stanza may go past the peer's limit and the peer's
+    /// [`Backlog`] comes back, for the publisher to wait on.
+    pub(crate) fn send_frame(
+        self: &Arc<Self>,
+        local: &str,
+        remote: &str,
+        frame: Frame,
+        notification: bool,
+    ) -> Option<Backlog> {
         let (local, remote) = (local.to_owned(), remote.to_owned());
         let mut frame = frame;
         for _ in 0..3 {
@@ -136,7 +146,8 @@ impl<B: S2sBackend> Shared<B> {
                         hydrant_proto::StanzaErrorCondition::ResourceConstraint,
                     )
                     .with_type(hydrant_proto::ErrorType::Wait);
-                    return outbound::bounce(&*self.backend, frame, &err);
+                    outbound::bounce(&*self.backend, frame, &err);
+                    return None;
                 } else {
                     let p = Peer::new(local.clone(), remote.clone());
                     peers.insert(key, p.clone());
@@ -144,9 +155,18 @@ impl<B: S2sBackend> Shared<B> {
                     p
                 }
             };
-            match peer.push(frame, self.cfg.queue_bytes) {
-                Ok(()) => return,
-                Err(Rejected::Refused(f, err)) => return outbound::bounce(&*self.backend, f, &err),
+            match peer.push(frame, self.cfg.queue_bytes, notification) {
+                Ok(()) => {
+                    return notification.then(|| Backlog {
+                        peer,
+                        limit: self.cfg.queue_bytes,
+                        max_wait: self.cfg.give_up_after,
+                    });
+                }
+                Err(Rejected::Refused(f, err)) => {
+                    outbound::bounce(&*self.backend, f, &err);
+                    return None;
+                }
                 // Its task ended between the lookup and the push: look it up again.
                 Err(Rejected::Gone(back)) => frame = back,
             }
@@ -156,6 +176,7 @@ impl<B: S2sBackend> Shared<B> {
             hydrant_proto::StanzaErrorCondition::RemoteServerTimeout,
         );
         outbound::bounce(&*self.backend, frame, &err);
+        None
     }
 }
 
@@ -215,8 +236,18 @@ impl<B: S2sBackend> S2s<B> {
     /// Sends a stanza serialised already (without its content namespace, as
     /// [`Frame`]s are) from `local` to `remote`: the fan-out's path, which shares a
     /// notification's parts among all its recipients, remote ones included.
+    /// Sends a pubsub notification (see [`S2s::send_frame`]): it is queued even past the
+    /// peer's limit (up to a few times it), and the peer's [`Backlog`] comes back: the
+    /// publisher waits on it before its next publish, so a slower peer paces the
+    /// firehose instead of losing notifications.
+    pub fn send_notification(&self, local: &str, remote: &str, frame: Frame) -> Option<Backlog> {
+        self.shared.send_frame(local, remote, frame, true)
+    }
+
+    /// Sends a stanza serialised already (without its content namespace, as [`Frame`]s
+    /// are) from `local` to `remote`.
     pub fn send_frame(&self, local: &str, remote: &str, frame: Frame) {
-        self.shared.send_frame(local, remote, frame);
+        self.shared.send_frame(local, remote, frame, false);
     }
 
     /// Accepts inbound s2s connections on `listener` until `stop` resolves.

@@ -15,6 +15,11 @@ use tracing::debug;
 use crate::Shared;
 use crate::failure::Failure;
 
+/// The write queue of an outbound stream: what the connection has to write next. A peer's
+/// further stanzas wait behind it in the peer's own queue (`outbound.rs`), bounded by
+/// `queue_bytes`, and move in as it drains.
+pub(crate) const WRITE_QUEUE_BYTES: usize = 1 << 20;
+
 /// A socket, plain or TLS: the stream restarts on another type after STARTTLS.
 pub(crate) trait AsyncIo: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncIo for T {}
@@ -86,7 +91,7 @@ pub(crate) async fn open<B>(
         trusted = ok;
     }
     loop {
-        let outbox = Outbox::with_policy(cfg.queue_bytes, OverflowPolicy::Refuse);
+        let outbox = Outbox::with_policy(WRITE_QUEUE_BYTES, OverflowPolicy::Refuse);
         let mut conn = Conn::new(io, StreamReader::new(cfg.limits), outbox);
         conn.send(initiating_header(local, remote));
         let StreamEvent::Open(header) = next_event(&mut conn, deadline).await? else {

@@ -36,6 +36,10 @@ pub(crate) struct Peer {
     pub local: String,
     pub remote: String,
     state: Mutex<State>,
+    /// Wakes the stream's task when stanzas wait behind its write queue.
+    waiting: tokio::sync::Notify,
+    /// Wakes publishers waiting for this peer's backlog to shrink ([`Backlog`]).
+    drained: tokio::sync::Notify,
     /// The peer refused our SASL EXTERNAL once: use dialback from now on.
     no_external: std::sync::atomic::AtomicBool,
 }
@@ -46,8 +50,13 @@ enum State {
         frames: VecDeque<Frame>,
         bytes: usize,
     },
-    /// Authenticated: stanzas go to the stream's queue.
-    Up { outbox: Arc<hydrant_stream::Outbox> },
+    /// Authenticated: stanzas go to the stream's write queue, or, while that is full
+    /// or others already wait, behind it (`waiting`, moved in as it drains, in order).
+    Up {
+        outbox: Arc<hydrant_stream::Outbox>,
+        waiting: VecDeque<Frame>,
+        waiting_bytes: usize,
+    },
     /// The task ended; the peer is out of the table (a new one is made on demand).
     Gone,
 }
@@ -70,6 +79,8 @@ impl Peer {
                 bytes: 0,
             }),
             no_external: std::sync::atomic::AtomicBool::new(false),
+            waiting: tokio::sync::Notify::new(),
+            drained: tokio::sync::Notify::new(),
         })
     }
 
@@ -79,8 +90,15 @@ impl Peer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues a stanza for this peer.
-    pub(crate) fn push(&self, frame: Frame, limit: usize) -> Result<(), Rejected> {
+    /// Queues a stanza for this peer. Past `limit` queued bytes a stanza is refused,
+    /// except with `over` (a pubsub notification, whose publisher then waits for the
+    /// backlog to shrink, [`Backlog::wait`]): up to [`NOTIFICATION_SLACK`] × `limit`.
+    pub(crate) fn push(&self, frame: Frame, limit: usize, over: bool) -> Result<(), Rejected> {
+        let limit = if over {
+            limit.saturating_mul(NOTIFICATION_SLACK)
+        } else {
+            limit
+        };
         let mut st = self.state();
         match &mut *st {
             State::Gone => Err(Rejected::Gone(frame)),
@@ -92,23 +110,124 @@ impl Peer {
                 frames.push_back(frame);
                 Ok(())
             }
-            State::Up { outbox } => match outbox.push(frame) {
-                Ok(()) => Ok(()),
-                Err(r) if r.why == PushError::Full => {
-                    Err(Rejected::Refused(r.frame, Box::new(full())))
+            State::Up {
+                outbox,
+                waiting,
+                waiting_bytes,
+            } => {
+                let frame = if waiting.is_empty() {
+                    match outbox.push(frame) {
+                        Ok(()) => return Ok(()),
+                        Err(r) if r.why == PushError::Full => r.frame,
+                        Err(r) => {
+                            // The stream is closing: the task takes this back with the
+                            // rest of what was not written, and connects again.
+                            let len = r.frame.len();
+                            *st = State::Pending {
+                                frames: VecDeque::from([r.frame]),
+                                bytes: len,
+                            };
+                            return Ok(());
+                        }
+                    }
+                } else {
+                    frame
+                };
+                if *waiting_bytes + frame.len() > limit {
+                    return Err(Rejected::Refused(frame, Box::new(full())));
+                }
+                *waiting_bytes += frame.len();
+                waiting.push_back(frame);
+                drop(st);
+                self.waiting.notify_one();
+                Ok(())
+            }
+        }
+    }
+
+    /// Bytes of the first stanza waiting behind the write queue (0: none).
+    fn next_waiting(&self) -> usize {
+        match &*self.state() {
+            State::Up { waiting, .. } => waiting.front().map_or(0, Frame::len),
+            State::Pending { .. } | State::Gone => 0,
+        }
+    }
+
+    /// Bytes queued for this peer: waiting for the stream, in its write queue and behind it.
+    pub(crate) fn backlog_bytes(&self) -> usize {
+        match &*self.state() {
+            State::Pending { bytes, .. } => *bytes,
+            State::Up {
+                outbox,
+                waiting_bytes,
+                ..
+            } => outbox.queued_bytes() + waiting_bytes,
+            State::Gone => 0,
+        }
+    }
+
+    /// Moves waiting stanzas into the write queue while they fit.
+    fn refill(&self) {
+        let mut st = self.state();
+        let State::Up {
+            outbox,
+            waiting,
+            waiting_bytes,
+        } = &mut *st
+        else {
+            return;
+        };
+        while let Some(f) = waiting.pop_front() {
+            let len = f.len();
+            match outbox.push(f) {
+                Ok(()) => {
+                    *waiting_bytes -= len;
+                    self.drained.notify_waiters();
                 }
                 Err(r) => {
-                    // The stream is closing: the task takes this back with the rest of
-                    // what was not written, and connects again.
-                    let len = r.frame.len();
-                    *st = State::Pending {
-                        frames: VecDeque::from([r.frame]),
-                        bytes: len,
-                    };
-                    Ok(())
+                    waiting.push_front(r.frame);
+                    break;
                 }
-            },
+            }
         }
+    }
+}
+
+/// How far past `queue_bytes` notifications may go: a publish's fan-out to a peer is
+/// queued whole (its publisher then waits, [`Backlog::wait`]) rather than cut in two.
+pub(crate) const NOTIFICATION_SLACK: usize = 4;
+
+/// A peer's backlog, for the publisher of a notification just queued for it: the
+/// publisher waits until the peer's queue is back under its limit, so a firehose to a
+/// slower server is paced by it instead of losing notifications.
+pub struct Backlog {
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) limit: usize,
+    pub(crate) max_wait: std::time::Duration,
+}
+
+impl Backlog {
+    /// Waits until the peer's queued bytes are under the limit, the peer is gone, or
+    /// `give_up_after` passed (a peer that stopped reading does not hold publishers for
+    /// ever: what it cannot take is then refused and bounced to the service).
+    pub async fn wait(&self) {
+        let deadline = Instant::now() + self.max_wait;
+        loop {
+            let drained = self.peer.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.peer.backlog_bytes() <= self.limit {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Whether waiting would be needed now.
+    pub fn over(&self) -> bool {
+        self.peer.backlog_bytes() > self.limit
     }
 }
 
@@ -139,21 +258,27 @@ pub(crate) async fn run<B: S2sBackend>(shared: Arc<Shared<B>>, peer: Arc<Peer>) 
             }
             *st = State::Up {
                 outbox: outbox.clone(),
+                waiting: VecDeque::new(),
+                waiting_bytes: 0,
             };
         }
         info!(local = %peer.local, remote = %peer.remote, "s2s stream up");
-        stream(&shared, opened).await;
-        // What was not written goes back to pending, with anything pushed meanwhile
-        // (stream-level bytes, such as our closing tag, stay with the old stream).
+        stream(&shared, &peer, opened).await;
+        // What was not written goes back to pending, then what waited behind it, then
+        // anything pushed meanwhile (stream-level bytes, such as our closing tag, stay
+        // with the old stream).
         let leftover = outbox.take_all();
         let mut st = peer.state();
         let mut frames: VecDeque<Frame> = leftover
             .into_iter()
             .filter(|f| f.stanza_kind().is_some())
             .collect();
-        if let State::Pending { frames: late, .. } = &mut *st {
-            frames.extend(late.drain(..));
+        match &mut *st {
+            State::Pending { frames: late, .. } => frames.extend(late.drain(..)),
+            State::Up { waiting, .. } => frames.extend(waiting.drain(..)),
+            State::Gone => {}
         }
+        peer.drained.notify_waiters();
         if frames.is_empty() {
             *st = State::Gone;
             drop(st);
@@ -186,6 +311,7 @@ async fn connect<B: S2sBackend>(shared: &Arc<Shared<B>>, peer: &Arc<Peer>) -> Op
                 State::Up { .. } | State::Gone => VecDeque::new(),
             };
             shared.forget_peer(peer);
+            peer.drained.notify_waiters();
             info!(local = %peer.local, remote = %peer.remote, ?failure, bounced = frames.len(), "s2s peer unreachable");
             let err = failure.stanza_error();
             metrics::counter!("hydrant_s2s_gave_up_total").increment(1);
@@ -350,17 +476,27 @@ async fn dialback_answer(
     }
 }
 
-/// Runs an authenticated outbound stream until it ends: writes what is queued, reads
-/// what the peer sends on it (nothing but errors and the close are expected), closes it
-/// after `idle_timeout` without writes.
-async fn stream<B>(shared: &Shared<B>, opened: Opened) {
+/// Runs an authenticated outbound stream until it ends: writes what is queued (moving
+/// what waits behind the write queue in as it drains), reads what the peer sends on it
+/// (nothing but errors and the close are expected), closes it after `idle_timeout`
+/// without writes.
+async fn stream<B>(shared: &Shared<B>, peer: &Peer, opened: Opened) {
     let mut conn = opened.conn;
+    let outbox = conn.outbox.clone();
     let idle = shared.cfg.idle_timeout;
     let mut closing = false;
     loop {
         let idle_at = conn.last_write.max(conn.last_read) + idle;
+        let next = peer.next_waiting().min(outbox.limit());
         let ev = tokio::select! {
             ev = std::future::poll_fn(|cx| conn.poll_next(cx)) => ev,
+            () = peer.waiting.notified(), if next == 0 => continue,
+            room = outbox.room(next), if next > 0 => {
+                if room {
+                    peer.refill();
+                }
+                continue;
+            }
             () = sleep_until(idle_at), if !closing => {
                 if conn.outbox.queued_bytes() == 0 {
                     closing = true;

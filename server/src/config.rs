@@ -423,7 +423,7 @@ impl Default for S2sSection {
             negotiate_timeout_secs: nz64(30),
             give_up_after_secs: nz64(60),
             idle_timeout_secs: nz64(600),
-            queue_bytes: nz(4 << 20),
+            queue_bytes: nz(16 << 20),
             max_inbound: nz(1000),
             max_stanza_bytes: nz(262_144),
             max_peers: nz(10_000),

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::router::Router;
 use crate::router::origin::Origin;
-use crate::router::remote::{Refused, RemoteDomains};
+use crate::router::remote::{Backpressure, Refused, RemoteDomains};
 
 /// The router, as s2s sees it.
 pub struct Backend {
@@ -79,10 +79,32 @@ impl RemoteDomains for Transport {
         service: &Jid,
         to: &Jid,
         frame: hydrant_stream::Frame,
-    ) -> Result<(), Box<Refused>> {
-        self.0
-            .send_frame(service.domain().as_str(), to.domain().as_str(), frame);
-        Ok(())
+    ) -> Result<Option<Box<dyn Backpressure>>, Box<Refused>> {
+        Ok(self
+            .0
+            .send_notification(service.domain().as_str(), to.domain().as_str(), frame)
+            .map(|b| Box::new(PeerBacklog(b)) as Box<dyn Backpressure>))
+    }
+}
+
+/// An s2s peer's backlog as the router's [`Backpressure`].
+struct PeerBacklog(hydrant_s2s::Backlog);
+
+impl std::fmt::Debug for PeerBacklog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerBacklog")
+            .field("over", &self.0.over())
+            .finish()
+    }
+}
+
+impl Backpressure for PeerBacklog {
+    fn over(&self) -> bool {
+        self.0.over()
+    }
+
+    fn wait(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.0.wait())
     }
 }
 

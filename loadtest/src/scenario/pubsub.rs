@@ -101,6 +101,17 @@ pub struct LoadArgs {
     /// The pubsub service (default: `pubsub.` + domain).
     #[arg(long)]
     pub pubsub_service: Option<String>,
+    /// Publishers log in to this server (HOST:PORT) instead of `--server`: the
+    /// federated scenario, subscribers on one server following a node of another's
+    /// service (`--pubsub-service`) across s2s. Needs `--publisher-domain`.
+    #[arg(long, requires = "publisher_domain")]
+    pub publisher_server: Option<String>,
+    /// The publishers' server's domain (with `--publisher-server`).
+    #[arg(long, requires = "publisher_server")]
+    pub publisher_domain: Option<String>,
+    /// The publishers' server process, measured like `--server-pid`.
+    #[arg(long)]
+    pub publisher_server_pid: Option<u32>,
     /// Publisher accounts are this prefix + node number.
     #[arg(long, default_value = "pub")]
     pub publisher_prefix: String,
@@ -358,9 +369,22 @@ pub async fn measure(
     let sub_name = |i: u64| conn::username(&accounts.user_prefix, accounts.offset + i);
     let pub_name = |f: u64| conn::username(&load.publisher_prefix, f);
 
+    // Publishers on their own server in the federated scenario, else beside the
+    // subscribers.
+    let pub_target = match (&load.publisher_server, &load.publisher_domain) {
+        (Some(addr), Some(domain)) => {
+            let mut s = server.clone();
+            s.server.clone_from(addr);
+            s.domain.clone_from(domain);
+            s.target(accounts, false)?
+        }
+        _ => target.clone(),
+    };
     let registration = if load.register {
-        let mut names: Vec<String> = (0..publishers).map(pub_name).collect();
-        names.extend((0..users).map(sub_name));
+        let pub_names: Vec<String> = (0..publishers).map(pub_name).collect();
+        let p = register_accounts(&pub_target, &sources, pub_names, load.concurrency).await;
+        print!("{}", p.describe("registration (publishers)"));
+        let names: Vec<String> = (0..users).map(sub_name).collect();
         let r = register_accounts(&target, &sources, names, load.concurrency).await;
         print!("{}", r.describe("registration"));
         Some(r)
@@ -378,7 +402,8 @@ pub async fn measure(
     let one = Arc::new(Semaphore::new(1));
     for (f, node) in plan.nodes.iter().enumerate() {
         let permit = one.clone().acquire_owned().await.expect("semaphore open");
-        let (target, sources, counters) = (target.clone(), sources.clone(), pub_counters.clone());
+        let (target, sources, counters) =
+            (pub_target.clone(), sources.clone(), pub_counters.clone());
         let (user, node, service) = (pub_name(f as u64), node.clone(), service.clone());
         let max_items = load.max_items;
         set.spawn_on(
@@ -519,6 +544,12 @@ pub async fn measure(
             sys::process_cpu_time(pid).map_err(|e| format!("server pid {pid}: {e}"))?,
             sys::memory(Some(pid)).map_err(|e| format!("server pid {pid}: {e}"))?,
         )),
+        None => None,
+    };
+    let pub_server_before = match load.publisher_server_pid {
+        Some(pid) => Some(
+            sys::process_cpu_time(pid).map_err(|e| format!("publisher server pid {pid}: {e}"))?,
+        ),
         None => None,
     };
     let (u0, s0) = sys::self_cpu_time();
@@ -691,6 +722,12 @@ pub async fn measure(
         .server_pid
         .map(|pid| (sys::process_cpu_time(pid).ok(), sys::memory(Some(pid)).ok()));
     let gen_mem = sys::memory(None).unwrap_or_default();
+    let pub_server_cpu = match (load.publisher_server_pid, pub_server_before) {
+        (Some(pid), Some(cpu0)) => sys::process_cpu_time(pid)
+            .ok()
+            .map(|c| (pid, c.saturating_sub(cpu0).as_secs_f64())),
+        _ => None,
+    };
 
     cancel.cancel();
     for w in writers.into_iter().flatten() {
@@ -763,6 +800,12 @@ pub async fn measure(
         }
         _ => None,
     };
+    if let Some((pid, cpu)) = pub_server_cpu {
+        println!(
+            "  publisher server pid {pid}: CPU {cpu:.2}s = {} s per 1000 notifications",
+            per_1000(cpu).map_or_else(|| "-".to_owned(), |c| format!("{c:.4}"))
+        );
+    }
     let gen_cpu = (u1 + s1).saturating_sub(u0 + s0).as_secs_f64();
     let generator = GeneratorResult {
         cpu_secs: gen_cpu,

@@ -39,8 +39,11 @@ pub struct FanoutStats {
     pub queued: usize,
     /// Recipients whose queue refused (slow consumers: their streams are being closed).
     pub refused: usize,
-    /// Recipients on other domains; s2s (Federation issue) will carry these.
+    /// Recipients on other domains (handed to the routing point).
     pub remote: usize,
+    /// The backlogs of the other servers this fan-out queued notifications for, one per
+    /// domain: the publisher waits on those that are behind before it goes on.
+    pub backlogs: Vec<(String, Box<dyn crate::router::remote::Backpressure>)>,
 }
 
 /// A notification serialised once: `head` + escaped recipient + `tail`.
@@ -168,8 +171,15 @@ impl Router {
                     let msg =
                         xep0060::event::message(from, to, n.notification_type, event, Some(shim));
                     self.route_remote(to, msg, OnRefusal::ToService);
-                } else {
-                    self.route_remote_notification(from, to, prepared.frame(addr.clone()));
+                } else if let Some(backlog) =
+                    self.route_remote_notification(from, to, prepared.frame(addr.clone()))
+                {
+                    // One per other server and fan-out: the publisher waits while that
+                    // server is behind (`run_effects`), instead of overfilling its queue.
+                    let domain = to.domain().as_str();
+                    if !stats.backlogs.iter().any(|(d, _)| d == domain) {
+                        stats.backlogs.push((domain.to_owned(), backlog));
+                    }
                 }
                 continue;
             }

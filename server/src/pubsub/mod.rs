@@ -333,7 +333,18 @@ impl Router {
                 Effect::Notify(n) => {
                     let event = xep0060::event::render(&n);
                     let prepared = Prepared::new(addr, n.notification_type, &event);
-                    sample = self.fan_out(addr, &n, &prepared).sample;
+                    let stats = self.fan_out(addr, &n, &prepared);
+                    sample = stats.sample;
+                    // Other servers behind: wait for them (their queues would otherwise
+                    // fill and refuse notifications).
+                    for (domain, backlog) in stats.backlogs {
+                        if backlog.over() {
+                            metrics::counter!("hydrant_pubsub_publisher_waited_for_peer_total")
+                                .increment(1);
+                            tracing::debug!(%domain, "publisher waits for another server");
+                            backlog.wait().await;
+                        }
+                    }
                     // Subscription-state events concern their one recipient, not the
                     // owner's +notify contacts.
                     if addr.node().is_some() && !matches!(n.event, Event::Subscription { .. }) {

@@ -128,12 +128,30 @@ impl Router {
     /// A stanza from another domain for this server (RFC 6120 10.3, 10.5; RFC 6121 8.5).
     /// `from` is the checked sender; the stanza's `to` is in one of our domains (s2s
     /// refuses any other with `<host-unknown/>`, RFC 6120 4.9.3.6).
-    async fn inbound_remote(&self, from: &Jid, mut stanza: Stanza) {
-        stanza.set_from(Some(from.clone()));
+    async fn inbound_remote(&self, from: &Jid, stanza: Stanza) {
         // Into the router's own namespace (`jabber:client`), with the checked `from`
-        // written into the element too: the handlers read both.
-        let Ok(stanza) = Stanza::parse(stanza.to_element(ns::CLIENT), ns::CLIENT) else {
-            return;
+        // written into the element too: the handlers read both. Messages and presence
+        // (the bulk: notifications) are converted in place, not rebuilt and reparsed.
+        let stanza = match stanza {
+            Stanza::Message(mut m) => {
+                m.element.rename_ns(ns::SERVER, ns::CLIENT);
+                m.element.set_attr("from", from.as_str());
+                m.from = Some(from.clone());
+                Stanza::Message(m)
+            }
+            Stanza::Presence(mut p) => {
+                p.element.rename_ns(ns::SERVER, ns::CLIENT);
+                p.element.set_attr("from", from.as_str());
+                p.from = Some(from.clone());
+                Stanza::Presence(p)
+            }
+            mut iq @ Stanza::Iq(_) => {
+                iq.set_from(Some(from.clone()));
+                let Ok(iq) = Stanza::parse(iq.to_element(ns::CLIENT), ns::CLIENT) else {
+                    return;
+                };
+                iq
+            }
         };
         let origin = Origin::Remote(from);
         let to = stanza.to().cloned();

@@ -22,14 +22,29 @@ pub trait RemoteDomains: Send + Sync {
 
     /// Takes a pubsub notification serialised once for all its recipients (a
     /// [`Frame::Addressed`] whose shared parts are not copied per recipient) from
-    /// `service` to `to`. `Err`: refused at once (the caller tells the service).
-    fn send_notification(&self, service: &Jid, to: &Jid, frame: Frame) -> Result<(), Box<Refused>> {
+    /// `service` to `to`. `Ok` may carry the other server's backlog: the publisher waits
+    /// on it before going on (a firehose is paced by the slower server instead of losing
+    /// notifications). `Err`: refused at once (the caller tells the service).
+    fn send_notification(
+        &self,
+        service: &Jid,
+        to: &Jid,
+        frame: Frame,
+    ) -> Result<Option<Box<dyn Backpressure>>, Box<Refused>> {
         let _ = service;
         match frame.stanza_element() {
-            Some(el) => self.send(to, el),
-            None => Ok(()),
+            Some(el) => self.send(to, el).map(|()| None),
+            None => Ok(None),
         }
     }
+}
+
+/// The backlog of the stream to another server, as a publisher sees it.
+pub trait Backpressure: Send + Sync + std::fmt::Debug {
+    /// Whether the other server is behind (waiting would be needed now).
+    fn over(&self) -> bool;
+    /// Waits until it is no longer behind (bounded by the transport's own give-up time).
+    fn wait(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// A stanza a transport would not take, and why.
@@ -112,14 +127,21 @@ impl Router {
 impl Router {
     /// [`Router::route_remote`] for a notification frame: refused, its error goes to the
     /// service that sent it (`OnRefusal::ToService`), never to a subscriber.
-    pub fn route_remote_notification(&self, service: &Jid, to: &Jid, frame: Frame) {
-        let Err(refused) = self.remote().send_notification(service, to, frame) else {
-            return;
+    pub fn route_remote_notification(
+        &self,
+        service: &Jid,
+        to: &Jid,
+        frame: Frame,
+    ) -> Option<Box<dyn Backpressure>> {
+        let refused = match self.remote().send_notification(service, to, frame) {
+            Ok(queue) => return queue,
+            Err(r) => r,
         };
         let Refused { stanza, error: err } = *refused;
         metrics::counter!("hydrant_router_remote_refused_total", "kind" => "message").increment(1);
         let reply = error_reply(&stanza, &err);
         self.to_service(service.as_str(), &reply);
+        None
     }
 }
 
