@@ -353,51 +353,40 @@ impl Router {
     /// in another domain (broadcast-like: not bounced).
     fn presence_from_user_to_remote(&self, from_user: &str, to: &Jid, kind: Option<&str>) {
         let to_bare = to.to_bare().to_string();
-        for s in self.sessions.of_user(from_user) {
-            let p = {
-                let st = s.state();
-                if !st.available {
-                    continue;
-                }
-                match kind {
-                    None => st.last.as_deref().cloned(),
-                    Some(k) => Some(
-                        Element::new("presence", ns::CLIENT)
-                            .with_attr("type", k)
-                            .with_attr("from", s.info.jid.to_string()),
-                    ),
-                }
-            };
-            if let Some(mut p) = p {
-                p.set_attr("to", to_bare.as_str());
-                self.route_remote(to, p, OnRefusal::Drop);
-            }
+        for mut p in self.presences_of(from_user, kind) {
+            p.set_attr("to", to_bare.as_str());
+            self.route_remote(to, p, OnRefusal::Drop);
         }
+    }
+
+    /// The presence (or a presence of type `kind`) of each available resource of `user`.
+    pub(crate) fn presences_of(&self, user: &str, kind: Option<&str>) -> Vec<Element> {
+        let mut out = Vec::new();
+        for s in self.sessions.of_user(user) {
+            let st = s.state();
+            if !st.available {
+                continue;
+            }
+            let p = match kind {
+                None => st.last.as_deref().cloned(),
+                Some(k) => Some(
+                    Element::new("presence", ns::CLIENT)
+                        .with_attr("type", k)
+                        .with_attr("from", s.info.jid.to_string()),
+                ),
+            };
+            out.extend(p);
+        }
+        out
     }
 
     /// Each available resource of `from_user` sends its presence (or `kind`) to every
     /// available resource of local `to_user`.
     fn presence_from_user_to(&self, from_user: &str, to_user: &str, kind: Option<&str>) {
         let to_bare = self.bare_of(to_user);
-        for s in self.sessions.of_user(from_user) {
-            let p = {
-                let st = s.state();
-                if !st.available {
-                    continue;
-                }
-                match kind {
-                    None => st.last.as_deref().cloned(),
-                    Some(k) => Some(
-                        Element::new("presence", ns::CLIENT)
-                            .with_attr("type", k)
-                            .with_attr("from", s.info.jid.to_string()),
-                    ),
-                }
-            };
-            if let Some(mut p) = p {
-                p.set_attr("to", to_bare.as_str());
-                self.presence_to_available(to_user, &p);
-            }
+        for mut p in self.presences_of(from_user, kind) {
+            p.set_attr("to", to_bare.as_str());
+            self.presence_to_available(to_user, &p);
         }
     }
 

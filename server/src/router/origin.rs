@@ -276,16 +276,10 @@ impl Router {
             return self.route_remote(from, p, OnRefusal::Drop);
         }
         let mut sent = false;
-        for s in self.sessions.of_user(user) {
-            let last = {
-                let st = s.state();
-                st.available.then(|| st.last.as_deref().cloned()).flatten()
-            };
-            if let Some(mut p) = last {
-                p.set_attr("to", from.as_str());
-                self.route_remote(from, p, OnRefusal::Drop);
-                sent = true;
-            }
+        for mut p in self.presences_of(user, None) {
+            p.set_attr("to", from.as_str());
+            self.route_remote(from, p, OnRefusal::Drop);
+            sent = true;
         }
         if !sent {
             let p = presence_to(&to_bare, from.as_str(), "unavailable");
