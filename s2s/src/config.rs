@@ -46,6 +46,37 @@ pub struct S2sConfig {
     /// burst, and connections not yet authenticated (a peer that opens streams in a loop
     /// is refused at accept).
     pub per_ip: PerIpLimits,
+    /// Domains federated with, if not empty: every other one is refused both ways.
+    pub allow: Vec<String>,
+    /// Domains never federated with (in both directions), whatever `allow` says.
+    pub deny: Vec<String>,
+    /// Write pacing per outbound stream, bytes per second with a burst of one second's
+    /// worth (peers that rate-limit what they read: queueing here beats being cut off
+    /// there); 0: as fast as the socket takes it. `write_rate_by_domain` overrides it.
+    pub write_bytes_per_sec: u64,
+    pub write_rate_by_domain: std::collections::HashMap<String, u64>,
+}
+
+impl S2sConfig {
+    /// Whether this server federates with `domain` (the `allow`/`deny` lists; a domain
+    /// listed also covers its subdomains, e.g. `example.org` covers `pubsub.example.org`).
+    pub fn federates_with(&self, domain: &str) -> bool {
+        let covers = |d: &String| {
+            domain.eq_ignore_ascii_case(d)
+                || domain.len().checked_sub(d.len() + 1).is_some_and(|at| {
+                    domain.as_bytes()[at] == b'.' && domain[at + 1..].eq_ignore_ascii_case(d)
+                })
+        };
+        !self.deny.iter().any(covers) && (self.allow.is_empty() || self.allow.iter().any(covers))
+    }
+
+    /// The write rate for streams to `domain` (0: unpaced).
+    pub fn write_rate(&self, domain: &str) -> u64 {
+        self.write_rate_by_domain
+            .get(&domain.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(self.write_bytes_per_sec)
+    }
 }
 
 impl Default for S2sConfig {
@@ -67,6 +98,32 @@ impl Default for S2sConfig {
                 connections_per_sec: 5,
                 connection_burst: 20,
             },
+            allow: Vec::new(),
+            deny: Vec::new(),
+            write_bytes_per_sec: 0,
+            write_rate_by_domain: std::collections::HashMap::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_and_deny_cover_subdomains() {
+        let mut c = S2sConfig::default();
+        assert!(c.federates_with("anything.example"));
+        c.deny = vec!["spam.example".into()];
+        assert!(!c.federates_with("spam.example"));
+        assert!(!c.federates_with("pubsub.Spam.example"));
+        assert!(
+            c.federates_with("notspam.example"),
+            "a suffix is not a subdomain"
+        );
+        c.allow = vec!["friend.example".into()];
+        assert!(c.federates_with("friend.example"));
+        assert!(c.federates_with("pubsub.friend.example"));
+        assert!(!c.federates_with("stranger.example"));
     }
 }

@@ -210,6 +210,13 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
             return Err(StreamError::new(Cond::HostUnknown));
         }
         let peer = h.from().filter(|f| Jid::new(f).is_ok());
+        if let Some(p) = peer
+            && !self.shared.cfg.federates_with(p)
+        {
+            // The operator does not federate with this domain (`[s2s] allow`/`deny`).
+            return Err(StreamError::new(Cond::PolicyViolation)
+                .with_text("this server does not federate with your domain"));
+        }
         // RFC 6120 4.7.3: a fresh id for every stream, restarts included.
         self.id = StreamId::random();
         self.peer_domain = peer.map(str::to_owned);
@@ -459,6 +466,9 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
             return Err(StreamError::new(Cond::HostUnknown));
         }
         let (from_d, to_d) = (from.domain().as_str(), to.domain().as_str());
+        if !self.shared.cfg.federates_with(from_d) {
+            return Err(StreamError::new(Cond::PolicyViolation));
+        }
         let by_external =
             self.external.as_deref() == Some(from_d) && self.local_domain.as_deref() == Some(to_d);
         if !by_external && !self.dialback.is_authorized(from_d, to_d) {

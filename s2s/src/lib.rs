@@ -129,6 +129,14 @@ impl<B: S2sBackend> Shared<B> {
         notification: bool,
     ) -> Option<Backlog> {
         let (local, remote) = (local.to_owned(), remote.to_owned());
+        if !self.cfg.federates_with(&remote) {
+            // RFC 6120 8.3.3.12: not-allowed, the operator's policy.
+            let err =
+                hydrant_proto::StanzaError::new(hydrant_proto::StanzaErrorCondition::NotAllowed)
+                    .with_text("this server does not federate with that domain");
+            outbound::bounce(&*self.backend, frame, &err);
+            return None;
+        }
         let mut frame = frame;
         for _ in 0..3 {
             let peer = {

@@ -93,6 +93,12 @@ pub(crate) async fn open<B>(
     loop {
         let outbox = Outbox::with_policy(WRITE_QUEUE_BYTES, OverflowPolicy::Refuse);
         let mut conn = Conn::new(io, StreamReader::new(cfg.limits), outbox);
+        let rate = cfg.write_rate(remote);
+        if rate > 0 {
+            conn.set_pace(Some(Box::new(hydrant_stream::pace::TokenBucket::new(
+                rate, rate,
+            ))));
+        }
         conn.send(initiating_header(local, remote));
         let StreamEvent::Open(header) = next_event(&mut conn, deadline).await? else {
             return Err(Failure::Protocol("no stream header".into()));
@@ -106,6 +112,11 @@ pub(crate) async fn open<B>(
         };
         let features = match next_event(&mut conn, deadline).await? {
             StreamEvent::Stanza(el) if el.is("features", ns::STREAM) => el,
+            // The peer refuses us outright (policy, host-unknown, ...): retrying will
+            // not change its mind.
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                return Err(Failure::NotAuthorized(format!("stream error: {el}")));
+            }
             _ => return Err(Failure::Protocol("no stream features".into())),
         };
         if tls {

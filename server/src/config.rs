@@ -407,6 +407,14 @@ pub struct S2sSection {
     pub connections_per_ip_per_sec: NonZeroU32,
     /// New inbound connections from one address in a burst.
     pub connection_burst_per_ip: NonZeroU32,
+    /// Domains federated with, if not empty (subdomains included); others are refused.
+    pub allow: Vec<Domain>,
+    /// Domains never federated with (subdomains included).
+    pub deny: Vec<Domain>,
+    /// Write pacing per outbound stream, bytes per second (0: off).
+    pub write_bytes_per_sec: u64,
+    /// Per-domain write pacing, overriding `write_bytes_per_sec`: `"example.org" = 30000`.
+    pub write_rate: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for S2sSection {
@@ -431,6 +439,10 @@ impl Default for S2sSection {
             max_unauthenticated_per_ip: nz32(16),
             connections_per_ip_per_sec: nz32(5),
             connection_burst_per_ip: nz32(20),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            write_bytes_per_sec: 0,
+            write_rate: std::collections::BTreeMap::new(),
         }
     }
 }

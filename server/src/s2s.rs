@@ -157,6 +157,14 @@ pub fn start(cfg: &Config, router: &Arc<Router>) -> anyhow::Result<Option<S2s<Ba
             connections_per_sec: c.connections_per_ip_per_sec.get(),
             connection_burst: c.connection_burst_per_ip.get(),
         },
+        allow: c.allow.iter().map(|d| d.0.clone()).collect(),
+        deny: c.deny.iter().map(|d| d.0.clone()).collect(),
+        write_bytes_per_sec: c.write_bytes_per_sec,
+        write_rate_by_domain: c
+            .write_rate
+            .iter()
+            .map(|(d, r)| (d.to_ascii_lowercase(), *r))
+            .collect(),
     };
     let backend = Arc::new(Backend {
         router: Arc::downgrade(router),

@@ -473,3 +473,40 @@ async fn a_peer_opening_streams_in_a_loop_is_refused_at_accept() {
         .unwrap_or(0);
     assert_eq!(n, 0, "refused at accept, without a stream header");
 }
+
+/// `[s2s] deny`: a stanza for a denied domain is refused at once with `<not-allowed/>`
+/// (no connection is tried), and the denied server's own attempts are refused with a
+/// stream error, which ends its tries at once (its user gets `<remote-server-not-found/>`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_domain_is_refused_both_ways() {
+    let (pa, pb) = (free_port(), free_port());
+    let a =
+        Server::start_domain("a.test", &s2s_with(pa, "b.test", pb, "deny = [\"b.test\"]")).await;
+    let b = Server::start_domain("b.test", &s2s(pb, "a.test", pa)).await;
+    let mut alice = online(&a, "alice").await;
+    let mut bob = online(&b, "bob").await;
+    let is_error = |e: &Element| e.name() == "message" && e.attr("type") == Some("error");
+
+    alice
+        .send("<message to='bob@b.test' type='chat' id='d1'><body>hello?</body></message>")
+        .await;
+    let err = alice.expect("the refusal", is_error).await;
+    assert_eq!(err.attr("id"), Some("d1"), "{err}");
+    assert_eq!(
+        common::stanza_error(&err).as_deref(),
+        Some("not-allowed"),
+        "{err}"
+    );
+
+    bob.send("<message to='alice@a.test' type='chat' id='d2'><body>let me in</body></message>")
+        .await;
+    let err = bob.expect("the refusal", is_error).await;
+    assert_eq!(err.attr("id"), Some("d2"), "{err}");
+    assert_eq!(
+        common::stanza_error(&err).as_deref(),
+        Some("remote-server-not-found"),
+        "{err}"
+    );
+    alice.sync().await;
+    alice.assert_none("nothing from the denied domain", |e| e.name() == "message");
+}
