@@ -43,11 +43,23 @@ pub(crate) async fn serve<B: S2sBackend>(
     shared: Arc<Shared<B>>,
     tcp: TcpStream,
     mut guard: hydrant_stream::admission::PreauthGuard,
+    direct_tls: bool,
 ) {
     let deadline = Instant::now() + shared.cfg.negotiate_timeout;
     let mut io: BoxIo = Box::new(tcp);
     let mut tls = false;
     let mut peer_chain = None;
+    if direct_tls {
+        // XEP-0368: TLS from the first byte, then the stream as after STARTTLS.
+        let Some(t) =
+            hydrant_stream::tls::accept(io, Arc::clone(&shared.tls_server), deadline).await
+        else {
+            return;
+        };
+        peer_chain = t.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+        io = Box::new(t);
+        tls = true;
+    }
     loop {
         let outbox = Outbox::with_policy(shared.cfg.queue_bytes, OverflowPolicy::Refuse);
         let conn = Conn::new(io, StreamReader::new(shared.cfg.limits), outbox);

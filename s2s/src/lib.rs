@@ -258,8 +258,14 @@ impl<B: S2sBackend> S2s<B> {
         self.shared.send_frame(local, remote, frame, false);
     }
 
-    /// Accepts inbound s2s connections on `listener` until `stop` resolves.
-    pub async fn serve(&self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+    /// Accepts inbound s2s connections on `listener` until `stop` resolves; with
+    /// `direct_tls`, TLS from the first byte (XEP-0368), else STARTTLS.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        direct_tls: bool,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(stop);
         loop {
             let accepted = tokio::select! {
@@ -290,7 +296,7 @@ impl<B: S2sBackend> S2s<B> {
             };
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move {
-                inbound::serve(shared, tcp, guard).await;
+                inbound::serve(shared, tcp, guard, direct_tls).await;
                 drop(permit);
             });
         }

@@ -369,6 +369,9 @@ pub struct S2sSection {
     pub enabled: bool,
     /// Listeners for peer servers (STARTTLS).
     pub listen: Vec<SocketAddr>,
+    /// Direct TLS listeners for peer servers (XEP-0368; published as
+    /// `_xmpps-server._tcp` SRV records).
+    pub direct_tls_listen: Vec<SocketAddr>,
     /// Streams must be encrypted (STARTTLS) in both directions.
     pub require_tls: bool,
     /// Authenticate peers whose certificate does not verify with Server Dialback
@@ -422,6 +425,7 @@ impl Default for S2sSection {
         S2sSection {
             enabled: true,
             listen: vec!["0.0.0.0:5269".parse().expect("valid")],
+            direct_tls_listen: Vec::new(),
             require_tls: true,
             allow_dialback: true,
             ca_file: None,

@@ -37,6 +37,8 @@ pub struct Bound {
     pub direct_tls: Vec<std::net::SocketAddr>,
     /// Listeners for peer servers (empty with `[s2s] enabled = false`).
     pub s2s: Vec<std::net::SocketAddr>,
+    /// Direct TLS listeners for peer servers (XEP-0368).
+    pub s2s_direct_tls: Vec<std::net::SocketAddr>,
     pub router: Option<Arc<Router>>,
 }
 
@@ -148,13 +150,20 @@ pub async fn serve(
         }
     }
     if let Some(s2s) = &s2s {
-        for addr in &cfg.s2s.listen {
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the s2s listener {addr}"))?;
-            bound.s2s.push(l.local_addr()?);
-            let (s2s, stop) = (s2s.clone(), shutdown.clone());
-            tasks.spawn(async move { s2s.serve(l, stop.cancelled_owned()).await });
+        for (addrs, direct) in [(&cfg.s2s.listen, false), (&cfg.s2s.direct_tls_listen, true)] {
+            for addr in addrs {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the s2s listener {addr}"))?;
+                let local = l.local_addr()?;
+                if direct {
+                    bound.s2s_direct_tls.push(local);
+                } else {
+                    bound.s2s.push(local);
+                }
+                let (s2s, stop) = (s2s.clone(), shutdown.clone());
+                tasks.spawn(async move { s2s.serve(l, direct, stop.cancelled_owned()).await });
+            }
         }
     }
     info!(domain = %cfg.domain.0, c2s = ?bound.c2s, direct_tls = ?bound.direct_tls, s2s = ?bound.s2s, "hydrant ready");
