@@ -263,31 +263,43 @@ pub(crate) async fn run<B: S2sBackend>(shared: Arc<Shared<B>>, peer: Arc<Peer>) 
             };
         }
         info!(local = %peer.local, remote = %peer.remote, "s2s stream up");
+        let up_since = Instant::now();
         stream(&shared, &peer, opened).await;
         // What was not written goes back to pending, then what waited behind it, then
         // anything pushed meanwhile (stream-level bytes, such as our closing tag, stay
         // with the old stream).
         let leftover = outbox.take_all();
-        let mut st = peer.state();
-        let mut frames: VecDeque<Frame> = leftover
-            .into_iter()
-            .filter(|f| f.stanza_kind().is_some())
-            .collect();
-        match &mut *st {
-            State::Pending { frames: late, .. } => frames.extend(late.drain(..)),
-            State::Up { waiting, .. } => frames.extend(waiting.drain(..)),
-            State::Gone => {}
-        }
+        let ended = {
+            let mut st = peer.state();
+            let mut frames: VecDeque<Frame> = leftover
+                .into_iter()
+                .filter(|f| f.stanza_kind().is_some())
+                .collect();
+            match &mut *st {
+                State::Pending { frames: late, .. } => frames.extend(late.drain(..)),
+                State::Up { waiting, .. } => frames.extend(waiting.drain(..)),
+                State::Gone => {}
+            }
+            if frames.is_empty() {
+                *st = State::Gone;
+                true
+            } else {
+                let bytes = frames.iter().map(Frame::len).sum();
+                *st = State::Pending { frames, bytes };
+                false
+            }
+        };
         peer.drained.notify_waiters();
-        if frames.is_empty() {
-            *st = State::Gone;
-            drop(st);
+        if ended {
             shared.forget_peer(&peer);
             debug!(local = %peer.local, remote = %peer.remote, "s2s stream closed");
             return;
         }
-        let bytes = frames.iter().map(Frame::len).sum();
-        *st = State::Pending { frames, bytes };
+        if up_since.elapsed() < FIRST_RETRY {
+            // A peer that authenticates us and drops the stream at once must not make
+            // this a busy loop of reconnections.
+            sleep(FIRST_RETRY).await;
+        }
     }
 }
 
