@@ -6,17 +6,10 @@
 
 mod common;
 
+use common::federation::{free_port, message_from, online};
 use common::pubsub::{PW, assert_result, entry, publish};
-use common::{Client, Server, presence};
+use common::{Server, presence};
 use hydrant_proto::{Element, ns};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// `[s2s]` for a server listening on `port` that finds `other` (and its pubsub service)
 /// on `other_port`.
@@ -35,15 +28,6 @@ fn s2s_with(port: u16, other: &str, other_port: u16, keys: &str) -> String {
          \"{other}\" = [\"127.0.0.1:{other_port}\"]\n\
          \"pubsub.{other}\" = [\"127.0.0.1:{other_port}\"]\n"
     )
-}
-
-fn message_from(from: &str) -> impl Fn(&Element) -> bool + '_ {
-    move |e| e.name() == "message" && e.attr("from") == Some(from)
-}
-
-async fn online(server: &Server, user: &str) -> Client {
-    server.add_user(user, PW);
-    server.online(user, PW, "phone").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

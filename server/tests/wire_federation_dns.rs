@@ -15,14 +15,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pubsub::PW;
-use common::{Client, Server};
+use common::Server;
+use common::federation::{free_port, message_from, online};
 use hickory_server::ServerFuture;
 use hickory_server::authority::{Catalog, ZoneType};
 use hickory_server::proto::rr::rdata::{A, SOA, SRV};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryAuthority;
-use hydrant_proto::Element;
 use tokio::net::{TcpListener, UdpSocket};
 
 fn name(text: &str) -> Name {
@@ -90,23 +89,6 @@ impl TestDns {
         server.register_listener(tcp, Duration::from_secs(10));
         self.server = Some(server);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn message_from(from: &str) -> impl Fn(&Element) -> bool + '_ {
-    move |e| e.name() == "message" && e.attr("from") == Some(from)
-}
-
-async fn online(server: &Server, user: &str) -> Client {
-    server.add_user(user, PW);
-    server.online(user, PW, "phone").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

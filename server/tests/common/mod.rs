@@ -11,6 +11,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod federation;
 pub mod pubsub;
 
 use std::collections::VecDeque;
