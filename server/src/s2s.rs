@@ -6,14 +6,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hydrant_proto::{Element, Jid, Stanza, StanzaError, error_reply};
+use hydrant_proto::{Element, Jid, Stanza, StanzaError};
 use hydrant_s2s::{S2s, S2sBackend, S2sConfig};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::router::Router;
 use crate::router::origin::Origin;
-use crate::router::remote::{Backpressure, Refused, RemoteDomains};
+use crate::router::remote::{Backpressure, OnRefusal, Refused, RemoteDomains};
 
 /// The router, as s2s sees it.
 pub struct Backend {
@@ -42,24 +42,31 @@ impl S2sBackend for Backend {
             return;
         };
         metrics::counter!("hydrant_s2s_bounced_total").increment(1);
-        // RFC 6121 4.2.2: broadcast presence a contact's server did not take is not the
-        // user's error (the same rule as `OnRefusal::Drop`).
-        if stanza.name() == "presence" && matches!(stanza.attr("type"), None | Some("unavailable"))
-        {
-            return;
-        }
-        let from = stanza.attr("from").unwrap_or_default();
-        let from_domain = Jid::new(from).map(|j| j.domain().as_str().to_owned());
-        if let Ok(d) = from_domain
-            && r.pubsub.is_component(&d)
-        {
-            // A notification: the service learns it, nobody else (`OnRefusal::ToService`).
-            if stanza.attr("type") != Some("error") {
-                r.to_service(&d, &error_reply(&stanza, &error));
-            }
-            return;
-        }
-        r.bounce(&stanza, error);
+        r.refused(&stanza, error, on_refusal(&r, &stanza));
+    }
+}
+
+/// Who learns that s2s gave up on `stanza`, by the same rules as a refusal at once
+/// (`router/remote.rs`): broadcast presence is nobody's error (RFC 6121 4.2.2); what a
+/// pubsub service or a PEP node sent (a notification, an approval request) goes back to
+/// the service, never to the sessions behind a PEP owner's bare JID; anything else to
+/// its sender.
+fn on_refusal(r: &Router, stanza: &Element) -> OnRefusal {
+    if stanza.name() == "presence" && matches!(stanza.attr("type"), None | Some("unavailable")) {
+        return OnRefusal::Drop;
+    }
+    let notification = stanza.name() == "message"
+        && stanza
+            .get_child("event", hydrant_proto::ns::PUBSUB_EVENT)
+            .is_some();
+    let from_service = stanza
+        .attr("from")
+        .and_then(|f| Jid::new(f).ok())
+        .is_some_and(|j| r.pubsub.is_component(j.domain().as_str()));
+    if notification || from_service {
+        OnRefusal::ToService
+    } else {
+        OnRefusal::Bounce
     }
 }
 

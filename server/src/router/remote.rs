@@ -111,11 +111,17 @@ impl Router {
         let Refused { stanza, error: err } = *refused;
         metrics::counter!("hydrant_router_remote_refused_total", "kind" => kind).increment(1);
         tracing::debug!(%to, kind, condition = err.condition.as_str(), "stanza for another domain refused");
+        self.refused(&stanza, err, on_refusal);
+    }
+
+    /// What happens to a stanza for another domain that could not be delivered, at once
+    /// or later (s2s gave up on it): `on_refusal` says who learns of it.
+    pub fn refused(&self, stanza: &Element, err: StanzaError, on_refusal: OnRefusal) {
         match on_refusal {
-            OnRefusal::Bounce => self.bounce(&stanza, err),
+            OnRefusal::Bounce => self.bounce(stanza, err),
             OnRefusal::ToService => {
                 if stanza.attr("type") != Some("error") {
-                    let reply = error_reply(&stanza, &err);
+                    let reply = error_reply(stanza, &err);
                     self.to_service(stanza.attr("from").unwrap_or_default(), &reply);
                 }
             }
@@ -139,8 +145,7 @@ impl Router {
         };
         let Refused { stanza, error: err } = *refused;
         metrics::counter!("hydrant_router_remote_refused_total", "kind" => "message").increment(1);
-        let reply = error_reply(&stanza, &err);
-        self.to_service(service.as_str(), &reply);
+        self.refused(&stanza, err, OnRefusal::ToService);
         None
     }
 }
