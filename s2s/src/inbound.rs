@@ -468,38 +468,62 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
     /// A stanza: its addresses must belong to an authenticated pair (RFC 6120 4.9.3.9
     /// `<invalid-from/>`, 4.9.3.13 `<improper-addressing/>`, 4.9.3.6 `<host-unknown/>`).
     async fn stanza(&mut self, el: Element) -> Result<(), StreamError> {
-        let (Some(from), Some(to)) = (el.attr("from"), el.attr("to")) else {
+        if el.attr("from").is_none() || el.attr("to").is_none() {
+            return Err(StreamError::new(Cond::ImproperAddressing));
+        }
+        // The addresses are parsed once, by the stanza parser; only a stanza it refuses has
+        // them read again here, to check them before the error is answered.
+        let refused = match Stanza::parse(el, ns::SERVER) {
+            Ok(stanza) => {
+                let (Some(from), Some(to)) = (stanza.from(), stanza.to()) else {
+                    return Err(StreamError::new(Cond::ImproperAddressing));
+                };
+                self.authorize(from, to)?;
+                let from = from.clone();
+                self.shared.backend.stanza(from, stanza).await;
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let el = match &refused {
+            StanzaParseError::Invalid(el, _) | StanzaParseError::NotAStanza(el) => el,
+        };
+        let addr = |name| el.attr(name).and_then(|a| Jid::new(a).ok());
+        let (Some(from), Some(to)) = (addr("from"), addr("to")) else {
             return Err(StreamError::new(Cond::ImproperAddressing));
         };
-        let (Ok(from), Ok(to)) = (Jid::new(from), Jid::new(to)) else {
-            return Err(StreamError::new(Cond::ImproperAddressing));
-        };
-        if !self.shared.backend.is_local(to.domain().as_str()) {
-            return Err(StreamError::new(Cond::HostUnknown));
-        }
-        let (from_d, to_d) = (from.domain().as_str(), to.domain().as_str());
-        if !self.shared.cfg.federates_with(from_d) {
-            return Err(StreamError::new(Cond::PolicyViolation));
-        }
-        let by_external =
-            self.external.as_deref() == Some(from_d) && self.local_domain.as_deref() == Some(to_d);
-        if !by_external && !self.dialback.is_authorized(from_d, to_d) {
-            return Err(StreamError::new(Cond::InvalidFrom));
-        }
-        match Stanza::parse(el, ns::SERVER) {
-            Ok(stanza) => self.shared.backend.stanza(from, stanza).await,
-            Err(StanzaParseError::Invalid(el, err)) => {
+        self.authorize(&from, &to)?;
+        match refused {
+            StanzaParseError::Invalid(el, err) => {
                 // RFC 6120 8.3.1: never an error for an error.
                 if el.attr("type") != Some("error") {
                     let mut reply = error_reply(&el, &err);
                     reply.rename_ns(ns::SERVER, ns::CLIENT);
                     self.shared.send(&reply);
                 }
+                Ok(())
             }
-            Err(StanzaParseError::NotAStanza(_)) => {
-                return Err(StreamError::new(Cond::UnsupportedStanzaType));
-            }
+            StanzaParseError::NotAStanza(_) => Err(StreamError::new(Cond::UnsupportedStanzaType)),
         }
-        Ok(())
+    }
+
+    /// A stanza's addresses must belong to what this stream authenticated (RFC 6120
+    /// 4.9.3.6 `<host-unknown/>`, 4.9.3.9 `<invalid-from/>`) and to a domain federated
+    /// with (`[s2s] allow`/`deny`).
+    fn authorize(&self, from: &Jid, to: &Jid) -> Result<(), StreamError> {
+        let (from_d, to_d) = (from.domain().as_str(), to.domain().as_str());
+        if !self.shared.backend.is_local(to_d) {
+            return Err(StreamError::new(Cond::HostUnknown));
+        }
+        if !self.shared.cfg.federates_with(from_d) {
+            return Err(StreamError::new(Cond::PolicyViolation));
+        }
+        let by_external =
+            self.external.as_deref() == Some(from_d) && self.local_domain.as_deref() == Some(to_d);
+        if by_external || self.dialback.is_authorized(from_d, to_d) {
+            Ok(())
+        } else {
+            Err(StreamError::new(Cond::InvalidFrom))
+        }
     }
 }

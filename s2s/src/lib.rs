@@ -301,15 +301,4 @@ impl<B: S2sBackend> S2s<B> {
             });
         }
     }
-
-    /// Outbound peers with a stream or stanzas waiting (for `hydrant s2s` and metrics).
-    pub fn peers(&self) -> Vec<(String, String)> {
-        self.shared
-            .peers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
-    }
 }

@@ -23,8 +23,14 @@ pub struct Backend {
 
 impl S2sBackend for Backend {
     fn is_local(&self, domain: &str) -> bool {
-        let domain = domain.to_ascii_lowercase();
-        domain == self.domain
+        // Called for every stanza a peer sends: no allocation unless the name is not
+        // lowercase already (domains from parsed JIDs are).
+        let domain = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(domain.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(domain)
+        };
+        *domain == self.domain
             || self
                 .router
                 .upgrade()
