@@ -40,6 +40,8 @@ pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 /// Service discovery, items (XEP-0030).
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// Extended Stanza Addressing, multicast (XEP-0033).
+pub const ADDRESS: &str = "http://jabber.org/protocol/address";
 /// XMPP Ping (XEP-0199).
 pub const PING: &str = "urn:xmpp:ping";
 /// Software Version (XEP-0092).

@@ -30,6 +30,7 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub storage: StorageSection,
     pub s2s: S2sSection,
+    pub multicast: MulticastSection,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             storage: StorageSection::default(),
             s2s: S2sSection::default(),
+            multicast: MulticastSection::default(),
         }
     }
 }
@@ -356,6 +358,38 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             page_cache_kib: hydrant_storage::DEFAULT_PAGE_CACHE_KIB,
+        }
+    }
+}
+
+/// XEP-0033 multicast: this server as the multicast service of its domain, and its use
+/// toward other servers that advertise one (one stanza per `chunk` remote subscribers of a
+/// notification instead of one per subscriber).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MulticastSection {
+    /// Accept (and advertise) multicast stanzas, and send notifications to other servers
+    /// as multicast when they advertise it.
+    pub enabled: bool,
+    /// Most addresses one multicast stanza may carry; beyond, it is refused with
+    /// `<policy-violation/>` (each address is one delivery: this bounds the work one
+    /// stanza can ask for).
+    pub max_addresses: NonZeroUsize,
+    /// Addresses per multicast stanza this server sends (keep it at or below the peers'
+    /// `max_addresses`).
+    pub chunk: NonZeroUsize,
+    /// Seconds another server's answer (multicast or not) is remembered (XEP-0033 2.3:
+    /// at most a day).
+    pub cache_secs: NonZeroU64,
+}
+
+impl Default for MulticastSection {
+    fn default() -> Self {
+        MulticastSection {
+            enabled: true,
+            max_addresses: nz(1000),
+            chunk: nz(250),
+            cache_secs: nz64(3600),
         }
     }
 }

@@ -66,8 +66,13 @@ impl Router {
     pub(crate) async fn server_iq(&self, origin: Origin<'_>, iq: Iq) {
         let me = origin.session();
         if !iq.kind.is_request() {
-            if let Some(me) = me {
-                self.caps_answer(me, &iq);
+            match origin {
+                Origin::Session(me) => {
+                    self.caps_answer(me, &iq);
+                }
+                Origin::Remote(from) => {
+                    self.multicast_answer(from, &iq);
+                }
             }
             return;
         }
@@ -117,8 +122,9 @@ impl Router {
                         .with_attr("type", "im")
                         .with_attr("name", "hydrant"),
                 );
-                for f in SERVER_FEATURES {
-                    q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
+                let multicast = self.cfg.multicast.enabled.then_some(ns::ADDRESS);
+                for f in SERVER_FEATURES.iter().copied().chain(multicast) {
+                    q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
                 }
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }

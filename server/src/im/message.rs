@@ -22,6 +22,10 @@ impl Router {
         };
         match dest {
             Dest::Server => {
+                // XEP-0033: our domain is its multicast service.
+                let Err(el) = self.multicast_in(me.into(), el).await else {
+                    return;
+                };
                 // RFC 6121 8.5.1 / RFC 6120 10.3: the server has no message service.
                 if !is_error && m.kind != MessageType::Headline {
                     self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));

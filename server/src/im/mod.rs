@@ -3,5 +3,6 @@
 pub mod backlog;
 pub mod iq;
 pub mod message;
+pub mod multicast;
 pub mod presence;
 pub mod roster;

@@ -21,6 +21,15 @@ impl Router {
     pub async fn outbound_presence(&self, me: &Arc<LocalSession>, p: Presence) {
         let mut el = p.element.clone();
         el.set_attr("from", me.info.jid.to_string());
+        if p.kind != PresenceType::Error
+            && let Some(to) = p.to.as_ref()
+            && let Dest::Server = self.classify(Some(to))
+            && el.get_child("addresses", ns::ADDRESS).is_some()
+        {
+            // XEP-0033: refused for local users (`im::multicast`).
+            let _ = self.multicast_in(me.into(), el).await;
+            return;
+        }
         match (p.kind, p.to.as_ref()) {
             (PresenceType::Available | PresenceType::Unavailable, None) => {
                 self.presence_broadcast_from_client(me, p.kind, el).await;

@@ -154,6 +154,9 @@ impl Router {
         // The `<event/>` as an element, for the rare recipients that get a message of
         // their own (another domain, SHIM headers); rendered at most once per fan-out.
         let mut event = None;
+        // Other domains met in this fan-out, with the addresses bound for each when it is
+        // a multicast service (XEP-0033; asked once per domain per fan-out here).
+        let mut multicast: Vec<(&str, Option<Vec<Bytes>>)> = Vec::new();
         for (sub, addr) in n.recipients.iter().zip(addrs.iter()) {
             // Classified once per recipient, here, and handed down.
             let dest = self.classify(Some(&sub.jid));
@@ -163,6 +166,20 @@ impl Router {
                 // shared frame as for local recipients, unless SHIM headers make it a
                 // message of its own.
                 stats.remote += 1;
+                if !sub.needs_shim() {
+                    let domain = to.domain().as_str();
+                    let i = multicast
+                        .iter()
+                        .position(|(d, _)| *d == domain)
+                        .unwrap_or_else(|| {
+                            multicast.push((domain, self.multicast_to(domain).then(Vec::new)));
+                            multicast.len() - 1
+                        });
+                    if let Some(list) = &mut multicast[i].1 {
+                        list.push(addr.clone());
+                        continue;
+                    }
+                }
                 if sub.needs_shim() {
                     let shim = xep0060::event::render_shim(&sub.subids);
                     let event = event
@@ -210,6 +227,27 @@ impl Router {
                 &prepared.frame(addr.clone()),
                 &mut stats,
             );
+        }
+        for (domain, list) in multicast {
+            let (Some(list), Ok(to)) = (list, Jid::new(domain)) else {
+                continue;
+            };
+            // One stanza per `chunk` subscribers on that server, in the same stream (and
+            // so the same order) as single notifications from this service.
+            for chunk in list.chunks(self.cfg.multicast.chunk.max(1)) {
+                let frame = crate::im::multicast::notification_stanza(
+                    prepared.head.bytes(),
+                    prepared.tail.bytes(),
+                    domain,
+                    chunk,
+                );
+                metrics::counter!("hydrant_multicast_sent_total").increment(1);
+                if let Some(backlog) = self.route_remote_notification(from, &to, frame)
+                    && !stats.backlogs.iter().any(|(d, _)| d == domain)
+                {
+                    stats.backlogs.push((domain.to_owned(), backlog));
+                }
+            }
         }
         debug!(node = %n.node.as_str(), queued = stats.queued, refused = stats.refused, remote = stats.remote, "fan-out");
         metrics::counter!("hydrant_pubsub_notifications_queued_total")

@@ -55,6 +55,8 @@ pub struct RouterConfig {
     pub read_burst_bytes_per_ip: u64,
     /// `[pubsub] max_concurrent_reads`, resolved (0 became the number of cores).
     pub max_concurrent_reads: usize,
+    /// `[multicast]` (XEP-0033).
+    pub multicast: crate::im::multicast::MulticastConfig,
 }
 
 pub struct Router {
@@ -81,6 +83,8 @@ pub struct Router {
     /// Held from the account count to the insert, so concurrent registrations cannot
     /// pass `max_accounts` together.
     creating_account: tokio::sync::Mutex<()>,
+    /// Which other servers are multicast services (XEP-0033), as they answered.
+    pub multicast_peers: crate::im::multicast::Peers,
 }
 
 /// Where a stanza's `to` points. Borrowed from the address, so that classifying costs
@@ -118,6 +122,7 @@ impl Router {
             me: me.clone(),
             next_query: std::sync::atomic::AtomicU64::new(1),
             creating_account: tokio::sync::Mutex::new(()),
+            multicast_peers: crate::im::multicast::Peers::default(),
         })
     }
 

@@ -176,6 +176,10 @@ impl Router {
         let kind = m.kind;
         match dest {
             Dest::Server => {
+                // XEP-0033: our domain is its multicast service.
+                let Err(el) = self.multicast_in(Origin::Remote(from), el).await else {
+                    return;
+                };
                 if kind != MessageType::Error && kind != MessageType::Headline {
                     self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
                 }
@@ -194,11 +198,16 @@ impl Router {
     }
 
     /// Presence from another domain (RFC 6121 3 and 4, the contact's server's side).
-    async fn inbound_presence(&self, from: &Jid, dest: Dest<'_>, p: Presence) {
+    pub(crate) async fn inbound_presence(&self, from: &Jid, dest: Dest<'_>, p: Presence) {
         let el = p.element;
         let (user, full) = match dest {
             Dest::LocalBare(user) => (user, None),
             Dest::LocalFull(f) => (f.node().map_or("", |n| n.as_str()), Some(f)),
+            // XEP-0033: presence for each of the addresses of a multicast request.
+            Dest::Server if p.kind != PresenceType::Error => {
+                let _ = Box::pin(self.multicast_in(Origin::Remote(from), el)).await;
+                return;
+            }
             // Presence to the server or a service: nothing to do (the services keep no
             // presence of other domains' users).
             _ => return,
