@@ -304,6 +304,9 @@ pub struct PubsubSection {
     /// turn. Bounds the memory of pages being read and the CPU they take beside the
     /// fan-out. 0: half the CPU cores, at least one.
     pub max_concurrent_reads: usize,
+    /// Other servers' resources tracked per account for PEP +notify (their caps); more
+    /// are not sent implicit notifications until one goes away (0: none tracked).
+    pub max_remote_notify_resources: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -333,6 +336,7 @@ impl Default for PubsubSection {
             read_bytes_per_ip_per_sec: 1024 * 1024,
             read_burst_bytes_per_ip: 4 * 1024 * 1024,
             max_concurrent_reads: 0,
+            max_remote_notify_resources: 1000,
         }
     }
 }

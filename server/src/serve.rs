@@ -223,6 +223,7 @@ pub fn build_router(
             max_pending_subscriptions: cfg.roster.max_pending_subscriptions,
             max_sessions_per_account: cfg.c2s.max_sessions_per_account.get(),
             caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
+            max_remote_notify_resources: cfg.pubsub.max_remote_notify_resources,
             multicast: crate::im::multicast::MulticastConfig {
                 enabled: cfg.multicast.enabled,
                 max_addresses: cfg.multicast.max_addresses.get(),

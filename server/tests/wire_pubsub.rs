@@ -11,17 +11,15 @@ use common::pubsub::{PW, assert_result, entry, publish, users};
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
+use common::caps::{announce_caps, answer_caps_query, caps_ver};
 use common::{Client, DOMAIN, Server, befriend, is_reply, new_id};
 use hydrant_proto::{Element, ns};
-use sha1::{Digest as _, Sha1};
 
 const SVC: &str = "pubsub.localhost";
 const SHIM: &str = "http://jabber.org/protocol/shim";
 const NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
 const SUBSCRIBE_OPTIONS: &str = "http://jabber.org/protocol/pubsub#subscribe_options";
 const TUNE: &str = "http://jabber.org/protocol/tune";
-const CAPS_NODE: &str = "https://hydrant.example/wire-test-client";
 
 // --- Helpers ----------------------------------------------------------------------------
 
@@ -377,65 +375,12 @@ fn features(notify: bool) -> Vec<String> {
     f
 }
 
-const IDENTITY: (&str, &str, &str) = ("client", "pc", "hydrant wire test");
-
-/// XEP-0115 section 5.1: the verification string, SHA-1, base64.
-fn caps_ver(features: &[String]) -> String {
-    let (category, kind, name) = IDENTITY;
-    let mut s = format!("{category}/{kind}//{name}<");
-    let mut sorted = features.to_vec();
-    sorted.sort();
-    for f in sorted {
-        s.push_str(&f);
-        s.push('<');
-    }
-    base64::engine::general_purpose::STANDARD.encode(Sha1::digest(s.as_bytes()))
-}
-
-/// The server's disco#info query for `CAPS_NODE#ver` to this session.
-fn caps_query(ver: &str) -> impl Fn(&Element) -> bool + use<> {
-    let node = format!("{CAPS_NODE}#{ver}");
-    move |e: &Element| {
-        e.name() == "iq"
-            && e.attr("type") == Some("get")
-            && e.attr("from") == Some(DOMAIN)
-            && e.get_child("query", ns::DISCO_INFO)
-                .is_some_and(|q| q.attr("node") == Some(node.as_str()))
-    }
-}
-
 /// Any disco#info query from the server.
 fn any_caps_query(e: &Element) -> bool {
     e.name() == "iq"
         && e.attr("type") == Some("get")
         && e.attr("from") == Some(DOMAIN)
         && e.get_child("query", ns::DISCO_INFO).is_some()
-}
-
-/// Sends available presence with caps `ver`.
-async fn announce_caps(c: &mut Client, ver: &str) {
-    c.send_presence(&format!(
-        "<c xmlns='{}' hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/>",
-        ns::CAPS
-    ))
-    .await;
-}
-
-/// Waits for the server's caps query and answers it with `features`.
-async fn answer_caps_query(c: &mut Client, ver: &str, features: &[String]) {
-    let q = c.expect("the server's caps query", caps_query(ver)).await;
-    let id = q.attr("id").expect("query id").to_owned();
-    let (category, kind, name) = IDENTITY;
-    let mut body = format!("<identity category='{category}' type='{kind}' name='{name}'/>");
-    for f in features {
-        let _ = write!(body, "<feature var='{f}'/>");
-    }
-    c.send(&format!(
-        "<iq type='result' id='{id}' to='{DOMAIN}'><query xmlns='{}' node='{CAPS_NODE}#{ver}'>\
-         {body}</query></iq>",
-        ns::DISCO_INFO
-    ))
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,7 +409,7 @@ async fn pep_last_item_when_caps_become_known_verified_and_unverified() {
     let with_notify = features(true);
     let v_notify = caps_ver(&with_notify);
     announce_caps(&mut ben, &v_notify).await;
-    answer_caps_query(&mut ben, &v_notify, &with_notify).await;
+    answer_caps_query(&mut ben, DOMAIN, &v_notify, &with_notify).await;
     let m = ben
         .expect("Amy's last tune", event(&amy_bare, TUNE, "t1"))
         .await;
@@ -475,7 +420,7 @@ async fn pep_last_item_when_caps_become_known_verified_and_unverified() {
     let v_plain = caps_ver(&without);
     assert_ne!(v_plain, v_notify);
     announce_caps(&mut cal, &v_plain).await;
-    answer_caps_query(&mut cal, &v_plain, &without).await;
+    answer_caps_query(&mut cal, DOMAIN, &v_plain, &without).await;
 
     // Dan: the same ver as Ben's: known already, so no query, and the last tune at once.
     announce_caps(&mut dan, &v_notify).await;
@@ -490,7 +435,7 @@ async fn pep_last_item_when_caps_become_known_verified_and_unverified() {
     // Eve: an unverifiable ver. Her answer still counts for that session...
     let bogus = "not-a-real-hash=";
     announce_caps(&mut e1, bogus).await;
-    answer_caps_query(&mut e1, bogus, &with_notify).await;
+    answer_caps_query(&mut e1, DOMAIN, bogus, &with_notify).await;
     e1.expect(
         "Amy's last tune (unverified caps, this session)",
         event(&amy_bare, TUNE, "t1"),
@@ -500,7 +445,7 @@ async fn pep_last_item_when_caps_become_known_verified_and_unverified() {
     // its own answer (no +notify) is what counts for it.
     let mut e2 = server.online("eve", PW, "e2").await;
     announce_caps(&mut e2, bogus).await;
-    answer_caps_query(&mut e2, bogus, &without).await;
+    answer_caps_query(&mut e2, DOMAIN, bogus, &without).await;
 
     for c in [&mut ben, &mut cal, &mut dan, &mut e1, &mut e2] {
         c.sync().await;
@@ -534,14 +479,14 @@ async fn pep_live_events_reach_contacts_with_notify_only() {
     let with_notify = features(true);
     let v_notify = caps_ver(&with_notify);
     announce_caps(&mut ben, &v_notify).await;
-    answer_caps_query(&mut ben, &v_notify, &with_notify).await;
+    answer_caps_query(&mut ben, DOMAIN, &v_notify, &with_notify).await;
     let without = features(false);
     let v_plain = caps_ver(&without);
     announce_caps(&mut cal, &v_plain).await;
-    answer_caps_query(&mut cal, &v_plain, &without).await;
+    answer_caps_query(&mut cal, DOMAIN, &v_plain, &without).await;
     let bogus = "not-a-real-hash=";
     announce_caps(&mut eve, bogus).await;
-    answer_caps_query(&mut eve, bogus, &with_notify).await;
+    answer_caps_query(&mut eve, DOMAIN, bogus, &with_notify).await;
     for c in [&mut ben, &mut cal, &mut eve] {
         c.sync().await;
     }
@@ -590,7 +535,7 @@ async fn pep_outcast_contact_gets_no_implicit_events() {
     let with_notify = features(true);
     let v_notify = caps_ver(&with_notify);
     announce_caps(&mut ben, &v_notify).await;
-    answer_caps_query(&mut ben, &v_notify, &with_notify).await;
+    answer_caps_query(&mut ben, DOMAIN, &v_notify, &with_notify).await;
     ben.sync().await;
 
     publish(&mut amy, &amy_bare, TUNE, "t1", &tune("Before")).await;

@@ -169,6 +169,10 @@ impl Router {
             return self.server_iq(origin, iq).await;
         }
         if !matches!(iq.kind, IqType::Get | IqType::Set) {
+            // Maybe the answer to a caps query the server sent on the account's behalf.
+            if let Origin::Remote(from) = origin {
+                self.remote_caps_answer(target, from, &iq).await;
+            }
             return;
         }
         if !own && !self.account_exists(target).await {

@@ -14,6 +14,7 @@ pub mod pacing;
 pub mod pep;
 pub mod reads;
 pub mod relations;
+pub mod remote_notify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -178,27 +178,32 @@ impl Router {
             return;
         };
         let rel = RosterRelations::new(owner, &roster);
-        let audience: Vec<String> = {
+        // Local accounts by username; other servers' contacts by bare JID.
+        let (audience, remote): (Vec<String>, Vec<String>) = {
             let hub = self.pubsub.clone();
             let Ok(svc) = hub.service(&ServiceKey::Pep(addr.to_string())) else {
                 return;
             };
             let g = lock(&svc);
             let mut audience = vec![owner_user.clone()];
+            let mut remote = Vec::new();
             for (who, e) in &rel.contacts {
-                let Some(local) = self.local_user_of(who.as_str()) else {
-                    continue;
-                };
                 let allowed = g
                     .may_read(&n.node, who, &rel)
                     // A deleted node: its last audience was the presence audience.
                     .unwrap_or(matches!(e.subscription, SubState::From | SubState::Both));
-                if allowed {
-                    audience.push(local);
+                if !allowed {
+                    continue;
+                }
+                match self.local_user_of(who.as_str()) {
+                    Some(local) => audience.push(local),
+                    None if who.node().is_some() => remote.push(who.to_string()),
+                    None => {}
                 }
             }
-            audience
+            (audience, remote)
         };
+        let remote_sent = self.remote_pep_implicit(addr, &owner_user, &remote, n, prepared);
         let explicit: Vec<&Jid> = n.recipients.iter().map(|s| &s.jid).collect();
         let mut queued = 0usize;
         for user in audience {
@@ -236,7 +241,7 @@ impl Router {
                 }
             }
         }
-        debug!(node = %n.node.as_str(), queued, "PEP +notify deliveries");
+        debug!(node = %n.node.as_str(), queued, remote_sent, "PEP +notify deliveries");
     }
 }
 
@@ -258,7 +263,7 @@ fn newer(
 
 /// XEP-0115 section 5.1: the verification string of a disco#info result, hashed with
 /// SHA-1 and base64-encoded, must equal `ver`.
-fn verify_caps(q: &Element, ver: &str) -> bool {
+pub(crate) fn verify_caps(q: &Element, ver: &str) -> bool {
     let mut identities: Vec<String> = q
         .children()
         .filter(|c| c.is("identity", ns::DISCO_INFO))

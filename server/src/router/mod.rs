@@ -57,6 +57,9 @@ pub struct RouterConfig {
     pub max_concurrent_reads: usize,
     /// `[multicast]` (XEP-0033).
     pub multicast: crate::im::multicast::MulticastConfig,
+    /// `[pubsub] max_remote_notify_resources`: other servers' resources tracked per
+    /// account for PEP +notify.
+    pub max_remote_notify_resources: usize,
 }
 
 pub struct Router {
@@ -85,6 +88,8 @@ pub struct Router {
     creating_account: tokio::sync::Mutex<()>,
     /// Which other servers are multicast services (XEP-0033), as they answered.
     pub multicast_peers: crate::im::multicast::Peers,
+    /// Other servers' resources and their PEP +notify interest, per local account.
+    pub remote_notify: crate::pubsub::remote_notify::RemoteNotify,
 }
 
 /// Where a stanza's `to` points. Borrowed from the address, so that classifying costs
@@ -123,6 +128,7 @@ impl Router {
             next_query: std::sync::atomic::AtomicU64::new(1),
             creating_account: tokio::sync::Mutex::new(()),
             multicast_peers: crate::im::multicast::Peers::default(),
+            remote_notify: crate::pubsub::remote_notify::RemoteNotify::default(),
         })
     }
 

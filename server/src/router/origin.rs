@@ -232,6 +232,10 @@ impl Router {
                     }
                     None => self.presence_to_available(user, &el),
                 }
+                // The contact's caps: its PEP +notify interest (XEP-0163 4.3).
+                if p.kind != PresenceType::Error {
+                    self.remote_presence_for_pep(user, from, &el).await;
+                }
                 return;
             }
         };
