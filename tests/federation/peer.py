@@ -29,7 +29,9 @@ async def main(args):
     # One hydrant account per peer, so the two runs do not see each other's traffic.
     alice_jid = f"alice-{args.peer}{args.tag}@hydrant.test"
     alice = PubsubClient("alice@hydrant", f"{alice_jid}/fed", args.password, args.ca)
-    bob = PubsubClient(f"bob@{peer}", f"bob@{peer}/fed", args.password, args.ca)
+    # Bob's client has slixmpp's caps and PEP plugins, as stock clients have their own.
+    bob = PubsubClient(f"bob@{peer}", f"bob@{peer}/fed", args.password, args.ca,
+                       plugins=("xep_0115", "xep_0163"))
     admin = PubsubClient(f"admin@{peer}", f"admin@{peer}/fed", args.password, args.ca)
     clients = (alice, bob, admin)
     try:
@@ -114,6 +116,28 @@ async def main(args):
                 lambda e, i=i: e["node"] == pep and e["id"] == f"s{i}", T, f"PEP item s{i} at bob")
             check(e["from"] == alice_jid, f"PEP event from {e['from']}")
         step(f"{peer}: its user receives every item of a hydrant.test user's PEP node")
+
+        # 6. PEP by +notify (XEP-0163 4.3), as stock clients get avatars and OMEMO device
+        #    lists: bob's client adds NODE+notify to its caps and sends presence; hydrant
+        #    learns it from the presence bob's server sends alice (asking bob's client,
+        #    which slixmpp answers), sends alice's last item, then each new one, with no
+        #    subscription.
+        mood = "urn:example:federation:mood"
+        await expect_ok("alice publishes n0", alice["xep_0060"].publish(
+            alice_jid, mood, id="n0", payload=atom_entry(0, tok, 256)))
+        bob["xep_0030"].add_feature(f"{mood}+notify")
+        await bob["xep_0115"].update_caps()  # new ver, broadcast in presence
+        # Matched on the sender too: the account of an earlier run (same peer account for
+        # bob, still alice's contact there) legitimately sends its own last mood.
+        await bob.events.wait(
+            lambda e: e["node"] == mood and e["id"] == "n0" and e["from"] == alice_jid,
+            T, "alice's last item by +notify")
+        await expect_ok("alice publishes n1", alice["xep_0060"].publish(
+            alice_jid, mood, id="n1", payload=atom_entry(1, tok, 256)))
+        await bob.events.wait(
+            lambda e: e["node"] == mood and e["id"] == "n1" and e["from"] == alice_jid,
+            T, "alice's next item by +notify")
+        step(f"{peer}: its user gets a hydrant.test user's PEP events by +notify, unsubscribed")
     finally:
         for c in clients:
             c.disconnect()
