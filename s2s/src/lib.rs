@@ -234,6 +234,43 @@ impl<B: S2sBackend> S2s<B> {
         })
     }
 
+    /// Domain pairs with a stream or stanzas waiting, and the bytes queued for them all
+    /// (waiting for a stream, in write queues and behind them): the queue-depth gauges.
+    pub fn backlog(&self) -> (usize, usize) {
+        let peers: Vec<Arc<outbound::Peer>> = self
+            .shared
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let bytes = peers.iter().map(|p| p.backlog_bytes()).sum();
+        (peers.len(), bytes)
+    }
+
+    /// Publishes [`S2s::backlog`] as the gauges `hydrant_s2s_peers` and
+    /// `hydrant_s2s_queued_bytes` every `every` until `stop` resolves (a sample, not a
+    /// running sum: nothing on the send path pays for it).
+    pub async fn report_backlog(
+        &self,
+        every: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = &mut stop => return,
+            }
+            let (peers, bytes) = self.backlog();
+            metrics::gauge!("hydrant_s2s_peers").set(peers as f64);
+            metrics::gauge!("hydrant_s2s_queued_bytes").set(bytes as f64);
+        }
+    }
+
     /// Sends a stanza (in `jabber:client`, `from` in a local domain, `to` in a remote
     /// one). Never blocks: a stanza that cannot be queued, or later cannot be delivered,
     /// comes back through [`S2sBackend::undeliverable`].

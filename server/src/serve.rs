@@ -150,6 +150,12 @@ pub async fn serve(
         }
     }
     if let Some(s2s) = &s2s {
+        let (s2s_gauges, stop) = (s2s.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            s2s_gauges
+                .report_backlog(Duration::from_secs(2), stop.cancelled_owned())
+                .await;
+        });
         for (addrs, direct) in [(&cfg.s2s.listen, false), (&cfg.s2s.direct_tls_listen, true)] {
             for addr in addrs {
                 let l = TcpListener::bind(addr)
