@@ -59,6 +59,8 @@ pub struct C2sConfig {
     /// Stream features the server adds after authentication (e.g. roster versioning),
     /// since only it knows what it implements.
     pub extra_features: Vec<hydrant_proto::Element>,
+    /// Offer XEP-0138 zlib compression after authentication.
+    pub compression: bool,
 }
 
 impl C2sConfig {
@@ -93,6 +95,7 @@ impl C2sConfig {
             auth_failures_per_account_per_hour: 30,
             max_connections: 19_000,
             extra_features: Vec::new(),
+            compression: false,
         }
     }
 }

@@ -69,6 +69,9 @@ pub(crate) enum Exit {
 pub(crate) enum Flow {
     Continue,
     StartTls,
+    /// `<compressed/>` was queued: once it is written, both directions compress and a
+    /// new stream starts (XEP-0138 5).
+    Compress,
 }
 
 pub(crate) struct Stream<'a, S, B> {
@@ -187,6 +190,17 @@ where
                             // idle connection's task.
                             let handling = Box::pin(self.on_element(el));
                             let flow = handling.await;
+                            if let Flow::Compress = flow {
+                                let flushed = Box::pin(self.conn.flush()).await;
+                                if flushed.is_err() {
+                                    break Exit::Done;
+                                }
+                                self.conn.start_compression();
+                                // XEP-0138 5: the old stream is void; a compressed stream
+                                // header comes next.
+                                self.restart();
+                                continue;
+                            }
                             if let Flow::StartTls = flow {
                                 // RFC 6120 5.4.3.3: nothing the client sent before the TLS
                                 // handshake may be used afterwards; the reader is dropped.
@@ -404,8 +418,7 @@ where
             return Flow::Continue;
         }
         if self.username.is_some() {
-            self.on_authenticated_element(el).await;
-            return Flow::Continue;
+            return self.on_authenticated_element(el).await;
         }
         self.on_preauth_element(el).await
     }

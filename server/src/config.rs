@@ -112,6 +112,9 @@ pub struct C2sSection {
     pub outbound_queue_bytes: NonZeroUsize,
     /// Connections held at once over all c2s listeners (mind the process fd limit).
     pub max_connections: NonZeroUsize,
+    /// Offer XEP-0138 zlib stream compression to authenticated clients (README:
+    /// "Compression" for what it costs and the security note).
+    pub compression: bool,
     /// Failed SASL attempts on one stream before it is closed (RFC 6120 6.4.5: 2 to 5).
     pub max_auth_failures: NonZeroU32,
     /// Sessions (bound resources) one account may have at once; another bind gets
@@ -151,6 +154,7 @@ impl Default for C2sSection {
             whitespace_keepalive_secs: nz64(60),
             outbound_queue_bytes: nz(1 << 20),
             max_connections: nz(19_000),
+            compression: false,
             max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
             max_sessions_per_account: nz(10),
             auth_failure_max_delay_secs: 10,

@@ -111,6 +111,7 @@ pub async fn serve(
     c2s.ping_timeout = Duration::from_secs(c.ping_timeout_secs.get());
     c2s.whitespace_keepalive = Duration::from_secs(c.whitespace_keepalive_secs.get());
     c2s.outbound_queue_bytes = c.outbound_queue_bytes.get();
+    c2s.compression = c.compression;
     c2s.max_connections = c.max_connections.get();
     c2s.max_auth_failures = c.max_auth_failures.get();
     c2s.auth_failure_max_delay = Duration::from_secs(c.auth_failure_max_delay_secs);

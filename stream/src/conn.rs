@@ -58,6 +58,17 @@ pub struct Conn<S> {
     write_closed: bool,
     pub last_read: Instant,
     pub last_write: Instant,
+    /// XEP-0138 zlib in both directions, once negotiated (boxed: most streams never
+    /// compress, and an idle connection's size is what limits how many fit).
+    zlib: Option<Box<Zlib>>,
+}
+
+/// A compressed stream's state: the running checksum of what was written, and the
+/// peer's inflater.
+#[derive(Debug, Default)]
+struct Zlib {
+    out: crate::zlib::Deflater,
+    inflate: crate::zlib::Inflater,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -76,7 +87,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             write_closed: false,
             last_read: now,
             last_write: now,
+            zlib: None,
         }
+    }
+
+    /// Compresses this stream from now on, both ways (XEP-0138, after `<compressed/>`
+    /// was written and flushed): what is read next is inflated, what is written next is
+    /// the new zlib stream. Input already read belongs to the old stream and is dropped
+    /// with the caller's reader restart.
+    pub fn start_compression(&mut self) {
+        self.zlib = Some(Box::default());
+    }
+
+    /// Whether XEP-0138 compression is on.
+    pub fn is_compressed(&self) -> bool {
+        self.zlib.is_some()
     }
 
     /// Paces this stream's writes (s2s peers that rate-limit what they read).
@@ -97,7 +122,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if self.maybe_event {
                 match self.reader.next_event() {
                     Ok(Some(ev)) => return Poll::Ready(Io::Event(ev)),
-                    Ok(None) => self.maybe_event = false,
+                    Ok(None) => {
+                        self.maybe_event = false;
+                        // A compressed stream: the next step of what was read, before
+                        // reading more (and only after the reader took what the last step
+                        // made, so the stanza limit stops a zip bomb early).
+                        if let Some(z) = self.zlib.as_mut().filter(|z| z.inflate.has_more()) {
+                            match z.inflate.step(&mut self.reader) {
+                                Ok(progress) => self.maybe_event = progress,
+                                Err(e) => {
+                                    self.broken = true;
+                                    return Poll::Ready(Io::Malformed(e));
+                                }
+                            }
+                            if self.maybe_event {
+                                continue;
+                            }
+                        }
+                    }
                     Err(e) => {
                         // Report once: a reader that failed keeps failing, and asking it
                         // again on every poll would spin this task forever.
@@ -137,9 +179,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     if self.broken {
                         continue;
                     }
-                    if let Err(e) = self.reader.feed(buf.filled()) {
-                        self.broken = true;
-                        return Poll::Ready(Io::Malformed(e));
+                    match self.zlib.as_mut() {
+                        // Inflated a step at a time, between events (below).
+                        Some(z) => z.inflate.push(buf.filled()),
+                        None => {
+                            if let Err(e) = self.reader.feed(buf.filled()) {
+                                self.broken = true;
+                                return Poll::Ready(Io::Malformed(e));
+                            }
+                        }
                     }
                     self.maybe_event = true;
                 }
@@ -155,9 +203,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.pending = Vec::new();
                 }
                 match self.outbox.poll_drain(cx, &mut self.pending, MAX_IOV) {
-                    Poll::Ready(Drained::Data) => {}
+                    Poll::Ready(Drained::Data) => {
+                        if let Some(z) = self.zlib.as_mut() {
+                            // What the frames become on a compressed stream: shared parts
+                            // deflated once for every stream, the rest alone.
+                            let plain = std::mem::take(&mut self.pending);
+                            for f in &plain {
+                                z.out.encode(f, &mut self.pending);
+                            }
+                        }
+                    }
                     Poll::Ready(Drained::Overflow) => return Poll::Ready(Ok(WriteState::Overflow)),
                     Poll::Ready(Drained::Close) => {
+                        // A compressed stream ends its zlib stream first (final block and
+                        // checksum), then the socket.
+                        if let Some(end) = self.zlib.as_mut().and_then(|z| z.out.finish()) {
+                            self.pending.push(Frame::Raw(end));
+                            continue;
+                        }
                         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
                         // A failed shutdown only means the peer is gone already.
                         let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));

@@ -46,16 +46,17 @@ impl StanzaKind {
 #[derive(Debug)]
 pub struct Shared {
     bytes: Bytes,
-    /// A compressed form of `bytes`, computed at most once by whichever compressing stream
-    /// writes the part first (Compression issue); the others reuse it.
-    compressed: OnceLock<Bytes>,
+    /// `bytes` as an independent deflate piece and its Adler-32 (`zlib.rs`), computed at
+    /// most once by whichever compressed stream writes the part first; the others splice
+    /// the same bytes.
+    deflated: OnceLock<(Bytes, u32)>,
 }
 
 impl Shared {
     pub fn new(bytes: impl Into<Bytes>) -> Arc<Self> {
         Arc::new(Shared {
             bytes: bytes.into(),
-            compressed: OnceLock::new(),
+            deflated: OnceLock::new(),
         })
     }
 
@@ -63,9 +64,11 @@ impl Shared {
         &self.bytes
     }
 
-    /// The compressed form, computed by `compress` the first time it is asked for.
-    pub fn compressed(&self, compress: impl FnOnce(&[u8]) -> Bytes) -> &Bytes {
-        self.compressed.get_or_init(|| compress(&self.bytes))
+    /// The deflated form and the Adler-32 of `bytes`, computed the first time it is asked
+    /// for (XEP-0138 streams, `zlib.rs`).
+    pub fn deflated(&self) -> &(Bytes, u32) {
+        self.deflated
+            .get_or_init(|| crate::zlib::deflate_piece(&self.bytes))
     }
 }
 
@@ -281,15 +284,9 @@ mod tests {
         assert_eq!(f.stanza_kind(), Some(StanzaKind::Message));
         assert!(!f.is_bounceable());
         assert_eq!(f.stanza_element().unwrap().attr("to"), Some("u@x.example"));
-        // The compressed form is computed once and shared.
-        let mut calls = 0;
-        let a = head
-            .compressed(|b| {
-                calls += 1;
-                Bytes::copy_from_slice(&b[..4])
-            })
-            .clone();
-        let b = head.compressed(|_| unreachable!("computed once")).clone();
-        assert_eq!((a, calls), (b, 1));
+        // The deflated form is computed once and shared.
+        let a = head.deflated().0.clone();
+        let b = head.deflated().0.clone();
+        assert_eq!(a.as_ptr(), b.as_ptr());
     }
 }

@@ -3,7 +3,8 @@
 //! Owns: one connection's I/O ([`Conn`], [`Io`]: reads into a stack buffer inside `poll`,
 //! vectored writes from the [`Outbox`], nothing buffered while idle), the TLS upgrade
 //! ([`tls`]), stream headers and their checks parameterised by the content namespace
-//! ([`header`]: `jabber:client`, `jabber:server`, `jabber:component:accept`), the close
+//! ([`header`]: `jabber:client`, `jabber:server`, `jabber:component:accept`), XEP-0138
+//! zlib without per-stream deflate state ([`zlib`]), the close
 //! with or without a stream error and the lingering close ([`close`]), the liveness timers
 //! (XEP-0199 ping, whitespace keepalive: [`liveness`]), the per-connection outbound queue
 //! of [`frame`]s with the stream kind's overflow policy ([`outbox`]), per-stream write
@@ -29,6 +30,7 @@ pub mod outbox;
 pub mod pace;
 pub mod sasl;
 pub mod tls;
+pub mod zlib;
 
 pub use conn::{Conn, Io};
 pub use frame::{Frame, Shared, StanzaKind};

@@ -1,6 +1,7 @@
 //! Stream negotiation before a resource is bound (RFC 6120 sections 4.3, 5, 6, 7).
 
 pub(crate) mod bind;
+pub(crate) mod compress;
 pub(crate) mod register;
 pub(crate) mod sasl;
 pub(crate) mod starttls;
@@ -30,6 +31,13 @@ where
     pub(crate) fn features(&self) -> Vec<u8> {
         let mut feats: Vec<Element> = Vec::new();
         if self.username.is_some() {
+            // XEP-0170: compression after SASL, before binding.
+            if self.cfg().compression && !self.conn.is_compressed() {
+                feats.push(
+                    Element::new("compression", ns::COMPRESS_FEATURE)
+                        .with_child(Element::new("method", ns::COMPRESS_FEATURE).with_text("zlib")),
+                );
+            }
             feats.push(Element::new("bind", ns::BIND));
             // RFC 6121 (errata) / RFC 3921 session establishment, optional for old clients.
             feats.push(
@@ -87,13 +95,17 @@ where
         Flow::Continue
     }
 
-    pub(crate) async fn on_authenticated_element(&mut self, el: Element) {
+    pub(crate) async fn on_authenticated_element(&mut self, el: Element) -> Flow {
+        if el.is("compress", ns::COMPRESS) {
+            return self.on_compress(&el);
+        }
         if el.is("iq", ns::CLIENT) && el.get_child("bind", ns::BIND).is_some() {
             self.on_bind(el).await;
-            return;
+            return Flow::Continue;
         }
         // RFC 6120 7.1: a stanza before resource binding is not processed and the stream
         // is closed with <not-authorized/>.
         self.stream_error(StreamError::new(Cond::NotAuthorized));
+        Flow::Continue
     }
 }

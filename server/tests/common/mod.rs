@@ -236,6 +236,25 @@ impl Server {
         c
     }
 
+    /// [`Server::login`] with XEP-0138 zlib negotiated between SASL and binding (the
+    /// server must offer it: `[c2s] compression = true`).
+    pub async fn login_compressed(&self, user: &str, password: &str, resource: &str) -> Client {
+        let (mut c, _) = self.connect_tls().await;
+        c.auth_plain(user, password)
+            .await
+            .unwrap_or_else(|f| panic!("PLAIN login of {user} failed: {f}"));
+        let features = c.open_stream().await;
+        assert!(
+            features
+                .get_child("compression", "http://jabber.org/features/compress")
+                .is_some(),
+            "compression offered after authentication: {features}"
+        );
+        let features = c.compress().await;
+        c.bind(&features, resource).await;
+        c
+    }
+
     /// Plaintext (the server must run with `require_tls = false`), SASL SCRAM-SHA-256,
     /// bind `resource`: a bound session that sent no presence. `recv_buffer` sets the
     /// client socket's SO_RCVBUF before connecting (a small one makes a client that stops
@@ -419,6 +438,13 @@ pub struct Client {
     pub alpn: Option<Vec<u8>>,
     /// The domain this client's streams are for (`localhost` unless set).
     pub domain: String,
+    /// XEP-0138 zlib, once negotiated ([`Client::compress`]): a stock per-stream
+    /// compressor and inflater (flate2), which also checks what the server writes.
+    zlib: Option<Box<(flate2::Compress, flate2::Decompress)>>,
+    /// Bytes read from the socket, and what they were before compression (equal on an
+    /// uncompressed stream).
+    pub wire_in: u64,
+    pub plain_in: u64,
 }
 
 fn reader() -> StreamReader {
@@ -445,6 +471,9 @@ impl Client {
             stream_id: None,
             alpn: None,
             domain: DOMAIN.to_owned(),
+            zlib: None,
+            wire_in: 0,
+            plain_in: 0,
         }
     }
 
@@ -477,6 +506,9 @@ impl Client {
             stream_id: None,
             alpn: None,
             domain: DOMAIN.to_owned(),
+            zlib: None,
+            wire_in: 0,
+            plain_in: 0,
         }
     }
 
@@ -521,12 +553,56 @@ impl Client {
         self.io = Transport::Tls(Box::new(tls));
     }
 
-    /// Sends raw text.
+    /// Sends raw text (compressed, with a sync flush, on a compressed stream).
     pub async fn send(&mut self, xml: &str) {
+        let bytes = match self.zlib.as_mut() {
+            None => xml.as_bytes().to_vec(),
+            Some(z) => {
+                let mut out = Vec::with_capacity(xml.len() + 64);
+                let mut input = xml.as_bytes();
+                loop {
+                    out.reserve(input.len() + 64);
+                    let before = z.0.total_in();
+                    z.0.compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+                        .expect("deflate");
+                    input = &input[(z.0.total_in() - before) as usize..];
+                    if input.is_empty() && out.len() < out.capacity() {
+                        break;
+                    }
+                }
+                out
+            }
+        };
         self.io
-            .write_all(xml.as_bytes())
+            .write_all(&bytes)
             .await
             .unwrap_or_else(|e| panic!("sending {xml}: {e}"));
+    }
+
+    /// XEP-0138: asks for zlib, waits for `<compressed/>`, then compresses both ways and
+    /// opens the new stream; returns its features.
+    pub async fn compress(&mut self) -> Element {
+        self.send(
+            "<compress xmlns='http://jabber.org/protocol/compress'><method>zlib</method></compress>",
+        )
+        .await;
+        let ok = self
+            .expect("<compressed/> or <failure/>", |e| {
+                e.ns() == "http://jabber.org/protocol/compress"
+            })
+            .await;
+        assert_eq!(ok.name(), "compressed", "{ok}");
+        assert_eq!(
+            self.reader.buffered_len(),
+            0,
+            "nothing uncompressed may follow <compressed/>"
+        );
+        self.zlib = Some(Box::new((
+            flate2::Compress::new(flate2::Compression::default(), true),
+            flate2::Decompress::new(true),
+        )));
+        self.reader.restart();
+        self.open_stream().await
     }
 
     /// Sends raw bytes, reporting (not panicking on) errors: the server may have closed
@@ -566,7 +642,29 @@ impl Client {
                 self.closed = true;
                 return Read::Closed;
             }
-            if let Err(e) = self.reader.feed(&buf[..n]) {
+            self.wire_in += n as u64;
+            let plain = match self.zlib.as_mut() {
+                None => buf[..n].to_vec(),
+                Some(z) => {
+                    // Everything the server wrote is flushed to a byte boundary: a stock
+                    // inflater gives all of it back at once.
+                    let mut out = Vec::with_capacity(4 * n + 1024);
+                    let mut input = &buf[..n];
+                    loop {
+                        out.reserve(4 * n + 1024);
+                        let before = z.1.total_in();
+                        z.1.decompress_vec(input, &mut out, flate2::FlushDecompress::Sync)
+                            .unwrap_or_else(|e| panic!("the server sent bad zlib data: {e}"));
+                        input = &input[(z.1.total_in() - before) as usize..];
+                        if input.is_empty() && out.len() < out.capacity() {
+                            break;
+                        }
+                    }
+                    out
+                }
+            };
+            self.plain_in += plain.len() as u64;
+            if let Err(e) = self.reader.feed(&plain) {
                 panic!("the server sent malformed XML: {e}");
             }
         }

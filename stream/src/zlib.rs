@@ -1,0 +1,525 @@
+//! XEP-0138 zlib (RFC 1950/1951) for a stream, without per-stream deflate state.
+//!
+//! Outbound, a compressed stream is a zlib header, then one independent deflate piece
+//! per frame part, then (at close) an empty final block and the Adler-32 of everything
+//! sent. Independent means compressed with fresh state and ended by a sync flush: the
+//! piece refers to nothing before it and ends on a byte boundary, so it is valid at any
+//! byte-aligned point of any deflate stream (RFC 1951 3.2.3: back-references may reach
+//! into earlier blocks but need not). That lets a notification's shared parts be
+//! deflated once per publish ([`crate::Shared::deflated`]) and the same bytes be written
+//! into every subscriber's stream, with the recipient's own address between them as a
+//! stored block; and it leaves nothing to keep per stream but the running Adler-32 (the
+//! per-part checksums are combined, [`adler32_combine`]). No compression context ever
+//! mixes data from two senders, which is what the compression side channels (CRIME,
+//! BREACH) need.
+//!
+//! Inbound, the peer's stream is inflated in bounded steps into the stream reader, whose
+//! stanza size limit stops a small input that inflates to a large one (a zip bomb) before
+//! more than one step past the limit is produced.
+//!
+//! Written here rather than taken from a crate because no zlib binding splices
+//! independently compressed pieces or combines checksums; the deflating and inflating
+//! themselves are flate2's.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use hydrant_proto::{StreamError, StreamErrorCondition as Cond, StreamReader};
+
+use crate::frame::Frame;
+
+/// The zlib header (RFC 1950 2.2): deflate, 32 KiB window, default level, no dictionary.
+pub const HEADER: [u8; 2] = [0x78, 0x9c];
+
+/// Parts shorter than this go as stored blocks: deflate would save little and a fresh
+/// compressor costs more than the bytes.
+const DEFLATE_MIN: usize = 128;
+
+/// Inflated bytes per step handed to the reader.
+const INFLATE_STEP: usize = 8192;
+
+const ADLER_BASE: u64 = 65521;
+
+/// Adler-32 (RFC 1950 8.2) of `data`, continuing from `adler` (1 for nothing yet).
+pub fn adler32_update(adler: u32, data: &[u8]) -> u32 {
+    // NMAX from zlib: the most bytes before the sums must be reduced to stay in 32 bits.
+    const NMAX: usize = 5552;
+    let (mut a, mut b) = (u64::from(adler & 0xffff), u64::from(adler >> 16));
+    for chunk in data.chunks(NMAX) {
+        for &byte in chunk {
+            a += u64::from(byte);
+            b += a;
+        }
+        a %= ADLER_BASE;
+        b %= ADLER_BASE;
+    }
+    ((b << 16) | a) as u32
+}
+
+/// The Adler-32 of `data`.
+pub fn adler32(data: &[u8]) -> u32 {
+    adler32_update(1, data)
+}
+
+/// The Adler-32 of A followed by B, from A's and B's checksums and B's length (zlib's
+/// `adler32_combine`): what lets shared parts carry their checksum once.
+pub fn adler32_combine(adler1: u32, adler2: u32, len2: usize) -> u32 {
+    let rem = (len2 as u64) % ADLER_BASE;
+    let a1 = u64::from(adler1 & 0xffff);
+    let b1 = u64::from(adler1 >> 16);
+    let a2 = u64::from(adler2 & 0xffff);
+    let b2 = u64::from(adler2 >> 16);
+    // A's sums carried over B's bytes: a = a1 + a2 - 1, b = b1 + b2 + rem * (a1 - 1).
+    let a = (a1 + a2 + ADLER_BASE - 1) % ADLER_BASE;
+    let b = (b1 + b2 + rem * a1 + ADLER_BASE - rem) % ADLER_BASE;
+    ((b << 16) | a) as u32
+}
+
+/// `data` as stored (uncompressed) deflate blocks, not final (RFC 1951 3.2.4), each at
+/// most 65,535 bytes. Starts and ends on a byte boundary.
+pub fn stored(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 5 * (data.len() / 65_535 + 1));
+    stored_into(&mut out, data);
+    out
+}
+
+fn stored_into(out: &mut Vec<u8>, data: &[u8]) {
+    for chunk in data.chunks(65_535) {
+        let len = chunk.len() as u16;
+        out.push(0x00); // BFINAL = 0, BTYPE = 00, then padding to the byte boundary
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
+thread_local! {
+    /// One raw-deflate compressor per thread, reset before each piece: a piece never
+    /// sees another's data, and no stream owns a compressor.
+    static DEFLATER: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), false));
+}
+
+/// `data` as an independent deflate piece (fresh state, ended by a sync flush), and its
+/// Adler-32. Short data goes stored.
+pub fn deflate_piece(data: &[u8]) -> (Bytes, u32) {
+    let adler = adler32(data);
+    if data.len() < DEFLATE_MIN {
+        return (Bytes::from(stored(data)), adler);
+    }
+    let out = DEFLATER.with(|c| {
+        let mut c = c.borrow_mut();
+        c.reset();
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        let mut input = data;
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(256));
+            }
+            let before = c.total_in();
+            c.compress_vec(input, &mut out, FlushCompress::Sync)
+                .expect("deflate into a vector with room cannot fail");
+            let used = (c.total_in() - before) as usize;
+            input = &input[used..];
+            // Done when all input is in and the flush left room to spare (a full output
+            // buffer may hold back the end of the sync flush).
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        out
+    });
+    // A deflate piece can be larger than its input (incompressible data): stored then.
+    if out.len() >= data.len() + 5 {
+        return (Bytes::from(stored(data)), adler);
+    }
+    (Bytes::from(out), adler)
+}
+
+/// The outbound half of a compressed stream: what each frame becomes on the wire.
+#[derive(Debug)]
+pub struct Deflater {
+    header_sent: bool,
+    adler: u32,
+    finished: bool,
+}
+
+impl Default for Deflater {
+    fn default() -> Self {
+        Deflater {
+            header_sent: false,
+            adler: 1,
+            finished: false,
+        }
+    }
+}
+
+impl Deflater {
+    /// Appends `frame`'s compressed form to `out`, as frames of wire bytes.
+    pub fn encode(&mut self, frame: &Frame, out: &mut Vec<Frame>) {
+        if self.finished {
+            return;
+        }
+        if !self.header_sent {
+            self.header_sent = true;
+            out.push(Frame::Raw(Bytes::from_static(&HEADER)));
+        }
+        match frame {
+            Frame::Raw(b) | Frame::Stanza(_, b) => self.piece(b, out),
+            Frame::Addressed { head, to, tail } => {
+                self.shared(head, out);
+                self.own(to, out);
+                self.shared(tail, out);
+            }
+        }
+    }
+
+    /// A part every recipient shares: deflated once, by whichever stream wrote it first.
+    fn shared(&mut self, part: &crate::frame::Shared, out: &mut Vec<Frame>) {
+        if part.bytes().is_empty() {
+            return;
+        }
+        let (bytes, adler) = part.deflated();
+        self.adler = adler32_combine(self.adler, *adler, part.bytes().len());
+        out.push(Frame::Raw(bytes.clone()));
+    }
+
+    /// A part of this stream's own: deflated (or stored) alone.
+    fn piece(&mut self, data: &[u8], out: &mut Vec<Frame>) {
+        if data.is_empty() {
+            return;
+        }
+        let (bytes, adler) = deflate_piece(data);
+        self.adler = adler32_combine(self.adler, adler, data.len());
+        out.push(Frame::Raw(bytes));
+    }
+
+    /// A recipient's own bytes between shared parts: a stored block.
+    fn own(&mut self, data: &[u8], out: &mut Vec<Frame>) {
+        if data.is_empty() {
+            return;
+        }
+        self.adler = adler32_update(self.adler, data);
+        out.push(Frame::Raw(Bytes::from(stored(data))));
+    }
+
+    /// The end of the zlib stream: an empty final block and the Adler-32 (RFC 1950 2.2),
+    /// once; `None` after the first call.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        if self.finished {
+            return None;
+        }
+        self.finished = true;
+        let mut out = Vec::with_capacity(11);
+        if !self.header_sent {
+            out.extend_from_slice(&HEADER);
+        }
+        // BFINAL = 1, BTYPE = 00 (stored), LEN = 0, NLEN = 0xffff.
+        out.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
+        out.extend_from_slice(&self.adler.to_be_bytes());
+        Some(Bytes::from(out))
+    }
+}
+
+/// The inbound half of a compressed stream. Input waits here, compressed, until the
+/// reader has taken the events of what was inflated before: inflating one step at a time
+/// between events is what keeps a zip bomb at one step past the stanza limit.
+pub struct Inflater {
+    d: Decompress,
+    /// Compressed bytes not yet inflated (at most one read's worth).
+    input: Vec<u8>,
+    /// The last step filled its buffer: more output may be held inside the inflater.
+    full: bool,
+    /// The peer ended its zlib stream: nothing after it is read.
+    ended: bool,
+}
+
+impl std::fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflater")
+            .field("total_in", &self.d.total_in())
+            .field("total_out", &self.d.total_out())
+            .field("waiting", &self.input.len())
+            .field("full", &self.full)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Inflater {
+            d: Decompress::new(true),
+            input: Vec::new(),
+            full: false,
+            ended: false,
+        }
+    }
+}
+
+impl Inflater {
+    /// Takes compressed bytes read from the peer.
+    pub fn push(&mut self, data: &[u8]) {
+        if !self.ended {
+            self.input.extend_from_slice(data);
+        }
+    }
+
+    /// Whether a [`Inflater::step`] may produce more (else: read the socket).
+    pub fn has_more(&self) -> bool {
+        !self.ended && (!self.input.is_empty() || self.full)
+    }
+
+    /// Inflates at most one step (8 KiB) into `reader`; false when nothing came of it.
+    pub fn step(&mut self, reader: &mut StreamReader) -> Result<bool, StreamError> {
+        if !self.has_more() {
+            return Ok(false);
+        }
+        let mut buf = [0u8; INFLATE_STEP];
+        let (in0, out0) = (self.d.total_in(), self.d.total_out());
+        let status = self
+            .d
+            .decompress(&self.input, &mut buf, FlushDecompress::None)
+            .map_err(|e| StreamError::new(Cond::BadFormat).with_text(format!("zlib: {e}")))?;
+        let used = (self.d.total_in() - in0) as usize;
+        let made = (self.d.total_out() - out0) as usize;
+        self.input.drain(..used);
+        if self.input.is_empty() {
+            // An idle stream keeps no input buffer.
+            self.input = Vec::new();
+        }
+        self.full = made == INFLATE_STEP;
+        if status == Status::StreamEnd {
+            self.ended = true;
+            self.input = Vec::new();
+        }
+        if made > 0 {
+            reader.feed(&buf[..made])?;
+        }
+        if used == 0 && made == 0 {
+            // Needs more input than is here (a piece split across reads).
+            self.full = false;
+            if !self.ended && !self.input.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(used > 0 || made > 0)
+    }
+
+    /// [`Inflater::push`], then every step (tests, and callers that drain events only
+    /// afterwards: no bound on what one push inflates to).
+    #[cfg(test)]
+    fn inflate_all_into(
+        &mut self,
+        data: &[u8],
+        reader: &mut StreamReader,
+    ) -> Result<(), StreamError> {
+        self.push(data);
+        while self.step(reader)? {}
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Shared;
+    use std::io::Read;
+
+    fn inflate_all(z: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(z)
+            .read_to_end(&mut out)
+            .expect("a valid zlib stream with a matching checksum");
+        out
+    }
+
+    fn atom(n: usize) -> String {
+        format!(
+            "<entry xmlns='http://www.w3.org/2005/Atom'><title>photo {n}</title>\
+             <link rel='enclosure' href='https://photos.example/{n}.jpg'/>{}</entry>",
+            "description words repeat ".repeat(40)
+        )
+    }
+
+    #[test]
+    fn adler_matches_a_reference_and_combines() {
+        // RFC 1950's checksum of "Wikipedia" (the well-known example value).
+        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for cut in [0, 1, 5551, 5552, 5553, 12_345, 20_000] {
+            let (a, b) = data.split_at(cut);
+            assert_eq!(
+                adler32_combine(adler32(a), adler32(b), b.len()),
+                adler32(&data),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            adler32_update(adler32(b"Wiki"), b"pedia"),
+            adler32(b"Wikipedia")
+        );
+    }
+
+    #[test]
+    fn stored_blocks_split_at_65535() {
+        let data = vec![b'x'; 140_000];
+        let mut z = HEADER.to_vec();
+        z.extend(stored(&data));
+        let mut d = Deflater {
+            header_sent: true,
+            adler: adler32(&data),
+            ..Deflater::default()
+        };
+        z.extend_from_slice(&d.finish().unwrap());
+        assert_eq!(inflate_all(&z), data);
+    }
+
+    /// Frames of every kind, shared parts reused across two streams, decode byte-exactly
+    /// with a standard inflater, checksum included.
+    #[test]
+    fn spliced_streams_decode_with_a_standard_inflater() {
+        let event = atom(1);
+        let head = Shared::new(Bytes::from_static(b"<message from='pubsub.example' to='"));
+        let tail = Shared::new(Bytes::from(format!(
+            "' type='headline'><event xmlns='http://jabber.org/protocol/pubsub#event'>{event}</event></message>"
+        )));
+        let mut streams = Vec::new();
+        for who in ["a@example/r", "someone-else@example"] {
+            let frames = vec![
+                Frame::Raw(Bytes::from_static(b"<stream:stream xmlns='jabber:client'>")),
+                Frame::Addressed {
+                    head: head.clone(),
+                    to: Bytes::copy_from_slice(who.as_bytes()),
+                    tail: tail.clone(),
+                },
+                Frame::Raw(Bytes::from(atom(2))),
+                Frame::Raw(Bytes::from_static(b" ")),
+                Frame::Addressed {
+                    head: head.clone(),
+                    to: Bytes::copy_from_slice(who.as_bytes()),
+                    tail: tail.clone(),
+                },
+            ];
+            let mut d = Deflater::default();
+            let mut out = Vec::new();
+            for f in &frames {
+                d.encode(f, &mut out);
+            }
+            let mut wire: Vec<u8> = out.iter().flat_map(Frame::to_vec).collect();
+            wire.extend_from_slice(&d.finish().unwrap());
+            let plain: Vec<u8> = frames.iter().flat_map(Frame::to_vec).collect();
+            assert_eq!(inflate_all(&wire), plain, "{who}");
+            assert!(
+                wire.len() < plain.len() * 3 / 4,
+                "{} vs {}",
+                wire.len(),
+                plain.len()
+            );
+            streams.push(out);
+        }
+        // The shared parts are the same bytes in both streams (deflated once).
+        let shared_in = |out: &Vec<Frame>| match &out[2] {
+            Frame::Raw(b) => b.as_ptr(),
+            _ => unreachable!(),
+        };
+        assert_eq!(shared_in(&streams[0]), shared_in(&streams[1]));
+    }
+
+    #[test]
+    fn a_stream_can_be_read_before_it_is_finished() {
+        // A client reads each flushed piece as it comes, long before the trailer.
+        let mut d = Deflater::default();
+        let mut out = Vec::new();
+        d.encode(&Frame::Raw(Bytes::from(atom(3))), &mut out);
+        let wire: Vec<u8> = out.iter().flat_map(Frame::to_vec).collect();
+        let mut inf = Decompress::new(true);
+        let mut buf = vec![0u8; 10_000];
+        inf.decompress(&wire, &mut buf, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(&buf[..inf.total_out() as usize], atom(3).as_bytes());
+    }
+
+    fn reader() -> StreamReader {
+        StreamReader::new(hydrant_proto::Limits {
+            max_stanza_bytes: 4096,
+            ..hydrant_proto::Limits::default()
+        })
+    }
+
+    #[test]
+    fn inbound_is_inflated_into_the_reader_byte_by_byte() {
+        let doc = format!(
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x' version='1.0'>\
+             <message to='a@x'><body>{}</body></message>",
+            "hello ".repeat(50)
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, doc.as_bytes()).unwrap();
+        let z = z.flush_finish().unwrap();
+        let mut r = reader();
+        let mut inf = Inflater::default();
+        for b in &z {
+            inf.inflate_all_into(std::slice::from_ref(b), &mut r)
+                .unwrap();
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = r.next_event().unwrap() {
+            events.push(ev);
+        }
+        assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    #[test]
+    fn a_zip_bomb_stops_at_the_stanza_limit() {
+        // 10 MB of one character compresses to ~10 KB; the reader's 4 KiB stanza limit
+        // must stop it after about one inflate step, not after 10 MB.
+        let mut doc = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x' version='1.0'><message><body>".to_vec();
+        doc.extend(std::iter::repeat_n(b'a', 10_000_000));
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &doc).unwrap();
+        let z = z.finish().unwrap();
+        let mut r = reader();
+        let mut inf = Inflater::default();
+        let mut err = None;
+        // As the connection does it: events drained after every step.
+        'read: for chunk in z.chunks(8192) {
+            inf.push(chunk);
+            loop {
+                match inf.step(&mut r) {
+                    Err(e) => {
+                        err = Some(e);
+                        break 'read;
+                    }
+                    Ok(false) => break,
+                    Ok(true) => {}
+                }
+                loop {
+                    match r.next_event() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            err = Some(e);
+                            break 'read;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(err.is_some(), "the bomb was not stopped");
+        assert!(
+            inf.d.total_out() < 64 * 1024,
+            "inflated {}",
+            inf.d.total_out()
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_stream_error() {
+        let mut r = reader();
+        let e = Inflater::default()
+            .inflate_all_into(b"\x78\x9c\xff\xff\xff\xff", &mut r)
+            .unwrap_err();
+        assert_eq!(e.condition, Cond::BadFormat);
+    }
+}
