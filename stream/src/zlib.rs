@@ -224,24 +224,52 @@ impl Deflater {
 /// The inbound half of a compressed stream. Input waits here, compressed, until the
 /// reader has taken the events of what was inflated before: inflating one step at a time
 /// between events is what keeps a zip bomb at one step past the stanza limit.
+///
+/// An inflater holds the peer's 32 KiB window and its tables (about 43 KiB with flate2's
+/// default backend) for as long as the stream lives, which is most of an idle
+/// subscriber's memory. So when the peer's input ends on a sync flush (`00 00 ff ff`, how
+/// clients end each stanza, XEP-0138 8.1) the inflater is dropped ("parked") and only the
+/// bytes it produced so far are kept, at most the window: a subscriber sends little. The
+/// next input rebuilds a raw inflater and replays that history into it as stored blocks
+/// (output discarded), which recreates exactly the window the peer's back-references
+/// point into. (Four bytes `00 00 ff ff` ending a read inside a compressed block would
+/// park wrongly; the odds are 2^-32 per read, and the cost a stream error.)
 pub struct Inflater {
-    d: Decompress,
+    /// `None` while parked.
+    d: Option<Box<Decompress>>,
+    /// The zlib header is behind us: a rebuilt inflater is raw.
+    started: bool,
+    /// The last bytes inflated, at most [`WINDOW`].
+    history: Vec<u8>,
+    /// The last four compressed bytes taken.
+    tail: [u8; 4],
     /// Compressed bytes not yet inflated (at most one read's worth).
     input: Vec<u8>,
     /// The last step filled its buffer: more output may be held inside the inflater.
     full: bool,
     /// The peer ended its zlib stream: nothing after it is read.
     ended: bool,
+    /// Bytes inflated so far.
+    total_out: u64,
 }
+
+/// Deflate's largest back-reference distance (RFC 1951 3.2.5).
+const WINDOW: usize = 32 * 1024;
+
+/// What a sync flush ends with: an empty stored block's LEN and NLEN.
+const SYNC_MARK: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 impl std::fmt::Debug for Inflater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inflater")
-            .field("total_in", &self.d.total_in())
-            .field("total_out", &self.d.total_out())
+            .field("parked", &self.d.is_none())
+            .field("started", &self.started)
+            .field("history", &self.history.len())
+            .field("tail", &self.tail)
             .field("waiting", &self.input.len())
             .field("full", &self.full)
             .field("ended", &self.ended)
+            .field("total_out", &self.total_out)
             .finish_non_exhaustive()
     }
 }
@@ -249,12 +277,20 @@ impl std::fmt::Debug for Inflater {
 impl Default for Inflater {
     fn default() -> Self {
         Inflater {
-            d: Decompress::new(true),
+            d: Some(Box::new(Decompress::new(true))),
+            started: false,
+            history: Vec::new(),
+            tail: [0xff; 4],
             input: Vec::new(),
             full: false,
             ended: false,
+            total_out: 0,
         }
     }
+}
+
+fn bad(e: impl std::fmt::Display) -> StreamError {
+    StreamError::new(Cond::BadFormat).with_text(format!("zlib: {e}"))
 }
 
 impl Inflater {
@@ -270,19 +306,64 @@ impl Inflater {
         !self.ended && (!self.input.is_empty() || self.full)
     }
 
+    /// Bytes inflated so far.
+    pub fn total_out(&self) -> u64 {
+        self.total_out
+    }
+
+    /// Whether the inflater is parked (dropped, history kept).
+    pub fn is_parked(&self) -> bool {
+        self.d.is_none()
+    }
+
+    /// A raw inflater whose window is `history` again.
+    fn rebuild(&self) -> Result<Box<Decompress>, StreamError> {
+        let mut d = Box::new(Decompress::new(!self.started));
+        if self.started {
+            let replay = stored(&self.history);
+            let mut sink = [0u8; INFLATE_STEP];
+            let mut at = 0;
+            while at < replay.len() {
+                let before = d.total_in();
+                d.decompress(&replay[at..], &mut sink, FlushDecompress::None)
+                    .map_err(bad)?;
+                at += (d.total_in() - before) as usize;
+            }
+            // Output still held back is history too: drain it.
+            loop {
+                let before = d.total_out();
+                d.decompress(&[], &mut sink, FlushDecompress::None)
+                    .map_err(bad)?;
+                if d.total_out() == before {
+                    break;
+                }
+            }
+        }
+        Ok(d)
+    }
+
     /// Inflates at most one step (8 KiB) into `reader`; false when nothing came of it.
     pub fn step(&mut self, reader: &mut StreamReader) -> Result<bool, StreamError> {
         if !self.has_more() {
             return Ok(false);
         }
+        if self.d.is_none() {
+            self.d = Some(self.rebuild()?);
+        }
+        let d = self.d.as_mut().expect("rebuilt above");
         let mut buf = [0u8; INFLATE_STEP];
-        let (in0, out0) = (self.d.total_in(), self.d.total_out());
-        let status = self
-            .d
+        let (in0, out0) = (d.total_in(), d.total_out());
+        let status = d
             .decompress(&self.input, &mut buf, FlushDecompress::None)
-            .map_err(|e| StreamError::new(Cond::BadFormat).with_text(format!("zlib: {e}")))?;
-        let used = (self.d.total_in() - in0) as usize;
-        let made = (self.d.total_out() - out0) as usize;
+            .map_err(bad)?;
+        let used = (d.total_in() - in0) as usize;
+        let made = (d.total_out() - out0) as usize;
+        if d.total_in() >= 2 {
+            self.started = true;
+        }
+        for &b in &self.input[used.saturating_sub(4)..used] {
+            self.tail = [self.tail[1], self.tail[2], self.tail[3], b];
+        }
         self.input.drain(..used);
         if self.input.is_empty() {
             // An idle stream keeps no input buffer.
@@ -292,18 +373,28 @@ impl Inflater {
         if status == Status::StreamEnd {
             self.ended = true;
             self.input = Vec::new();
+            self.d = None;
+            self.history = Vec::new();
         }
+        self.total_out += made as u64;
         if made > 0 {
+            self.history.extend_from_slice(&buf[..made]);
+            if self.history.len() > WINDOW {
+                self.history.drain(..self.history.len() - WINDOW);
+            }
             reader.feed(&buf[..made])?;
+        }
+        if !self.ended && !self.has_more() && self.tail == SYNC_MARK {
+            // On a flush boundary with nothing waiting: park.
+            self.d = None;
+            self.history.shrink_to_fit();
         }
         if used == 0 && made == 0 {
             // Needs more input than is here (a piece split across reads).
             self.full = false;
-            if !self.ended && !self.input.is_empty() {
-                return Ok(false);
-            }
+            return Ok(false);
         }
-        Ok(used > 0 || made > 0)
+        Ok(true)
     }
 
     /// [`Inflater::push`], then every step (tests, and callers that drain events only
@@ -507,11 +598,56 @@ mod tests {
             }
         }
         assert!(err.is_some(), "the bomb was not stopped");
-        assert!(
-            inf.d.total_out() < 64 * 1024,
-            "inflated {}",
-            inf.d.total_out()
-        );
+        assert!(inf.total_out() < 64 * 1024, "inflated {}", inf.total_out());
+    }
+
+    /// A client's zlib stream, one sync flush per stanza, with back-references reaching
+    /// across stanzas: the inflater parks after each and rebuilds from its history, and
+    /// what the reader gets is exactly what was sent, also past 32 KiB of history.
+    #[test]
+    fn a_parked_inflater_rebuilds_its_window() {
+        let mut z = flate2::Compress::new(flate2::Compression::default(), true);
+        let mut r = StreamReader::new(hydrant_proto::Limits::default());
+        let mut inf = Inflater::default();
+        let mut sent = String::new();
+        let mut parked = 0;
+        let head = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x' version='1.0'>";
+        let stanzas: Vec<String> = std::iter::once(head.to_owned())
+            .chain((0..500).map(|i| {
+                format!(
+                    "<message to='friend@example.org' id='m{i}'><body>status {i}: {}</body></message>",
+                    "the same words again and again ".repeat(i % 7 + 1)
+                )
+            }))
+            .collect();
+        let mut events = 0;
+        for st in &stanzas {
+            sent.push_str(st);
+            let mut out = Vec::with_capacity(st.len() + 64);
+            z.compress_vec(st.as_bytes(), &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            // Delivered in two reads, the second ending on the flush.
+            let (a, b) = out.split_at(out.len() / 2);
+            for part in [a, b] {
+                inf.push(part);
+                while inf.step(&mut r).unwrap() {
+                    while r.next_event().unwrap().is_some() {
+                        events += 1;
+                    }
+                }
+                while r.next_event().unwrap().is_some() {
+                    events += 1;
+                }
+            }
+            if inf.is_parked() {
+                parked += 1;
+            }
+        }
+        assert_eq!(events, stanzas.len(), "every stanza came out whole");
+        assert_eq!(inf.total_out() as usize, sent.len());
+        assert_eq!(parked, stanzas.len(), "parked after every flushed stanza");
+        assert!(inf.history.len() <= WINDOW);
+        assert!(sent.len() > 2 * WINDOW, "the history wrapped");
     }
 
     #[test]

@@ -211,6 +211,19 @@ pub struct PubsubResult {
     delivery: DeliveryResult,
     server_process: Option<ServerProcess>,
     generator: GeneratorResult,
+    /// `--zlib`: what the compressed streams read during publishing, on the wire and
+    /// inflated.
+    wire: Option<WireResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireResult {
+    compressed_bytes: u64,
+    plain_bytes: u64,
+    /// compressed / plain.
+    ratio: f64,
+    compressed_bytes_per_notification: f64,
+    plain_bytes_per_notification: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -597,6 +610,10 @@ pub async fn measure(
         }
     }
     phase.started.cancel();
+    let wire0 = (
+        crate::xmpp::zlib::WIRE_IN.load(Ordering::Relaxed),
+        crate::xmpp::zlib::PLAIN_IN.load(Ordering::Relaxed),
+    );
     let publish_start = Instant::now();
     let first_ns = sys::monotonic_ns();
     let progress = AbortOnDrop(spawn_run_progress(shared.clone(), items, publish_start));
@@ -827,6 +844,18 @@ pub async fn measure(
         },
         ack_latency: shared.ack_latency.latency(),
     };
+    let wire = server.zlib.then(|| {
+        let c = crate::xmpp::zlib::WIRE_IN.load(Ordering::Relaxed) - wire0.0;
+        let p = crate::xmpp::zlib::PLAIN_IN.load(Ordering::Relaxed) - wire0.1;
+        let n = shared.delivered.load(Ordering::Relaxed).max(1) as f64;
+        WireResult {
+            compressed_bytes: c,
+            plain_bytes: p,
+            ratio: c as f64 / p.max(1) as f64,
+            compressed_bytes_per_notification: c as f64 / n,
+            plain_bytes_per_notification: p as f64 / n,
+        }
+    });
     let delivery = DeliveryResult {
         expected,
         received,
@@ -881,6 +910,7 @@ pub async fn measure(
         delivery,
         server_process,
         generator,
+        wire,
     };
     Ok(result)
 }
@@ -1254,6 +1284,13 @@ impl PubsubResult {
             );
         } else {
             let _ = writeln!(s, "  loss: 0");
+        }
+        if let Some(w) = &self.wire {
+            let _ = writeln!(
+                s,
+                "  wire (zlib): {:.0} bytes per notification compressed, {:.0} inflated = {:.2}×",
+                w.compressed_bytes_per_notification, w.plain_bytes_per_notification, w.ratio
+            );
         }
         if let Some(m) = &self.server_process {
             let _ = writeln!(

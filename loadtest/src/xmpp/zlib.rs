@@ -17,6 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Compressed bytes read from the socket per read.
 const IN_CHUNK: usize = 8192;
 
+/// Bytes read off compressed streams, process-wide, and what they inflated to: the bytes
+/// on the wire per notification of a `--zlib` run.
+pub static WIRE_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static PLAIN_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub struct Zlib<S> {
     inner: S,
     inflate: Decompress,
@@ -28,6 +33,9 @@ pub struct Zlib<S> {
     output: Vec<u8>,
     out_pos: usize,
     eof: bool,
+    /// The last inflate filled the caller's buffer: the inflater may hold more output
+    /// even with no input left, which must be drained before reading the socket again.
+    full: bool,
 }
 
 impl<S> Zlib<S> {
@@ -41,6 +49,7 @@ impl<S> Zlib<S> {
             output: Vec::new(),
             out_pos: 0,
             eof: false,
+            full: false,
         }
     }
 }
@@ -73,7 +82,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Zlib<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.in_pos < this.input.len() {
+            if this.in_pos < this.input.len() || (this.full && !this.eof) {
                 let (before_in, before_out) = (this.inflate.total_in(), this.inflate.total_out());
                 let out = buf.initialize_unfilled();
                 let status = this
@@ -87,7 +96,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Zlib<S> {
                     this.input.clear();
                     this.in_pos = 0;
                 }
+                this.full = made > 0 && made == out.len();
                 if made > 0 {
+                    PLAIN_IN.fetch_add(made as u64, std::sync::atomic::Ordering::Relaxed);
                     buf.advance(made);
                     return Poll::Ready(Ok(()));
                 }
@@ -107,6 +118,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Zlib<S> {
             let mut rb = ReadBuf::new(&mut this.input[start..]);
             let polled = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
             let n = rb.filled().len();
+            WIRE_IN.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             this.input.truncate(start + n);
             ready!(polled)?;
             if n == 0 {
