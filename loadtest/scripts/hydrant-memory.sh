@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Memory per idle authenticated connection of hydrant, plaintext and TLS.
+# Memory per idle authenticated connection of hydrant: plaintext, TLS, and plaintext with
+# XEP-0138 zlib.
 #
 #   loadtest/scripts/hydrant-memory.sh [N ...]      (default: 10000)
 #
@@ -7,13 +8,13 @@
 # test CA + leaf certificate made with openssl), registers N accounts in-band, restarts
 # the server (so freed memory does not flatter the figure), opens N plaintext
 # SCRAM-SHA-256 connections with `hydrant-load connect` and reads the server's RSS
-# before and after; then restarts it again and does the same over STARTTLS. Prints the
-# two summaries and writes JSON next to them in the temp dir (path printed at the end).
+# before and after; then restarts it again and does the same over STARTTLS, and again with
+# zlib negotiated after authentication (plaintext). Prints the three summaries and writes JSON next to them in the temp dir (path printed at the end).
 # Needs: cargo (builds both binaries in release), openssl. Loopback only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 SIZES=("${@:-10000}")
-cargo build --release -q -p hydrant-server -p hydrant-loadtest
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p hydrant-server -p hydrant-loadtest
 HYDRANT=$PWD/target/release/hydrant LOAD=$PWD/target/release/hydrant-load
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hydrant-memory.XXXXXX")
 PID=
@@ -42,6 +43,7 @@ enabled = false
 listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = []
 require_tls = false
+compression = true
 max_connections = 19500
 # The generator is one host standing in for thousands of clients: lift the
 # per-address admission limits (README "Limits and abuse") that would refuse it.
@@ -78,5 +80,8 @@ for n in "${SIZES[@]}"; do
 	start
 	echo "== $n idle connections, STARTTLS (SCRAM-SHA-256)"
 	"$LOAD" connect "${common[@]}" --users "$n" --tls starttls --ca "$WORK/ca.crt" --server-pid "$PID" --json "$WORK/tls-$n.json" 2>/dev/null
+	start
+	echo "== $n idle connections, plaintext + zlib (SCRAM-SHA-256)"
+	"$LOAD" connect "${common[@]}" --users "$n" --tls none --zlib --server-pid "$PID" --json "$WORK/zlib-$n.json" 2>/dev/null
 done
 echo "results: $WORK"

@@ -231,6 +231,7 @@ pub fn build_router(
             max_sessions_per_account: cfg.c2s.max_sessions_per_account.get(),
             caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
             max_remote_notify_resources: cfg.pubsub.max_remote_notify_resources,
+            chain_notifications: cfg.c2s.compression,
             multicast: crate::im::multicast::MulticastConfig {
                 enabled: cfg.multicast.enabled,
                 max_addresses: cfg.multicast.max_addresses.get(),

@@ -46,22 +46,36 @@ impl StanzaKind {
 #[derive(Debug)]
 pub struct Shared {
     bytes: Bytes,
+    /// Told apart from every other part (a compressed stream remembers which
+    /// notification it wrote last, [`Chain`]).
+    id: u64,
     /// `bytes` as an independent deflate piece and its Adler-32 (`zlib.rs`), computed at
     /// most once by whichever compressed stream writes the part first; the others splice
     /// the same bytes.
     deflated: OnceLock<(Bytes, u32)>,
+    /// On a notification's head: how compressed streams may deflate this notification
+    /// against the node's previous one (set once, before the first frame is queued).
+    chain: OnceLock<Chain>,
 }
+
+static NEXT_SHARED_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Shared {
     pub fn new(bytes: impl Into<Bytes>) -> Arc<Self> {
         Arc::new(Shared {
             bytes: bytes.into(),
+            id: NEXT_SHARED_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             deflated: OnceLock::new(),
+            chain: OnceLock::new(),
         })
     }
 
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The deflated form and the Adler-32 of `bytes`, computed the first time it is asked
@@ -70,6 +84,52 @@ impl Shared {
         self.deflated
             .get_or_init(|| crate::zlib::deflate_piece(&self.bytes))
     }
+
+    /// Makes this notification head part of its node's chain (once; later calls are
+    /// ignored).
+    pub fn set_chain(&self, chain: Chain) {
+        let _ = self.chain.set(chain);
+    }
+
+    pub fn chain(&self) -> Option<&Chain> {
+        self.chain.get()
+    }
+}
+
+/// How a compressed stream can write a notification so that it refers back to the node's
+/// previous notification (DESIGN.md, Compression: every subscriber received N-1 as the
+/// same bytes). The recipient's address region (address, closing quote, spaces) is
+/// `width` bytes in every compressed stream, so N-1 sits at the same distance in each
+/// subscriber's window, and N is deflated once against it (`zlib::ChainForms`).
+#[derive(Debug)]
+pub struct Chain {
+    /// Bytes of the address region: the longest escaped address of the node's subscribers
+    /// plus its closing quote.
+    pub width: usize,
+    /// The node's previous notification, if one was written with a chain.
+    pub prev: Option<Prev>,
+    pub(crate) forms: OnceLock<crate::zlib::ChainForms>,
+}
+
+impl Chain {
+    pub fn new(width: usize, prev: Option<Prev>) -> Self {
+        Chain {
+            width,
+            prev,
+            forms: OnceLock::new(),
+        }
+    }
+}
+
+/// What a chained notification needs of its predecessor: its bytes (not the parts
+/// themselves, so chains do not keep every earlier notification alive), which tail it
+/// had, and its address width.
+#[derive(Debug, Clone)]
+pub struct Prev {
+    pub head: Bytes,
+    pub tail: Bytes,
+    pub tail_id: u64,
+    pub width: usize,
 }
 
 /// One unit of a stream's output.

@@ -33,6 +33,6 @@ pub mod tls;
 pub mod zlib;
 
 pub use conn::{Conn, Io};
-pub use frame::{Frame, Shared, StanzaKind};
+pub use frame::{Chain, Frame, Prev, Shared, StanzaKind};
 pub use header::{ContentNs, StreamId};
 pub use outbox::{Outbox, OverflowPolicy};

@@ -110,24 +110,7 @@ pub fn deflate_piece(data: &[u8]) -> (Bytes, u32) {
     let out = DEFLATER.with(|c| {
         let mut c = c.borrow_mut();
         c.reset();
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
-        let mut input = data;
-        loop {
-            if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(256));
-            }
-            let before = c.total_in();
-            c.compress_vec(input, &mut out, FlushCompress::Sync)
-                .expect("deflate into a vector with room cannot fail");
-            let used = (c.total_in() - before) as usize;
-            input = &input[used..];
-            // Done when all input is in and the flush left room to spare (a full output
-            // buffer may hold back the end of the sync flush).
-            if input.is_empty() && out.len() < out.capacity() {
-                break;
-            }
-        }
-        out
+        flushed(&mut c, data)
     });
     // A deflate piece can be larger than its input (incompressible data): stored then.
     if out.len() >= data.len() + 5 {
@@ -136,12 +119,83 @@ pub fn deflate_piece(data: &[u8]) -> (Bytes, u32) {
     (Bytes::from(out), adler)
 }
 
+/// A chained notification's shared parts as compressed streams write them (computed once
+/// per publish): the head, and the tail without its leading quote (which the padded
+/// address region carries), each deflated alone and against the predecessor.
+#[derive(Debug)]
+pub struct ChainForms {
+    head_after: Option<Bytes>,
+    tail_after: Option<Bytes>,
+    tail_alone: Bytes,
+    head_adler: u32,
+    tail_adler: u32,
+}
+
+impl ChainForms {
+    fn new(head: &[u8], tail: &[u8], chain: &crate::frame::Chain) -> Self {
+        let rest = &tail[1..];
+        let (tail_alone, tail_adler) = deflate_piece(rest);
+        let head_adler = adler32(head);
+        let (head_after, tail_after) = match &chain.prev {
+            Some(p) if p.tail.first() == Some(&b'\'') => {
+                // What every eligible stream holds right before this notification: the
+                // predecessor with its address region. The region differs per stream, so
+                // it is zeros here: XML has no NUL, so no match can use those bytes, and
+                // every match the deflater finds is valid in every stream.
+                let mut before = Vec::with_capacity(p.head.len() + p.width + p.tail.len());
+                before.extend_from_slice(&p.head);
+                before.resize(before.len() + p.width, 0);
+                before.extend_from_slice(&p.tail[1..]);
+                let region = vec![0u8; chain.width];
+                DEFLATER.with(|c| {
+                    let mut c = c.borrow_mut();
+                    c.reset();
+                    let _ = flushed(&mut c, &before);
+                    let h = flushed(&mut c, head);
+                    let _ = flushed(&mut c, &region);
+                    let t = flushed(&mut c, rest);
+                    (Some(Bytes::from(h)), Some(Bytes::from(t)))
+                })
+            }
+            _ => (None, None),
+        };
+        ChainForms {
+            head_after,
+            tail_after,
+            tail_alone,
+            head_adler,
+            tail_adler,
+        }
+    }
+}
+
+/// Deflates `data` with `c`'s history, ending with a sync flush; returns what it wrote.
+fn flushed(c: &mut Compress, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    let mut input = data;
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(256));
+        }
+        let before = c.total_in();
+        c.compress_vec(input, &mut out, FlushCompress::Sync)
+            .expect("deflate into a vector with room cannot fail");
+        input = &input[(c.total_in() - before) as usize..];
+        if input.is_empty() && out.len() < out.capacity() {
+            return out;
+        }
+    }
+}
+
 /// The outbound half of a compressed stream: what each frame becomes on the wire.
 #[derive(Debug)]
 pub struct Deflater {
     header_sent: bool,
     adler: u32,
     finished: bool,
+    /// The last thing written was a chained notification: its tail's id and address
+    /// width (what the next notification of its node may refer back to).
+    last: Option<(u64, usize)>,
 }
 
 impl Default for Deflater {
@@ -150,6 +204,7 @@ impl Default for Deflater {
             header_sent: false,
             adler: 1,
             finished: false,
+            last: None,
         }
     }
 }
@@ -167,11 +222,53 @@ impl Deflater {
         match frame {
             Frame::Raw(b) | Frame::Stanza(_, b) => self.piece(b, out),
             Frame::Addressed { head, to, tail } => {
+                if let Some(chain) = head.chain()
+                    && tail.bytes().first() == Some(&b'\'')
+                    && to.len() < chain.width
+                {
+                    return self.chained(head, to, tail, chain, out);
+                }
                 self.shared(head, out);
                 self.own(to, out);
                 self.shared(tail, out);
             }
         }
+        self.last = None;
+    }
+
+    /// A notification of a chained node: its address region padded to the node's width
+    /// (the closing quote moved into it, spaces after it, inside the start tag), and its
+    /// shared parts deflated against the node's previous notification when that is what
+    /// this stream wrote last, else alone.
+    fn chained(
+        &mut self,
+        head: &crate::frame::Shared,
+        to: &[u8],
+        tail: &crate::frame::Shared,
+        chain: &crate::frame::Chain,
+        out: &mut Vec<Frame>,
+    ) {
+        let forms = chain
+            .forms
+            .get_or_init(|| ChainForms::new(head.bytes(), tail.bytes(), chain));
+        let after = chain
+            .prev
+            .as_ref()
+            .is_some_and(|p| self.last == Some((p.tail_id, p.width)));
+        let (h, t) = match (&forms.head_after, &forms.tail_after) {
+            (Some(h), Some(t)) if after => (h.clone(), t.clone()),
+            _ => (head.deflated().0.clone(), forms.tail_alone.clone()),
+        };
+        self.adler = adler32_combine(self.adler, forms.head_adler, head.bytes().len());
+        out.push(Frame::Raw(h));
+        let mut region = Vec::with_capacity(chain.width);
+        region.extend_from_slice(to);
+        region.push(b'\'');
+        region.resize(chain.width, b' ');
+        self.own(&region, out);
+        self.adler = adler32_combine(self.adler, forms.tail_adler, tail.bytes().len() - 1);
+        out.push(Frame::Raw(t));
+        self.last = Some((tail.id(), chain.width));
     }
 
     /// A part every recipient shares: deflated once, by whichever stream wrote it first.
@@ -515,6 +612,77 @@ mod tests {
             _ => unreachable!(),
         };
         assert_eq!(shared_in(&streams[0]), shared_in(&streams[1]));
+    }
+
+    /// A node's notifications chained: streams that wrote N-1 last get N deflated
+    /// against it (far smaller), one that wrote something in between gets N alone, and
+    /// every stream decodes with a stock inflater to the notifications with the address
+    /// region padded inside the start tag.
+    #[test]
+    fn chained_notifications_refer_back_to_the_previous_one() {
+        use crate::frame::{Chain, Prev};
+        let addrs = [
+            "a@example/phone",
+            "someone.with.a.longer.name@example",
+            "c@x",
+        ];
+        let width = addrs.iter().map(|a| a.len()).max().unwrap() + 1;
+        let mut prev: Option<Prev> = None;
+        let mut outs: Vec<(Deflater, Vec<Frame>, Vec<u8>)> = addrs
+            .iter()
+            .map(|_| (Deflater::default(), Vec::new(), Vec::new()))
+            .collect();
+        let mut sizes = vec![Vec::new(); addrs.len()];
+        for n in 0..12 {
+            let head = Shared::new(Bytes::from(format!(
+                "<message from='pubsub.example' id='ps-{n}' to='"
+            )));
+            let tail = Shared::new(Bytes::from(format!(
+                "' type='headline'><event xmlns='http://jabber.org/protocol/pubsub#event'>\
+                 <items node='photos'><item id='i{n}'>{}</item></items></event></message>",
+                atom(n)
+            )));
+            head.set_chain(Chain::new(width, prev.take()));
+            prev = Some(Prev {
+                head: head.bytes().clone(),
+                tail: tail.bytes().clone(),
+                tail_id: tail.id(),
+                width,
+            });
+            for (i, (d, out, plain)) in outs.iter_mut().enumerate() {
+                if i == 2 && n % 3 == 1 {
+                    // Something else between two notifications of the node.
+                    let ping = b"<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>";
+                    d.encode(&Frame::Raw(Bytes::from_static(ping)), out);
+                    plain.extend_from_slice(ping);
+                }
+                let before: usize = out.iter().map(Frame::len).sum();
+                d.encode(
+                    &Frame::Addressed {
+                        head: head.clone(),
+                        to: Bytes::copy_from_slice(addrs[i].as_bytes()),
+                        tail: tail.clone(),
+                    },
+                    out,
+                );
+                sizes[i].push(out.iter().map(Frame::len).sum::<usize>() - before);
+                plain.extend_from_slice(head.bytes());
+                plain.extend_from_slice(addrs[i].as_bytes());
+                plain.push(b'\'');
+                plain.resize(plain.len() + width - addrs[i].len() - 1, b' ');
+                plain.extend_from_slice(&tail.bytes()[1..]);
+            }
+        }
+        for (i, (d, out, plain)) in outs.iter_mut().enumerate() {
+            let mut wire: Vec<u8> = out.iter().flat_map(Frame::to_vec).collect();
+            wire.extend_from_slice(&d.finish().unwrap());
+            assert_eq!(inflate_all(&wire), *plain, "stream {i}");
+        }
+        // Referring back pays: the later notifications are a fraction of the first.
+        let (first, later) = (sizes[0][0], sizes[0][5]);
+        assert!(later * 3 < first, "{later} vs {first}");
+        // The interrupted stream got its notification after the ping alone.
+        assert!(sizes[2][4] * 2 > first, "{:?}", sizes[2]);
     }
 
     #[test]

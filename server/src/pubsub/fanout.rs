@@ -17,7 +17,7 @@ use hydrant_proto::writer::escape_attr_into;
 use hydrant_proto::{Jid, ns};
 use hydrant_pubsub::{NotificationType, Show, Subscriber, Subscribers, xep0060};
 use hydrant_stream::outbox::Outbox;
-use hydrant_stream::{Frame, Shared};
+use hydrant_stream::{Chain, Frame, Prev, Shared};
 use tracing::debug;
 
 use crate::router::remote::OnRefusal;
@@ -63,31 +63,76 @@ pub struct AddressCache {
 }
 
 type NodeKey = (String, String);
-type CachedAddrs = (Subscribers, Arc<[Bytes]>);
+
+/// A node's cached addresses: the snapshot they were built for (kept alive so its pointer
+/// cannot be reused by another snapshot), the addresses in snapshot order, their widest
+/// escaped length, and the node's last chained notification (compression).
+struct CachedAddrs {
+    snapshot: Subscribers,
+    addrs: Arc<[Bytes]>,
+    widest: usize,
+    last: Option<Prev>,
+}
 
 impl AddressCache {
-    pub fn escaped(&self, service: &Jid, n: &hydrant_pubsub::Notification) -> Arc<[Bytes]> {
+    /// The escaped addresses of `n`'s recipients. With `chain` (compressed streams are
+    /// possible), `chain`'s notification also joins the node's chain: compressed streams
+    /// can then deflate it against the node's previous notification (`stream::zlib`).
+    /// Nodes with fewer than two recipients are not chained: the previous notification's
+    /// bytes are kept per chained node, which only pays where many receive the same.
+    pub fn escaped(
+        &self,
+        service: &Jid,
+        n: &hydrant_pubsub::Notification,
+        chain: Option<&Prepared>,
+    ) -> Arc<[Bytes]> {
         let key = (service.to_string(), n.node.as_str().to_owned());
         let mut map = self
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((snap, addrs)) = map.get(&key)
-            && Arc::ptr_eq(snap, &n.recipients)
-        {
-            return addrs.clone();
+        let fresh = !map
+            .get(&key)
+            .is_some_and(|c| Arc::ptr_eq(&c.snapshot, &n.recipients));
+        if fresh {
+            let addrs: Arc<[Bytes]> = n
+                .recipients
+                .iter()
+                .map(|sub| {
+                    let mut a = Vec::with_capacity(sub.jid.as_str().len() + 8);
+                    escape_attr_into(&mut a, sub.jid.as_str());
+                    Bytes::from(a)
+                })
+                .collect();
+            let widest = addrs.iter().map(Bytes::len).max().unwrap_or(0);
+            // A new snapshot continues the node's chain.
+            let last = map.remove(&key).and_then(|c| c.last);
+            map.insert(
+                key.clone(),
+                CachedAddrs {
+                    snapshot: n.recipients.clone(),
+                    addrs,
+                    widest,
+                    last,
+                },
+            );
         }
-        let addrs: Arc<[Bytes]> = n
-            .recipients
-            .iter()
-            .map(|sub| {
-                let mut a = Vec::with_capacity(sub.jid.as_str().len() + 8);
-                escape_attr_into(&mut a, sub.jid.as_str());
-                Bytes::from(a)
-            })
-            .collect();
-        map.insert(key, (n.recipients.clone(), addrs.clone()));
-        addrs
+        let entry = map.get_mut(&key).expect("inserted above");
+        match chain {
+            Some(p) if n.recipients.len() >= 2 => {
+                // The region holds the address and its closing quote.
+                let width = entry.widest + 1;
+                p.head.set_chain(Chain::new(width, entry.last.take()));
+                entry.last = Some(Prev {
+                    head: p.head.bytes().clone(),
+                    tail: p.tail.bytes().clone(),
+                    tail_id: p.tail.id(),
+                    width,
+                });
+            }
+            _ => entry.last = None,
+        }
+        entry.addrs.clone()
     }
 
     /// Forgets a deleted service's entries (account removal).
@@ -150,7 +195,11 @@ impl Router {
             sample_every: (n.recipients.len() / PACE_SAMPLE).max(1),
             ..FanoutStats::default()
         };
-        let addrs = self.pubsub.addresses.escaped(from, n);
+        let addrs = self.pubsub.addresses.escaped(
+            from,
+            n,
+            self.cfg.chain_notifications.then_some(prepared),
+        );
         // The `<event/>` as an element, for the rare recipients that get a message of
         // their own (another domain, SHIM headers); rendered at most once per fan-out.
         let mut event = None;

@@ -60,6 +60,9 @@ pub struct RouterConfig {
     /// `[pubsub] max_remote_notify_resources`: other servers' resources tracked per
     /// account for PEP +notify.
     pub max_remote_notify_resources: usize,
+    /// `[c2s] compression`: chain each node's notifications so compressed streams can
+    /// refer back to the previous one (`stream::zlib`).
+    pub chain_notifications: bool,
 }
 
 pub struct Router {

@@ -858,6 +858,12 @@ impl Client {
         assert_eq!(res.attr("type"), Some("result"), "{res}");
     }
 
+    /// Puts back the stanza `expect` just returned, in its place (the last received):
+    /// to be taken again later.
+    pub fn put_back(&mut self, el: Element) {
+        self.buffered.push_back(el);
+    }
+
     /// Stanzas received (and buffered) so far that match `pred`, removed from the buffer.
     pub fn take_buffered(&mut self, pred: impl Fn(&Element) -> bool) -> Vec<Element> {
         let (hit, keep): (Vec<_>, Vec<_>) = self.buffered.drain(..).partition(|e| pred(e));
