@@ -21,8 +21,6 @@
 //! independently compressed pieces or combines checksums; the deflating and inflating
 //! themselves are flate2's.
 
-use std::cell::RefCell;
-
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use hydrant_proto::{StreamError, StreamErrorCondition as Cond, StreamReader};
@@ -94,10 +92,35 @@ fn stored_into(out: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
-thread_local! {
-    /// One raw-deflate compressor per thread, reset before each piece: a piece never
-    /// sees another's data, and no stream owns a compressor.
-    static DEFLATER: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), false));
+/// Raw-deflate compressors, reset before each piece: a piece never sees another's data,
+/// and no stream owns a compressor. A small process-wide pool rather than one per thread:
+/// a compressor is ~300 KiB, and tokio's `block_in_place` (the pubsub commit) keeps
+/// handing the worker role to new threads, each of which would keep its own.
+static DEFLATERS: std::sync::Mutex<Vec<Compress>> = std::sync::Mutex::new(Vec::new());
+/// Compressors the pool keeps (more may exist while many threads compress at once).
+const DEFLATERS_MAX: usize = 4;
+
+/// Runs `f` with a reset compressor from the pool.
+fn with_deflater<T>(f: impl FnOnce(&mut Compress) -> T) -> T {
+    let pooled = DEFLATERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    let mut c = match pooled {
+        Some(mut c) => {
+            c.reset();
+            c
+        }
+        None => Compress::new(Compression::default(), false),
+    };
+    let out = f(&mut c);
+    let mut pool = DEFLATERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pool.len() < DEFLATERS_MAX {
+        pool.push(c);
+    }
+    out
 }
 
 /// `data` as an independent deflate piece (fresh state, ended by a sync flush), and its
@@ -107,11 +130,7 @@ pub fn deflate_piece(data: &[u8]) -> (Bytes, u32) {
     if data.len() < DEFLATE_MIN {
         return (Bytes::from(stored(data)), adler);
     }
-    let out = DEFLATER.with(|c| {
-        let mut c = c.borrow_mut();
-        c.reset();
-        flushed(&mut c, data)
-    });
+    let out = with_deflater(|c| flushed(c, data));
     // A deflate piece can be larger than its input (incompressible data): stored then.
     if out.len() >= data.len() + 5 {
         return (Bytes::from(stored(data)), adler);
@@ -147,13 +166,11 @@ impl ChainForms {
                 before.resize(before.len() + p.width, 0);
                 before.extend_from_slice(&p.tail[1..]);
                 let region = vec![0u8; chain.width];
-                DEFLATER.with(|c| {
-                    let mut c = c.borrow_mut();
-                    c.reset();
-                    let _ = flushed(&mut c, &before);
-                    let h = flushed(&mut c, head);
-                    let _ = flushed(&mut c, &region);
-                    let t = flushed(&mut c, rest);
+                with_deflater(|c| {
+                    let _ = flushed(c, &before);
+                    let h = flushed(c, head);
+                    let _ = flushed(c, &region);
+                    let t = flushed(c, rest);
                     (Some(Bytes::from(h)), Some(Bytes::from(t)))
                 })
             }
@@ -333,7 +350,7 @@ impl Deflater {
 /// park wrongly; the odds are 2^-32 per read, and the cost a stream error.)
 pub struct Inflater {
     /// `None` while parked.
-    d: Option<Box<Decompress>>,
+    d: Option<Decompress>,
     /// The zlib header is behind us: a rebuilt inflater is raw.
     started: bool,
     /// The last bytes inflated, at most [`WINDOW`].
@@ -352,6 +369,36 @@ pub struct Inflater {
 
 /// Deflate's largest back-reference distance (RFC 1951 3.2.5).
 const WINDOW: usize = 32 * 1024;
+
+/// Parked inflaters' states kept for the next rebuild, process-wide: rebuilding on every
+/// stanza of every compressed client would otherwise allocate and free ~43 KiB each
+/// time, which fragments the heap until freed memory stays resident.
+static POOL: std::sync::Mutex<Vec<Decompress>> = std::sync::Mutex::new(Vec::new());
+/// States the pool keeps at most (~2.7 MiB).
+const POOL_MAX: usize = 64;
+
+fn pool_take(zlib_header: bool) -> Decompress {
+    let pooled = POOL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    match pooled {
+        Some(mut d) => {
+            d.reset(zlib_header);
+            d
+        }
+        None => Decompress::new(zlib_header),
+    }
+}
+
+fn pool_put(d: Decompress) {
+    let mut pool = POOL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pool.len() < POOL_MAX {
+        pool.push(d);
+    }
+}
 
 /// What a sync flush ends with: an empty stored block's LEN and NLEN.
 const SYNC_MARK: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -374,7 +421,7 @@ impl std::fmt::Debug for Inflater {
 impl Default for Inflater {
     fn default() -> Self {
         Inflater {
-            d: Some(Box::new(Decompress::new(true))),
+            d: Some(Decompress::new(true)),
             started: false,
             history: Vec::new(),
             tail: [0xff; 4],
@@ -414,8 +461,8 @@ impl Inflater {
     }
 
     /// A raw inflater whose window is `history` again.
-    fn rebuild(&self) -> Result<Box<Decompress>, StreamError> {
-        let mut d = Box::new(Decompress::new(!self.started));
+    fn rebuild(&self) -> Result<Decompress, StreamError> {
+        let mut d = pool_take(!self.started);
         if self.started {
             let replay = stored(&self.history);
             let mut sink = [0u8; INFLATE_STEP];
@@ -483,7 +530,9 @@ impl Inflater {
         }
         if !self.ended && !self.has_more() && self.tail == SYNC_MARK {
             // On a flush boundary with nothing waiting: park.
-            self.d = None;
+            if let Some(d) = self.d.take() {
+                pool_put(d);
+            }
             self.history.shrink_to_fit();
         }
         if used == 0 && made == 0 {
