@@ -19,7 +19,8 @@
 # (2048), MAX_ITEMS (256); CONNECT (idle connection counts, "10000 19000"); DEADLINE (900:
 # seconds after which one generator run gives up).
 # SCENARIOS picks from: connect-N (N in CONNECT), firehose-max, firehose-rate,
-# firehose-max-large, firehose-rate-large, feeds, firehose-max-zlib (XEP-0138 zlib on
+# firehose-max-large, firehose-rate-large, feeds, firehose-max-zlib and
+# firehose-max-large-zlib (XEP-0138 zlib on
 # every stream, for the servers in ZLIB_SERVERS: "hydrant ejabberd"; Prosody 0.12 ships
 # no stream compression), hostile (firehose-rate while attackers
 # run issue 8's attacks, ATTACK_CONNS=50 loops of each, from ATTACKERS=127.0.1.1-127.0.1.5,
@@ -81,7 +82,7 @@ DEADLINE=${DEADLINE:-900}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
-SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib hostile publishers subscribe-storm"}
+SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib firehose-max-large-zlib hostile publishers subscribe-storm"}
 RUNS_DIR=$ROOT/loadtest/runs
 # The focused runs and HISTORY.md, as the sections that end BENCHMARKS.md (before its
 # commands): written by a full run, or refreshed alone with RUNS_ONLY=1.
@@ -385,6 +386,7 @@ ARGS[firehose-rate]="firehose --users $SUBS --items $RATE_ITEMS --rate $RATE"
 ARGS[firehose-max-large]="firehose --users $LARGE_SUBS --items $LARGE_ITEMS --rate 0"
 ARGS[firehose-rate-large]="firehose --users $LARGE_SUBS --items $LARGE_RATE_ITEMS --rate $LARGE_RATE"
 ARGS[firehose-max-zlib]="firehose --users $SUBS --items $FIREHOSE_ITEMS --rate 0 --zlib"
+ARGS[firehose-max-large-zlib]="firehose --users $LARGE_SUBS --items $LARGE_ITEMS --rate 0 --zlib"
 ARGS[hostile]="hostile --users $SUBS --items $RATE_ITEMS --rate $RATE --attack-conns $ATTACK_CONNS --attacker-sources $ATTACKERS"
 ARGS[publishers]="publishers --publishers $PUBLISHERS --subscribers-per-node $PUB_SUBS --items $PUB_ITEMS --in-flight $PUB_IN_FLIGHT"
 ARGS[subscribe-storm]="subscribe-storm --users $STORM_USERS --concurrency $STORM_CONCURRENCY"
@@ -435,7 +437,7 @@ for scen in $SCENARIOS; do
 	esac
 	[ -n "${ARGS[$scen]:-}" ] || { echo "unknown scenario $scen" >&2; exit 1; }
 	servers=$SERVERS
-	if [ "$scen" = firehose-max-zlib ]; then
+	if [ "$scen" = firehose-max-zlib ] || [ "$scen" = firehose-max-large-zlib ]; then
 		servers=$(for s in $SERVERS; do case " $ZLIB_SERVERS " in *" $s "*) echo "$s" ;; esac; done)
 	elif [ "$scen" != feeds ] && [ "$scen" != hostile ] && [ "$scen" != publishers ] && [ "$scen" != subscribe-storm ]; then
 		echo "== limit (null server) for $scen"
@@ -549,6 +551,7 @@ titles = {
     "firehose-rate-large": "firehose, many subscribers, at a target rate",
     "feeds": "feeds (Zipf)",
     "firehose-max-zlib": "firehose with XEP-0138 zlib, as fast as acks allow",
+    "firehose-max-large-zlib": "firehose with XEP-0138 zlib, many subscribers, as fast as acks allow",
     "hostile": "hostile: firehose at a target rate while attackers run issue 8's attacks",
 }
 # Which attacks meet what on each server with the configs above.
@@ -764,7 +767,7 @@ for scen in scenarios:
         if extra:
             shape += f"; Zipf s={extra.get('zipf')}, most popular feed {extra.get('followers_of_most_popular')} followers, least {extra.get('followers_of_least_popular')}"
         L.append(shape + ".\n")
-    if scen == "firehose-max-zlib":
+    if scen.endswith("-zlib"):
         L.append("Only servers that offer stream compression (Prosody 0.12 ships no "
                  "mod_compression); compare with `firehose-max` above. Bytes on the wire per "
                  "notification, compressed vs inflated, as the generator's subscribers read them: "
@@ -777,7 +780,7 @@ for scen in scenarios:
         results = {s: r for s, r in results.items() if r}
     L.append("| server | notifications/s | latency p50 / p90 / p99 / max (ms) | loss (received/expected) | server CPU-s per 1,000 | server RSS after (MiB) | generator CPU-s per 1,000 | publishes/s |")
     L.append("|---|---:|---|---|---:|---:|---:|---:|")
-    for s in (results if scen == "firehose-max-zlib" else servers):
+    for s in (results if scen.endswith("-zlib") else servers):
         L.append(row(s, results[s], f"{s}-{scen}"))
     if limit:
         L.append(row("limit (null server)", limit))
@@ -793,7 +796,7 @@ for scen in scenarios:
         bc = min(((r.get("server_process") or {}).get("cpu_secs_per_1000") or 1e9, s) for s, r in others)
         if hc and bc[0] < 1e9:
             notes.append(f"CPU per notification: hydrant {hc:.4f} s/1000 vs best other ({bc[1]}) {bc[0]:.4f} s/1000 = **{hc / bc[0]:.2f}×**")
-    lim = limit or (None if scen == "firehose-max-zlib" else load("limit-firehose-max"))
+    lim = limit or (None if scen.endswith("-zlib") else load("limit-firehose-max"))
     if h and lim and lim["delivery"]["per_sec"] > 0:
         which = "" if limit else " (the firehose `limit`)"
         notes.append(f"hydrant / limit{which}: **{h['delivery']['per_sec'] / lim['delivery']['per_sec']:.0%}** of the null server's notifications/s")
@@ -820,6 +823,18 @@ for scen in scenarios:
     if h:
         d = h["delivery"]
         summary.append((f"zero loss: {titles.get(scen, scen)} ({h['subscribers']:,} subscribers)", f"{d['loss']:,} lost", d["loss"] == 0))
+        plain = load(f"hydrant-{scen[:-5]}") if scen.endswith("-zlib") else None
+        if plain and plain["delivery"]["per_sec"] > 0:
+            # The Compression issue's targets, against hydrant's plaintext run of the same shape.
+            r = d["per_sec"] / plain["delivery"]["per_sec"]
+            summary.append((f"zlib notifications/s ≥ 0.8× plaintext ({h['subscribers']:,} subscribers)", f"{r:.2f}×", r >= 0.8))
+            zc = (h.get("server_process") or {}).get("cpu_secs_per_1000")
+            pc = (plain.get("server_process") or {}).get("cpu_secs_per_1000")
+            if zc and pc:
+                summary.append((f"zlib server CPU per notification ≤ 1.25× plaintext ({h['subscribers']:,} subscribers)", f"{zc / pc:.2f}×", zc / pc <= 1.25))
+        if scen.endswith("-zlib") and h.get("wire"):
+            w = h["wire"]["ratio"]
+            summary.append((f"zlib bytes on the wire ≤ 0.3× plaintext ({h['subscribers']:,} subscribers)", f"{w:.2f}× ({h['wire']['compressed_bytes_per_notification']:.0f} of {h['wire']['plain_bytes_per_notification']:.0f} B)", w <= 0.3))
         if scen == "firehose-max-large":
             hc = (h.get("server_process") or {}).get("cpu_secs_per_1000")
             bc = [((r.get("server_process") or {}).get("cpu_secs_per_1000"), s) for s, r in results.items() if s != "hydrant" and r]
