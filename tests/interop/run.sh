@@ -13,8 +13,8 @@
 # Options:
 #   --only NAME[,NAME...]  run only these tests: check_config slixmpp_basic
 #                          cli_user_list sendxmpp profanity slixmpp_pubsub
-#                          aioxmpp_pubsub slixmpp_pep slixmpp_negative
-#                          restart
+#                          aioxmpp_pubsub slixmpp_pep slixmpp_zlib
+#                          slixmpp_negative restart
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d)
 #   --reference-prosody    run the same client tests against Debian's Prosody
@@ -36,7 +36,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsub aioxmpp_pubsub
-	slixmpp_pep slixmpp_negative restart)
+	slixmpp_pep slixmpp_zlib slixmpp_negative restart)
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -127,6 +127,8 @@ enabled = false
 listen = ["$XMPP_HOST:$XMPP_C2S_PORT"]
 direct_tls_listen = ["$XMPP_HOST:$XMPP_TLS_PORT"]
 require_tls = true
+# XEP-0138 for the clients that ask (slixmpp_zlib)
+compression = true
 
 [registration]
 enabled = true
@@ -292,11 +294,11 @@ fi
 # the admin CLI (bob's password through stdin, the others with --password).
 # alice/bob: slixmpp_basic, carol/dave: sendxmpp, erin/frank: profanity,
 # grace: slixmpp_negative, ps_*: slixmpp_pubsub, aiox_*: aioxmpp_pubsub,
-# pep_*: slixmpp_pep, rs_*: restart.
+# pep_*: slixmpp_pep, z_*: slixmpp_zlib, rs_*: restart.
 if ! { add_user bob "$PASSWORD" stdin &&
 	add_user carol "$PASSWORD" && add_user dave "$PASSWORD" &&
 	add_user erin "$PASSWORD" && add_user frank "$PASSWORD" && add_user grace "$PASSWORD" &&
-	add_users ps_a ps_b ps_c aiox_a aiox_b pep_a pep_b pep_c rs_a rs_b; }; then
+	add_users ps_a ps_b ps_c aiox_a aiox_b pep_a pep_b pep_c z_a z_b z_c rs_a rs_b; }; then
 	record user_add FAIL 0 "could not create accounts with the admin CLI"
 	print_summary
 	exit 1
@@ -350,6 +352,13 @@ run_test aioxmpp_pubsub aioxmpp_pubsub
 run_test slixmpp_pep "$PY" "$INTEROP_DIR/slixmpp_pep.py" \
 	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
 	--users pep_a,pep_b,pep_c --password "$PASSWORD" "${PYDEBUG[@]}"
+
+# XEP-0138 zlib (hydrant only: Prosody 0.12 ships no stream compression)
+if [ "$SERVER" = hydrant ]; then
+	run_test slixmpp_zlib "$PY" "$INTEROP_DIR/slixmpp_zlib.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users z_a,z_b,z_c --password "$PASSWORD" "${PYDEBUG[@]}"
+fi
 
 # last: refusals (duplicate registration, wrong password) and a login after
 # them; a server that breaks here cannot hide the results above.
