@@ -833,8 +833,8 @@ for scen in scenarios:
             if zc and pc:
                 summary.append((f"zlib server CPU per notification ≤ 1.25× plaintext ({h['subscribers']:,} subscribers)", f"{zc / pc:.2f}×", zc / pc <= 1.25))
         if scen.endswith("-zlib") and h.get("wire"):
-            w = h["wire"]["ratio"]
-            summary.append((f"zlib bytes on the wire ≤ 0.3× plaintext ({h['subscribers']:,} subscribers)", f"{w:.2f}× ({h['wire']['compressed_bytes_per_notification']:.0f} of {h['wire']['plain_bytes_per_notification']:.0f} B)", w <= 0.3))
+            wr = h["wire"]["ratio"]
+            summary.append((f"zlib bytes on the wire ≤ 0.3× plaintext ({h['subscribers']:,} subscribers)", f"{wr:.2f}× ({h['wire']['compressed_bytes_per_notification']:.0f} of {h['wire']['plain_bytes_per_notification']:.0f} B)", wr <= 0.3))
         if scen == "firehose-max-large":
             hc = (h.get("server_process") or {}).get("cpu_secs_per_1000")
             bc = [((r.get("server_process") or {}).get("cpu_secs_per_1000"), s) for s, r in results.items() if s != "hydrant" and r]
