@@ -206,6 +206,72 @@ async fn an_unreachable_peer_bounces_what_waited_for_it() {
     );
 }
 
+/// What waits for a peer is bounded in bytes (`[s2s] queue_bytes`): past it, a stanza is
+/// refused at once with `<resource-constraint/>` and the earlier ones keep waiting. The
+/// peer here accepts TCP and never says a word, so the stream stays in negotiation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waits_for_a_peer_is_bounded_in_bytes() {
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = mute.local_addr().expect("addr").port();
+    let extra = format!(
+        "[s2s]\n\
+         listen = [\"127.0.0.1:0\"]\n\
+         queue_bytes = 6000\n\
+         [s2s.overrides]\n\
+         \"mute.test\" = [\"127.0.0.1:{port}\"]\n"
+    );
+    let a = Server::start_domain("a.test", &extra).await;
+    let mut alice = online(&a, "alice").await;
+    let body = "x".repeat(2000);
+    for i in 0..4 {
+        alice
+            .send(&format!(
+                "<message to='carol@mute.test' type='chat' id='q{i}'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    let err = alice
+        .expect("a refusal", |e| {
+            e.name() == "message" && e.attr("type") == Some("error")
+        })
+        .await;
+    assert_eq!(
+        common::stanza_error(&err).as_deref(),
+        Some("resource-constraint"),
+        "{err}"
+    );
+    // The first ones fit (about 2 KB each against 6,000 bytes) and still wait.
+    let id = err.attr("id").unwrap_or_default();
+    assert!(id == "q2" || id == "q3", "{err}");
+    alice.sync().await;
+    alice.assert_none("a refusal of what fitted", |e| {
+        e.attr("type") == Some("error") && matches!(e.attr("id"), Some("q0" | "q1"))
+    });
+    drop(mute);
+}
+
+/// An inbound peer that opens a stream and never authenticates is closed with
+/// `<connection-timeout/>` when `negotiate_timeout_secs` is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_authenticates_is_timed_out() {
+    let a = Server::start_domain(
+        "a.test",
+        "[s2s]\nlisten = [\"127.0.0.1:0\"]\nrequire_tls = false\nnegotiate_timeout_secs = 1\n",
+    )
+    .await;
+    let mut p = RawPeer::connect(a.s2s.expect("s2s listener"), "b.test", "a.test").await;
+    let err = p
+        .next(|e| e.is("error", ns::STREAM))
+        .await
+        .expect("a stream error");
+    assert_eq!(
+        stream_error_condition(&err).as_deref(),
+        Some("connection-timeout"),
+        "{err}"
+    );
+    assert!(p.next(|_| false).await.is_none(), "then the stream ends");
+}
+
 /// A test CA and, per domain, a certificate it signed for the domain and its pubsub
 /// service (server and client use), written where the servers and test clients find them.
 struct Pki {
