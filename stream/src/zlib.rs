@@ -349,7 +349,7 @@ impl Deflater {
 /// point into. (Four bytes `00 00 ff ff` ending a read inside a compressed block would
 /// park wrongly; the odds are 2^-32 per read, and the cost a stream error.)
 pub struct Inflater {
-    /// `None` while parked.
+    /// `None` while parked (and before the first input).
     d: Option<Decompress>,
     /// The zlib header is behind us: a rebuilt inflater is raw.
     started: bool,
@@ -421,7 +421,8 @@ impl std::fmt::Debug for Inflater {
 impl Default for Inflater {
     fn default() -> Self {
         Inflater {
-            d: Some(Decompress::new(true)),
+            // Taken from the pool when the first input arrives (`rebuild`).
+            d: None,
             started: false,
             history: Vec::new(),
             tail: [0xff; 4],
