@@ -55,6 +55,9 @@ pub struct S2sConfig {
     /// there); 0: as fast as the socket takes it. `write_rate_by_domain` overrides it.
     pub write_bytes_per_sec: u64,
     pub write_rate_by_domain: std::collections::HashMap<String, u64>,
+    /// XEP-0138 zlib: offered to peers (on the encrypted stream, before dialback, and
+    /// after SASL EXTERNAL), and used when a peer offers it.
+    pub compression: bool,
 }
 
 impl S2sConfig {
@@ -102,6 +105,7 @@ impl Default for S2sConfig {
             deny: Vec::new(),
             write_bytes_per_sec: 0,
             write_rate_by_domain: std::collections::HashMap::new(),
+            compression: false,
         }
     }
 }

@@ -253,6 +253,12 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
                 b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>",
             );
         }
+        if self.compression_offered() {
+            // XEP-0138 (XEP-0170 order: after TLS, and before dialback or after SASL).
+            out.extend_from_slice(
+                b"<compression xmlns='http://jabber.org/features/compress'><method>zlib</method></compression>",
+            );
+        }
         if self.shared.cfg.allow_dialback && (self.tls || !self.shared.cfg.require_tls) {
             // XEP-0220 2.1 (stream feature, with error support).
             out.extend_from_slice(
@@ -283,6 +289,9 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
             return Err(StreamError::new(Cond::PolicyViolation)
                 .with_text("STARTTLS is required before anything else"));
         }
+        if el.is("compress", ns::COMPRESS) {
+            return self.compress(&el).await;
+        }
         if el.ns() == ns::DIALBACK {
             return self.dialback(&el, tx).map(|()| None);
         }
@@ -293,6 +302,47 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
             return Err(StreamError::new(Cond::UnsupportedStanzaType));
         }
         self.stanza(el).await.map(|()| None)
+    }
+
+    /// Whether XEP-0138 compression is offered now: on, not on already, past TLS (if
+    /// required), and either nothing authenticated yet or authenticated by SASL (whose
+    /// restart the compression restart follows): a dialback-authenticated stream is not
+    /// restarted, since its pairs would not survive a new stream.
+    fn compression_offered(&self) -> bool {
+        self.shared.cfg.compression
+            && !self.conn.is_compressed()
+            && (self.tls || !self.shared.cfg.require_tls)
+            && (!self.authenticated || self.external.is_some())
+    }
+
+    /// `<compress/>`: `<compressed/>`, then both directions compressed and a new stream
+    /// (XEP-0138 5), or `<failure/>` and the stream goes on as it was (XEP-0138 6).
+    async fn compress(&mut self, el: &Element) -> Result<Option<Next>, StreamError> {
+        let zlib = el
+            .children()
+            .any(|m| m.is("method", ns::COMPRESS) && m.text().trim() == "zlib");
+        if !self.compression_offered() || !zlib {
+            let why = if zlib {
+                "setup-failed"
+            } else {
+                "unsupported-method"
+            };
+            self.conn.send(format!(
+                "<failure xmlns='http://jabber.org/protocol/compress'><{why}/></failure>"
+            ));
+            return Ok(None);
+        }
+        self.conn
+            .send(&b"<compressed xmlns='http://jabber.org/protocol/compress'/>"[..]);
+        if self.conn.flush().await.is_err() {
+            return Ok(Some(Next::Done));
+        }
+        self.conn.start_compression();
+        self.conn.reader = StreamReader::new(self.shared.cfg.limits);
+        debug!(peer = ?self.peer_domain, "s2s inbound stream compressed (XEP-0138)");
+        metrics::counter!("hydrant_s2s_compressed_streams_total", "dir" => "in").increment(1);
+        crate::COMPRESSED_IN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(None)
     }
 
     /// Whether SASL EXTERNAL can be offered now: TLS with a client certificate that

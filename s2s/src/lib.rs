@@ -188,6 +188,21 @@ impl<B: S2sBackend> Shared<B> {
     }
 }
 
+/// Streams compressed with XEP-0138 since the process started, (inbound, outbound):
+/// process-wide, as the `hydrant_s2s_compressed_streams_total` counter (which tests in
+/// the same process cannot read).
+pub fn compressed_streams() -> (u64, u64) {
+    (
+        COMPRESSED_IN.load(std::sync::atomic::Ordering::Relaxed),
+        COMPRESSED_OUT.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+pub(crate) static COMPRESSED_IN: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+pub(crate) static COMPRESSED_OUT: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// The s2s service of one server.
 pub struct S2s<B> {
     shared: Arc<Shared<B>>,

@@ -119,24 +119,20 @@ pub(crate) async fn open<B>(
             }
             _ => return Err(Failure::Protocol("no stream features".into())),
         };
-        if tls {
-            return Ok(Opened {
+        if tls || (features.get_child("starttls", ns::TLS).is_none() && !cfg.require_tls) {
+            let mut opened = Opened {
                 conn,
                 stream_id,
                 features,
                 trusted,
-            });
+            };
+            if cfg.compression {
+                compress(&mut opened, local, remote, deadline).await?;
+            }
+            return Ok(opened);
         }
         if features.get_child("starttls", ns::TLS).is_none() {
-            if cfg.require_tls {
-                return Err(Failure::Policy("the peer offers no STARTTLS".into()));
-            }
-            return Ok(Opened {
-                conn,
-                stream_id,
-                features,
-                trusted,
-            });
+            return Err(Failure::Policy("the peer offers no STARTTLS".into()));
         }
         // RFC 6120 5.4.2: <starttls/>, then <proceed/>, then the handshake and a restart.
         conn.send(&b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"[..]);
@@ -153,6 +149,65 @@ pub(crate) async fn open<B>(
         tls = true;
         trusted = ok;
     }
+}
+
+/// XEP-0138 as the initiating server, when the peer offers zlib: `<compress/>`, then
+/// both directions compressed and a new stream whose id and features replace the old
+/// ones. A `<failure/>` leaves the stream as it was.
+pub(crate) async fn compress(
+    opened: &mut Opened,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    let zlib = opened
+        .features
+        .get_child("compression", ns::COMPRESS_FEATURE)
+        .is_some_and(|c| {
+            c.children()
+                .any(|m| m.name() == "method" && m.text().trim() == "zlib")
+        });
+    if !zlib || opened.conn.is_compressed() {
+        return Ok(());
+    }
+    let conn = &mut opened.conn;
+    conn.send(
+        &b"<compress xmlns='http://jabber.org/protocol/compress'><method>zlib</method></compress>"
+            [..],
+    );
+    match next_event(conn, deadline).await? {
+        StreamEvent::Stanza(el) if el.is("compressed", ns::COMPRESS) => {}
+        StreamEvent::Stanza(el) if el.is("failure", ns::COMPRESS) => {
+            debug!(%remote, "the peer refused compression: {el}");
+            return Ok(());
+        }
+        _ => return Err(Failure::Protocol("no answer to <compress/>".into())),
+    }
+    conn.start_compression();
+    conn.reader.restart();
+    conn.send(initiating_header(local, remote));
+    let StreamEvent::Open(header) = next_event(conn, deadline).await? else {
+        return Err(Failure::Protocol(
+            "no stream header after compression".into(),
+        ));
+    };
+    let Some(stream_id) = header.id().map(str::to_owned) else {
+        return Err(Failure::Protocol("no stream id".into()));
+    };
+    let features = match next_event(conn, deadline).await? {
+        StreamEvent::Stanza(el) if el.is("features", ns::STREAM) => el,
+        _ => {
+            return Err(Failure::Protocol(
+                "no stream features after compression".into(),
+            ));
+        }
+    };
+    opened.stream_id = stream_id;
+    opened.features = features;
+    debug!(%remote, "s2s outbound stream compressed (XEP-0138)");
+    metrics::counter!("hydrant_s2s_compressed_streams_total", "dir" => "out").increment(1);
+    crate::COMPRESSED_OUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// The client side of the TLS handshake, then the trust decision for `remote`.

@@ -452,6 +452,10 @@ async fn external<B>(
     match next_event(&mut opened.conn, deadline).await? {
         StreamEvent::Stanza(el) if el.is("features", ns::STREAM) => {
             opened.features = el;
+            // XEP-0170: a peer may offer compression only now, after SASL.
+            if shared.cfg.compression {
+                crate::open::compress(opened, &peer.local, &peer.remote, deadline).await?;
+            }
             Ok(())
         }
         _ => Err(Failure::Protocol("no stream features after SASL".into())),

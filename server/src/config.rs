@@ -460,6 +460,8 @@ pub struct S2sSection {
     pub write_bytes_per_sec: u64,
     /// Per-domain write pacing, overriding `write_bytes_per_sec`: `"example.org" = 30000`.
     pub write_rate: std::collections::BTreeMap<String, u64>,
+    /// XEP-0138 zlib with peers that offer or accept it (README, "Compression").
+    pub compression: bool,
 }
 
 impl Default for S2sSection {
@@ -489,6 +491,7 @@ impl Default for S2sSection {
             deny: Vec::new(),
             write_bytes_per_sec: 0,
             write_rate: std::collections::BTreeMap::new(),
+            compression: false,
         }
     }
 }

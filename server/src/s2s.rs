@@ -173,6 +173,7 @@ pub fn start(cfg: &Config, router: &Arc<Router>) -> anyhow::Result<Option<S2s<Ba
         allow: c.allow.iter().map(|d| d.0.clone()).collect(),
         deny: c.deny.iter().map(|d| d.0.clone()).collect(),
         write_bytes_per_sec: c.write_bytes_per_sec,
+        compression: c.compression,
         write_rate_by_domain: c
             .write_rate
             .iter()

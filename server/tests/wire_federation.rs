@@ -206,6 +206,72 @@ async fn an_unreachable_peer_bounces_what_waited_for_it() {
     );
 }
 
+/// XEP-0138 between two hydrants (`[s2s] compression = true` on both): the outbound
+/// side negotiates zlib on the encrypted stream before dialback, and messages, a pubsub
+/// notification for several subscribers (XEP-0033 multicast) and the answers cross
+/// compressed both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_federate_compressed() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Server::start_domain("a.test", &s2s_with(pa, "b.test", pb, "compression = true")).await;
+    let b = Server::start_domain("b.test", &s2s_with(pb, "a.test", pa, "compression = true")).await;
+    let mut alice = online(&a, "alice").await;
+    let mut bob = online(&b, "bob").await;
+    let mut carol = online(&b, "carol").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='z1'><body>squeezed</body></message>")
+        .await;
+    bob.expect("alice's message", message_from("alice@a.test/phone"))
+        .await;
+    bob.send("<message to='alice@a.test/phone' type='chat' id='z2'><body>back</body></message>")
+        .await;
+    alice
+        .expect("bob's answer", message_from("bob@b.test/phone"))
+        .await;
+    let res = alice
+        .iq(
+            "set",
+            Some("pubsub.a.test"),
+            &format!("<pubsub xmlns='{}'><create node='z'/></pubsub>", ns::PUBSUB),
+        )
+        .await;
+    assert_result(&res, "create");
+    for c in [&mut bob, &mut carol] {
+        let jid = c.jid.clone();
+        let res = c
+            .iq(
+                "set",
+                Some("pubsub.a.test"),
+                &format!(
+                    "<pubsub xmlns='{}'><subscribe node='z' jid='{jid}'/></pubsub>",
+                    ns::PUBSUB
+                ),
+            )
+            .await;
+        assert_result(&res, "subscribe across");
+    }
+    publish(
+        &mut alice,
+        "pubsub.a.test",
+        "z",
+        "z1",
+        &entry("compressed item"),
+    )
+    .await;
+    for c in [&mut bob, &mut carol] {
+        c.expect("the notification", |e| {
+            message_from("pubsub.a.test")(e) && e.to_string().contains("compressed item")
+        })
+        .await;
+    }
+    // Each server compressed its outbound streams and accepted the other's.
+    let (inbound, outbound) = hydrant_s2s::compressed_streams();
+    assert!(
+        inbound >= 2 && outbound >= 2,
+        "in {inbound}, out {outbound}"
+    );
+}
+
 /// What waits for a peer is bounded in bytes (`[s2s] queue_bytes`): past it, a stanza is
 /// refused at once with `<resource-constraint/>` and the earlier ones keep waiting. The
 /// peer here accepts TCP and never says a word, so the stream stays in negotiation.
