@@ -339,7 +339,7 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
         }
         self.conn.start_compression();
         self.conn.reader = StreamReader::new(self.shared.cfg.limits);
-        debug!(peer = ?self.peer_domain, "s2s inbound stream compressed (XEP-0138)");
+        tracing::info!(peer = ?self.peer_domain, "s2s inbound stream compressed (XEP-0138)");
         metrics::counter!("hydrant_s2s_compressed_streams_total", "dir" => "in").increment(1);
         crate::COMPRESSED_IN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(None)

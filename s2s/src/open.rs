@@ -204,7 +204,7 @@ pub(crate) async fn compress(
     };
     opened.stream_id = stream_id;
     opened.features = features;
-    debug!(%remote, "s2s outbound stream compressed (XEP-0138)");
+    tracing::info!(%local, %remote, "s2s outbound stream compressed (XEP-0138)");
     metrics::counter!("hydrant_s2s_compressed_streams_total", "dir" => "out").increment(1);
     crate::COMPRESSED_OUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(())

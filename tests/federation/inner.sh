@@ -90,6 +90,10 @@ expect_log "$W/ejabberd/log/ejabberd.log" 1 "Accepted inbound s2s EXTERNAL authe
 	"ejabberd authenticated hydrant.test with SASL EXTERNAL"
 expect_log "$W/ejabberd/log/ejabberd.log" 1 "Accepted outbound s2s EXTERNAL authentication ejabberd.test -> hydrant.test" \
 	"hydrant authenticated ejabberd.test with SASL EXTERNAL"
+# ejabberd offers XEP-0138 after SASL EXTERNAL (s2s_zlib): hydrant's streams to it
+# are compressed from then on, and every check above ran over them.
+expect_log "$W/hydrant/log" 1 "s2s outbound stream compressed.*ejabberd.test" \
+	"hydrant's streams to ejabberd.test are compressed (XEP-0138, after SASL EXTERNAL)"
 
 echo "=== phase 2: hydrant does not trust the peers' CA (Server Dialback) ==="
 kill "$HPID"; wait "$HPID" 2>/dev/null || true
@@ -104,6 +108,7 @@ expect_log "$W/ejabberd/log/ejabberd.log" "$E_FROM" "Accepted outbound s2s dialb
 	"hydrant authenticated ejabberd.test with dialback"
 expect_log "$W/prosody/prosody.log" "$P_FROM" "Incoming s2s connection hydrant.test->prosody.test complete" \
 	"Prosody accepted hydrant.test again"
+
 if tail -n +"$P_FROM" "$W/prosody/prosody.log" | grep -q "Accepting SASL EXTERNAL identity from hydrant.test"; then
 	echo "FAIL: Prosody still used SASL EXTERNAL with hydrant in phase 2"; rc=1
 fi

@@ -152,6 +152,8 @@ listen:
     ip: "127.0.0.3"
     module: ejabberd_s2s_in
 s2s_use_starttls: optional
+# XEP-0138 offered to peers (after SASL EXTERNAL: phase 1 checks hydrant uses it).
+s2s_zlib: true
 outgoing_s2s_families:
   - ipv4
 outgoing_s2s_ipv4_address: "127.0.0.3"
@@ -217,6 +219,8 @@ direct_tls_listen = []
 listen = ["127.0.0.4:15269"]
 resolver = "127.0.0.53:53"
 give_up_after_secs = 20
+# XEP-0138 with peers that offer it: ejabberd (s2s_zlib) does after SASL EXTERNAL.
+compression = true
 CFG
 # Phase 1 trusts the test CA (SASL EXTERNAL both ways); phase 2 does not, so hydrant
 # neither offers nor uses EXTERNAL with the peers and every stream falls back to dialback.
