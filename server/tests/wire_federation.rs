@@ -6,29 +6,10 @@
 
 mod common;
 
-use common::federation::{free_port, message_from, online};
+use common::federation::{free_port, message_from, online, s2s, s2s_with};
 use common::pubsub::{PW, assert_result, entry, publish};
 use common::{Server, presence};
 use hydrant_proto::{Element, ns};
-
-/// `[s2s]` for a server listening on `port` that finds `other` (and its pubsub service)
-/// on `other_port`.
-fn s2s(port: u16, other: &str, other_port: u16) -> String {
-    s2s_with(port, other, other_port, "")
-}
-
-/// [`s2s`] with more `[s2s]` keys (one per line).
-fn s2s_with(port: u16, other: &str, other_port: u16, keys: &str) -> String {
-    format!(
-        "[s2s]\n\
-         listen = [\"127.0.0.1:{port}\"]\n\
-         negotiate_timeout_secs = 10\n\
-         {keys}\n\
-         [s2s.overrides]\n\
-         \"{other}\" = [\"127.0.0.1:{other_port}\"]\n\
-         \"pubsub.{other}\" = [\"127.0.0.1:{other_port}\"]\n"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_exchange_messages_subscriptions_and_pubsub_events() {

@@ -6,23 +6,12 @@
 mod common;
 
 use common::caps::{announce_caps, answer_caps_query, caps_query, caps_ver};
-use common::federation::{free_port, online};
+use common::federation::{free_port, online, s2s};
 use common::pubsub::{entry, publish};
 use common::{Server, befriend};
 use hydrant_proto::{Element, ns};
 
 const NODE: &str = "urn:example:mood";
-
-/// `[s2s]` for a server listening on `port` that finds `other` on `other_port`.
-fn s2s(port: u16, other: &str, other_port: u16) -> String {
-    format!(
-        "[s2s]\n\
-         listen = [\"127.0.0.1:{port}\"]\n\
-         negotiate_timeout_secs = 10\n\
-         [s2s.overrides]\n\
-         \"{other}\" = [\"127.0.0.1:{other_port}\"]\n"
-    )
-}
 
 /// A PEP event of `NODE` from `from` carrying item `id`.
 fn event(from: &str, id: &str) -> impl Fn(&Element) -> bool + use<> {

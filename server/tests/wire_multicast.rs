@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::federation::{free_port, message_from, online};
+use common::federation::{free_port, message_from, online, s2s};
 use common::pubsub::{assert_result, entry, publish};
 use common::{Client, Server, stanza_error};
 use hydrant_proto::{Element, ns};
@@ -213,19 +213,6 @@ async fn a_multicast_request_it_cannot_serve_whole_is_refused_whole() {
     )
     .await;
     assert_eq!(cond, "service-unavailable");
-}
-
-/// `[s2s]` for a server listening on `port` that finds `other` (and its pubsub service)
-/// on `other_port`.
-fn s2s(port: u16, other: &str, other_port: u16) -> String {
-    format!(
-        "[s2s]\n\
-         listen = [\"127.0.0.1:{port}\"]\n\
-         negotiate_timeout_secs = 10\n\
-         [s2s.overrides]\n\
-         \"{other}\" = [\"127.0.0.1:{other_port}\"]\n\
-         \"pubsub.{other}\" = [\"127.0.0.1:{other_port}\"]\n"
-    )
 }
 
 /// The item id of a pubsub notification, if it is one.

@@ -86,20 +86,27 @@ impl Router {
         else {
             return true;
         };
-        let notify: Arc<[String]> = q
-            .children()
-            .filter(|f| f.is("feature", ns::DISCO_INFO))
-            .filter_map(|f| f.attr("var")?.strip_suffix("+notify").map(str::to_owned))
-            .collect();
-        if verify_caps(q, &ver) {
-            self.caps_cache.insert(&ver, Arc::clone(&notify));
-        }
+        let notify = self.learn_caps(q, &ver);
         st.caps_ver = Some(ver);
         st.notify = Some(notify);
         st.pep_seen.get_or_insert_with(Box::default);
         drop(st);
         self.spawn_pep_last_items(me);
         true
+    }
+
+    /// The `+notify` nodes of a disco#info answer for `ver`, cached when the answer's
+    /// hash verifies (XEP-0115 5); an unverifiable answer applies to its asker only.
+    pub(crate) fn learn_caps(&self, q: &Element, ver: &str) -> Arc<[String]> {
+        let notify: Arc<[String]> = q
+            .children()
+            .filter(|f| f.is("feature", ns::DISCO_INFO))
+            .filter_map(|f| f.attr("var")?.strip_suffix("+notify").map(str::to_owned))
+            .collect();
+        if verify_caps(q, ver) {
+            self.caps_cache.insert(ver, Arc::clone(&notify));
+        }
+        notify
     }
 
     fn spawn_pep_last_items(&self, me: &Arc<LocalSession>) {
@@ -263,7 +270,7 @@ fn newer(
 
 /// XEP-0115 section 5.1: the verification string of a disco#info result, hashed with
 /// SHA-1 and base64-encoded, must equal `ver`.
-pub(crate) fn verify_caps(q: &Element, ver: &str) -> bool {
+fn verify_caps(q: &Element, ver: &str) -> bool {
     let mut identities: Vec<String> = q
         .children()
         .filter(|c| c.is("identity", ns::DISCO_INFO))

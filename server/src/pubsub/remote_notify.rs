@@ -160,14 +160,7 @@ impl Router {
         else {
             return true;
         };
-        let notify: Arc<[String]> = q
-            .children()
-            .filter(|f| f.is("feature", ns::DISCO_INFO))
-            .filter_map(|f| f.attr("var")?.strip_suffix("+notify").map(str::to_owned))
-            .collect();
-        if super::pep::verify_caps(q, &ver) {
-            self.caps_cache.insert(&ver, Arc::clone(&notify));
-        }
+        let notify = self.learn_caps(q, &ver);
         if let Some(mut list) = self.remote_notify.by_user.get_mut(user)
             && let Some(r) = list.iter_mut().find(|r| r.jid == full && r.ver == ver)
         {
