@@ -53,6 +53,8 @@ pub const FEATURES: &[&str] = pubsub_features!(
     "retrieve-default-sub",
     "retrieve-items",
     "retrieve-subscriptions",
+    // XEP-0060 6.5.4: items requests page with RSM (XEP-0059).
+    "rsm",
     "subscribe",
     "subscription-notifications",
     "subscription-options",

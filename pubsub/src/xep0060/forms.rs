@@ -263,8 +263,9 @@ fn field_meta(var: &str) -> (&'static str, &'static str, Vec<&'static str>) {
             "Who may subscribe and retrieve items",
             AccessModel::ALL.iter().map(|a| a.as_str()).collect(),
         ),
+        // XEP-0060 16.4.4 (pubsub#node_config registry): list-multi.
         "pubsub#roster_groups_allowed" => {
-            ("text-multi", "Roster groups allowed to subscribe", vec![])
+            ("list-multi", "Roster groups allowed to subscribe", vec![])
         }
         "pubsub#publish_model" => (
             "list-single",
@@ -307,7 +308,13 @@ pub fn config_form(config: &NodeConfig, kind: &str) -> Element {
         .with_attr("type", kind)
         .with_child(hidden_form_type(NODE_CONFIG));
     for (var, values) in config_values(config) {
-        let (t, label, options) = field_meta(var);
+        let (t, label, mut options) = field_meta(var);
+        if var == "pubsub#roster_groups_allowed" {
+            // XEP-0060's registry types it list-multi, whose options are the owner's
+            // roster groups; the node knows the groups it names, which are offered so
+            // that a typed form accepts the current value.
+            options.extend(values.iter().map(String::as_str));
+        }
         let (label, options): (&str, &[&str]) = if kind == "form" {
             (label, &options)
         } else {
