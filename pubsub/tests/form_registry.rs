@@ -112,6 +112,27 @@ fn the_metadata_form_types_every_field_as_the_registry_does() {
     check(&forms::meta_data_form(&meta), META_DATA, false);
 }
 
+/// XEP-0313 (urn:xmpp:mam:2) 5.1 and the #extended fields (XEP-0313 6, XEP-0442).
+const MAM: &[(&str, &str)] = &[
+    ("with", "jid-single"),
+    ("start", "text-single"),
+    ("end", "text-single"),
+    ("before-id", "text-single"),
+    ("after-id", "text-single"),
+    // XEP-0313 6.2: list-multi with an open xdata-validate (any id may be given).
+    ("ids", "list-multi"),
+];
+
+#[test]
+fn the_archive_query_form_types_every_field_as_xep_0313_does() {
+    let query = hydrant_pubsub::xep0313::form();
+    let x = query
+        .get_child("x", ns::DATA_FORMS)
+        .expect("the query carries its form");
+    // The `ids` list is open (no options): values are not checked against options.
+    check(x, MAM, false);
+}
+
 fn fields(x: &Element) -> Vec<&Element> {
     x.children()
         .filter(|f| f.is("field", ns::DATA_FORMS) && f.attr("var") != Some("FORM_TYPE"))
