@@ -69,4 +69,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The session ended (stream closed, error, or replaced).
     fn unbind(&self, session: &SessionInfo) -> impl Future<Output = ()> + Send;
+
+    /// After [`Backend::unbind`] of a session with XEP-0198 stream management: stanzas
+    /// sent to it that the client never acknowledged, and what was still queued, oldest
+    /// first (pubsub notifications left out). The server stores or bounces them as if
+    /// they had arrived now for a resource that is gone (RFC 6121 8.5.3.2, 8.5.2).
+    fn undelivered(
+        &self,
+        session: &SessionInfo,
+        stanzas: Vec<hydrant_proto::Element>,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (session, stanzas);
+        async {}
+    }
 }

@@ -61,6 +61,19 @@ pub struct C2sConfig {
     pub extra_features: Vec<hydrant_proto::Element>,
     /// Offer XEP-0138 zlib compression after authentication.
     pub compression: bool,
+    /// Offer XEP-0198 stream management after authentication.
+    pub stream_management: bool,
+    /// How long a stream-managed session whose connection broke waits for its client to
+    /// resume it; zero: no resumption.
+    pub sm_resume_timeout: Duration,
+    /// Bytes of sent, unacknowledged stanzas a session may hold for a resend; past it the
+    /// client is a slow consumer.
+    pub sm_max_unacked_bytes: usize,
+    /// An ack request (`<r/>`) after this many stanzas.
+    pub sm_request_every: u32,
+    /// An ack request once the stream has been quiet this long with stanzas not asked
+    /// about yet.
+    pub sm_request_after: Duration,
 }
 
 impl C2sConfig {
@@ -96,6 +109,11 @@ impl C2sConfig {
             max_connections: 19_000,
             extra_features: Vec::new(),
             compression: false,
+            stream_management: true,
+            sm_resume_timeout: Duration::from_secs(300),
+            sm_max_unacked_bytes: 1 << 20,
+            sm_request_every: 16,
+            sm_request_after: Duration::from_secs(2),
         }
     }
 }

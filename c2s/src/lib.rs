@@ -20,6 +20,7 @@ mod config;
 mod listener;
 mod negotiate;
 mod session;
+mod sm;
 mod stream;
 mod throttle;
 

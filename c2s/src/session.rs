@@ -16,6 +16,16 @@ where
 {
     pub(crate) async fn on_bound_element(&mut self, el: Element) {
         let info = self.bound.clone().expect("called only when bound");
+        if el.ns() == hydrant_stream::sm::NS {
+            return self.on_sm_element(&el);
+        }
+        if let Some(sm) = self.conn.sm_mut()
+            && matches!(el.name(), "message" | "presence" | "iq")
+        {
+            // XEP-0198 4: every stanza received counts as handled once processed;
+            // stanzas are processed in order, so an <a/> answered later covers it.
+            sm.handled();
+        }
         let mut stanza = match Stanza::parse(el, ns::CLIENT) {
             Ok(s) => s,
             // RFC 6120 4.9.3.24: a first-level element that is not a stanza.

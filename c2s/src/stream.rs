@@ -34,6 +34,8 @@ pub struct Shared<B> {
     /// Per-address connection rate and unauthenticated-connection caps.
     pub(crate) admission: Arc<Admission>,
     next_session: AtomicU64,
+    /// XEP-0198 sessions that may be resumed.
+    pub(crate) resumable: crate::sm::Registry,
     /// Key for the fake SCRAM salts of unknown users, so probing cannot tell them apart.
     pub(crate) fake_salt_key: [u8; 32],
 }
@@ -48,6 +50,7 @@ impl<B: Backend> Shared<B> {
             backend,
             throttle: AuthThrottle::default(),
             next_session: AtomicU64::new(1),
+            resumable: crate::sm::Registry::default(),
             fake_salt_key,
         })
     }
@@ -97,6 +100,10 @@ pub(crate) struct Stream<'a, S, B> {
     header_wait_since: Instant,
     /// Counts this connection against its address until it authenticates.
     preauth: Option<PreauthGuard>,
+    /// XEP-0198: this session may be resumed after its connection breaks.
+    pub(crate) resume: Option<Box<crate::sm::Slot>>,
+    /// The connection broke while the session was resumable: wait for the client.
+    hibernating: bool,
 }
 
 impl<'a, S, B> Stream<'a, S, B>
@@ -132,6 +139,8 @@ where
             auth_deadline: accepted + shared.cfg.auth_timeout,
             header_wait_since: Instant::now(),
             preauth,
+            resume: None,
+            hibernating: false,
         }
     }
 
@@ -154,6 +163,7 @@ where
                 Io(Io),
                 Timer,
                 Shutdown,
+                Takeover(Option<crate::sm::Takeover>),
             }
             // A cooperative yield point: however much input is buffered, one connection
             // never keeps a worker thread from the others.
@@ -163,6 +173,9 @@ where
                 io = poll_fn(|cx| self.conn.poll_next(cx)) => Wake::Io(io),
                 () = sleep_until(deadline) => Wake::Timer,
                 () = shutdown.cancelled(), if !self.closing.is_closing() => Wake::Shutdown,
+                t = crate::sm::next_takeover(&mut self.resume), if self.resume.is_some() => {
+                    Wake::Takeover(t)
+                }
             };
             match wake {
                 Wake::Timer => {
@@ -172,6 +185,12 @@ where
                 }
                 Wake::Shutdown => {
                     self.stream_error(StreamError::new(Cond::SystemShutdown));
+                }
+                Wake::Takeover(t) => {
+                    // Another stream resumes this session (XEP-0198 5).
+                    if let Some(t) = t {
+                        self.hand_over(t, true);
+                    }
                 }
                 Wake::Io(Io::Event(ev)) => {
                     if self.closing.is_closing() {
@@ -230,10 +249,14 @@ where
                 }
                 Wake::Io(Io::Failed(e)) => {
                     debug!(peer = %self.peer, error = %e, "connection failed");
+                    self.hibernating = self.resumable() && !self.closing.is_closing();
                     break Exit::Done;
                 }
                 Wake::Io(Io::Eof) => {
                     debug!(peer = %self.peer, "peer closed the connection");
+                    // Without our closing tag first, a TCP close is a broken connection,
+                    // not the end of the session (XEP-0198 5).
+                    self.hibernating = self.resumable() && !self.closing.is_closing();
                     break Exit::Done;
                 }
                 Wake::Io(Io::Closed) => {
@@ -245,9 +268,19 @@ where
                 }
             }
         };
+        if self.hibernating {
+            let waiting = Box::pin(self.hibernate(shutdown));
+            if waiting.await {
+                // Another stream carries the session on.
+                return exit;
+            }
+        }
         if let Some(info) = self.bound.take() {
             let unbind = Box::pin(self.shared.backend.unbind(&info));
             unbind.await;
+            // After the unbind, so what is returned is not routed back to this session.
+            let end = Box::pin(self.sm_end(&info));
+            end.await;
         }
         exit
     }
@@ -259,11 +292,16 @@ where
         if self.bound.is_none() {
             return self.preauth_deadline();
         }
-        self.liveness.deadline(
+        let live = self.liveness.deadline(
             &self.liveness_cfg(),
             self.conn.last_read,
             self.conn.last_write,
-        )
+        );
+        if self.conn.sm_unrequested() > 0 {
+            // Stanzas not yet asked about: an <r/> once the stream has been quiet.
+            return live.min(self.conn.last_write + self.cfg().sm_request_after);
+        }
+        live
     }
 
     fn liveness_cfg(&self) -> LivenessConfig {
@@ -303,11 +341,22 @@ where
             }
             return false;
         }
+        if self.conn.sm_unrequested() > 0
+            && now >= self.conn.last_write + self.cfg().sm_request_after
+        {
+            self.conn.request_ack();
+        }
         let cfg = self.liveness_cfg();
         let due = self
             .liveness
             .on_timer(&cfg, now, self.conn.last_read, self.conn.last_write);
         if due.timed_out {
+            if self.resumable() {
+                // A dead connection of a resumable session: the session waits for its
+                // client rather than ending (XEP-0198 5).
+                self.hibernating = true;
+                return true;
+            }
             self.stream_error(StreamError::new(Cond::ConnectionTimeout));
             return false;
         }
@@ -333,9 +382,10 @@ where
         self.liveness.ping_sent(Instant::now());
     }
 
-    /// Serialises an element into the stream (default namespace jabber:client).
+    /// Serialises an element into the stream (default namespace jabber:client); a
+    /// stanza goes as one, so stream management counts it.
     pub(crate) fn send_element(&self, el: &Element) {
-        self.conn.send(el.to_bytes(ns::CLIENT));
+        let _ = self.conn.outbox.push(hydrant_stream::Frame::element(el));
     }
 
     fn on_open(&mut self, h: &StreamHeader) {

@@ -115,6 +115,19 @@ pub struct C2sSection {
     /// Offer XEP-0138 zlib stream compression to authenticated clients (README:
     /// "Compression" for what it costs and the security note).
     pub compression: bool,
+    /// Offer XEP-0198 stream management (acks and resumption) to bound sessions.
+    pub stream_management: bool,
+    /// Seconds a stream-managed session whose connection broke waits for its client to
+    /// resume it (it stays online meanwhile; what is routed to it is queued, within
+    /// `outbound_queue_bytes`). 0: acks only, no resumption.
+    pub sm_resume_timeout_secs: u64,
+    /// Bytes of sent stanzas a stream-managed session keeps until the client
+    /// acknowledges them; past it the client is a slow consumer (`<policy-violation/>`).
+    pub sm_max_unacked_bytes: NonZeroUsize,
+    /// The server asks for an acknowledgement (`<r/>`) after this many stanzas...
+    pub sm_request_every: NonZeroU32,
+    /// ...or after this many milliseconds without output while stanzas are unasked.
+    pub sm_request_after_ms: NonZeroU64,
     /// Failed SASL attempts on one stream before it is closed (RFC 6120 6.4.5: 2 to 5).
     pub max_auth_failures: NonZeroU32,
     /// Sessions (bound resources) one account may have at once; another bind gets
@@ -155,6 +168,11 @@ impl Default for C2sSection {
             outbound_queue_bytes: nz(1 << 20),
             max_connections: nz(19_000),
             compression: false,
+            stream_management: true,
+            sm_resume_timeout_secs: 300,
+            sm_max_unacked_bytes: nz(1 << 20),
+            sm_request_every: nz32(16),
+            sm_request_after_ms: nz64(2000),
             max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
             max_sessions_per_account: nz(10),
             auth_failure_max_delay_secs: 10,

@@ -112,6 +112,11 @@ pub async fn serve(
     c2s.whitespace_keepalive = Duration::from_secs(c.whitespace_keepalive_secs.get());
     c2s.outbound_queue_bytes = c.outbound_queue_bytes.get();
     c2s.compression = c.compression;
+    c2s.stream_management = c.stream_management;
+    c2s.sm_resume_timeout = Duration::from_secs(c.sm_resume_timeout_secs);
+    c2s.sm_max_unacked_bytes = c.sm_max_unacked_bytes.get();
+    c2s.sm_request_every = c.sm_request_every.get();
+    c2s.sm_request_after = Duration::from_millis(c.sm_request_after_ms.get());
     c2s.max_connections = c.max_connections.get();
     c2s.max_auth_failures = c.max_auth_failures.get();
     c2s.auth_failure_max_delay = Duration::from_secs(c.auth_failure_max_delay_secs);

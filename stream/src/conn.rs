@@ -13,6 +13,7 @@ use std::task::{Context, Poll, ready};
 use crate::frame::Frame;
 use crate::outbox::{Drained, Outbox};
 use crate::pace::Pace;
+use crate::sm::Sm;
 use bytes::Bytes;
 use hydrant_proto::{StreamError, StreamEvent, StreamReader};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -61,6 +62,11 @@ pub struct Conn<S> {
     /// XEP-0138 zlib in both directions, once negotiated (boxed: most streams never
     /// compress, and an idle connection's size is what limits how many fit).
     zlib: Option<Box<Zlib>>,
+    /// XEP-0198 counters and the stanzas awaiting the peer's acknowledgement, once the
+    /// stream enabled it (boxed: an idle connection's size is what limits how many fit).
+    sm: Option<Box<Sm>>,
+    /// The resend queue went past its limit and that was reported once.
+    sm_overflowed: bool,
 }
 
 /// A compressed stream's state: the running checksum of what was written, and the
@@ -88,6 +94,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             last_read: now,
             last_write: now,
             zlib: None,
+            sm: None,
+            sm_overflowed: false,
+        }
+    }
+
+    /// Turns XEP-0198 counting on: `enabled` (the `<enabled/>` element) is written after
+    /// everything queued so far and before anything queued later, and only stanzas after
+    /// it are counted, as the peer counts them (XEP-0198 4).
+    pub fn enable_sm(&mut self, sm: Sm, enabled: Bytes) {
+        let mut frames = Vec::new();
+        self.outbox.drain_now(&mut frames);
+        frames.push(Frame::Raw(enabled));
+        self.stage(frames);
+        self.sm = Some(Box::new(sm));
+    }
+
+    /// Continues a session on this connection (XEP-0198 5): what this stream had queued,
+    /// then `resumed` (the `<resumed/>` element), then the session's unacknowledged
+    /// stanzas again, then whatever the session's `outbox` collected meanwhile.
+    pub fn resume(&mut self, outbox: Arc<Outbox>, sm: Box<Sm>, resumed: Bytes) {
+        let mut frames = Vec::new();
+        self.outbox.drain_now(&mut frames);
+        frames.push(Frame::Raw(resumed));
+        frames.extend(sm.unacked().cloned());
+        self.stage(frames);
+        self.outbox = outbox;
+        self.sm = Some(sm);
+        self.sm_overflowed = false;
+    }
+
+    /// The stream-management state, taken away (a session moving to another connection,
+    /// or ending).
+    pub fn take_sm(&mut self) -> Option<Box<Sm>> {
+        self.sm.take()
+    }
+
+    /// Puts back state taken with [`Conn::take_sm`] (a handover that did not happen).
+    pub fn restore_sm(&mut self, sm: Box<Sm>) {
+        self.sm = Some(sm);
+    }
+
+    /// Stanzas written since the last `<r/>` (0 without stream management).
+    pub fn sm_unrequested(&self) -> u32 {
+        self.sm.as_ref().map_or(0, |sm| sm.unrequested())
+    }
+
+    /// The stream-management state, if enabled.
+    pub fn sm_mut(&mut self) -> Option<&mut Sm> {
+        self.sm.as_deref_mut()
+    }
+
+    /// Queues an `<r/>` now (a quiet stream with stanzas not yet asked about).
+    pub fn request_ack(&mut self) {
+        if let Some(sm) = self.sm.as_mut() {
+            let _ = self.outbox.push(sm.request());
+        }
+    }
+
+    /// Frames to write ahead of the outbox, compressed as the stream is.
+    fn stage(&mut self, frames: Vec<Frame>) {
+        match self.zlib.as_mut() {
+            Some(z) => {
+                for f in &frames {
+                    z.out.encode(f, &mut self.pending);
+                }
+            }
+            None => self.pending.extend(frames),
         }
     }
 
@@ -204,6 +277,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 match self.outbox.poll_drain(cx, &mut self.pending, MAX_IOV) {
                     Poll::Ready(Drained::Data) => {
+                        let mut sm_overflow = false;
+                        if let Some(sm) = self.sm.as_mut() {
+                            // Counted as they go on the wire, so the count is the peer's.
+                            let mut ask = false;
+                            for f in &self.pending {
+                                ask |= sm.record(f);
+                            }
+                            if ask {
+                                self.pending.push(Frame::Raw(sm.request()));
+                            }
+                            // A client that does not acknowledge is a slow consumer.
+                            sm_overflow = sm.over_limit() && !self.sm_overflowed;
+                        }
                         if let Some(z) = self.zlib.as_mut() {
                             // What the frames become on a compressed stream: shared parts
                             // deflated once for every stream, the rest alone.
@@ -211,6 +297,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             for f in &plain {
                                 z.out.encode(f, &mut self.pending);
                             }
+                        }
+                        if sm_overflow {
+                            // Reported once; what was taken is still written.
+                            self.sm_overflowed = true;
+                            return Poll::Ready(Ok(WriteState::Overflow));
                         }
                     }
                     Poll::Ready(Drained::Overflow) => return Poll::Ready(Ok(WriteState::Overflow)),

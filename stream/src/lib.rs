@@ -29,6 +29,7 @@ pub mod liveness;
 pub mod outbox;
 pub mod pace;
 pub mod sasl;
+pub mod sm;
 pub mod tls;
 pub mod zlib;
 

@@ -208,6 +208,32 @@ impl Outbox {
         frames
     }
 
+    /// Moves every queued frame into `out` without changing the queue's state: the
+    /// connection's own task writing them ahead of something it must order after them
+    /// (XEP-0198 `<enabled/>`: stanzas queued before it are not counted).
+    pub fn drain_now(&self, out: &mut Vec<Frame>) {
+        let waiters = {
+            let mut inner = self.lock();
+            inner.bytes = 0;
+            out.extend(inner.queue.drain(..));
+            inner.take_room_waiters()
+        };
+        wake_all(waiters);
+    }
+
+    /// Ready once the queue accepts nothing more (overflowed or told to close): what a
+    /// session waiting for its client to come back (XEP-0198 resumption) watches while
+    /// nobody drains the queue. Registers `cx` like [`Outbox::poll_drain`] (the one task
+    /// that owns the queue's consuming side).
+    pub fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        if self.lock().state == State::Open {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
     /// For a producer that would rather wait than overflow the queue (a backlog handed
     /// over at login, paced by what the client reads): `Ready(true)` once `need` more
     /// bytes fit under the limit, `Ready(false)` once the queue accepts nothing more.

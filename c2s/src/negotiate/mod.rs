@@ -39,6 +39,9 @@ where
                 );
             }
             feats.push(Element::new("bind", ns::BIND));
+            if self.cfg().stream_management {
+                feats.push(Element::new("sm", hydrant_stream::sm::NS));
+            }
             // RFC 6121 (errata) / RFC 3921 session establishment, optional for old clients.
             feats.push(
                 Element::new("session", ns::SESSION)
@@ -98,6 +101,15 @@ where
     pub(crate) async fn on_authenticated_element(&mut self, el: Element) -> Flow {
         if el.is("compress", ns::COMPRESS) {
             return self.on_compress(&el);
+        }
+        if el.is("resume", hydrant_stream::sm::NS) && self.cfg().stream_management {
+            self.on_resume(&el).await;
+            return Flow::Continue;
+        }
+        if el.is("enable", hydrant_stream::sm::NS) {
+            // XEP-0198 3: stream management needs a bound resource first.
+            self.sm_failed("unexpected-request", None);
+            return Flow::Continue;
         }
         if el.is("iq", ns::CLIENT) && el.get_child("bind", ns::BIND).is_some() {
             self.on_bind(el).await;

@@ -103,13 +103,17 @@ impl Router {
     /// Stores a message for later delivery with a XEP-0203 delay stamp; a full store
     /// answers the sender with <service-unavailable/> (RFC 6121 8.5.2.2.1).
     async fn store_offline(&self, user: &str, mut el: Element) {
-        let stamp = hydrant_proto::datetime::format(crate::pubsub::now_ms());
-        el.append_child(
-            Element::new("delay", ns::DELAY)
-                .with_attr("from", self.domain.as_str())
-                .with_attr("stamp", stamp)
-                .with_text("Offline storage"),
-        );
+        // A message stored before (delivered from storage, never acknowledged, stored
+        // again: XEP-0198) keeps its first stamp, the time it really arrived.
+        if el.get_child("delay", ns::DELAY).is_none() {
+            let stamp = hydrant_proto::datetime::format(crate::pubsub::now_ms());
+            el.append_child(
+                Element::new("delay", ns::DELAY)
+                    .with_attr("from", self.domain.as_str())
+                    .with_attr("stamp", stamp)
+                    .with_text("Offline storage"),
+            );
+        }
         let bytes = el.to_bytes(ns::CLIENT);
         let (u, max) = (user.to_owned(), self.cfg.offline_max);
         match self.db.run(move |s| s.store_offline(&u, &bytes, max)).await {

@@ -6,3 +6,4 @@ pub mod message;
 pub mod multicast;
 pub mod presence;
 pub mod roster;
+pub mod undelivered;

@@ -365,6 +365,10 @@ impl Backend for Router {
         self.route(origin::Origin::Session(&me), stanza).await;
     }
 
+    async fn undelivered(&self, session: &SessionInfo, stanzas: Vec<Element>) {
+        self.undelivered_stanzas(session, stanzas).await;
+    }
+
     async fn unbind(&self, session: &SessionInfo) {
         if let Some(s) = self.sessions.remove(session) {
             // Nobody drains this queue any more: whoever waits for room in it (a backlog
