@@ -74,6 +74,12 @@ pub struct C2sConfig {
     /// An ack request once the stream has been quiet this long with stanzas not asked
     /// about yet.
     pub sm_request_after: Duration,
+    /// Offer XEP-0352 client state indication.
+    pub csi: bool,
+    /// While a client is inactive, held bytes (as written) that release the batch.
+    pub csi_max_held_bytes: usize,
+    /// While a client is inactive, the longest anything is held.
+    pub csi_max_delay: Duration,
 }
 
 impl C2sConfig {
@@ -114,6 +120,9 @@ impl C2sConfig {
             sm_max_unacked_bytes: 1 << 20,
             sm_request_every: 16,
             sm_request_after: Duration::from_secs(2),
+            csi: true,
+            csi_max_held_bytes: 1 << 20,
+            csi_max_delay: Duration::from_mins(1),
         }
     }
 }

@@ -19,6 +19,18 @@ where
         if el.ns() == hydrant_stream::sm::NS {
             return self.on_sm_element(&el);
         }
+        if el.ns() == hydrant_stream::csi::NS && self.cfg().csi {
+            // XEP-0352: nonzas, not stanzas; nothing is answered.
+            match el.name() {
+                "inactive" => self.conn.set_inactive(hydrant_stream::csi::CsiLimits {
+                    max_held_bytes: self.cfg().csi_max_held_bytes,
+                    max_delay: self.cfg().csi_max_delay,
+                }),
+                "active" => self.conn.set_active(),
+                _ => self.stream_error(StreamError::new(Cond::UnsupportedStanzaType)),
+            }
+            return;
+        }
         if let Some(sm) = self.conn.sm_mut()
             && matches!(el.name(), "message" | "presence" | "iq")
         {

@@ -72,6 +72,8 @@ pub(crate) struct Handover {
     info: SessionInfo,
     outbox: Arc<Outbox>,
     sm: Box<Sm>,
+    /// What the old connection held for an inactive client (XEP-0352) and never wrote.
+    held: Vec<Frame>,
     slot: Box<Slot>,
 }
 
@@ -211,6 +213,7 @@ where
         self.conn.resume(
             h_over.outbox,
             h_over.sm,
+            h_over.held,
             Bytes::from(resumed.to_bytes(ns::CLIENT)),
         );
         self.bound = Some(info);
@@ -240,6 +243,7 @@ where
             .conn
             .take_sm()
             .expect("resumable only with stream management");
+        let held = self.conn.take_held();
         // From here on this connection writes to a queue of its own: the session's
         // queue belongs to the new stream.
         let outbox = std::mem::replace(&mut self.conn.outbox, Outbox::new(4096));
@@ -247,6 +251,7 @@ where
             info,
             outbox,
             sm,
+            held,
             slot,
         };
         if let Err(back) = t.reply.send(handover) {
@@ -255,6 +260,10 @@ where
             self.bound = Some(back.info);
             self.resume = Some(back.slot);
             self.conn.restore_sm(back.sm);
+            if !back.held.is_empty() {
+                // Written now rather than held again: rare, and never lost.
+                self.conn.restore_held(back.held);
+            }
             return false;
         }
         if live {
@@ -309,6 +318,7 @@ where
             return;
         };
         let mut frames = sm.take_unacked();
+        frames.extend(self.conn.take_held());
         frames.extend(self.conn.outbox.take_all());
         let stanzas: Vec<Element> = frames
             .iter()

@@ -259,6 +259,8 @@ where
                     self.hibernating = self.resumable() && !self.closing.is_closing();
                     break Exit::Done;
                 }
+                // A timer changed inside the connection: the loop recomputes it.
+                Wake::Io(Io::Rearm) => {}
                 Wake::Io(Io::Closed) => {
                     // Our error and `</stream:stream>` are written and the write side is
                     // shut down: linger (hydrant_stream::close::Closing::on_closed).
@@ -297,11 +299,15 @@ where
             self.conn.last_read,
             self.conn.last_write,
         );
+        let mut at = live;
         if self.conn.sm_unrequested() > 0 {
             // Stanzas not yet asked about: an <r/> once the stream has been quiet.
-            return live.min(self.conn.last_write + self.cfg().sm_request_after);
+            at = at.min(self.conn.last_write + self.cfg().sm_request_after);
         }
-        live
+        if let Some(due) = self.conn.csi_due() {
+            at = at.min(due);
+        }
+        at
     }
 
     fn liveness_cfg(&self) -> LivenessConfig {
@@ -340,6 +346,9 @@ where
                 self.stream_error(StreamError::new(Cond::ConnectionTimeout).with_text(text));
             }
             return false;
+        }
+        if self.conn.csi_due().is_some_and(|due| now >= due) {
+            self.conn.release_held();
         }
         if self.conn.sm_unrequested() > 0
             && now >= self.conn.last_write + self.cfg().sm_request_after

@@ -11,7 +11,8 @@
 //! connection), `firehose` (one node, N subscribers), `feeds` (many nodes, Zipf
 //! followers), `publishers` (P publishers with a node each, N subscribers per node),
 //! `subscribe-storm` (U logins + subscriptions to one node against U logins alone),
-//! `hostile` (the firehose while attackers run issue 8's attacks),
+//! `hostile` (the firehose while attackers run issue 8's attacks), `mobile` (the
+//! firehose with half the subscribers inactive by XEP-0352: their wake-ups per minute),
 //! `limit` (the firehose client against the tool's own null server: this
 //! machine's ceiling). `main` only parses options and dispatches.
 
@@ -48,6 +49,9 @@ enum Scenario {
     /// The firehose while attackers run namespace bombs, slowloris, registration
     /// floods, login guessing and items-by-id amplification from their own addresses.
     Hostile(scenario::hostile::HostileArgs),
+    /// The firehose with half the subscribers (`--inactive`) inactive by XEP-0352:
+    /// their TCP wake-ups per minute and the server memory holding their batches.
+    Mobile(scenario::mobile::MobileArgs),
     /// F feeds (one node per publishing user), each subscriber follows K (Zipf).
     Feeds(scenario::feeds::FeedsArgs),
     /// P publishers, a node each, each publishing as fast as its acks allow; N
@@ -83,6 +87,7 @@ fn main() -> std::process::ExitCode {
                 Scenario::Firehose(args) => scenario::firehose::run(args).await,
                 Scenario::Hostile(args) => scenario::hostile::run(args).await,
                 Scenario::Feeds(args) => scenario::feeds::run(args).await,
+                Scenario::Mobile(args) => scenario::mobile::run(args).await,
                 Scenario::Limit(args) => scenario::limit::run(args).await,
                 Scenario::Publishers(args) => scenario::publishers::run(args).await,
                 Scenario::SubscribeStorm(args) => scenario::storm::run(args).await,

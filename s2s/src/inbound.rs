@@ -175,6 +175,7 @@ impl<B: S2sBackend> Inbound<'_, '_, B> {
                     closing = true;
                     self.fail(header_seen, e);
                 }
+                Io::Rearm => {}
                 Io::Closed | Io::Eof | Io::Failed(_) | Io::Overflow => return Next::Done,
             }
         }

@@ -56,13 +56,17 @@ pub(crate) async fn next_event(
     conn: &mut Conn<BoxIo>,
     deadline: Instant,
 ) -> Result<StreamEvent, Failure> {
-    match timeout_at(deadline, poll_fn(|cx| conn.poll_next(cx))).await {
-        Err(_) => Err(Failure::Timeout),
-        Ok(Io::Event(ev)) => Ok(ev),
-        Ok(Io::Malformed(e)) => Err(Failure::Protocol(format!("{e:?}"))),
-        Ok(Io::Eof | Io::Closed) => Err(Failure::Closed),
-        Ok(Io::Overflow) => Err(Failure::Protocol("outbound queue overflow".into())),
-        Ok(Io::Failed(e)) => Err(Failure::Io(e.to_string())),
+    loop {
+        return match timeout_at(deadline, poll_fn(|cx| conn.poll_next(cx))).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Io::Event(ev)) => Ok(ev),
+            // s2s streams run no client timers.
+            Ok(Io::Rearm) => continue,
+            Ok(Io::Malformed(e)) => Err(Failure::Protocol(format!("{e:?}"))),
+            Ok(Io::Eof | Io::Closed) => Err(Failure::Closed),
+            Ok(Io::Overflow) => Err(Failure::Protocol("outbound queue overflow".into())),
+            Ok(Io::Failed(e)) => Err(Failure::Io(e.to_string())),
+        };
     }
 }
 

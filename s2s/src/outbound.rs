@@ -532,7 +532,7 @@ async fn stream<B>(shared: &Shared<B>, peer: &Peer, opened: Opened) {
                 debug!(error = %el, "s2s stream error from the peer");
                 return;
             }
-            Io::Event(_) => {}
+            Io::Event(_) | Io::Rearm => {}
             Io::Closed | Io::Eof | Io::Failed(_) | Io::Malformed(_) | Io::Overflow => return,
         }
     }

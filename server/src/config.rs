@@ -128,6 +128,14 @@ pub struct C2sSection {
     pub sm_request_every: NonZeroU32,
     /// ...or after this many milliseconds without output while stanzas are unasked.
     pub sm_request_after_ms: NonZeroU64,
+    /// Offer XEP-0352 client state indication: while a client says it is inactive,
+    /// pubsub notifications, presence and messages without a body are held and written
+    /// in batches (messages with a body, iqs and subscription requests go at once).
+    pub csi: bool,
+    /// An inactive client's batch goes out once this many bytes are held...
+    pub csi_max_held_bytes: NonZeroUsize,
+    /// ...or once the oldest held stanza waited this many seconds.
+    pub csi_max_delay_secs: NonZeroU64,
     /// Failed SASL attempts on one stream before it is closed (RFC 6120 6.4.5: 2 to 5).
     pub max_auth_failures: NonZeroU32,
     /// Sessions (bound resources) one account may have at once; another bind gets
@@ -173,6 +181,9 @@ impl Default for C2sSection {
             sm_max_unacked_bytes: nz(1 << 20),
             sm_request_every: nz32(16),
             sm_request_after_ms: nz64(2000),
+            csi: true,
+            csi_max_held_bytes: nz(1 << 20),
+            csi_max_delay_secs: nz64(60),
             max_auth_failures: NonZeroU32::new(3).expect("non-zero"),
             max_sessions_per_account: nz(10),
             auth_failure_max_delay_secs: 10,

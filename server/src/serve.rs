@@ -117,6 +117,9 @@ pub async fn serve(
     c2s.sm_max_unacked_bytes = c.sm_max_unacked_bytes.get();
     c2s.sm_request_every = c.sm_request_every.get();
     c2s.sm_request_after = Duration::from_millis(c.sm_request_after_ms.get());
+    c2s.csi = c.csi;
+    c2s.csi_max_held_bytes = c.csi_max_held_bytes.get();
+    c2s.csi_max_delay = Duration::from_secs(c.csi_max_delay_secs.get());
     c2s.max_connections = c.max_connections.get();
     c2s.max_auth_failures = c.max_auth_failures.get();
     c2s.auth_failure_max_delay = Duration::from_secs(c.auth_failure_max_delay_secs);

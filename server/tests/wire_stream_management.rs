@@ -328,3 +328,19 @@ async fn stream_management_can_be_turned_off() {
         "{failed}"
     );
 }
+
+#[tokio::test]
+async fn a_quiet_stream_asks_for_the_last_acks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_in_with_c2s(dir, "sm_request_after_ms = 200", "").await;
+    users(&server, &["alice", "bob"]);
+    let (mut a, _) = online_with_sm(&server, "alice", "phone").await;
+    // The roster result and the presence echo are two stanzas, far below
+    // sm_request_every: their <r/> comes from the quiet timer.
+    a.expect("an <r/> after the login", is_sm("r")).await;
+    let mut b = server.online("bob", PW, "desk").await;
+    chat(&mut b, &a.jid.clone(), "one").await;
+    a.expect("the message", message_with_body("one")).await;
+    // And again for the one message.
+    a.expect("an <r/> after a quiet while", is_sm("r")).await;
+}

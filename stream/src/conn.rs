@@ -13,6 +13,7 @@ use std::task::{Context, Poll, ready};
 use crate::frame::Frame;
 use crate::outbox::{Drained, Outbox};
 use crate::pace::Pace;
+use crate::csi::{CsiLimits, Held};
 use crate::sm::Sm;
 use bytes::Bytes;
 use hydrant_proto::{StreamError, StreamEvent, StreamReader};
@@ -34,6 +35,11 @@ pub enum Io {
     Eof,
     /// A producer overflowed the outbound queue.
     Overflow,
+    /// A timer of the stream changed without any I/O event: stream management has
+    /// stanzas not yet asked about, or an inactive client's first held frame starts its
+    /// batch's age (only on streams with XEP-0198 or XEP-0352 on). The caller recomputes
+    /// its deadline and polls again.
+    Rearm,
     /// Everything queued was written after `close_after`; the socket's write side is
     /// shut down. Reported once; afterwards input is read and discarded (lingering
     /// close) until `Eof`.
@@ -67,6 +73,10 @@ pub struct Conn<S> {
     sm: Option<Box<Sm>>,
     /// The resend queue went past its limit and that was reported once.
     sm_overflowed: bool,
+    /// XEP-0352: while the client is inactive, what can wait (boxed, as above).
+    csi: Option<Box<Held>>,
+    /// A timer changed: report [`Io::Rearm`] before waiting.
+    rearm: bool,
 }
 
 /// A compressed stream's state: the running checksum of what was written, and the
@@ -96,6 +106,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             zlib: None,
             sm: None,
             sm_overflowed: false,
+            csi: None,
+            rearm: false,
         }
     }
 
@@ -113,7 +125,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Continues a session on this connection (XEP-0198 5): what this stream had queued,
     /// then `resumed` (the `<resumed/>` element), then the session's unacknowledged
     /// stanzas again, then whatever the session's `outbox` collected meanwhile.
-    pub fn resume(&mut self, outbox: Arc<Outbox>, sm: Box<Sm>, resumed: Bytes) {
+    ///
+    /// `held`: what the old connection held for an inactive client and never wrote; it
+    /// is newer than the unacknowledged stanzas and goes after them, counted now.
+    pub fn resume(&mut self, outbox: Arc<Outbox>, sm: Box<Sm>, held: Vec<Frame>, resumed: Bytes) {
         let mut frames = Vec::new();
         self.outbox.drain_now(&mut frames);
         frames.push(Frame::Raw(resumed));
@@ -122,6 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.outbox = outbox;
         self.sm = Some(sm);
         self.sm_overflowed = false;
+        self.release(held);
     }
 
     /// The stream-management state, taken away (a session moving to another connection,
@@ -150,6 +166,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let Some(sm) = self.sm.as_mut() {
             let _ = self.outbox.push(sm.request());
         }
+    }
+
+    /// Frames taken from the queue go to be written: counted for stream management as
+    /// they go on the wire (so the count is the peer's), compressed as the stream is.
+    /// True when the resend queue just went past its limit (reported once).
+    fn release(&mut self, frames: Vec<Frame>) -> bool {
+        let mut frames = frames;
+        let mut sm_overflow = false;
+        if let Some(sm) = self.sm.as_mut() {
+            let before = sm.unrequested();
+            let mut ask = false;
+            for f in &frames {
+                ask |= sm.record(f);
+            }
+            // The quiet-stream <r/> timer starts with the first stanza not asked about.
+            self.rearm |= before == 0 && sm.unrequested() > 0;
+            if ask {
+                frames.push(Frame::Raw(sm.request()));
+            }
+            // A client that does not acknowledge is a slow consumer.
+            sm_overflow = sm.over_limit() && !self.sm_overflowed;
+            self.sm_overflowed |= sm_overflow;
+        }
+        self.stage(frames);
+        sm_overflow
+    }
+
+    /// XEP-0352: the client is inactive; what can wait is held and written in batches.
+    pub fn set_inactive(&mut self, limits: CsiLimits) {
+        if self.csi.is_none() {
+            self.csi = Some(Box::new(Held::new(limits)));
+        }
+    }
+
+    /// XEP-0352: the client is active again; what was held goes out now.
+    pub fn set_active(&mut self) {
+        if let Some(mut held) = self.csi.take() {
+            let frames = held.take();
+            self.release(frames);
+        }
+    }
+
+    /// When the held batch is due by age (an inactive client with something held).
+    pub fn csi_due(&self) -> Option<Instant> {
+        self.csi.as_ref().and_then(|h| h.due())
+    }
+
+    /// Writes the held batch now (its age limit passed).
+    pub fn release_held(&mut self) {
+        if let Some(held) = self.csi.as_mut() {
+            let frames = held.take();
+            self.release(frames);
+        }
+    }
+
+    /// What an inactive client's stream held and never wrote (the session moves to
+    /// another connection, or ends).
+    pub fn take_held(&mut self) -> Vec<Frame> {
+        self.csi.take().map(|mut h| h.take()).unwrap_or_default()
+    }
+
+    /// Frames a failed handover gave back: written next, in order.
+    pub fn restore_held(&mut self, frames: Vec<Frame>) {
+        self.release(frames);
     }
 
     /// Frames to write ahead of the outbox, compressed as the stream is.
@@ -239,6 +319,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
                 Poll::Pending => {}
             }
+            if std::mem::take(&mut self.rearm) {
+                return Poll::Ready(Io::Rearm);
+            }
             let mut stack = [0u8; READ_CHUNK];
             let mut buf = ReadBuf::new(&mut stack);
             match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
@@ -277,35 +360,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 match self.outbox.poll_drain(cx, &mut self.pending, MAX_IOV) {
                     Poll::Ready(Drained::Data) => {
-                        let mut sm_overflow = false;
-                        if let Some(sm) = self.sm.as_mut() {
-                            // Counted as they go on the wire, so the count is the peer's.
-                            let mut ask = false;
-                            for f in &self.pending {
-                                ask |= sm.record(f);
-                            }
-                            if ask {
-                                self.pending.push(Frame::Raw(sm.request()));
-                            }
-                            // A client that does not acknowledge is a slow consumer.
-                            sm_overflow = sm.over_limit() && !self.sm_overflowed;
+                        let mut drained = std::mem::take(&mut self.pending);
+                        if let Some(held) = self.csi.as_mut() {
+                            let was_empty = held.is_empty();
+                            drained = held.filter(drained, Instant::now());
+                            self.rearm |= was_empty && !held.is_empty();
                         }
-                        if let Some(z) = self.zlib.as_mut() {
-                            // What the frames become on a compressed stream: shared parts
-                            // deflated once for every stream, the rest alone.
-                            let plain = std::mem::take(&mut self.pending);
-                            for f in &plain {
-                                z.out.encode(f, &mut self.pending);
-                            }
-                        }
-                        if sm_overflow {
+                        if self.release(drained) {
                             // Reported once; what was taken is still written.
-                            self.sm_overflowed = true;
                             return Poll::Ready(Ok(WriteState::Overflow));
                         }
                     }
                     Poll::Ready(Drained::Overflow) => return Poll::Ready(Ok(WriteState::Overflow)),
                     Poll::Ready(Drained::Close) => {
+                        // An inactive client's batch goes before the end of the stream.
+                        if let Some(held) = self.csi.as_mut().filter(|h| !h.is_empty()) {
+                            let frames = held.take();
+                            self.release(frames);
+                            continue;
+                        }
                         // A compressed stream ends its zlib stream first (final block and
                         // checksum), then the socket.
                         if let Some(end) = self.zlib.as_mut().and_then(|z| z.out.finish()) {

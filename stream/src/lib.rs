@@ -21,6 +21,7 @@
 
 pub mod admission;
 pub mod close;
+pub mod csi;
 mod conn;
 pub mod frame;
 pub mod handshake;

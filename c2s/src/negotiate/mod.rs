@@ -42,6 +42,9 @@ where
             if self.cfg().stream_management {
                 feats.push(Element::new("sm", hydrant_stream::sm::NS));
             }
+            if self.cfg().csi {
+                feats.push(Element::new("csi", hydrant_stream::csi::NS));
+            }
             // RFC 6121 (errata) / RFC 3921 session establishment, optional for old clients.
             feats.push(
                 Element::new("session", ns::SESSION)

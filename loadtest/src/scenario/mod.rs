@@ -7,6 +7,7 @@ pub mod feeds;
 pub mod firehose;
 pub mod hostile;
 pub mod limit;
+pub mod mobile;
 pub mod publishers;
 pub mod pubsub;
 pub mod storm;

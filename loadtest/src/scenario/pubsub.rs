@@ -80,6 +80,11 @@ pub struct LoadArgs {
     /// miss is reported apart from loss.
     #[arg(long)]
     pub throttled: Option<u64>,
+    /// The first this many subscribers tell the server they are inactive (XEP-0352
+    /// `<inactive/>`) once subscribed, and active again when publishing ends; their
+    /// reads (TCP wake-ups) during publishing are counted apart (`mobile`).
+    #[arg(long)]
+    pub inactive: Option<u64>,
     /// Stop waiting for notifications after this long without one arriving.
     #[arg(long, default_value_t = 10)]
     pub drain_secs: u64,
@@ -170,6 +175,8 @@ struct Shared {
     ack_latency: Histogram,
     /// Subscribers whose stream ended during the run, and why.
     ended: Vec<AtomicBool>,
+    /// Reads that returned data during publishing, per subscriber (wake-ups).
+    reads: Vec<AtomicU64>,
 }
 
 /// How one subscriber's run ended.
@@ -214,6 +221,20 @@ pub struct PubsubResult {
     /// `--zlib`: what the compressed streams read during publishing, on the wire and
     /// inflated.
     wire: Option<WireResult>,
+    /// `--inactive`: XEP-0352 subscribers' wake-ups during publishing.
+    csi: Option<CsiResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct CsiResult {
+    inactive_subscribers: u64,
+    /// Reads that returned data (TCP wake-ups), per inactive subscriber per minute.
+    reads_per_min_inactive: f64,
+    max_reads_inactive: u64,
+    /// The same for the active subscribers of the run.
+    reads_per_min_active: f64,
+    /// Server RSS when publishing ended, with everything held for inactive subscribers.
+    server_rss_kib_end_of_publishing: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -477,7 +498,10 @@ pub async fn measure(
         publish_failures: Counters::default(),
         ack_latency: Histogram::default(),
         ended: (0..users).map(|_| AtomicBool::new(false)).collect(),
+        reads: (0..users).map(|_| AtomicU64::new(0)).collect(),
     });
+    // Inactive subscribers are told to be active again when publishing ends.
+    let wake = CancellationToken::new();
     let cancel = CancellationToken::new();
     let sub_counters = Arc::new(Counters::default());
     let ready: Arc<Vec<AtomicBool>> =
@@ -496,6 +520,8 @@ pub async fn measure(
         let (target, sources, counters) = (target.clone(), sources.clone(), sub_counters.clone());
         let (shared, cancel, ready, plan) =
             (shared.clone(), cancel.clone(), ready.clone(), plan.clone());
+        let inactive = is_inactive(load, i);
+        let wake = wake.clone();
         let (user, service, mode) = (sub_name(i), service.clone(), load.subscribe_jid);
         let throttle = load
             .throttle_bytes_per_sec
@@ -522,6 +548,10 @@ pub async fn measure(
                     )
                     .await?;
                 }
+                if inactive {
+                    c.send_raw(Stage::Pubsub, b"<inactive xmlns='urn:xmpp:csi:0'/>")
+                        .await?;
+                }
                 Ok::<_, ConnError>(c)
             }
             .await;
@@ -538,7 +568,8 @@ pub async fn measure(
                     return None;
                 }
             };
-            Some(receive(conn, i as usize, items, throttle, &shared, cancel).await)
+            let wake = inactive.then_some(wake);
+            Some(receive(conn, i as usize, items, throttle, &shared, cancel, wake).await)
         });
     }
     let all = u32::try_from(load.concurrency).unwrap_or(u32::MAX);
@@ -697,6 +728,35 @@ pub async fn measure(
     let publish_secs = publish_start.elapsed().as_secs_f64();
     pub_cancel.cancel();
     phase.ended.cancel();
+    // What the inactive subscribers cost while inactive, then they wake up.
+    let csi = load.inactive.map(|n| {
+        let rss_kib = load
+            .server_pid
+            .and_then(|pid| sys::memory(Some(pid)).ok())
+            .map(|m| m.rss_kib);
+        let per_min = |range: std::ops::Range<u64>| -> (f64, u64) {
+            let reads: Vec<u64> = range
+                .filter(|&i| ready[i as usize].load(Ordering::Relaxed))
+                .map(|i| shared.reads[i as usize].load(Ordering::Relaxed))
+                .collect();
+            let mean = reads.iter().sum::<u64>() as f64 / reads.len().max(1) as f64;
+            (
+                mean * 60.0 / publish_secs.max(1e-9),
+                reads.iter().copied().max().unwrap_or(0),
+            )
+        };
+        let n = n.min(users);
+        let (inactive_per_min, inactive_max) = per_min(0..n);
+        let (active_per_min, _) = per_min(n..users);
+        CsiResult {
+            inactive_subscribers: n,
+            reads_per_min_inactive: inactive_per_min,
+            max_reads_inactive: inactive_max,
+            reads_per_min_active: active_per_min,
+            server_rss_kib_end_of_publishing: rss_kib,
+        }
+    });
+    wake.cancel();
 
     // What each subscriber should get: acknowledged publishes on the nodes it follows.
     let mut per_node = vec![0u64; plan.nodes.len()];
@@ -911,6 +971,7 @@ pub async fn measure(
         server_process,
         generator,
         wire,
+        csi,
     };
     Ok(result)
 }
@@ -932,6 +993,11 @@ fn lanes(schedule: &[u32], per_publisher: bool) -> Vec<Vec<u64>> {
     by_node.into_values().collect()
 }
 
+/// Whether subscriber `i` says it is inactive (XEP-0352).
+fn is_inactive(load: &LoadArgs, i: u64) -> bool {
+    load.inactive.is_some_and(|n| i < n)
+}
+
 /// Whether subscriber `i` reads slowly.
 fn is_throttled(load: &LoadArgs, i: u64) -> bool {
     load.throttle_bytes_per_sec.is_some() && load.throttled.is_none_or(|n| i < n)
@@ -945,6 +1011,7 @@ async fn receive(
     throttle: Option<u64>,
     shared: &Shared,
     cancel: CancellationToken,
+    mut wake: Option<CancellationToken>,
 ) -> SubEnd {
     let mut seen = vec![0u64; items.div_ceil(64) as usize];
     // Throttled: about ten reads per second, so the pace is smooth.
@@ -1010,9 +1077,20 @@ async fn receive(
                     conn.close().await;
                     return SubEnd { index, error: None, policy_violation: false };
                 }
+                () = async { wake.as_ref().expect("guarded").cancelled().await }, if wake.is_some() => {
+                    wake = None;
+                    if let Err(e) = conn.send_raw(Stage::Hold, b"<active xmlns='urn:xmpp:csi:0'/>").await {
+                        shared.ended[index].store(true, Ordering::Relaxed);
+                        return SubEnd { index, error: Some(e.reason()), policy_violation: false };
+                    }
+                    continue;
+                }
                 r = conn.receive(max_read, &mut on_element) => r,
             }
         };
+        if matches!(r, Ok(n) if n > 0) && !cancel.is_cancelled() {
+            shared.reads[index].fetch_add(1, Ordering::Relaxed);
+        }
         if fresh > 0 {
             shared.received[index].fetch_add(fresh, Ordering::Relaxed);
             shared.delivered.fetch_add(fresh, Ordering::Relaxed);
@@ -1291,6 +1369,19 @@ impl PubsubResult {
                 "  wire (zlib): {:.0} bytes per notification compressed, {:.0} inflated = {:.2}×",
                 w.compressed_bytes_per_notification, w.plain_bytes_per_notification, w.ratio
             );
+        }
+        if let Some(c) = &self.csi {
+            let _ = writeln!(
+                s,
+                "  CSI: {} inactive subscriber(s): {:.1} wake-ups (reads) per minute each (max {} in the run); active ones: {:.1} per minute",
+                c.inactive_subscribers,
+                c.reads_per_min_inactive,
+                c.max_reads_inactive,
+                c.reads_per_min_active
+            );
+            if let Some(rss) = c.server_rss_kib_end_of_publishing {
+                let _ = writeln!(s, "  server RSS at the end of publishing (held batches in it): {rss} KiB");
+            }
         }
         if let Some(m) = &self.server_process {
             let _ = writeln!(

@@ -712,6 +712,28 @@ impl Client {
         }
     }
 
+    /// Like [`Client::expect_within`], but `None` once `timeout` passes: for a check
+    /// that something is *not* written, made after an event proving it would have been.
+    pub async fn try_expect_within(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Element) -> bool,
+    ) -> Option<Element> {
+        if let Some(i) = self.buffered.iter().position(&pred) {
+            return self.buffered.remove(i);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.read_until(deadline).await {
+                Read::Stanza(el) if pred(&el) => return Some(el),
+                Read::Stanza(el) => self.buffered.push_back(el),
+                Read::Header => {}
+                Read::Closed => panic!("{}: stream closed", self.jid),
+                Read::Timeout => return None,
+            }
+        }
+    }
+
     pub async fn expect(&mut self, what: &str, pred: impl Fn(&Element) -> bool) -> Element {
         self.expect_within(what, TIMEOUT, pred).await
     }
