@@ -18,8 +18,8 @@
 #   fuzz       scripts/fuzz-smoke.sh: every cargo-fuzz target built and run 10 s
 #              (FUZZ_SECS) over its corpus
 #   interop    tests/interop/run.sh target/debug/hydrant (real clients:
-#              slixmpp, go-sendxmpp, profanity, aioxmpp; PubSub, PEP and a
-#              kill -9 restart)
+#              slixmpp, go-sendxmpp, profanity, aioxmpp, gloox; PubSub, PEP,
+#              XEP-0138 zlib and a kill -9 restart)
 #   federation tests/federation/run.sh target/debug/hydrant (stock Prosody and
 #              ejabberd over s2s: messages, pubsub both ways, presence subscription,
 #              with SASL EXTERNAL, then with dialback; DNS SRV from a private
@@ -82,8 +82,9 @@ stage() {
 skip() { SUMMARY+=("$(printf '%-9s SKIP         %s' "$1" "$2")"); }
 
 # --- packages ----------------------------------------------------------------------
+# libgloox-dev + g++ + pkg-config: gloox_zlib compiles its gloox client at test time
 PKGS=(python3-slixmpp python3-venv go-sendxmpp profanity tmux openssl ca-certificates
-	prosody ejabberd dnsmasq-base iproute2)
+	libgloox-dev g++ pkg-config prosody ejabberd dnsmasq-base iproute2)
 missing_pkgs() {
 	local p
 	for p in "${PKGS[@]}"; do

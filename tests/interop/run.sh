@@ -14,9 +14,10 @@
 #   --only NAME[,NAME...]  run only these tests: check_config slixmpp_basic
 #                          cli_user_list sendxmpp profanity slixmpp_pubsub
 #                          aioxmpp_pubsub slixmpp_pep slixmpp_zlib
-#                          slixmpp_negative restart
+#                          gloox_zlib slixmpp_negative restart
 #   --keep                 keep the temp dir (configs, logs, certificates)
-#   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d)
+#   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d,
+#                          gloox's XML log)
 #   --reference-prosody    run the same client tests against Debian's Prosody
 #                          (apt-get install prosody) instead of hydrant: when a
 #                          test fails against hydrant, this tells whether the
@@ -26,17 +27,19 @@
 #                          slixmpp_pubsub stops at its RSM step there.)
 #
 # Needs: bash, openssl, /usr/bin/python3 + python3-slixmpp + python3-venv,
-# go-sendxmpp, profanity, tmux (scripts/test.sh installs them), and for
-# aioxmpp_pubsub a venv with aioxmpp from PyPI: aioxmpp-venv.sh creates it
-# (idempotent; scripts/test.sh runs it in its packages stage, run.sh again
-# when the venv is missing). INTEROP_AIOXMPP_PYTHON overrides its python.
+# go-sendxmpp, profanity, tmux, g++ + pkg-config + libgloox-dev (gloox_zlib
+# compiles its client at test time; without them it fails, it does not skip)
+# (scripts/test.sh installs them all), and for aioxmpp_pubsub a venv with
+# aioxmpp from PyPI: aioxmpp-venv.sh creates it (idempotent; scripts/test.sh
+# runs it in its packages stage, run.sh again when the venv is missing).
+# INTEROP_AIOXMPP_PYTHON overrides its python.
 set -euo pipefail
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsub aioxmpp_pubsub
-	slixmpp_pep slixmpp_zlib slixmpp_negative restart)
+	slixmpp_pep slixmpp_zlib gloox_zlib slixmpp_negative restart)
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -127,7 +130,7 @@ enabled = false
 listen = ["$XMPP_HOST:$XMPP_C2S_PORT"]
 direct_tls_listen = ["$XMPP_HOST:$XMPP_TLS_PORT"]
 require_tls = true
-# XEP-0138 for the clients that ask (slixmpp_zlib)
+# XEP-0138 for the clients that ask (slixmpp_zlib, gloox_zlib)
 compression = true
 
 [registration]
@@ -294,11 +297,11 @@ fi
 # the admin CLI (bob's password through stdin, the others with --password).
 # alice/bob: slixmpp_basic, carol/dave: sendxmpp, erin/frank: profanity,
 # grace: slixmpp_negative, ps_*: slixmpp_pubsub, aiox_*: aioxmpp_pubsub,
-# pep_*: slixmpp_pep, z_*: slixmpp_zlib, rs_*: restart.
+# pep_*: slixmpp_pep, z_*: slixmpp_zlib, gz_*: gloox_zlib, rs_*: restart.
 if ! { add_user bob "$PASSWORD" stdin &&
 	add_user carol "$PASSWORD" && add_user dave "$PASSWORD" &&
 	add_user erin "$PASSWORD" && add_user frank "$PASSWORD" && add_user grace "$PASSWORD" &&
-	add_users ps_a ps_b ps_c aiox_a aiox_b pep_a pep_b pep_c z_a z_b z_c rs_a rs_b; }; then
+	add_users ps_a ps_b ps_c aiox_a aiox_b pep_a pep_b pep_c z_a z_b z_c gz_a gz_b gz_c rs_a rs_b; }; then
 	record user_add FAIL 0 "could not create accounts with the admin CLI"
 	print_summary
 	exit 1
@@ -353,11 +356,30 @@ run_test slixmpp_pep "$PY" "$INTEROP_DIR/slixmpp_pep.py" \
 	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
 	--users pep_a,pep_b,pep_c --password "$PASSWORD" "${PYDEBUG[@]}"
 
-# XEP-0138 zlib (hydrant only: Prosody 0.12 ships no stream compression)
+# XEP-0138 zlib (hydrant only: Prosody 0.12 ships no stream compression), with two
+# independent client implementations: slixmpp (Python's zlib) and gloox (C++, GnuTLS,
+# its own CompressionZlib), compiled here from gloox_zlib.cpp.
+gloox_zlib() {
+	local bin=$WORK/gloox_zlib dbg=() c
+	[ "$DEBUG" = 1 ] && dbg=(--debug)
+	for c in g++ pkg-config; do
+		command -v "$c" >/dev/null || { echo "FAIL: $c is not installed (apt-get install $c)"; return 1; }
+	done
+	pkg-config --exists gloox || { echo "FAIL: gloox is not installed (apt-get install libgloox-dev)"; return 1; }
+	# shellcheck disable=SC2046 # pkg-config's flags are separate words
+	timeout 120 g++ -std=c++17 -O1 -Wall -o "$bin" "$INTEROP_DIR/gloox_zlib.cpp" \
+		$(pkg-config --cflags --libs gloox) ||
+		{ echo "FAIL: could not compile gloox_zlib.cpp against gloox $(pkg-config --modversion gloox)"; return 1; }
+	echo "compiled gloox_zlib.cpp against gloox $(pkg-config --modversion gloox)"
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$bin" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users gz_a,gz_b,gz_c --password "$PASSWORD" "${dbg[@]}"
+}
 if [ "$SERVER" = hydrant ]; then
 	run_test slixmpp_zlib "$PY" "$INTEROP_DIR/slixmpp_zlib.py" \
 		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
 		--users z_a,z_b,z_c --password "$PASSWORD" "${PYDEBUG[@]}"
+	run_test gloox_zlib gloox_zlib
 fi
 
 # last: refusals (duplicate registration, wrong password) and a login after
