@@ -116,7 +116,7 @@ impl C2sConfig {
             extra_features: Vec::new(),
             compression: false,
             stream_management: true,
-            sm_resume_timeout: Duration::from_secs(300),
+            sm_resume_timeout: Duration::from_mins(5),
             sm_max_unacked_bytes: 1 << 20,
             sm_request_every: 16,
             sm_request_after: Duration::from_secs(2),

@@ -205,6 +205,8 @@ async fn after_authentication_bind_session_and_extra_features_are_offered() {
         feature_names(&features),
         names(&[
             ("bind", ns::BIND),
+            ("sm", "urn:xmpp:sm:3"),
+            ("csi", "urn:xmpp:csi:0"),
             ("session", ns::SESSION),
             ("ver", ns::ROSTERVER)
         ])

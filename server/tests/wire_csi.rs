@@ -43,7 +43,10 @@ async fn setup(server: &Server) -> (Client, Client, Client) {
         .iq(
             "set",
             Some(SVC),
-            &format!("<pubsub xmlns='{}'><create node='feed'/></pubsub>", ns::PUBSUB),
+            &format!(
+                "<pubsub xmlns='{}'><create node='feed'/></pubsub>",
+                ns::PUBSUB
+            ),
         )
         .await;
     assert_eq!(res.attr("type"), Some("result"), "{res}");
@@ -91,7 +94,9 @@ async fn an_inactive_client_gets_what_was_held_in_order_when_active_again() {
     nothing_for_a_while(&mut alice).await;
     alice.send(&format!("<active xmlns='{CSI}'/>")).await;
     for i in 0..3 {
-        alice.expect("held notification", is_item(&format!("i{i}"))).await;
+        alice
+            .expect("held notification", is_item(&format!("i{i}")))
+            .await;
     }
     // Active again: live.
     publish_seen(&mut carol, &mut bob, "live", "x").await;
@@ -121,7 +126,9 @@ async fn a_message_with_a_body_takes_the_held_batch_along() {
         new_id()
     ))
     .await;
-    let got = alice.expect("the message", message_with_body("wake up")).await;
+    let got = alice
+        .expect("the message", message_with_body("wake up"))
+        .await;
     alice.put_back(got);
     let order: Vec<String> = alice
         .take_buffered(|e| e.name() == "message")
@@ -136,7 +143,11 @@ async fn a_message_with_a_body_takes_the_held_batch_along() {
             })
         })
         .collect();
-    assert_eq!(order, ["n0", "n1", "chatstate", "body"], "in the order sent");
+    assert_eq!(
+        order,
+        ["n0", "n1", "chatstate", "body"],
+        "in the order sent"
+    );
 }
 
 #[tokio::test]
@@ -166,7 +177,11 @@ async fn a_batch_goes_out_when_the_oldest_is_old_enough() {
     alice.sync().await;
     publish_seen(&mut carol, &mut bob, "old", "x").await;
     alice
-        .expect_within("the held notification after its delay", Duration::from_secs(10), is_item("old"))
+        .expect_within(
+            "the held notification after its delay",
+            Duration::from_secs(10),
+            is_item("old"),
+        )
         .await;
 }
 
@@ -174,7 +189,9 @@ async fn a_batch_goes_out_when_the_oldest_is_old_enough() {
 async fn what_was_held_survives_a_stream_resumption() {
     let server = Server::start().await;
     let (mut alice, mut bob, mut carol) = setup(&server).await;
-    alice.send(&format!("<enable xmlns='{SM}' resume='true'/>")).await;
+    alice
+        .send(&format!("<enable xmlns='{SM}' resume='true'/>"))
+        .await;
     let enabled = alice.expect("<enabled/>", |e| e.is("enabled", SM)).await;
     let id = enabled.attr("id").expect("id").to_owned();
     alice.send(&format!("<inactive xmlns='{CSI}'/>")).await;

@@ -10,10 +10,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::csi::{CsiLimits, Held};
 use crate::frame::Frame;
 use crate::outbox::{Drained, Outbox};
 use crate::pace::Pace;
-use crate::csi::{CsiLimits, Held};
 use crate::sm::Sm;
 use bytes::Bytes;
 use hydrant_proto::{StreamError, StreamEvent, StreamReader};

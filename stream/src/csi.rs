@@ -172,16 +172,28 @@ mod tests {
                 "<message><body>hi</body></message>",
             ]
         );
-        assert_eq!(texts(&h.take()), ["<message n='3' to='u@x'><event/></message>"]);
+        assert_eq!(
+            texts(&h.take()),
+            ["<message n='3' to='u@x'><event/></message>"]
+        );
         assert_eq!(h.due(), None);
     }
 
     #[test]
     fn what_goes_at_once() {
         assert!(urgent(&stanza(StanzaKind::Iq, "<iq type='get'/>")));
-        assert!(urgent(&stanza(StanzaKind::Presence, "<presence type='subscribe'/>")));
-        assert!(urgent(&stanza(StanzaKind::Presence, "<presence type=\"unsubscribed\"/>")));
-        assert!(!urgent(&stanza(StanzaKind::Presence, "<presence type='unavailable'/>")));
+        assert!(urgent(&stanza(
+            StanzaKind::Presence,
+            "<presence type='subscribe'/>"
+        )));
+        assert!(urgent(&stanza(
+            StanzaKind::Presence,
+            "<presence type=\"unsubscribed\"/>"
+        )));
+        assert!(!urgent(&stanza(
+            StanzaKind::Presence,
+            "<presence type='unavailable'/>"
+        )));
         assert!(!urgent(&stanza(
             StanzaKind::Message,
             "<message><active xmlns='http://jabber.org/protocol/chatstates'/></message>"

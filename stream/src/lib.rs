@@ -21,8 +21,8 @@
 
 pub mod admission;
 pub mod close;
-pub mod csi;
 mod conn;
+pub mod csi;
 pub mod frame;
 pub mod handshake;
 pub mod header;

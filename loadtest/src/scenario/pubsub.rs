@@ -1380,7 +1380,10 @@ impl PubsubResult {
                 c.reads_per_min_active
             );
             if let Some(rss) = c.server_rss_kib_end_of_publishing {
-                let _ = writeln!(s, "  server RSS at the end of publishing (held batches in it): {rss} KiB");
+                let _ = writeln!(
+                    s,
+                    "  server RSS at the end of publishing (held batches in it): {rss} KiB"
+                );
             }
         }
         if let Some(m) = &self.server_process {
