@@ -28,7 +28,10 @@
 # (PUBLISHERS=200 publishers with a node each, each publishing as fast as its acks allow
 # with PUB_IN_FLIGHT=1 in flight, PUB_SUBS=10 subscribers per node, PUB_ITEMS=4000 items
 # in total), subscribe-storm (STORM_USERS=10000 clients log in and subscribe to one node,
-# STORM_CONCURRENCY=200 at a time, against as many logins alone in the same run).
+# STORM_CONCURRENCY=200 at a time, against as many logins alone in the same run), mobile
+# (firehose at RATE for MOBILE_ITEMS=3600 items, one minute at 60/s, with half the SUBS
+# subscribers XEP-0352 inactive: their TCP wake-ups per minute; Prosody with
+# mod_csi_simple, ejabberd with mod_client_state, each with its defaults).
 #
 # The binaries come from CARGO_TARGET_DIR (default: target/ in the tree), built here
 # unless SKIP_BUILD=1 (build them first, e.g. under a lock shared with other builds).
@@ -73,6 +76,7 @@ PUB_ITEMS=${PUB_ITEMS:-4000}
 PUB_IN_FLIGHT=${PUB_IN_FLIGHT:-1}
 STORM_USERS=${STORM_USERS:-10000}
 STORM_CONCURRENCY=${STORM_CONCURRENCY:-200}
+MOBILE_ITEMS=${MOBILE_ITEMS:-3600}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 ITEM_BYTES=${ITEM_BYTES:-2048}
 MAX_ITEMS=${MAX_ITEMS:-256}
@@ -82,7 +86,7 @@ DEADLINE=${DEADLINE:-900}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 DOMAIN=bench.test
 
-SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib firehose-max-large-zlib hostile publishers subscribe-storm"}
+SCENARIOS=${SCENARIOS:-"$(for n in $CONNECT; do printf 'connect-%s ' "$n"; done)firehose-max firehose-rate firehose-max-large firehose-rate-large feeds firehose-max-zlib firehose-max-large-zlib hostile publishers subscribe-storm mobile"}
 RUNS_DIR=$ROOT/loadtest/runs
 # The focused runs and HISTORY.md, as the sections that end BENCHMARKS.md (before its
 # commands): written by a full run, or refreshed alone with RUNS_ONLY=1.
@@ -255,7 +259,7 @@ http_ports = { }
 https_ports = { }
 network_backend = "epoll"
 -- No mod_limits (c2s rate limits) and no TLS: the same plaintext streams as the others.
-modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "register"; "posix"; }
+modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "register"; "posix"; "csi_simple"; }
 modules_disabled = { "s2s"; "limits"; }
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -323,6 +327,8 @@ modules:
     ip_access: all
     access: register
   mod_roster: {}
+  # XEP-0352 (the mobile scenario), its defaults: presence, chat states and PEP queued.
+  mod_client_state: {}
   mod_pubsub:
     hosts:
       - "pubsub.$DOMAIN"
@@ -390,6 +396,7 @@ ARGS[firehose-max-large-zlib]="firehose --users $LARGE_SUBS --items $LARGE_ITEMS
 ARGS[hostile]="hostile --users $SUBS --items $RATE_ITEMS --rate $RATE --attack-conns $ATTACK_CONNS --attacker-sources $ATTACKERS"
 ARGS[publishers]="publishers --publishers $PUBLISHERS --subscribers-per-node $PUB_SUBS --items $PUB_ITEMS --in-flight $PUB_IN_FLIGHT"
 ARGS[subscribe-storm]="subscribe-storm --users $STORM_USERS --concurrency $STORM_CONCURRENCY"
+ARGS[mobile]="mobile --users $SUBS --items $MOBILE_ITEMS --rate $RATE"
 ARGS[feeds]="feeds --users $SUBS --feeds $FEEDS --follow $FOLLOW --zipf $ZIPF --items $FEED_ITEMS --rate 0"
 : >"$W/commands.txt"
 
@@ -439,7 +446,7 @@ for scen in $SCENARIOS; do
 	servers=$SERVERS
 	if [ "$scen" = firehose-max-zlib ] || [ "$scen" = firehose-max-large-zlib ]; then
 		servers=$(for s in $SERVERS; do case " $ZLIB_SERVERS " in *" $s "*) echo "$s" ;; esac; done)
-	elif [ "$scen" != feeds ] && [ "$scen" != hostile ] && [ "$scen" != publishers ] && [ "$scen" != subscribe-storm ]; then
+	elif [ "$scen" != feeds ] && [ "$scen" != hostile ] && [ "$scen" != publishers ] && [ "$scen" != subscribe-storm ] && [ "$scen" != mobile ]; then
 		echo "== limit (null server) for $scen"
 		# shellcheck disable=SC2086
 		run "limit-$scen" limit ${ARGS[$scen]#firehose }
@@ -663,6 +670,36 @@ for scen in scenarios:
             L.append("")
             ok = t["connect"]["ok"] == n
             summary.append((f"idle memory ≤ 20 KiB per TLS connection at {n:,}", f"{tm:.2f} KiB" + ("" if ok else f" (only {t['connect']['ok']:,} connected)"), tm <= 20.0 and ok))
+        continue
+    if scen == "mobile":
+        any_r = next((r for r in results.values() if r), None)
+        L.append("## mobile: half the firehose's subscribers inactive (XEP-0352)\n")
+        if any_r:
+            c = any_r.get("csi") or {}
+            L.append(f"{any_r['subscribers']:,} subscribers of one node, {c.get('inactive_subscribers', 0):,} of them "
+                     f"sent `<inactive/>` after subscribing; {any_r['items']:,} items of {any_r['item_bytes']:,} B at "
+                     f"{any_r['rate']:g}/s. A wake-up is a read that returned data (the server's TCP writes, as "
+                     "the phone's radio sees them), per subscriber per minute of publishing. When publishing "
+                     "ends the inactive subscribers send `<active/>` and must then have every item.\n")
+        L.append("| server | wake-ups per minute, inactive (max in run) | wake-ups per minute, active | loss (received/expected) | server RSS before / end of publishing (MiB) | server CPU-s per 1,000 notifications |")
+        L.append("|---|---:|---:|---|---|---:|")
+        for s in servers:
+            r = results[s]
+            if r is None:
+                L.append(f"| {s} | {missing(s + '-' + scen)} | | | | |")
+                continue
+            c, d, sp = r.get("csi") or {}, r["delivery"], r.get("server_process") or {}
+            loss_s = f"**{d['loss']:,} LOST**" if d["loss"] else "0"
+            L.append(f"| {s} | {f(c.get('reads_per_min_inactive'),'{:.1f}')} ({f(c.get('max_reads_inactive'),'{:,}')}) | "
+                     f"{f(c.get('reads_per_min_active'),'{:.1f}')} | {loss_s} ({d['received']:,}/{d['expected']:,}) | "
+                     f"{f(mib(sp.get('rss_before_kib')),'{:.0f}')} / {f(mib(c.get('server_rss_kib_end_of_publishing')),'{:.0f}')} | "
+                     f"{f(sp.get('cpu_secs_per_1000'),'{:.4f}')} |")
+        L.append("")
+        h = results.get("hydrant")
+        if h and h.get("csi"):
+            c = h["csi"]
+            summary.append(("mobile: wake-ups per inactive subscriber per minute on a 60/s firehose (recorded)",
+                            f"{c['reads_per_min_inactive']:.1f} (active: {c['reads_per_min_active']:.1f})", None))
         continue
     if scen == "publishers":
         any_r = next((r for r in results.values() if r), None)
