@@ -31,6 +31,10 @@ pub struct Config {
     pub storage: StorageSection,
     pub s2s: S2sSection,
     pub multicast: MulticastSection,
+    /// Bare JIDs of the server's administrators: they see and run the XEP-0133
+    /// administration commands (XEP-0050 ad-hoc) from their clients.
+    pub admins: Vec<String>,
+    pub admin: AdminSection,
 }
 
 impl Default for Config {
@@ -50,6 +54,8 @@ impl Default for Config {
             storage: StorageSection::default(),
             s2s: S2sSection::default(),
             multicast: MulticastSection::default(),
+            admins: Vec::new(),
+            admin: AdminSection::default(),
         }
     }
 }
@@ -658,5 +664,27 @@ mod tests {
         assert!(e.contains("[tls] key"), "{e}");
         let e = parse("[c2s]\nmax_stanza_bytes = 100\n").unwrap_err();
         assert!(e.contains("10000"), "{e}");
+    }
+}
+
+/// Limits of the XEP-0133 administration commands.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Accounts one delete-user command may name.
+    pub max_accounts_per_command: NonZeroUsize,
+    /// Online users one list shows at most.
+    pub max_listed: NonZeroUsize,
+    /// Longest announcement (subject and text), in bytes.
+    pub max_announcement_bytes: NonZeroUsize,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            max_accounts_per_command: nz(100),
+            max_listed: nz(1000),
+            max_announcement_bytes: nz(4096),
+        }
     }
 }

@@ -240,6 +240,12 @@ pub fn build_router(
             caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
             max_remote_notify_resources: cfg.pubsub.max_remote_notify_resources,
             chain_notifications: cfg.c2s.compression,
+            admin: crate::im::adhoc::AdminConfig {
+                admins: cfg.admins.clone().into(),
+                max_accounts_per_command: cfg.admin.max_accounts_per_command.get(),
+                max_listed: cfg.admin.max_listed.get(),
+                max_announcement_bytes: cfg.admin.max_announcement_bytes.get(),
+            },
             multicast: crate::im::multicast::MulticastConfig {
                 enabled: cfg.multicast.enabled,
                 max_addresses: cfg.multicast.max_addresses.get(),

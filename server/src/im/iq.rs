@@ -22,6 +22,7 @@ const SERVER_FEATURES: &[&str] = &[
     ns::VERSION,
     ns::REGISTER,
     "msgoffline",
+    crate::im::adhoc::COMMANDS,
 ];
 
 impl Router {
@@ -87,6 +88,13 @@ impl Router {
             let own = ServiceKey::Pep(self.bare_of(&username(&me.info.jid)));
             return self.pubsub_iq(origin, iq, own).await;
         }
+        if iq
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.is("command", crate::im::adhoc::COMMANDS))
+        {
+            return self.adhoc_command(origin, iq).await;
+        }
         let Some(payload) = self.payload(origin, &iq) else {
             return;
         };
@@ -137,6 +145,10 @@ impl Router {
                 }
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }
+            IqPayload::DiscoItems { node: Some(n) } if get && n == crate::im::adhoc::COMMANDS => {
+                self.adhoc_items(origin, &iq);
+            }
+            IqPayload::DiscoInfo { node: Some(n) } if get && self.adhoc_info(origin, &iq, &n) => {}
             IqPayload::DiscoInfo { .. } | IqPayload::DiscoItems { .. } if get => {
                 self.iq_error(origin, &iq, StanzaError::new(Cond::ItemNotFound));
             }

@@ -1,5 +1,6 @@
 //! RFC 6121 instant messaging and presence, plus the server's own iq services.
 
+pub mod adhoc;
 pub mod backlog;
 pub mod iq;
 pub mod message;

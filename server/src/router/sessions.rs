@@ -162,6 +162,11 @@ impl Sessions {
             .cloned()
     }
 
+    /// Usernames with at least one session (XEP-0133 online users, announcements).
+    pub fn usernames(&self) -> Vec<String> {
+        self.by_user.iter().map(|e| e.key().clone()).collect()
+    }
+
     pub fn count(&self) -> usize {
         self.by_user.iter().map(|e| e.value().len()).sum()
     }
