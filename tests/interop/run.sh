@@ -15,6 +15,7 @@
 #                          cli_user_list sendxmpp profanity slixmpp_pubsub
 #                          aioxmpp_pubsub slixmpp_pep slixmpp_zlib
 #                          gloox_zlib slixmpp_negative restart
+#                          slixmpp_sm aioxmpp_sm
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d,
 #                          gloox's XML log)
@@ -40,6 +41,7 @@ set -euo pipefail
 
 TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsub aioxmpp_pubsub
 	slixmpp_pep slixmpp_zlib gloox_zlib slixmpp_negative restart)
+TESTS+=(slixmpp_sm aioxmpp_sm) # XEP-0198: resumption after a cut TCP connection
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -351,6 +353,30 @@ aioxmpp_pubsub() {
 		--users aiox_a,aiox_b --password "$PASSWORD" "${PYDEBUG[@]}"
 }
 run_test aioxmpp_pubsub aioxmpp_pubsub
+
+# XEP-0198 stream management: the subscriber's TCP connection is cut (a relay
+# resets it both ways, tcpcut.py), the client resumes the stream, and every
+# notification and message sent meanwhile arrives exactly once. Accounts sm_*
+# (slixmpp) and asm_* (aioxmpp), created here.
+slixmpp_sm() {
+	add_users sm_s sm_p || { echo "FAIL: could not create sm_s, sm_p"; return 1; }
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$PY" "$INTEROP_DIR/slixmpp_sm.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users sm_s,sm_p --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test slixmpp_sm slixmpp_sm
+
+aioxmpp_sm() {
+	local py=${INTEROP_AIOXMPP_PYTHON:-}
+	if [ -z "$py" ]; then
+		py=$("$INTEROP_DIR/aioxmpp-venv.sh") || { echo "FAIL: could not set up the aioxmpp venv"; return 1; }
+	fi
+	add_users asm_s asm_p || { echo "FAIL: could not create asm_s, asm_p"; return 1; }
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$py" "$INTEROP_DIR/aioxmpp_sm.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users asm_s,asm_p --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test aioxmpp_sm aioxmpp_sm
 
 run_test slixmpp_pep "$PY" "$INTEROP_DIR/slixmpp_pep.py" \
 	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
