@@ -31,9 +31,6 @@ pub struct Config {
     pub storage: StorageSection,
     pub s2s: S2sSection,
     pub multicast: MulticastSection,
-    /// Bare JIDs of the server's administrators: they see and run the XEP-0133
-    /// administration commands (XEP-0050 ad-hoc) from their clients.
-    pub admins: Vec<String>,
     pub admin: AdminSection,
 }
 
@@ -54,7 +51,6 @@ impl Default for Config {
             storage: StorageSection::default(),
             s2s: S2sSection::default(),
             multicast: MulticastSection::default(),
-            admins: Vec::new(),
             admin: AdminSection::default(),
         }
     }
@@ -671,6 +667,9 @@ mod tests {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
+    /// Bare JIDs of the server's administrators: they see and run the XEP-0133
+    /// administration commands (XEP-0050 ad-hoc) from their clients.
+    pub admins: Vec<String>,
     /// Accounts one delete-user command may name.
     pub max_accounts_per_command: NonZeroUsize,
     /// Online users one list shows at most.
@@ -682,6 +681,7 @@ pub struct AdminSection {
 impl Default for AdminSection {
     fn default() -> Self {
         AdminSection {
+            admins: Vec::new(),
             max_accounts_per_command: nz(100),
             max_listed: nz(1000),
             max_announcement_bytes: nz(4096),

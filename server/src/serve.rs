@@ -241,7 +241,7 @@ pub fn build_router(
             max_remote_notify_resources: cfg.pubsub.max_remote_notify_resources,
             chain_notifications: cfg.c2s.compression,
             admin: crate::im::adhoc::AdminConfig {
-                admins: cfg.admins.clone().into(),
+                admins: cfg.admin.admins.clone().into(),
                 max_accounts_per_command: cfg.admin.max_accounts_per_command.get(),
                 max_listed: cfg.admin.max_listed.get(),
                 max_announcement_bytes: cfg.admin.max_announcement_bytes.get(),

@@ -2,7 +2,7 @@
 //! administration commands an operator runs from a client: add a user, delete users,
 //! change a password, list or count online users, send an announcement.
 //!
-//! Only local sessions of the accounts in the top-level `admins` list see and run them
+//! Only local sessions of the accounts in `[admin] admins` see and run them
 //! (XEP-0133 §3: "the service MUST verify that the requester is an administrator");
 //! everyone else is told the list is empty and gets `<forbidden/>` on execute. Every
 //! command is a single form: the first `execute` returns the form, the submission
@@ -46,7 +46,7 @@ const ANNOUNCE: &str = "http://jabber.org/protocol/admin#announce";
 /// `[admin]` limits.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// Bare JIDs of the server's administrators (top-level `admins`).
+    /// Bare JIDs of the server's administrators (`[admin] admins`).
     pub admins: Arc<[String]>,
     /// Accounts one delete-user command may name.
     pub max_accounts_per_command: usize,

@@ -63,7 +63,7 @@ pub struct RouterConfig {
     /// `[c2s] compression`: chain each node's notifications so compressed streams can
     /// refer back to the previous one (`stream::zlib`).
     pub chain_notifications: bool,
-    /// Top-level `admins` and `[admin]`: XEP-0133 commands.
+    /// `[admin]`: XEP-0133 commands.
     pub admin: crate::im::adhoc::AdminConfig,
 }
 
