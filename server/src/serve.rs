@@ -126,7 +126,11 @@ pub async fn serve(
     c2s.auth_failures_per_ip_per_hour = c.auth_failures_per_ip_per_hour;
     c2s.auth_failures_per_account_per_hour = c.auth_failures_per_account_per_hour;
     // RFC 6121 2.6: roster versioning is implemented by the router.
-    c2s.extra_features = vec![Element::new("ver", ns::ROSTERVER)];
+    // RFC 6121 3.4: subscription pre-approval.
+    c2s.extra_features = vec![
+        Element::new("ver", ns::ROSTERVER),
+        Element::new("sub", ns::PRE_APPROVAL),
+    ];
     let limit = Arc::new(Semaphore::new(c2s.max_connections));
     let mut bound = Bound {
         router: Some(router.clone()),

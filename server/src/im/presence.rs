@@ -45,7 +45,9 @@ impl Router {
                 Some(to),
             ) => {
                 let contact = to.to_bare().to_string();
-                self.outbound_subscription(me, p.kind, &contact, &el).await;
+                let user = username(&me.info.jid);
+                self.outbound_subscription(&user, p.kind, &contact, &el)
+                    .await;
             }
             // RFC 6121 4.3: probes are the server's business; an error presence is
             // relayed like directed presence.
@@ -232,14 +234,15 @@ impl Router {
 
     /// The user's server side of subscribe / subscribed / unsubscribe / unsubscribed
     /// (RFC 6121 3.1.2, 3.1.5, 3.2.2, 3.3.2).
+    /// Also run on the user's behalf when a pre-approved contact asks (RFC 6121 3.4).
     async fn outbound_subscription(
         &self,
-        me: &LocalSession,
+        user: &str,
         kind: PresenceType,
         contact: &str,
         el: &Element,
     ) {
-        let user = username(&me.info.jid);
+        let user = user.to_owned();
         let my_bare = self.bare_of(&user);
         let kind_s = match kind {
             PresenceType::Subscribe => "subscribe",
@@ -288,13 +291,22 @@ impl Router {
                     return; // already approved: nothing to do (3.1.5)
                 }
                 if !was_pending {
-                    // Pre-approval (RFC 6121 3.4) is not offered; nothing was asked.
+                    // RFC 6121 3.4.1: nothing was asked, so this pre-approves the
+                    // contact's future request: the item says approved='true' and the
+                    // presence is not routed to the contact.
+                    if !entry.approved {
+                        entry.approved = true;
+                        let _ = self.save_and_push(&user, &entry).await;
+                    }
                     return;
                 }
                 entry.subscription = match entry.subscription {
                     SubState::To | SubState::Both => SubState::Both,
                     SubState::None | SubState::From => SubState::From,
                 };
+                // The approval is used up (3.4: it only matters while the contact has no
+                // subscription).
+                entry.approved = false;
                 changed = true;
             }
             PresenceType::Unsubscribe => {
@@ -316,6 +328,11 @@ impl Router {
                 };
                 changed = existing.is_some() && before != entry.subscription;
                 drops_from = changed && matches!(before, SubState::From | SubState::Both);
+                if entry.approved {
+                    // 3.4: unsubscribed also cancels a pre-approval.
+                    entry.approved = false;
+                    changed = existing.is_some();
+                }
             }
         }
         if changed {
@@ -443,6 +460,19 @@ impl Router {
                     // clears the requester's pending `ask`. Never dropped silently.
                     let reply = presence_to(to, from, "unsubscribed");
                     Box::pin(self.inbound_subscription(to, from, "unsubscribed", reply)).await;
+                    return;
+                }
+                if existing.as_ref().is_some_and(|e| e.approved) {
+                    // RFC 6121 3.4.2: pre-approved, so the server approves on the user's
+                    // behalf and the user is not asked.
+                    let subscribed = presence_to(to, from, "subscribed");
+                    Box::pin(self.outbound_subscription(
+                        &user,
+                        PresenceType::Subscribed,
+                        from,
+                        &subscribed,
+                    ))
+                    .await;
                     return;
                 }
                 self.presence_to_available(&user, &el);
