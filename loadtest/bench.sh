@@ -678,11 +678,13 @@ for scen in scenarios:
             c = any_r.get("csi") or {}
             L.append(f"{any_r['subscribers']:,} subscribers of one node, {c.get('inactive_subscribers', 0):,} of them "
                      f"sent `<inactive/>` after subscribing; {any_r['items']:,} items of {any_r['item_bytes']:,} B at "
-                     f"{any_r['rate']:g}/s. A wake-up is a read that returned data (the server's TCP writes, as "
-                     "the phone's radio sees them), per subscriber per minute of publishing. When publishing "
+                     f"{any_r['rate']:g}/s. A wake-up is a read after at least a second of silence on "
+                     "that connection (a phone's radio stays up a few seconds after traffic); busy seconds are the "
+                     "seconds in which any data arrived; reads are the reads that returned data (the server's TCP "
+                     "writes as the generator sees them); all per subscriber per minute of publishing. When publishing "
                      "ends the inactive subscribers send `<active/>` and must then have every item.\n")
-        L.append("| server | wake-ups per minute, inactive (max in run) | wake-ups per minute, active | loss (received/expected) | server RSS before / end of publishing (MiB) | server CPU-s per 1,000 notifications |")
-        L.append("|---|---:|---:|---|---|---:|")
+        L.append("| server | inactive: wake-ups / busy s / reads per minute (max wake-ups) | active: wake-ups / busy s / reads per minute | loss (received/expected) | server RSS before / end of publishing (MiB) | server CPU-s per 1,000 notifications |")
+        L.append("|---|---|---|---|---|---:|")
         for s in servers:
             r = results[s]
             if r is None:
@@ -690,16 +692,20 @@ for scen in scenarios:
                 continue
             c, d, sp = r.get("csi") or {}, r["delivery"], r.get("server_process") or {}
             loss_s = f"**{d['loss']:,} LOST**" if d["loss"] else "0"
-            L.append(f"| {s} | {f(c.get('reads_per_min_inactive'),'{:.1f}')} ({f(c.get('max_reads_inactive'),'{:,}')}) | "
-                     f"{f(c.get('reads_per_min_active'),'{:.1f}')} | {loss_s} ({d['received']:,}/{d['expected']:,}) | "
+            gi, ga = c.get("inactive") or {}, c.get("active") or {}
+            g3 = lambda g: (f"{f((g.get('wakeups_per_min') or [None])[0],'{:.1f}')} / {f((g.get('busy_secs_per_min') or [None])[0],'{:.1f}')} / "
+                            f"{f((g.get('reads_per_min') or [None])[0],'{:.0f}')}")
+            L.append(f"| {s} | {g3(gi)} ({f((gi.get('wakeups_per_min') or [None, None])[1],'{:.0f}')}) | "
+                     f"{g3(ga)} | {loss_s} ({d['received']:,}/{d['expected']:,}) | "
                      f"{f(mib(sp.get('rss_before_kib')),'{:.0f}')} / {f(mib(c.get('server_rss_kib_end_of_publishing')),'{:.0f}')} | "
                      f"{f(sp.get('cpu_secs_per_1000'),'{:.4f}')} |")
         L.append("")
         h = results.get("hydrant")
         if h and h.get("csi"):
             c = h["csi"]
-            summary.append(("mobile: wake-ups per inactive subscriber per minute on a 60/s firehose (recorded)",
-                            f"{c['reads_per_min_inactive']:.1f} (active: {c['reads_per_min_active']:.1f})", None))
+            summary.append(("mobile: wake-ups (after ≥1 s of silence) and busy seconds per inactive subscriber per minute on a 60/s firehose (recorded)",
+                            f"{c['inactive']['wakeups_per_min'][0]:.1f} wake-ups, {c['inactive']['busy_secs_per_min'][0]:.1f} s busy "
+                            f"(active: {c['active']['wakeups_per_min'][0]:.1f}, {c['active']['busy_secs_per_min'][0]:.1f} s)", None))
         continue
     if scen == "publishers":
         any_r = next((r for r in results.values() if r), None)

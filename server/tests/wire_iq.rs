@@ -301,3 +301,48 @@ async fn account_removal_kicks_every_session() {
         "a fresh account has no roster: {q}"
     );
 }
+
+/// XEP-0163 4 and 6.1: the account's own disco#info says it is a PEP service and lists
+/// the XEP-0060 features clients check before using it (aioxmpp's PEP service needs
+/// the identity; Conversations and Gajim look for publish-options).
+#[tokio::test]
+async fn the_account_is_a_pep_service_with_its_features() {
+    let server = Server::start().await;
+    server.add_user("alice", "pw-alice");
+    let mut a = server.login("alice", "pw-alice", "r").await;
+    let res = a
+        .iq(
+            "get",
+            Some("alice@localhost"),
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+        )
+        .await;
+    let q = res
+        .get_child("query", hydrant_proto::ns::DISCO_INFO)
+        .unwrap_or_else(|| panic!("{res}"));
+    assert!(
+        q.children().any(|i| i.name() == "identity"
+            && i.attr("category") == Some("pubsub")
+            && i.attr("type") == Some("pep")),
+        "{res}"
+    );
+    let features: Vec<&str> = q
+        .children()
+        .filter(|f| f.name() == "feature")
+        .filter_map(|f| f.attr("var"))
+        .collect();
+    for f in [
+        "publish",
+        "publish-options",
+        "retrieve-items",
+        "auto-create",
+        "access-whitelist",
+    ] {
+        let var = format!("http://jabber.org/protocol/pubsub#{f}");
+        assert!(features.contains(&var.as_str()), "{var}: {res}");
+    }
+    assert!(
+        !features.contains(&"urn:xmpp:mam:2"),
+        "no message archive: {res}"
+    );
+}

@@ -175,9 +175,19 @@ struct Shared {
     ack_latency: Histogram,
     /// Subscribers whose stream ended during the run, and why.
     ended: Vec<AtomicBool>,
-    /// Reads that returned data during publishing, per subscriber (wake-ups).
+    /// Reads that returned data during publishing, per subscriber.
     reads: Vec<AtomicU64>,
+    /// Of those, reads after at least [`WAKE_GAP`] of silence on that connection: how
+    /// often a phone's radio would have to wake up.
+    wakeups: Vec<AtomicU64>,
+    /// Distinct seconds of the run in which data arrived, per subscriber: how long the
+    /// radio would be busy.
+    busy_secs: Vec<AtomicU64>,
 }
+
+/// Silence after which the next read counts as a wake-up (mobile radios stay up for a
+/// few seconds after traffic; a second is a conservative gap).
+const WAKE_GAP: Duration = Duration::from_secs(1);
 
 /// How one subscriber's run ended.
 #[derive(Debug)]
@@ -228,13 +238,24 @@ pub struct PubsubResult {
 #[derive(Debug, Serialize)]
 struct CsiResult {
     inactive_subscribers: u64,
-    /// Reads that returned data (TCP wake-ups), per inactive subscriber per minute.
-    reads_per_min_inactive: f64,
-    max_reads_inactive: u64,
-    /// The same for the active subscribers of the run.
-    reads_per_min_active: f64,
+    inactive: CsiGroup,
+    /// The same figures for the run's active subscribers.
+    active: CsiGroup,
     /// Server RSS when publishing ended, with everything held for inactive subscribers.
     server_rss_kib_end_of_publishing: Option<u64>,
+}
+
+/// Per subscriber per minute of publishing, (mean, max) over the group.
+#[derive(Debug, Serialize)]
+// The JSON names carry the unit, as the rest of the report's do.
+#[allow(clippy::struct_field_names)]
+struct CsiGroup {
+    /// Reads after at least a second of silence: radio wake-ups.
+    wakeups_per_min: (f64, f64),
+    /// Seconds in which data arrived: radio busy time.
+    busy_secs_per_min: (f64, f64),
+    /// Reads that returned data.
+    reads_per_min: (f64, f64),
 }
 
 #[derive(Debug, Serialize)]
@@ -499,6 +520,8 @@ pub async fn measure(
         ack_latency: Histogram::default(),
         ended: (0..users).map(|_| AtomicBool::new(false)).collect(),
         reads: (0..users).map(|_| AtomicU64::new(0)).collect(),
+        wakeups: (0..users).map(|_| AtomicU64::new(0)).collect(),
+        busy_secs: (0..users).map(|_| AtomicU64::new(0)).collect(),
     });
     // Inactive subscribers are told to be active again when publishing ends.
     let wake = CancellationToken::new();
@@ -734,25 +757,29 @@ pub async fn measure(
             .server_pid
             .and_then(|pid| sys::memory(Some(pid)).ok())
             .map(|m| m.rss_kib);
-        let per_min = |range: std::ops::Range<u64>| -> (f64, u64) {
-            let reads: Vec<u64> = range
+        // Per minute of publishing, mean and max over a group of subscribers.
+        let per_min = |range: std::ops::Range<u64>, of: &[AtomicU64]| -> (f64, f64) {
+            let v: Vec<u64> = range
                 .filter(|&i| ready[i as usize].load(Ordering::Relaxed))
-                .map(|i| shared.reads[i as usize].load(Ordering::Relaxed))
+                .map(|i| of[i as usize].load(Ordering::Relaxed))
                 .collect();
-            let mean = reads.iter().sum::<u64>() as f64 / reads.len().max(1) as f64;
+            let scale = 60.0 / publish_secs.max(1e-9);
+            let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
             (
-                mean * 60.0 / publish_secs.max(1e-9),
-                reads.iter().copied().max().unwrap_or(0),
+                mean * scale,
+                v.iter().copied().max().unwrap_or(0) as f64 * scale,
             )
         };
         let n = n.min(users);
-        let (inactive_per_min, inactive_max) = per_min(0..n);
-        let (active_per_min, _) = per_min(n..users);
+        let group = |range: std::ops::Range<u64>| CsiGroup {
+            wakeups_per_min: per_min(range.clone(), &shared.wakeups),
+            busy_secs_per_min: per_min(range.clone(), &shared.busy_secs),
+            reads_per_min: per_min(range, &shared.reads),
+        };
         CsiResult {
             inactive_subscribers: n,
-            reads_per_min_inactive: inactive_per_min,
-            max_reads_inactive: inactive_max,
-            reads_per_min_active: active_per_min,
+            inactive: group(0..n),
+            active: group(n..users),
             server_rss_kib_end_of_publishing: rss_kib,
         }
     });
@@ -1024,6 +1051,7 @@ async fn receive(
     let slow = throttle.is_some();
     let mut throttle = throttle;
     let start = Instant::now();
+    let (mut last_read, mut last_sec): (Option<Instant>, Option<u64>) = (None, None);
     let mut total = 0u64;
     loop {
         let mut now = 0u64;
@@ -1089,7 +1117,17 @@ async fn receive(
             }
         };
         if matches!(r, Ok(n) if n > 0) && !cancel.is_cancelled() {
+            let t = Instant::now();
             shared.reads[index].fetch_add(1, Ordering::Relaxed);
+            if last_read.is_none_or(|l| t - l >= WAKE_GAP) {
+                shared.wakeups[index].fetch_add(1, Ordering::Relaxed);
+            }
+            let sec = (t - start).as_secs();
+            if last_sec != Some(sec) {
+                shared.busy_secs[index].fetch_add(1, Ordering::Relaxed);
+                last_sec = Some(sec);
+            }
+            last_read = Some(t);
         }
         if fresh > 0 {
             shared.received[index].fetch_add(fresh, Ordering::Relaxed);
@@ -1371,13 +1409,22 @@ impl PubsubResult {
             );
         }
         if let Some(c) = &self.csi {
+            for (name, g) in [("inactive", &c.inactive), ("active", &c.active)] {
+                let _ = writeln!(
+                    s,
+                    "  CSI {name} subscribers: per minute, {:.1} wake-ups (max {:.0}), {:.1} s busy (max {:.0}), {:.0} reads (max {:.0})",
+                    g.wakeups_per_min.0,
+                    g.wakeups_per_min.1,
+                    g.busy_secs_per_min.0,
+                    g.busy_secs_per_min.1,
+                    g.reads_per_min.0,
+                    g.reads_per_min.1
+                );
+            }
             let _ = writeln!(
                 s,
-                "  CSI: {} inactive subscriber(s): {:.1} wake-ups (reads) per minute each (max {} in the run); active ones: {:.1} per minute",
-                c.inactive_subscribers,
-                c.reads_per_min_inactive,
-                c.max_reads_inactive,
-                c.reads_per_min_active
+                "  CSI: {} inactive subscriber(s)",
+                c.inactive_subscribers
             );
             if let Some(rss) = c.server_rss_kib_end_of_publishing {
                 let _ = writeln!(

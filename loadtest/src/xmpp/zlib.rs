@@ -91,7 +91,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Zlib<S> {
                 let out = buf.initialize_unfilled();
                 let status = this
                     .inflate
-                    .decompress(&this.input[this.in_pos..this.in_end], out, FlushDecompress::Sync)
+                    .decompress(
+                        &this.input[this.in_pos..this.in_end],
+                        out,
+                        FlushDecompress::Sync,
+                    )
                     .map_err(corrupt)?;
                 let used = usize::try_from(this.inflate.total_in() - before_in).expect("fits");
                 let made = usize::try_from(this.inflate.total_out() - before_out).expect("fits");

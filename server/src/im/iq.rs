@@ -212,7 +212,14 @@ impl Router {
                             .with_attr("category", "pubsub")
                             .with_attr("type", "pep"),
                     );
-                for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB] {
+                // XEP-0163 6.1: the account, as a PEP service, lists the XEP-0060
+                // features it supports (clients look for publish-options before they
+                // publish bookmarks, avatars or keys). Not MAM: on an account's JID that
+                // would announce a message archive, which hydrant does not keep.
+                let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB, ns::RSM];
+                features.extend_from_slice(hydrant_pubsub::FEATURES);
+                features.push(hydrant_pubsub::AUTO_CREATE);
+                for f in features {
                     q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
                 }
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
