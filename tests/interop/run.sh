@@ -16,6 +16,7 @@
 #                          aioxmpp_pubsub slixmpp_pep slixmpp_zlib
 #                          gloox_zlib slixmpp_negative restart
 #                          slixmpp_sm aioxmpp_sm
+#                          slixmpp_csi
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d,
 #                          gloox's XML log)
@@ -42,6 +43,7 @@ set -euo pipefail
 TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsub aioxmpp_pubsub
 	slixmpp_pep slixmpp_zlib gloox_zlib slixmpp_negative restart)
 TESTS+=(slixmpp_sm aioxmpp_sm) # XEP-0198: resumption after a cut TCP connection
+TESTS+=(slixmpp_csi) # XEP-0352
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -381,6 +383,17 @@ run_test aioxmpp_sm aioxmpp_sm
 run_test slixmpp_pep "$PY" "$INTEROP_DIR/slixmpp_pep.py" \
 	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
 	--users pep_a,pep_b,pep_c --password "$PASSWORD" "${PYDEBUG[@]}"
+
+# XEP-0352 client state indication with slixmpp's xep_0352 plugin: held while
+# inactive, released by <active/>, by a message with a body and by size.
+# Accounts csi_* (S inactive subscriber, W active witness, P publisher), created here.
+slixmpp_csi() {
+	add_users csi_s csi_w csi_p || { echo "FAIL: could not create csi_s, csi_w, csi_p"; return 1; }
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$PY" "$INTEROP_DIR/slixmpp_csi.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users csi_s,csi_w,csi_p --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test slixmpp_csi slixmpp_csi
 
 # XEP-0138 zlib (hydrant only: Prosody 0.12 ships no stream compression), with two
 # independent client implementations: slixmpp (Python's zlib) and gloox (C++, GnuTLS,
