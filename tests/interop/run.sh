@@ -16,7 +16,7 @@
 #                          aioxmpp_pubsub slixmpp_pep slixmpp_zlib
 #                          gloox_zlib slixmpp_negative restart
 #                          slixmpp_sm aioxmpp_sm
-#                          slixmpp_csi xmppjs_pep
+#                          slixmpp_csi xmppjs_pep aioxmpp_pep
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d,
 #                          gloox's XML log)
@@ -46,7 +46,7 @@ TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsu
 	slixmpp_pep slixmpp_zlib gloox_zlib slixmpp_negative restart)
 TESTS+=(slixmpp_sm aioxmpp_sm) # XEP-0198: resumption after a cut TCP connection
 TESTS+=(slixmpp_csi) # XEP-0352
-TESTS+=(xmppjs_pep) # xmpp.js (node): PEP
+TESTS+=(xmppjs_pep aioxmpp_pep) # PEP with xmpp.js (node) and aioxmpp's PEPClient
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -412,6 +412,20 @@ xmppjs_pep() {
 		--users xj_a,xj_b,xj_c --password "$PASSWORD" "${PYDEBUG[@]}"
 }
 run_test xmppjs_pep xmppjs_pep
+
+# aioxmpp's PEPClient (register_pep_node notify=True) for a contact's location,
+# typed node configuration forms on pubsub.<domain>. Accounts ap_*, created here.
+aioxmpp_pep() {
+	local py=${INTEROP_AIOXMPP_PYTHON:-}
+	if [ -z "$py" ]; then
+		py=$("$INTEROP_DIR/aioxmpp-venv.sh") || { echo "FAIL: could not set up the aioxmpp venv"; return 1; }
+	fi
+	add_users ap_a ap_b || { echo "FAIL: could not create ap_a, ap_b"; return 1; }
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$py" "$INTEROP_DIR/aioxmpp_pep.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users ap_a,ap_b --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test aioxmpp_pep aioxmpp_pep
 
 # XEP-0138 zlib (hydrant only: Prosody 0.12 ships no stream compression), with two
 # independent client implementations: slixmpp (Python's zlib) and gloox (C++, GnuTLS,
