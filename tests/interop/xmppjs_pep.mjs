@@ -12,7 +12,8 @@
 // (xmpp.js has no SCRAM-SHA-256; the server offers both), resource binding:
 //   1. every login: TLS verified, the <auth/> xmpp.js sent names SCRAM-SHA-1;
 //   2. A: disco#info of its own bare JID lists the identity pubsub/pep
-//      (what PEP clients look for before they publish) and pubsub features;
+//      (what PEP clients look for before they publish) and, as XEP-0163 6.1
+//      asks, the XEP-0060 features: publish, retrieve-items, publish-options;
 //   3. B and C announce XEP-0115 caps with
 //      http://jabber.org/protocol/geoloc+notify in their initial presence
 //      (xmpp.js has no caps module: the test computes the sha-1 ver and
@@ -262,7 +263,16 @@ async function main() {
     const idents = info.getChildren("identity").map((i) => `${i.attrs.category}/${i.attrs.type}`);
     const feats = info.getChildren("feature").map((f) => f.attrs.var);
     check(idents.includes("pubsub/pep"), `A: disco#info of ${a.bare} has identities [${idents}], no pubsub/pep`);
-    step(`A: disco#info of ${a.bare}: identities ${idents.join(", ")}; features ${feats.join(" ")}`);
+    // XEP-0163 6.1: with pubsub/pep the account lists the namespaces and features it
+    // supports, "including all supported XEP-0060 features"; clients decide on them
+    // (publish-options, XEP-0223: what Gajim and Conversations look for on the account
+    // before they publish bookmarks, OMEMO bundles or avatars with access preconditions).
+    const want = ["publish", "retrieve-items", "publish-options"].map((f) => `${NS.PUBSUB}#${f}`);
+    const lacking = want.filter((f) => !feats.includes(f));
+    check(lacking.length === 0, `A: disco#info of ${a.bare} (identities ${idents.join(", ")}) lacks ` +
+      `${lacking.join(" ")}: it lists only ${feats.join(" ")}`);
+    step(`A: disco#info of ${a.bare}: identities ${idents.join(", ")}; ${want.map((f) => f.split("#")[1]).join(", ")} ` +
+      `among ${feats.length} features`);
 
     // --- 3. caps with geoloc+notify ---------------------------------------------------------
     for (const x of all) await iq(x, "get", null, xml("query", { xmlns: NS.ROSTER }));
