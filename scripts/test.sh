@@ -8,7 +8,9 @@
 #              fresh machine; skipped when everything is already installed),
 #              then the venv with aioxmpp from PyPI that aioxmpp_pubsub runs in
 #              (tests/interop/aioxmpp-venv.sh: pinned, under
-#              ~/.cache/hydrant-interop, created once and reused)
+#              ~/.cache/hydrant-interop, created once and reused), and xmpp.js
+#              from npm for xmppjs_pep (tests/interop/xmppjs-install.sh: npm ci
+#              from a lock file, cached beside the venv)
 #   fmt        cargo fmt --all --check
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   deps       scripts/check-deps.sh (crate dependency directions, DESIGN.md)
@@ -126,10 +128,17 @@ install_python_packages() {
 	py=$(tests/interop/aioxmpp-venv.sh) || return 1
 	echo "aioxmpp venv: $py"
 }
+# xmpp.js for xmppjs_pep (npm ci from the lock file): quick no-op when it exists
+install_node_packages() {
+	local dir
+	dir=$(tests/interop/xmppjs-install.sh) || return 1
+	echo "xmpp.js: $dir"
+}
 install_all() {
 	local rc=0
 	install_packages || rc=1
 	install_python_packages || rc=1
+	install_node_packages || rc=1
 	return "$rc"
 }
 

@@ -16,6 +16,7 @@
 #                          aioxmpp_pubsub slixmpp_pep slixmpp_zlib
 #                          gloox_zlib slixmpp_negative restart
 #                          slixmpp_sm aioxmpp_sm
+#                          slixmpp_csi xmppjs_pep aioxmpp_pep
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d,
 #                          gloox's XML log)
@@ -34,6 +35,8 @@
 # aioxmpp from PyPI: aioxmpp-venv.sh creates it (idempotent; scripts/test.sh
 # runs it in its packages stage, run.sh again when the venv is missing).
 # INTEROP_AIOXMPP_PYTHON overrides its python.
+# xmppjs_pep: node >= 20.10 + npm; xmppjs-install.sh installs the pinned xmpp.js
+# (npm ci, cached like the venv; INTEROP_XMPPJS_MODULES overrides its node_modules).
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -42,6 +45,8 @@ set -euo pipefail
 TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsub aioxmpp_pubsub
 	slixmpp_pep slixmpp_zlib gloox_zlib slixmpp_negative restart)
 TESTS+=(slixmpp_sm aioxmpp_sm) # XEP-0198: resumption after a cut TCP connection
+TESTS+=(slixmpp_csi) # XEP-0352
+TESTS+=(xmppjs_pep aioxmpp_pep) # PEP with xmpp.js (node) and aioxmpp's PEPClient
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -381,6 +386,46 @@ run_test aioxmpp_sm aioxmpp_sm
 run_test slixmpp_pep "$PY" "$INTEROP_DIR/slixmpp_pep.py" \
 	--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
 	--users pep_a,pep_b,pep_c --password "$PASSWORD" "${PYDEBUG[@]}"
+
+# XEP-0352 client state indication with slixmpp's xep_0352 plugin: held while
+# inactive, released by <active/>, by a message with a body and by size.
+# Accounts csi_* (S inactive subscriber, W active witness, P publisher), created here.
+slixmpp_csi() {
+	add_users csi_s csi_w csi_p || { echo "FAIL: could not create csi_s, csi_w, csi_p"; return 1; }
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$PY" "$INTEROP_DIR/slixmpp_csi.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users csi_s,csi_w,csi_p --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test slixmpp_csi slixmpp_csi
+
+# xmpp.js (@xmpp/client, node): SCRAM-SHA-1 over STARTTLS, the account's PEP
+# service, a XEP-0080 location to a +notify contact. Accounts xj_*, created here.
+xmppjs_pep() {
+	local modules=${INTEROP_XMPPJS_MODULES:-}
+	command -v node >/dev/null || { echo "FAIL: node is not installed"; return 1; }
+	if [ -z "$modules" ]; then
+		modules=$("$INTEROP_DIR/xmppjs-install.sh") || { echo "FAIL: could not install xmpp.js (npm ci)"; return 1; }
+	fi
+	add_users xj_a xj_b xj_c || { echo "FAIL: could not create xj_a, xj_b, xj_c"; return 1; }
+	NODE_EXTRA_CA_CERTS=$XMPP_CA timeout --kill-after=5 "$TEST_TIMEOUT" node "$INTEROP_DIR/xmppjs_pep.mjs" \
+		--modules "$modules" --host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" \
+		--users xj_a,xj_b,xj_c --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test xmppjs_pep xmppjs_pep
+
+# aioxmpp's PEPClient (register_pep_node notify=True) for a contact's location,
+# typed node configuration forms on pubsub.<domain>. Accounts ap_*, created here.
+aioxmpp_pep() {
+	local py=${INTEROP_AIOXMPP_PYTHON:-}
+	if [ -z "$py" ]; then
+		py=$("$INTEROP_DIR/aioxmpp-venv.sh") || { echo "FAIL: could not set up the aioxmpp venv"; return 1; }
+	fi
+	add_users ap_a ap_b || { echo "FAIL: could not create ap_a, ap_b"; return 1; }
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$py" "$INTEROP_DIR/aioxmpp_pep.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users ap_a,ap_b --password "$PASSWORD" "${PYDEBUG[@]}"
+}
+run_test aioxmpp_pep aioxmpp_pep
 
 # XEP-0138 zlib (hydrant only: Prosody 0.12 ships no stream compression), with two
 # independent client implementations: slixmpp (Python's zlib) and gloox (C++, GnuTLS,
