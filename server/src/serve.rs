@@ -240,6 +240,7 @@ pub fn build_router(
             caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
             max_remote_notify_resources: cfg.pubsub.max_remote_notify_resources,
             chain_notifications: cfg.c2s.compression,
+            max_blocklist_items: cfg.blocking.max_items,
             multicast: crate::im::multicast::MulticastConfig {
                 enabled: cfg.multicast.enabled,
                 max_addresses: cfg.multicast.max_addresses.get(),

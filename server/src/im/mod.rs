@@ -1,6 +1,9 @@
 //! RFC 6121 instant messaging and presence, plus the server's own iq services.
 
 pub mod backlog;
+pub mod blocking;
+pub mod blocklist;
+pub mod carbons;
 pub mod iq;
 pub mod message;
 pub mod multicast;
