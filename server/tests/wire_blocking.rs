@@ -760,3 +760,64 @@ async fn the_blocklist_is_capped() {
         ["a@x.example", "b@x.example", "c@x.example"]
     );
 }
+
+/// PEP `+notify` events to another server's contacts (XEP-0163 over s2s) skip a
+/// resource the owner blocks by its full JID; the contact's other resources keep them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pep_events_skip_a_blocked_remote_resource() {
+    use common::federation::{free_port, online, s2s};
+    let (pa, pb) = (free_port(), free_port());
+    let sa = Server::start_domain("a.test", &s2s(pa, "b.test", pb)).await;
+    let sb = Server::start_domain("b.test", &s2s(pb, "a.test", pa)).await;
+    let mut alice = online(&sa, "alice").await;
+    let mut bob = online(&sb, "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    let features = vec![
+        "http://jabber.org/protocol/caps".to_owned(),
+        ns::DISCO_INFO.to_owned(),
+        format!("{TUNE}+notify"),
+    ];
+    let ver = caps_ver(&features);
+    let tune = |t: &str| format!("<tune xmlns='{TUNE}'><title>{t}</title></tune>");
+    let event = |id: &'static str| {
+        move |e: &Element| {
+            e.attr("from") == Some("alice@a.test")
+                && e.get_child("event", ns::PUBSUB_EVENT)
+                    .and_then(|ev| ev.get_child("items", ns::PUBSUB_EVENT))
+                    .and_then(|i| i.get_child("item", ns::PUBSUB_EVENT))
+                    .is_some_and(|i| i.attr("id") == Some(id))
+        }
+    };
+    publish(&mut alice, "alice@a.test", TUNE, "m1", &tune("one")).await;
+    // The phone's caps, answered to both servers; its last item shows a.test cached
+    // them, so the tablet with the same caps is not asked again.
+    announce_caps(&mut bob, &ver).await;
+    answer_caps_query(&mut bob, "b.test", &ver, &features).await;
+    answer_caps_query(&mut bob, "alice@a.test", &ver, &features).await;
+    bob.expect("m1 at the phone", event("m1")).await;
+    let mut tablet = sb.online("bob", PW, "tablet").await;
+    announce_caps(&mut tablet, &ver).await;
+    tablet.expect("m1 at the tablet", event("m1")).await;
+
+    assert_ok(&block(&mut alice, &["bob@b.test/tablet"]).await);
+    tablet
+        .expect(
+            "alice unavailable to the blocked resource",
+            presence("alice@a.test/phone", Some("unavailable")),
+        )
+        .await;
+    publish(&mut alice, "alice@a.test", TUNE, "m2", &tune("two")).await;
+    bob.expect("m2 at the phone", event("m2")).await;
+    // Unblocked, the tablet gets alice's presence again, and her next event: any copy
+    // of m2 would have come before it (a node's events leave in order).
+    assert_ok(&unblock(&mut alice, &["bob@b.test/tablet"]).await);
+    tablet
+        .expect(
+            "alice's presence again",
+            presence("alice@a.test/phone", None),
+        )
+        .await;
+    publish(&mut alice, "alice@a.test", TUNE, "m3", &tune("three")).await;
+    tablet.expect("m3 at the tablet", event("m3")).await;
+    tablet.assert_none("m2 while blocked", event("m2"));
+}
