@@ -74,3 +74,21 @@ pub const RSM: &str = "http://jabber.org/protocol/rsm";
 pub const COMPRESS: &str = "http://jabber.org/protocol/compress";
 /// Stream Compression feature (XEP-0138).
 pub const COMPRESS_FEATURE: &str = "http://jabber.org/features/compress";
+/// Message Carbons (XEP-0280).
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// Message Processing Hints (XEP-0334).
+pub const HINTS: &str = "urn:xmpp:hints";
+/// Chat State Notifications (XEP-0085).
+pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// Message Delivery Receipts (XEP-0184).
+pub const RECEIPTS: &str = "urn:xmpp:receipts";
+/// Chat Markers (XEP-0333).
+pub const CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// Multi-User Chat, occupant payloads (XEP-0045).
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// Direct MUC Invitations (XEP-0249).
+pub const CONFERENCE: &str = "jabber:x:conference";
+/// Blocking Command (XEP-0191).
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// Blocking Command application errors (XEP-0191).
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";

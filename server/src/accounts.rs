@@ -2,8 +2,8 @@
 //!
 //! **Removal** (XEP-0077 3.2 in-band, or `hydrant user remove`) leaves nothing a new
 //! account registered under the same name could inherit:
-//! - the account row with its credentials, roster, pending requests and offline
-//!   messages (one store transaction, by cascade);
+//! - the account row with its credentials, roster, pending requests, offline messages
+//!   and blocklist (one store transaction, by cascade; the list in memory goes too);
 //! - its sessions: a `<not-authorized/>` stream error (XEP-0077 3.2: "the server SHOULD
 //!   then return a <not-authorized/> stream error and terminate all active sessions");
 //! - its presence subscriptions: "the server SHOULD also cancel all existing presence
@@ -55,6 +55,7 @@ impl Router {
             return Ok(false);
         }
         info!(user, "account removed");
+        self.forget_blocklist(user).await;
         // RFC 6121 3.2.2 / 4.5.2: contacts stop seeing its resources, before the
         // sessions end (once unbound, they no longer know whom to tell).
         for e in roster

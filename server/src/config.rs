@@ -25,6 +25,7 @@ pub struct Config {
     pub registration: RegistrationSection,
     pub offline: OfflineSection,
     pub roster: RosterSection,
+    pub blocking: BlockingSection,
     pub presence: PresenceSection,
     pub pubsub: PubsubSection,
     pub metrics: MetricsSection,
@@ -45,6 +46,7 @@ impl Default for Config {
             registration: RegistrationSection::default(),
             offline: OfflineSection::default(),
             roster: RosterSection::default(),
+            blocking: BlockingSection::default(),
             presence: PresenceSection::default(),
             pubsub: PubsubSection::default(),
             metrics: MetricsSection::default(),
@@ -266,6 +268,20 @@ impl Default for RosterSection {
             max_name_bytes: nz(1024),
             max_pending_subscriptions: 200,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockingSection {
+    /// JIDs one account's XEP-0191 blocklist may hold; a block past it is refused with
+    /// `<resource-constraint/>` and blocks nothing.
+    pub max_items: usize,
+}
+
+impl Default for BlockingSection {
+    fn default() -> Self {
+        BlockingSection { max_items: 1000 }
     }
 }
 

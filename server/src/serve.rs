@@ -250,6 +250,7 @@ pub fn build_router(
                 max_listed: cfg.admin.max_listed.get(),
                 max_announcement_bytes: cfg.admin.max_announcement_bytes.get(),
             },
+            max_blocklist_items: cfg.blocking.max_items,
             multicast: crate::im::multicast::MulticastConfig {
                 enabled: cfg.multicast.enabled,
                 max_addresses: cfg.multicast.max_addresses.get(),

@@ -7,75 +7,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::pubsub::{PW, assert_result, entry, publish, users};
+use common::remote::{Peer, inject};
 use common::{Server, presence, stanza_error};
-use hydrant_proto::{Element, Jid, Stanza, ns};
-use hydrant_server::router::origin::Origin;
-use hydrant_server::router::remote::{Refused, RemoteDomains};
-use tokio::sync::mpsc;
+use hydrant_proto::{Element, ns};
 
 const CAROL: &str = "carol@remote.example/phone";
 const SVC: &str = "pubsub.localhost";
-
-/// Records every stanza the server hands to "other domains".
-struct Capture(mpsc::UnboundedSender<Element>);
-
-impl RemoteDomains for Capture {
-    fn send(&self, _to: &Jid, stanza: Element) -> Result<(), Box<Refused>> {
-        let _ = self.0.send(stanza);
-        Ok(())
-    }
-}
-
-struct Peer {
-    rx: mpsc::UnboundedReceiver<Element>,
-}
-
-impl Peer {
-    /// The next stanza sent out that matches `pred` (others are skipped).
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Element) -> bool) -> Element {
-        let wait = async {
-            loop {
-                let el = self.rx.recv().await.expect("the transport stays installed");
-                if pred(&el) {
-                    return el;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), wait)
-            .await
-            .unwrap_or_else(|_| panic!("nothing sent out for: {what}"))
-    }
-}
-
-/// Delivers `xml` as a peer server would, from `from`.
-async fn inject(server: &Server, from: &str, xml: &str) {
-    let el = parse(xml);
-    let stanza = Stanza::parse(el, ns::SERVER).expect("a valid stanza");
-    let from = Jid::new(from).expect("a valid JID");
-    server.router.route(Origin::Remote(&from), stanza).await;
-}
-
-fn parse(xml: &str) -> Element {
-    let mut r = hydrant_proto::StreamReader::new(hydrant_proto::Limits::default());
-    r.feed(
-        format!(
-            "<stream:stream xmlns='jabber:server' xmlns:stream='{}'>{xml}",
-            ns::STREAM
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    loop {
-        if let hydrant_proto::StreamEvent::Stanza(el) =
-            r.next_event().unwrap().expect("a whole stanza")
-        {
-            return el;
-        }
-    }
-}
 
 fn to_carol(name: &'static str) -> impl Fn(&Element) -> bool {
     move |e| e.name() == name && e.attr("to") == Some(CAROL)
@@ -86,9 +24,7 @@ fn to_carol(name: &'static str) -> impl Fn(&Element) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stanzas_from_another_domain_are_routed_and_answered_through_it() {
     let server = Server::start().await;
-    let (tx, rx) = mpsc::unbounded_channel();
-    assert!(server.router.set_remote(Box::new(Capture(tx))).is_ok());
-    let mut peer = Peer { rx };
+    let mut peer = Peer::install(&server);
     users(&server, &["alice"]);
     let mut alice = server.online("alice", PW, "phone").await;
 

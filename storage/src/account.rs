@@ -41,8 +41,8 @@ pub trait AccountStore: Send + Sync {
     /// Creates an account; `AlreadyExists` if the username is taken.
     fn create_account(&self, username: &str, creds: &StoredCredentials) -> Result<()>;
 
-    /// Deletes an account together with its roster, pending subscription requests and
-    /// offline messages. `false` if there was no such account.
+    /// Deletes an account together with its roster, pending subscription requests,
+    /// offline messages and blocklist. `false` if there was no such account.
     fn delete_account(&self, username: &str) -> Result<bool>;
 
     /// The account's credentials, `None` if there is no such account.

@@ -2,7 +2,8 @@
 //!
 //! Owns what must survive a restart: accounts with their SCRAM credentials
 //! ([`AccountStore`]), rosters and pending inbound subscription requests
-//! ([`RosterStore`]), offline messages ([`OfflineStore`]), and pubsub nodes and items
+//! ([`RosterStore`]), offline messages ([`OfflineStore`]), XEP-0191 blocklists
+//! ([`BlockStore`]), and pubsub nodes and items
 //! (`hydrant_pubsub::Store`, one [`SqlitePubsubStore`] per service, from
 //! [`SqliteStore::pubsub`]). The traits are the contract; [`SqliteStore`] is the embedded default
 //! (SQLite in WAL mode, no server to run), and a PostgreSQL backend will implement the
@@ -17,6 +18,7 @@
 //! blocking storage calls that those crates wire in, never the other way round.
 
 mod account;
+mod blocking;
 mod error;
 mod offline;
 mod roster;
@@ -25,12 +27,13 @@ mod sqlite;
 pub mod testsuite;
 
 pub use account::{AccountChange, AccountStore};
+pub use blocking::BlockStore;
 pub use error::{Result, StorageError};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use roster::{RosterEntry, RosterStore, SubState};
 pub use sqlite::{DEFAULT_PAGE_CACHE_KIB, SqlitePubsubStore, SqliteStore};
 
 /// Everything the server needs from one backend, usable as `&dyn Store`.
-pub trait Store: AccountStore + RosterStore + OfflineStore {}
+pub trait Store: AccountStore + RosterStore + OfflineStore + BlockStore {}
 
-impl<T: AccountStore + RosterStore + OfflineStore + ?Sized> Store for T {}
+impl<T: AccountStore + RosterStore + OfflineStore + BlockStore + ?Sized> Store for T {}

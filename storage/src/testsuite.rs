@@ -19,6 +19,8 @@ pub fn run_conformance(store: &dyn Store) {
     offline(store);
     account_changes(store);
     contact_removed_everywhere(store);
+    blocklist(store);
+    blocklist_capped(store);
 }
 
 /// Data written through one store is there, unchanged, through the next. `open` must
@@ -41,10 +43,16 @@ pub fn run_persistence(open: &dyn Fn() -> Box<dyn Store>) {
             .store_offline("romeo", b"<message>2</message>", 10)
             .unwrap()
     );
+    assert!(
+        store
+            .block("romeo", &["tybalt@capulet.lit".to_owned()], 10)
+            .unwrap()
+    );
     drop(store);
 
     let store = open();
     assert_eq!(store.list_accounts().unwrap(), ["romeo"]);
+    assert_eq!(store.blocklist("romeo").unwrap(), ["tybalt@capulet.lit"]);
     assert_eq!(store.credentials("romeo").unwrap(), Some(creds(1)));
     assert_eq!(
         store.roster("romeo").unwrap(),
@@ -128,6 +136,11 @@ pub fn account_deletion_cascades(store: &dyn Store) {
             .add_pending_in(name, "y@example.com", b"<presence type='subscribe'/>")
             .unwrap();
         assert!(store.store_offline(name, b"<message/>", 10).unwrap());
+        assert!(
+            store
+                .block(name, &["z@example.com".to_owned()], 10)
+                .unwrap()
+        );
     }
 
     assert!(store.delete_account("carol").unwrap());
@@ -143,12 +156,14 @@ pub fn account_deletion_cascades(store: &dyn Store) {
     assert_eq!(store.pending_in("carol").unwrap(), Vec::new());
     assert_eq!(store.count_offline("carol").unwrap(), 0);
     assert_eq!(store.take_offline("carol").unwrap(), Vec::<Vec<u8>>::new());
+    assert_eq!(store.blocklist("carol").unwrap(), Vec::<String>::new());
 
     let (version, items) = store.roster("dave").unwrap();
     assert!(version > 0);
     assert_eq!(items, [entry("x@example.com", SubState::To, &["G"])]);
     assert_eq!(store.pending_in("dave").unwrap().len(), 1);
     assert_eq!(store.count_offline("dave").unwrap(), 1);
+    assert_eq!(store.blocklist("dave").unwrap(), ["z@example.com"]);
 
     for name in ["carol", "dave"] {
         assert!(store.delete_account(name).unwrap());
@@ -577,6 +592,86 @@ pub fn contact_removed_everywhere(store: &dyn Store) {
 
 /// Distinct, deterministic credentials per `seed`, including the extreme iteration
 /// count a backend must carry without loss.
+/// Block, unblock, unblock all, ordering, and who blocks whom.
+pub fn blocklist(store: &dyn Store) {
+    let jids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    store.create_account("mercutio", &creds(1)).unwrap();
+    store.create_account("paris", &creds(1)).unwrap();
+    assert_eq!(store.blocklist("mercutio").unwrap(), Vec::<String>::new());
+    // Every form XEP-0191 6 matches on is kept as given; sorted bytewise.
+    let forms = ["tybalt@capulet.lit", "capulet.lit", "a@b.lit/r", "b.lit/r"];
+    assert!(store.block("mercutio", &jids(&forms), 10).unwrap());
+    assert_eq!(
+        store.blocklist("mercutio").unwrap(),
+        ["a@b.lit/r", "b.lit/r", "capulet.lit", "tybalt@capulet.lit"]
+    );
+    // Blocking again is not an error and adds nothing.
+    assert!(
+        store
+            .block("mercutio", &jids(&["capulet.lit", "capulet.lit"]), 10)
+            .unwrap()
+    );
+    assert_eq!(store.blocklist("mercutio").unwrap().len(), 4);
+    assert!(store.block("paris", &jids(&["capulet.lit"]), 10).unwrap());
+
+    let who = store
+        .blocking_any(
+            &jids(&["paris", "mercutio", "nobody"]),
+            &jids(&["x@capulet.lit", "capulet.lit"]),
+        )
+        .unwrap();
+    assert_eq!(who, ["mercutio", "paris"]);
+    let who = store
+        .blocking_any(&jids(&["paris", "mercutio"]), &jids(&["a@b.lit/r"]))
+        .unwrap();
+    assert_eq!(who, ["mercutio"]);
+
+    store
+        .unblock("mercutio", &jids(&["capulet.lit", "never@blocked.lit"]))
+        .unwrap();
+    assert_eq!(
+        store.blocklist("mercutio").unwrap(),
+        ["a@b.lit/r", "b.lit/r", "tybalt@capulet.lit"]
+    );
+    store.unblock_all("mercutio").unwrap();
+    assert_eq!(store.blocklist("mercutio").unwrap(), Vec::<String>::new());
+    assert_eq!(store.blocklist("paris").unwrap(), ["capulet.lit"]);
+    assert!(matches!(
+        store.block("nobody", &jids(&["x@y.lit"]), 10),
+        Err(StorageError::NotFound)
+    ));
+    for name in ["mercutio", "paris"] {
+        assert!(store.delete_account(name).unwrap());
+    }
+}
+
+/// The cap counts what the list would hold: JIDs held already do not count twice, and a
+/// block past it stores none of its JIDs.
+pub fn blocklist_capped(store: &dyn Store) {
+    let jids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    store.create_account("friar", &creds(1)).unwrap();
+    assert!(
+        store
+            .block("friar", &jids(&["a@x.lit", "b@x.lit"]), 3)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .block("friar", &jids(&["c@x.lit", "d@x.lit"]), 3)
+            .unwrap()
+    );
+    assert_eq!(store.blocklist("friar").unwrap(), ["a@x.lit", "b@x.lit"]);
+    assert!(
+        store
+            .block("friar", &jids(&["a@x.lit", "c@x.lit"]), 3)
+            .unwrap()
+    );
+    assert_eq!(store.blocklist("friar").unwrap().len(), 3);
+    assert!(store.block("friar", &jids(&["b@x.lit"]), 3).unwrap());
+    assert!(!store.block("friar", &jids(&["d@x.lit"]), 3).unwrap());
+    assert!(store.delete_account("friar").unwrap());
+}
+
 pub fn creds(seed: u8) -> StoredCredentials {
     let keys = |len: usize, iterations: u32| ScramKeys {
         salt: vec![seed; 16],

@@ -105,8 +105,12 @@ impl Router {
             return VecDeque::new();
         };
         let to = self.bare_of(user);
+        // XEP-0191 3.3: a request from a JID blocked since is kept (it is the user's to
+        // answer once unblocked) but not delivered.
+        let blocked = self.sessions.blocklist(user).flatten();
         pending
             .into_iter()
+            .filter(|(from, _)| !blocked.as_ref().is_some_and(|b| b.blocks_str(from)))
             .map(|(from, _)| Bytes::from(trimmed_request(&from, &to)))
             .collect()
     }
@@ -132,6 +136,25 @@ impl Router {
             user: user.to_owned(),
         })
     }
+}
+
+/// The `from` of a stanza as the server serialised it for storage (the start tag ends at
+/// the first `>`, which the writer escapes inside attribute values).
+fn stored_sender(stanza: &[u8]) -> Option<String> {
+    let end = stanza.iter().position(|&b| b == b'>')?;
+    let tag = std::str::from_utf8(&stanza[..end]).ok()?;
+    let (quote, start) = [('\'', " from='"), ('"', " from=\"")]
+        .iter()
+        .find_map(|(q, pat)| tag.find(pat).map(|i| (*q, i + pat.len())))?;
+    let len = tag[start..].find(quote)?;
+    Some(
+        tag[start..start + len]
+            .replace("&apos;", "'")
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// The stored form of an inbound subscription request, and what is redelivered: RFC
@@ -221,7 +244,16 @@ impl Backlog {
             }
             let mut queued = Vec::with_capacity(page.len());
             let mut step = None;
+            let blocked = router.sessions.blocklist(&self.user).flatten();
             for m in page {
+                if let Some(b) = &blocked
+                    && stored_sender(&m.stanza).is_some_and(|f| b.blocks_str(&f))
+                {
+                    // XEP-0191 3.3: stored before its sender was blocked, and no longer
+                    // delivered to the user (its sender was told it was stored).
+                    queued.push(m.id);
+                    continue;
+                }
                 match self.room(m.stanza.len(), wait).await {
                     Room::Yes => {}
                     Room::Never => {
@@ -335,5 +367,25 @@ impl Router {
             router: self.clone(),
             user: user.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_of_a_stored_stanza() {
+        let el = hydrant_proto::Element::new("message", ns::CLIENT)
+            .with_attr("to", "a@x")
+            .with_attr("from", "o'brien@x/r&d")
+            .with_child(hydrant_proto::Element::new("body", ns::CLIENT).with_text("from='no'"));
+        let bytes = el.to_bytes(ns::CLIENT);
+        assert_eq!(stored_sender(&bytes).as_deref(), Some("o'brien@x/r&d"));
+        assert_eq!(stored_sender(b"<message to='a@x'><body/></message>"), None);
+        assert_eq!(
+            stored_sender(b"<message from=\"b@x\">").as_deref(),
+            Some("b@x")
+        );
     }
 }

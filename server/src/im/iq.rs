@@ -23,6 +23,8 @@ const SERVER_FEATURES: &[&str] = &[
     ns::REGISTER,
     "msgoffline",
     crate::im::adhoc::COMMANDS,
+    ns::CARBONS,
+    ns::BLOCKING,
 ];
 
 impl Router {
@@ -94,6 +96,14 @@ impl Router {
             .is_some_and(|p| p.is("command", crate::im::adhoc::COMMANDS))
         {
             return self.adhoc_command(origin, iq).await;
+        }
+        if iq.payload.as_ref().is_some_and(|p| p.ns() == ns::CARBONS) {
+            return self.carbons_iq(origin, &iq);
+        }
+        if let Some(me) = me
+            && iq.payload.as_ref().is_some_and(|p| p.ns() == ns::BLOCKING)
+        {
+            return self.blocking_iq(me, iq).await;
         }
         let Some(payload) = self.payload(origin, &iq) else {
             return;
@@ -174,11 +184,21 @@ impl Router {
         let own = origin
             .session()
             .is_some_and(|me| username(&me.info.jid) == target);
-        if own
-            && let Some(IqPayload::Roster(_)) =
-                iq.payload.as_ref().and_then(|p| IqPayload::parse(p).ok())
-        {
+        // The roster, carbons and the blocklist of the account's own client, addressed
+        // to its bare JID rather than without 'to': the same requests.
+        let own_request = iq.payload.as_ref().is_some_and(|p| {
+            p.ns() == ns::CARBONS
+                || p.ns() == ns::BLOCKING
+                || matches!(IqPayload::parse(p), Ok(IqPayload::Roster(_)))
+        });
+        if own && own_request {
             return self.server_iq(origin, iq).await;
+        }
+        if !own && self.blocks(target, &origin.jid()).await {
+            // XEP-0191 3.3: from a blocked JID, a get or set gets <service-unavailable/>
+            // (what an unknown account's would), anything else is dropped; that covers
+            // its requests to the account's PEP service.
+            return self.iq_error(origin, &iq, StanzaError::new(Cond::ServiceUnavailable));
         }
         if !matches!(iq.kind, IqType::Get | IqType::Set) {
             // Maybe the answer to a caps query the server sent on the account's behalf.

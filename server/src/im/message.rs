@@ -3,16 +3,31 @@
 use hydrant_proto::{Element, Message, MessageType, StanzaError, StanzaErrorCondition as Cond, ns};
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{debug, warn};
+
+use crate::im::carbons;
 
 use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
 use crate::router::{Dest, Router};
 
+/// Whether a local delivery makes XEP-0280 copies: not when a message is handed on again
+/// (a stream-managed session's unacknowledged stanzas), whose copies were made the first
+/// time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Carbons {
+    Copy,
+    NoCopy,
+}
+
 impl Router {
     pub async fn outbound_message(&self, me: &Arc<LocalSession>, m: Message) {
         let mut el = m.element.clone();
         el.set_attr("from", me.info.jid.to_string());
+        if carbons::strip_forged(&mut el) {
+            // XEP-0280 11: only the server writes carbons.
+            debug!(jid = %me.info.jid, "carbons wrapper removed from a client's message");
+        }
         let is_error = m.kind == MessageType::Error;
         // RFC 6120 10.3.1: a message without 'to' is for the sender's own bare JID.
         let own = crate::router::sessions::username(&me.info.jid);
@@ -32,32 +47,59 @@ impl Router {
                 }
             }
             // Errors go too (s2s delivers them); a refused one is not bounced.
-            Dest::Remote(to) => self.route_remote(to, el, OnRefusal::Bounce),
+            Dest::Remote(to) => {
+                self.carbons_sent(me, &el);
+                self.route_remote(to, el, OnRefusal::Bounce);
+            }
             Dest::Service(addr) => {
                 if !is_error {
                     self.pubsub_message(me.into(), addr.to_owned(), el).await;
                 }
             }
             Dest::LocalBare(_) | Dest::LocalFull(_) => {
-                self.message_to_local(dest, el, m.kind).await;
+                self.carbons_sent(me, &el);
+                self.message_to_local(dest, el, m.kind, Carbons::Copy).await;
             }
         }
     }
 
-    /// A message for a local account, from anyone (RFC 6121 8.5.2, 8.5.3).
-    pub(crate) async fn message_to_local(&self, dest: Dest<'_>, el: Element, kind: MessageType) {
+    /// A message for a local account, from anyone (RFC 6121 8.5.2, 8.5.3); `carbons`
+    /// says whether the account's carbons-enabled sessions get copies (XEP-0280 7).
+    pub(crate) async fn message_to_local(
+        &self,
+        dest: Dest<'_>,
+        el: Element,
+        kind: MessageType,
+        carbons: Carbons,
+    ) {
+        let user = match dest {
+            Dest::LocalBare(user) => user.to_owned(),
+            Dest::LocalFull(full) => crate::router::sessions::username(full),
+            Dest::Server | Dest::Service(_) | Dest::Remote(_) => return,
+        };
+        if self.blocks_sender(&user, &el).await {
+            // XEP-0191 3.3: "For message stanzas, the server SHOULD return an error,
+            // which SHOULD be <service-unavailable/>": what an offline user's server
+            // answers, so the user appears offline to the blocked JID.
+            if kind != MessageType::Error {
+                self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
+            }
+            return;
+        }
         match dest {
-            Dest::LocalBare(user) => self.message_to_bare(user, el, kind).await,
+            Dest::LocalBare(user) => self.message_to_bare(user, el, kind, carbons).await,
             Dest::LocalFull(full) => {
                 if let Some(s) = self.sessions.get(full) {
                     s.send(&el);
+                    if carbons == Carbons::Copy {
+                        self.carbons_received(&user, &el, &[s.info.id]);
+                    }
                     return;
                 }
                 // RFC 6121 8.5.3.2.1: no such resource.
                 match kind {
                     MessageType::Normal | MessageType::Chat | MessageType::Headline => {
-                        let user = crate::router::sessions::username(full);
-                        self.message_to_bare(&user, el, kind).await;
+                        self.message_to_bare(&user, el, kind, carbons).await;
                     }
                     MessageType::Groupchat => {
                         self.bounce(&el, StanzaError::new(Cond::ServiceUnavailable));
@@ -70,7 +112,7 @@ impl Router {
     }
 
     /// RFC 6121 8.5.2: a message for a local account's bare JID.
-    async fn message_to_bare(&self, user: &str, el: Element, kind: MessageType) {
+    async fn message_to_bare(&self, user: &str, el: Element, kind: MessageType, carbons: Carbons) {
         if !self.account_exists(user).await {
             // 8.5.2 (no such user): <service-unavailable/>, never for error messages.
             if kind != MessageType::Error {
@@ -87,13 +129,18 @@ impl Router {
             _ => {}
         }
         // 8.5.2.1.1: delivered to every available resource with non-negative priority.
-        let mut delivered = false;
+        let mut delivered = Vec::new();
         for s in self.sessions.of_user(user) {
             if s.available_with_priority().is_some_and(|p| p >= 0) && s.send(&el) {
-                delivered = true;
+                delivered.push(s.info.id);
             }
         }
-        if delivered || kind == MessageType::Headline {
+        if carbons == Carbons::Copy {
+            // XEP-0280 7: those that did not get it (negative priority, no presence)
+            // get a copy, whether it was delivered or is stored.
+            self.carbons_received(user, &el, &delivered);
+        }
+        if !delivered.is_empty() || kind == MessageType::Headline {
             // 8.5.2.2.1: a headline with nobody online is silently dropped.
             return;
         }

@@ -2,6 +2,9 @@
 
 pub mod adhoc;
 pub mod backlog;
+pub mod blocking;
+pub mod blocklist;
+pub mod carbons;
 pub mod iq;
 pub mod message;
 pub mod multicast;

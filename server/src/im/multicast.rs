@@ -37,6 +37,7 @@ use hydrant_proto::{
 use hydrant_stream::{Frame, Shared, StanzaKind};
 use tracing::debug;
 
+use crate::im::message::Carbons;
 use crate::router::origin::Origin;
 use crate::router::remote::OnRefusal;
 use crate::router::{Dest, Router};
@@ -213,10 +214,11 @@ impl Router {
         if headline {
             // The bulk (pubsub notifications): one serialisation shared by every copy.
             let copies = Copies::new(&el, &shown);
+            let from = origin.jid();
             for r in &recipients {
                 match self.classify(Some(&r.jid)) {
                     dest @ (Dest::LocalBare(_) | Dest::LocalFull(_)) => {
-                        self.headline_to_local(dest, copies.frame(&r.jid, r.bcc));
+                        self.headline_to_local(dest, &from, copies.frame(&r.jid, r.bcc));
                     }
                     _ => self.copy_elsewhere(origin, &el, &shown, r),
                 }
@@ -237,7 +239,7 @@ impl Router {
                 }
                 Dest::LocalBare(_) | Dest::LocalFull(_) => {
                     let kind = MessageType::from_attr(copy.attr("type"));
-                    self.message_to_local(dest, copy, kind).await;
+                    self.message_to_local(dest, copy, kind, Carbons::Copy).await;
                 }
                 _ => self.copy_elsewhere(origin, &el, &shown, r),
             }
@@ -323,11 +325,13 @@ impl Router {
     /// A headline for a local account (RFC 6121 8.5.2.1.1, 8.5.3.2.1): the named resource
     /// if it is online, else every available resource with non-negative priority; with
     /// nobody online it is dropped (8.5.2.2.1), as is one for an account that does not
-    /// exist (8.5.1 allows silently ignoring it, which spares a lookup per copy).
-    fn headline_to_local(&self, dest: Dest<'_>, frame: Frame) {
+    /// exist (8.5.1 allows silently ignoring it, which spares a lookup per copy). Not
+    /// for an account that blocks `from` (XEP-0191 3.3; a headline is dropped unanswered,
+    /// as for an account that is offline).
+    fn headline_to_local(&self, dest: Dest<'_>, from: &Jid, frame: Frame) {
         let user = match dest {
             Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(full) {
+                if let Some(s) = self.sessions.get_unless_blocked(full, Some(from)) {
                     let _ = s.outbox.push(frame);
                     return;
                 }
@@ -336,7 +340,7 @@ impl Router {
             Dest::LocalBare(user) => user,
             _ => return,
         };
-        self.sessions.for_each_of_user(user, |s| {
+        self.sessions.for_each_of_user(user, from, |s| {
             if s.available_with_priority().is_some_and(|p| p >= 0) {
                 let _ = s.outbox.push(frame.clone());
             }

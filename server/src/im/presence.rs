@@ -12,6 +12,7 @@ use hydrant_storage::{RosterEntry, SubState};
 use tracing::debug;
 
 use crate::im::backlog::trimmed_request;
+use crate::im::blocklist::Blocklist;
 use crate::im::roster::presence_to;
 use crate::router::remote::OnRefusal;
 use crate::router::sessions::{LocalSession, username};
@@ -99,12 +100,30 @@ impl Router {
     /// subscription from the user, to the user's other resources, and (when unavailable)
     /// to everyone it sent directed presence to (RFC 6121 4.2.2, 4.4.2, 4.6.3).
     pub async fn broadcast_presence(&self, me: &LocalSession, el: Element) {
+        let blocked = self.sessions.blocklist(&username(&me.info.jid)).flatten();
+        self.broadcast_presence_except(me, el, blocked.as_deref())
+            .await;
+    }
+
+    /// [`Router::broadcast_presence`], leaving out the JIDs the account blocks: XEP-0191
+    /// 3.3, "the user will appear offline to the blocked JID" (they were sent
+    /// unavailable presence when they were blocked).
+    pub(crate) async fn broadcast_presence_except(
+        &self,
+        me: &LocalSession,
+        el: Element,
+        blocked: Option<&Blocklist>,
+    ) {
         let user = username(&me.info.jid);
         let roster = self.roster_items(&user).await;
+        let is_blocked = |jid: &str| blocked.is_some_and(|b| b.blocks_str(jid));
         for e in roster
             .iter()
             .filter(|e| matches!(e.subscription, SubState::From | SubState::Both))
         {
+            if is_blocked(&e.jid) {
+                continue;
+            }
             let mut out = el.clone();
             out.set_attr("to", e.jid.as_str());
             self.presence_to_contact(&e.jid, &out, OnRefusal::Drop);
@@ -123,6 +142,9 @@ impl Router {
         if el.attr("type") == Some("unavailable") {
             let directed = std::mem::take(&mut me.state().directed);
             for to in directed {
+                if is_blocked(&to) {
+                    continue;
+                }
                 let mut out = el.clone();
                 out.set_attr("to", to.as_str());
                 self.presence_to_contact(&to, &out, OnRefusal::Drop);
@@ -133,12 +155,13 @@ impl Router {
     /// Delivers presence to a local JID's available resources (all of them for a bare
     /// JID, RFC 6121 4.2.3), or to another domain (`on_refusal`: broadcasts are not
     /// bounced, directed presence is).
-    fn presence_to_contact(&self, to: &str, el: &Element, on_refusal: OnRefusal) {
+    pub(crate) fn presence_to_contact(&self, to: &str, el: &Element, on_refusal: OnRefusal) {
         let Ok(jid) = Jid::new(to) else { return };
         match self.classify(Some(&jid)) {
             Dest::LocalBare(user) => self.presence_to_available(user, el),
             Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(full) {
+                let from = el.attr("from").and_then(|f| Jid::new(f).ok());
+                if let Some(s) = self.sessions.get_unless_blocked(full, from.as_ref()) {
                     s.send(el);
                 }
             }
@@ -147,8 +170,16 @@ impl Router {
         }
     }
 
+    /// Presence for every available resource of local `user`, unless the account blocks
+    /// its sender (XEP-0191 3.3: presence from a blocked JID is dropped, unanswered).
     pub(crate) fn presence_to_available(&self, user: &str, el: &Element) {
-        for s in self.sessions.of_user(user) {
+        let (sessions, blocked) = self.sessions.of_user_with_blocklist(user);
+        if let Some(b) = blocked
+            && el.attr("from").is_some_and(|f| b.blocks_str(f))
+        {
+            return;
+        }
+        for s in sessions {
             if s.state().available {
                 s.send(el);
             }
@@ -191,9 +222,25 @@ impl Router {
         }
     }
 
-    /// Each available resource of local `contact` sends its last presence to `to`.
-    fn send_current_presence(&self, contact: &str, to_session: &LocalSession, to: &str) {
-        for c in self.sessions.of_user(contact) {
+    /// Each available resource of local `contact` sends its last presence to `to`,
+    /// unless either account blocks the other (XEP-0191 3.3: the blocked side sees the
+    /// other offline, and the blocking side gets nothing from it).
+    pub(crate) fn send_current_presence(&self, contact: &str, to_session: &LocalSession, to: &str) {
+        let (contacts, their_list) = self.sessions.of_user_with_blocklist(contact);
+        let my_jid: Jid = to_session.info.jid.clone().into();
+        if their_list.is_some_and(|b| b.blocks(&my_jid)) {
+            return;
+        }
+        let my_list = self
+            .sessions
+            .blocklist(&username(&to_session.info.jid))
+            .flatten();
+        for c in contacts {
+            if let Some(b) = &my_list
+                && b.blocks(&c.info.jid.clone().into())
+            {
+                continue;
+            }
             let last = {
                 let st = c.state();
                 st.available.then(|| st.last.as_deref().cloned()).flatten()
@@ -422,6 +469,13 @@ impl Router {
         let Some(user) = self.local_user_of(to) else {
             return;
         };
+        if let Ok(sender) = Jid::new(from)
+            && self.blocks(&user, &sender).await
+        {
+            // XEP-0191 3.3: subscription presence from a blocked JID is dropped; no
+            // answer, no error.
+            return;
+        }
         let exists = self.account_exists(&user).await;
         if !exists {
             if kind == "subscribe" {

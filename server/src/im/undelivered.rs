@@ -5,6 +5,7 @@
 use hydrant_c2s::SessionInfo;
 use hydrant_proto::{Element, MessageType, StanzaError, StanzaErrorCondition as Cond, ns};
 
+use crate::im::message::Carbons;
 use crate::router::sessions::username;
 use crate::router::{Dest, Router};
 
@@ -32,11 +33,17 @@ impl Router {
             // slow consumers), as it would after any disconnection.
             return;
         }
+        if crate::im::carbons::is_carbon(&el) {
+            // A XEP-0280 copy: the account's other sessions had their own, and the copy
+            // of a copy would reach them as a message from their own account (10.3: a
+            // copy's failure goes nowhere).
+            return;
+        }
         let to_full = el.attr("to") == Some(session.jid.to_string().as_str());
         if to_full {
             // RFC 6121 8.5.3.2.1: the resource is gone; chat and normal go to the bare
             // JID (other resources, else offline storage), groupchat is bounced.
-            self.message_to_local(Dest::LocalFull(&session.jid), el, kind)
+            self.message_to_local(Dest::LocalFull(&session.jid), el, kind, Carbons::NoCopy)
                 .await;
             return;
         }
@@ -48,7 +55,8 @@ impl Router {
             .iter()
             .any(|s| s.available_with_priority().is_some_and(|p| p >= 0));
         if !others {
-            self.message_to_local(Dest::LocalBare(user), el, kind).await;
+            self.message_to_local(Dest::LocalBare(user), el, kind, Carbons::NoCopy)
+                .await;
         }
     }
 }

@@ -20,6 +20,7 @@ use hydrant_stream::outbox::Outbox;
 use hydrant_stream::{Chain, Frame, Prev, Shared};
 use tracing::debug;
 
+use crate::im::blocklist::Blocklist;
 use crate::router::remote::OnRefusal;
 use crate::router::sessions::LocalSession;
 use crate::router::{Dest, Router};
@@ -184,6 +185,16 @@ impl Prepared {
 }
 
 impl Router {
+    /// The blocklist of the account whose PEP service `service` is, if it is online and
+    /// blocks anyone (`None` for components: their address has no localpart).
+    pub fn pep_owner_blocklist(&self, service: &Jid) -> Option<Arc<Blocklist>> {
+        let owner = service.node()?;
+        if service.domain().as_str() != self.domain {
+            return None;
+        }
+        self.sessions.blocklist(owner.as_str()).flatten()
+    }
+
     /// Delivers one prepared notification to every recipient.
     pub fn fan_out(
         &self,
@@ -206,7 +217,16 @@ impl Router {
         // Other domains met in this fan-out, with the addresses bound for each when it is
         // a multicast service (XEP-0033; asked once per domain per fan-out here).
         let mut multicast: Vec<(&str, Option<Vec<Bytes>>)> = Vec::new();
+        // XEP-0191 3.3: a PEP service is its owner's address, and the owner's
+        // notifications do not go to the JIDs it blocks. One lookup per fan-out, and
+        // nothing per recipient unless the owner blocks someone.
+        let owner_blocks = self.pep_owner_blocklist(from);
         for (sub, addr) in n.recipients.iter().zip(addrs.iter()) {
+            if let Some(b) = &owner_blocks
+                && b.blocks(&sub.jid)
+            {
+                continue;
+            }
             // Classified once per recipient, here, and handed down.
             let dest = self.classify(Some(&sub.jid));
             if let Dest::Remote(to) = dest {
@@ -259,6 +279,7 @@ impl Router {
                 let msg =
                     xep0060::event::message(from, &sub.jid, n.notification_type, event, Some(shim));
                 self.deliver_to_subscriber(
+                    from,
                     sub,
                     dest,
                     n.presence_based,
@@ -269,6 +290,7 @@ impl Router {
                 continue;
             }
             self.deliver_to_subscriber(
+                from,
                 sub,
                 dest,
                 n.presence_based,
@@ -314,9 +336,12 @@ impl Router {
     /// XEP-0060 rules for one subscriber: a full JID gets it at that resource; a bare JID
     /// at every available resource (non-negative priority unless the type is headline,
     /// RFC 6121 8.5.2.1.1). Notifications are not stored offline: a subscriber that was
-    /// away catches up from the node's items (RSM) or MAM, which never drop.
+    /// away catches up from the node's items (RSM) or MAM, which never drop. Nothing goes
+    /// to an account that blocks the service `from` (XEP-0191 3.3: a blocked contact's
+    /// PEP service is its bare JID), which costs an account that blocks nobody one test.
     pub fn deliver_to_subscriber(
         &self,
+        from: &Jid,
         sub: &Subscriber,
         dest: Dest<'_>,
         presence_based: bool,
@@ -349,7 +374,7 @@ impl Router {
             },
             Dest::Server | Dest::Service(_) | Dest::Remote(_) => return,
         };
-        self.sessions.for_each_of_user(user, |s| {
+        self.sessions.for_each_of_user(user, from, |s| {
             if full {
                 if s.info.jid == *jid && (!presence_based || admits(s, &sub.show_values)) {
                     push(s);

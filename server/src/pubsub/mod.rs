@@ -363,7 +363,7 @@ impl Router {
                     let event = xep0060::event::items_event(&node, &items, payloads);
                     let shim = subid.map(|s| xep0060::event::render_shim(&[s]));
                     let msg = xep0060::event::message(addr, &to, notification_type, event, shim);
-                    self.deliver_one(&to, notification_type, &msg);
+                    self.deliver_one(addr, &to, notification_type, &msg);
                 }
                 Effect::ApprovalRequest {
                     to,
@@ -378,7 +378,12 @@ impl Router {
                             .with_attr("from", addr.to_string())
                             .with_attr("to", owner.to_string())
                             .with_child(form);
-                        self.deliver_one(&owner, hydrant_pubsub::NotificationType::Normal, &msg);
+                        self.deliver_one(
+                            addr,
+                            &owner,
+                            hydrant_pubsub::NotificationType::Normal,
+                            &msg,
+                        );
                     }
                 }
             }
@@ -419,8 +424,19 @@ impl Router {
         );
     }
 
-    /// One message from a service to one JID, with the subscriber delivery rules.
-    pub fn deliver_one(&self, to: &Jid, kind: hydrant_pubsub::NotificationType, msg: &Element) {
+    /// One message from service `from` to one JID, with the subscriber delivery rules
+    /// (and XEP-0191 3.3 both ways: not to a JID a PEP service's owner blocks, nor to an
+    /// account that blocks the service).
+    pub fn deliver_one(
+        &self,
+        from: &Jid,
+        to: &Jid,
+        kind: hydrant_pubsub::NotificationType,
+        msg: &Element,
+    ) {
+        if self.pep_owner_blocklist(from).is_some_and(|b| b.blocks(to)) {
+            return;
+        }
         let dest = self.classify(Some(to));
         if let crate::router::Dest::Remote(to) = dest {
             return self.route_remote(to, msg.clone(), OnRefusal::ToService);
@@ -432,6 +448,7 @@ impl Router {
         };
         let mut stats = fanout::FanoutStats::default();
         self.deliver_to_subscriber(
+            from,
             &sub,
             dest,
             false,

@@ -140,6 +140,22 @@ impl Router {
         }
         let nodes: Vec<NodeName> = notify.iter().map(|n| NodeName::new(n.clone())).collect();
         let to: Jid = me.info.jid.clone().into();
+        // XEP-0191 3.3: no last items of an owner the session's account blocks, nor of
+        // one that blocks it (an owner may be offline: its list is then read).
+        let mine = self.sessions.blocklist(&user).flatten();
+        let others: Vec<String> = owners
+            .iter()
+            .skip(1)
+            .filter_map(|o| self.local_user_of(o))
+            .collect();
+        let blocking_me = self.blocking_among(others, &to).await;
+        owners.retain(|o| {
+            let blocked_by_me = mine.as_ref().is_some_and(|b| b.blocks_str(o));
+            let blocks_me = self
+                .local_user_of(o)
+                .is_some_and(|u| blocking_me.contains(&u));
+            !blocked_by_me && !blocks_me
+        });
         for owner in owners {
             let hub = self.pubsub.clone();
             let (to, nodes) = (to.clone(), nodes.clone());
@@ -184,6 +200,12 @@ impl Router {
         let Ok(owner) = BareJid::new(&self.bare_of(&owner_user)) else {
             return;
         };
+        // XEP-0191 3.3: the owner's notifications do not go to contacts it blocks. The
+        // owner is almost always online (it just published); if not, its list is read.
+        let owner_blocks = match self.sessions.blocklist(&owner_user) {
+            Some(list) => list,
+            None => self.load_blocklist(&owner_user).await,
+        };
         let rel = RosterRelations::new(owner, &roster);
         // Local accounts by username; other servers' contacts by bare JID.
         let (audience, remote): (Vec<String>, Vec<String>) = {
@@ -195,6 +217,12 @@ impl Router {
             let mut audience = vec![owner_user.clone()];
             let mut remote = Vec::new();
             for (who, e) in &rel.contacts {
+                if owner_blocks
+                    .as_ref()
+                    .is_some_and(|b| b.blocks_str(who.as_str()))
+                {
+                    continue;
+                }
                 let allowed = g
                     .may_read(&n.node, who, &rel)
                     // A deleted node: its last audience was the presence audience.
@@ -214,7 +242,18 @@ impl Router {
         let explicit: Vec<&Jid> = n.recipients.iter().map(|s| &s.jid).collect();
         let mut queued = 0usize;
         for user in audience {
-            for s in self.sessions.of_user(&user) {
+            let (sessions, blocked) = self.sessions.of_user_with_blocklist(&user);
+            if blocked.is_some_and(|b| b.blocks(addr)) {
+                // XEP-0191 3.3: the contact blocks the owner.
+                continue;
+            }
+            for s in sessions {
+                if owner_blocks
+                    .as_ref()
+                    .is_some_and(|b| b.blocks(&s.info.jid.clone().into()))
+                {
+                    continue;
+                }
                 let wants = {
                     let mut st = s.state();
                     let wants = st.available

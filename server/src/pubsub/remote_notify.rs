@@ -223,9 +223,15 @@ impl Router {
                 .map(|r| r.jid.clone())
                 .collect()
         };
+        // XEP-0191 3.3: not to a resource the owner blocks (its bare JID was left out of
+        // `allowed` already; a full JID or `domain/resource` item is matched here).
+        let blocked = self.pep_owner_blocklist(addr);
         let mut sent = 0;
         for full in targets {
             let to: Jid = full.into();
+            if blocked.as_ref().is_some_and(|b| b.blocks(&to)) {
+                continue;
+            }
             let bare = to.to_bare();
             if n.recipients
                 .iter()

@@ -22,6 +22,7 @@ use hydrant_storage::StorageError;
 use hydrant_stream::outbox::Outbox;
 use tracing::{info, warn};
 
+use crate::im::blocklist::Blocklist;
 use crate::store::Db;
 use sessions::{LocalSession, Sessions};
 
@@ -65,6 +66,8 @@ pub struct RouterConfig {
     pub chain_notifications: bool,
     /// `[admin]`: XEP-0133 commands.
     pub admin: crate::im::adhoc::AdminConfig,
+    /// `[blocking] max_items`: JIDs one account's XEP-0191 blocklist may hold.
+    pub max_blocklist_items: usize,
 }
 
 pub struct Router {
@@ -95,6 +98,11 @@ pub struct Router {
     pub multicast_peers: crate::im::multicast::Peers,
     /// Other servers' resources and their PEP +notify interest, per local account.
     pub remote_notify: crate::pubsub::remote_notify::RemoteNotify,
+    /// Held across a blocklist change's store write and its update in memory, so changes
+    /// reach memory in the order they reached the store (`im/blocking.rs`).
+    pub(crate) blocklist_writes: tokio::sync::Mutex<()>,
+    /// Counts blocklist changes: a bind whose load raced a change loads again.
+    pub(crate) blocklist_changes: std::sync::atomic::AtomicU64,
 }
 
 /// Where a stanza's `to` points. Borrowed from the address, so that classifying costs
@@ -134,6 +142,8 @@ impl Router {
             creating_account: tokio::sync::Mutex::new(()),
             multicast_peers: crate::im::multicast::Peers::default(),
             remote_notify: crate::pubsub::remote_notify::RemoteNotify::default(),
+            blocklist_writes: tokio::sync::Mutex::new(()),
+            blocklist_changes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -265,14 +275,16 @@ impl Router {
     }
 
     /// A session is gone: it owes its contacts an unavailable presence if it was
-    /// available (RFC 6121 4.5.3).
-    async fn session_ended(&self, s: &LocalSession) {
+    /// available (RFC 6121 4.5.3), except those its account blocks (`blocked`, taken
+    /// before the session left: the account's last session takes its list along).
+    async fn session_ended(&self, s: &LocalSession, blocked: Option<&Blocklist>) {
         let was_available = s.state().available;
         if was_available {
             let unavailable = Element::new("presence", ns::CLIENT)
                 .with_attr("type", "unavailable")
                 .with_attr("from", s.info.jid.to_string());
-            self.broadcast_presence(s, unavailable).await;
+            self.broadcast_presence_except(s, unavailable, blocked)
+                .await;
         }
     }
 }
@@ -336,7 +348,12 @@ impl Backend for Router {
     ) -> Result<(), StanzaError> {
         let s = Arc::new(LocalSession::new(session.clone(), outbox));
         let max = self.cfg.max_sessions_per_account;
-        let Ok(replaced) = self.sessions.insert(s, max, result) else {
+        let user = sessions::username(&session.jid);
+        let changes = self
+            .blocklist_changes
+            .load(std::sync::atomic::Ordering::Acquire);
+        let blocked = self.load_blocklist(&user).await;
+        let Ok(replaced) = self.sessions.insert(s, max, result, blocked) else {
             // RFC 6120 7.6.2.1: the account has reached its limit of simultaneously
             // connected resources.
             return Err(StanzaError::new(Cond::ResourceConstraint)
@@ -350,7 +367,17 @@ impl Backend for Router {
                 .to_bytes();
             bytes.extend_from_slice(b"</stream:stream>");
             old.outbox.close_after(Some(bytes.into()));
-            self.session_ended(&old).await;
+            let blocked = self.sessions.blocklist(&user).flatten();
+            self.session_ended(&old, blocked.as_deref()).await;
+        }
+        if self
+            .blocklist_changes
+            .load(std::sync::atomic::Ordering::Acquire)
+            != changes
+        {
+            // A blocklist changed while this one was read: if it was this account's, and
+            // its other sessions ended meanwhile, what was read is stale.
+            self.reload_blocklist(&user).await;
         }
         Ok(())
     }
@@ -372,11 +399,15 @@ impl Backend for Router {
     }
 
     async fn unbind(&self, session: &SessionInfo) {
+        let blocked = self
+            .sessions
+            .blocklist(&sessions::username(&session.jid))
+            .flatten();
         if let Some(s) = self.sessions.remove(session) {
             // Nobody drains this queue any more: whoever waits for room in it (a backlog
             // delivery) must learn that it is closed, not wait forever.
             s.outbox.close_after(None);
-            self.session_ended(&s).await;
+            self.session_ended(&s, blocked.as_deref()).await;
         }
     }
 }

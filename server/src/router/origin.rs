@@ -22,6 +22,7 @@ use hydrant_storage::SubState;
 use super::remote::OnRefusal;
 use super::sessions::LocalSession;
 use super::{Dest, Router};
+use crate::im::message::Carbons;
 use crate::im::roster::presence_to;
 use crate::pubsub::ServiceKey;
 
@@ -81,6 +82,12 @@ impl Origin<'_> {
 impl Router {
     /// The one entry for every stanza, whatever sent it (issue 9 item 3).
     pub async fn route(&self, origin: Origin<'_>, stanza: Stanza) {
+        if let Origin::Session(me) = origin
+            && self.refuse_blocked_outbound(me, &stanza)
+        {
+            // XEP-0191 3.3: nothing the user sends reaches a JID it blocks.
+            return;
+        }
         match origin {
             Origin::Session(me) => match stanza {
                 Stanza::Message(m) => self.outbound_message(me, m).await,
@@ -172,7 +179,11 @@ impl Router {
 
     /// A message from another domain: delivered as a local user's would be.
     async fn inbound_message(&self, from: &Jid, dest: Dest<'_>, m: Message) {
-        let el = m.element;
+        let mut el = m.element;
+        if crate::im::carbons::strip_forged(&mut el) {
+            // XEP-0280 11: a carbon comes from the user's own server, never from another.
+            debug!(%from, "carbons wrapper removed from another domain's message");
+        }
         let kind = m.kind;
         match dest {
             Dest::Server => {
@@ -192,7 +203,9 @@ impl Router {
                         .await;
                 }
             }
-            Dest::LocalBare(_) | Dest::LocalFull(_) => self.message_to_local(dest, el, kind).await,
+            Dest::LocalBare(_) | Dest::LocalFull(_) => {
+                self.message_to_local(dest, el, kind, Carbons::Copy).await;
+            }
             Dest::Remote(_) => {}
         }
     }
@@ -212,6 +225,19 @@ impl Router {
             // presence of other domains' users).
             _ => return,
         };
+        let blocked = match p.kind {
+            // Availability reaches sessions only: the list in memory is the one to ask.
+            PresenceType::Available | PresenceType::Unavailable | PresenceType::Error => {
+                self.sessions.blocks(user, from)
+            }
+            _ => self.blocks(user, from).await,
+        };
+        if blocked {
+            // XEP-0191 3.3: "For presence stanzas (including notifications,
+            // subscriptions, and probes), the server MUST NOT respond and MUST NOT return
+            // an error."
+            return;
+        }
         let from_bare = from.to_bare().to_string();
         let to_bare = self.bare_of(user);
         let kind_s = match p.kind {
@@ -256,7 +282,10 @@ impl Router {
                 self.account_iq(origin, &target, iq).await;
             }
             Dest::LocalFull(full) => {
-                if let Some(s) = self.sessions.get(full) {
+                // XEP-0191 3.3: an iq from a JID the account blocks is answered as for a
+                // resource that is not there (get/set) or dropped.
+                let from = origin.jid();
+                if let Some(s) = self.sessions.get_unless_blocked(full, Some(&from)) {
                     s.send(&iq.to_element(ns::CLIENT));
                 } else {
                     // RFC 6121 8.5.3.2.1: no such resource.

@@ -4,9 +4,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
 use hydrant_c2s::SessionInfo;
-use hydrant_proto::{Element, FullJid};
+use hydrant_proto::{Element, FullJid, Jid};
 use hydrant_stream::outbox::Outbox;
 use hydrant_stream::{Frame, StanzaKind};
+
+use crate::im::blocklist::Blocklist;
 
 /// What the router remembers about one session's presence (RFC 6121 4).
 ///
@@ -31,6 +33,10 @@ pub struct PresenceState {
     pub directed: Vec<String>,
     /// Offline messages were handed to this session already.
     pub offline_delivered: bool,
+    /// XEP-0280: message carbons enabled on this session.
+    pub carbons: bool,
+    /// XEP-0191 3.2: requested the blocklist, so receives block and unblock pushes.
+    pub blocklist_requested: bool,
     /// The caps `ver` whose features `notify` reflects (XEP-0115).
     pub caps_ver: Option<String>,
     /// PEP nodes this session wants with +notify (XEP-0163); None until known.
@@ -84,10 +90,19 @@ impl LocalSession {
 #[derive(Debug)]
 pub struct TooManySessions;
 
+/// One online account: its sessions and, while it blocks anyone, its blocklist.
+#[derive(Debug, Default)]
+struct Account {
+    sessions: Vec<Arc<LocalSession>>,
+    /// XEP-0191: `None` when the list is empty, so deliveries to an account that blocks
+    /// nobody test this pointer and nothing else.
+    blocked: Option<Arc<Blocklist>>,
+}
+
 /// Sessions keyed by username (localpart).
 #[derive(Debug, Default)]
 pub struct Sessions {
-    by_user: DashMap<String, Vec<Arc<LocalSession>>>,
+    by_user: DashMap<String, Account>,
 }
 
 impl Sessions {
@@ -95,21 +110,30 @@ impl Sessions {
     /// same full JID does not count as one more); returns the one it replaces, if any.
     /// `first` is queued on the new session before it becomes reachable (under the
     /// account's entry lock, which also makes the count exact under concurrent binds).
+    /// `blocked` is the account's blocklist as loaded for this bind: kept if the account
+    /// had no session yet (otherwise the list kept with its sessions is the current one).
     pub fn insert(
         &self,
         s: Arc<LocalSession>,
         max: usize,
         first: bytes::Bytes,
+        blocked: Option<Arc<Blocklist>>,
     ) -> Result<Option<Arc<LocalSession>>, TooManySessions> {
         let user = username(&s.info.jid);
-        let mut list = self.by_user.entry(user).or_default();
-        let pos = list.iter().position(|o| o.info.jid == s.info.jid);
-        if pos.is_none() && list.len() >= max {
+        let mut account = self.by_user.entry(user).or_default();
+        let pos = account
+            .sessions
+            .iter()
+            .position(|o| o.info.jid == s.info.jid);
+        if pos.is_none() && account.sessions.len() >= max {
             return Err(TooManySessions);
         }
-        let old = pos.map(|i| list.swap_remove(i));
+        if account.sessions.is_empty() {
+            account.blocked = blocked;
+        }
+        let old = pos.map(|i| account.sessions.swap_remove(i));
         let _ = s.outbox.push(Frame::Stanza(StanzaKind::Iq, first));
-        list.push(s);
+        account.sessions.push(s);
         Ok(old)
     }
 
@@ -117,12 +141,12 @@ impl Sessions {
     pub fn remove(&self, info: &SessionInfo) -> Option<Arc<LocalSession>> {
         let user = username(&info.jid);
         let mut removed = None;
-        if let Some(mut list) = self.by_user.get_mut(&user)
-            && let Some(i) = list.iter().position(|o| o.info.id == info.id)
+        if let Some(mut account) = self.by_user.get_mut(&user)
+            && let Some(i) = account.sessions.iter().position(|o| o.info.id == info.id)
         {
-            removed = Some(list.swap_remove(i));
+            removed = Some(account.sessions.swap_remove(i));
         }
-        self.by_user.remove_if(&user, |_, l| l.is_empty());
+        self.by_user.remove_if(&user, |_, a| a.sessions.is_empty());
         removed
     }
 
@@ -130,24 +154,83 @@ impl Sessions {
     pub fn of_user(&self, user: &str) -> Vec<Arc<LocalSession>> {
         self.by_user
             .get(user)
-            .map(|l| l.clone())
+            .map(|a| a.sessions.clone())
             .unwrap_or_default()
+    }
+
+    /// [`Sessions::of_user`] with the account's blocklist (`None`: it blocks nobody).
+    pub fn of_user_with_blocklist(
+        &self,
+        user: &str,
+    ) -> (Vec<Arc<LocalSession>>, Option<Arc<Blocklist>>) {
+        self.by_user
+            .get(user)
+            .map(|a| (a.sessions.clone(), a.blocked.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The blocklist of an online account: `None` if the account has no session (its
+    /// list is not in memory), `Some(None)` if it blocks nobody.
+    pub fn blocklist(&self, user: &str) -> Option<Option<Arc<Blocklist>>> {
+        self.by_user.get(user).map(|a| a.blocked.clone())
+    }
+
+    /// Whether online `user` blocks `jid` (false for an account with no session: callers
+    /// that may reach offline accounts ask `Router::blocks`).
+    pub fn blocks(&self, user: &str, jid: &Jid) -> bool {
+        self.by_user
+            .get(user)
+            .is_some_and(|a| a.blocked.as_ref().is_some_and(|b| b.blocks(jid)))
+    }
+
+    /// Replaces the blocklist of an online account with what `f` makes of it (nothing if
+    /// the account has no session: it is loaded again at the next bind).
+    pub fn update_blocklist(
+        &self,
+        user: &str,
+        f: impl FnOnce(Option<&Blocklist>) -> Option<Arc<Blocklist>>,
+    ) {
+        if let Some(mut a) = self.by_user.get_mut(user) {
+            a.blocked = f(a.blocked.as_deref());
+        }
     }
 
     pub fn get(&self, jid: &FullJid) -> Option<Arc<LocalSession>> {
         let user = jid.node().map_or("", |n| n.as_str());
         self.by_user
             .get(user)?
+            .sessions
             .iter()
             .find(|s| s.info.jid == *jid)
             .cloned()
     }
 
+    /// The session of a full JID unless its account blocks `from` (XEP-0191 3.3).
+    pub fn get_unless_blocked(
+        &self,
+        jid: &FullJid,
+        from: Option<&Jid>,
+    ) -> Option<Arc<LocalSession>> {
+        let user = jid.node().map_or("", |n| n.as_str());
+        let a = self.by_user.get(user)?;
+        if let (Some(b), Some(from)) = (&a.blocked, from)
+            && b.blocks(from)
+        {
+            return None;
+        }
+        a.sessions.iter().find(|s| s.info.jid == *jid).cloned()
+    }
+
     /// Calls `f` for each session of a user while holding only that map shard's read
-    /// lock: the fan-out's way to reach sessions without copying the list.
-    pub fn for_each_of_user(&self, user: &str, mut f: impl FnMut(&LocalSession)) {
-        if let Some(list) = self.by_user.get(user) {
-            for s in list.iter() {
+    /// lock: the fan-out's way to reach sessions without copying the list. Nothing is
+    /// called when the account blocks `from` (XEP-0191 3.3: no stanza from a blocked
+    /// JID reaches the user), which costs an account that blocks nobody one test.
+    pub fn for_each_of_user(&self, user: &str, from: &Jid, mut f: impl FnMut(&LocalSession)) {
+        if let Some(a) = self.by_user.get(user) {
+            if a.blocked.as_ref().is_some_and(|b| b.blocks(from)) {
+                return;
+            }
+            for s in &a.sessions {
                 f(s);
             }
         }
@@ -157,6 +240,7 @@ impl Sessions {
         let user = info.jid.node().map_or("", |n| n.as_str());
         self.by_user
             .get(user)?
+            .sessions
             .iter()
             .find(|s| s.info.id == info.id)
             .cloned()
@@ -168,7 +252,7 @@ impl Sessions {
     }
 
     pub fn count(&self) -> usize {
-        self.by_user.iter().map(|e| e.value().len()).sum()
+        self.by_user.iter().map(|e| e.value().sessions.len()).sum()
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod caps;
 pub mod federation;
 pub mod pubsub;
+pub mod remote;
 
 use std::collections::VecDeque;
 use std::io;

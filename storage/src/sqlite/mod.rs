@@ -26,6 +26,7 @@
 //! whose sender got no error. Writes here are rare enough that one fsync each is cheap.
 
 mod account;
+mod blocking;
 mod group;
 mod offline;
 mod pubsub;
