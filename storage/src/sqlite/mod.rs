@@ -28,6 +28,7 @@
 mod account;
 mod group;
 mod offline;
+mod private;
 mod pubsub;
 #[cfg(test)]
 mod pubsub_tests;
@@ -35,6 +36,7 @@ mod roster;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod vcard;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("migrations/0005_subscriptions_by_position.sql"),
     ),
+    (7, include_str!("migrations/0007_private_vcard.sql")),
 ];
 
 /// The newest schema this binary knows.
