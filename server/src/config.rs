@@ -25,6 +25,8 @@ pub struct Config {
     pub registration: RegistrationSection,
     pub offline: OfflineSection,
     pub roster: RosterSection,
+    pub private: PrivateSection,
+    pub vcard: VcardSection,
     pub presence: PresenceSection,
     pub pubsub: PubsubSection,
     pub metrics: MetricsSection,
@@ -44,6 +46,8 @@ impl Default for Config {
             registration: RegistrationSection::default(),
             offline: OfflineSection::default(),
             roster: RosterSection::default(),
+            private: PrivateSection::default(),
+            vcard: VcardSection::default(),
             presence: PresenceSection::default(),
             pubsub: PubsubSection::default(),
             metrics: MetricsSection::default(),
@@ -263,6 +267,45 @@ impl Default for RosterSection {
             max_groups_per_item: nz(64),
             max_name_bytes: nz(1024),
             max_pending_subscriptions: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivateSection {
+    /// Bytes of XEP-0049 private XML one account may keep, all namespaces together; a
+    /// set that would pass it is refused with `<resource-constraint/>`.
+    pub max_bytes_per_account: NonZeroUsize,
+    /// Namespaces one account may keep private XML under; a set that would pass it is
+    /// refused with `<resource-constraint/>`.
+    pub max_namespaces_per_account: NonZeroUsize,
+}
+
+impl Default for PrivateSection {
+    fn default() -> Self {
+        PrivateSection {
+            // Bookmarks of a few hundred rooms are tens of KiB; client preferences less.
+            max_bytes_per_account: nz(1024 * 1024),
+            max_namespaces_per_account: nz(64),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VcardSection {
+    /// Largest XEP-0054 vCard an account may store, in bytes of XML, its base64 PHOTO
+    /// included; a larger one is refused with `<not-acceptable/>`.
+    pub max_bytes: NonZeroUsize,
+}
+
+impl Default for VcardSection {
+    fn default() -> Self {
+        VcardSection {
+            // A 200x200 PNG avatar (what desktop clients upload) base64-encoded, with room
+            // for the text fields.
+            max_bytes: nz(128 * 1024),
         }
     }
 }

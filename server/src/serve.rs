@@ -240,6 +240,11 @@ pub fn build_router(
             caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
             max_remote_notify_resources: cfg.pubsub.max_remote_notify_resources,
             chain_notifications: cfg.c2s.compression,
+            private_quota: hydrant_storage::PrivateQuota {
+                max_bytes: cfg.private.max_bytes_per_account.get(),
+                max_namespaces: cfg.private.max_namespaces_per_account.get(),
+            },
+            max_vcard_bytes: cfg.vcard.max_bytes.get(),
             multicast: crate::im::multicast::MulticastConfig {
                 enabled: cfg.multicast.enabled,
                 max_addresses: cfg.multicast.max_addresses.get(),

@@ -63,6 +63,10 @@ pub struct RouterConfig {
     /// `[c2s] compression`: chain each node's notifications so compressed streams can
     /// refer back to the previous one (`stream::zlib`).
     pub chain_notifications: bool,
+    /// `[private]`: what one account may keep in XEP-0049 private XML storage.
+    pub private_quota: hydrant_storage::PrivateQuota,
+    /// `[vcard] max_bytes`: the largest XEP-0054 vCard an account may store.
+    pub max_vcard_bytes: usize,
 }
 
 pub struct Router {
