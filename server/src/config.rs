@@ -696,6 +696,21 @@ mod tests {
     }
 
     #[test]
+    fn private_and_vcard_limits() {
+        let c = parse("").unwrap();
+        assert_eq!(c.private.max_bytes_per_account.get(), 1024 * 1024);
+        assert_eq!(c.private.max_namespaces_per_account.get(), 64);
+        assert_eq!(c.vcard.max_bytes.get(), 128 * 1024);
+        let c = parse("[private]\nmax_namespaces_per_account = 3\n[vcard]\nmax_bytes = 9000\n")
+            .unwrap();
+        assert_eq!(c.private.max_namespaces_per_account.get(), 3);
+        assert_eq!(c.vcard.max_bytes.get(), 9000);
+        // A zero quota would refuse every set: a typo, not a setting.
+        let e = parse("[vcard]\nmax_bytes = 0\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
     fn cross_key_checks() {
         let e = parse("[tls]\ncert = \"/x.crt\"\n").unwrap_err();
         assert!(e.contains("[tls] key"), "{e}");

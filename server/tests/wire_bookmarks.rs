@@ -37,7 +37,7 @@ fn publish_options(fields: &[(&str, &str)]) -> String {
     form
 }
 
-/// What XEP-0402 2.4 (adding a bookmark) asks for.
+/// What XEP-0402 ("Adding a bookmark") asks for.
 const BOOKMARKS2_OPTIONS: &[(&str, &str)] = &[
     ("pubsub#persist_items", "true"),
     ("pubsub#max_items", "max"),
@@ -45,7 +45,7 @@ const BOOKMARKS2_OPTIONS: &[(&str, &str)] = &[
     ("pubsub#access_model", "whitelist"),
 ];
 
-/// What XEP-0223 / XEP-0048 3.2 ask for.
+/// What XEP-0223 (1.2, 3) and XEP-0048 on PEP ask for.
 const PIP_OPTIONS: &[(&str, &str)] = &[
     ("pubsub#persist_items", "true"),
     ("pubsub#access_model", "whitelist"),
@@ -173,7 +173,7 @@ async fn bookmarks2_live_in_a_private_node_pushed_to_the_accounts_resources() {
     wants(&mut romeo, &[BOOKMARKS2]).await;
     let juliet = laptop.bare();
 
-    // XEP-0402 2.4: the first publish creates the node with the options.
+    // XEP-0402 "Adding a bookmark": the first publish creates the node with the options.
     let res = publish(
         &mut laptop,
         BOOKMARKS2,
@@ -217,7 +217,8 @@ async fn bookmarks2_live_in_a_private_node_pushed_to_the_accounts_resources() {
         )
         .await;
 
-    // XEP-0402 2.3: every bookmark is kept (max_items = max), for the account only.
+    // XEP-0402 "Retrieving all bookmarks": every bookmark is kept (max_items = max),
+    // for the account only.
     let all = items(&mut phone, None, BOOKMARKS2)
         .await
         .expect("own items");
@@ -275,7 +276,8 @@ async fn bookmarks2_live_in_a_private_node_pushed_to_the_accounts_resources() {
         );
     }
 
-    // XEP-0402 2.5: removal is a retract with notify, pushed to the other resources.
+    // XEP-0402 "Removing a bookmark": a retract with notify, pushed to the other
+    // resources.
     let res = laptop
         .iq(
             "set",
@@ -406,7 +408,7 @@ async fn xep0048_bookmarks_on_pep_and_in_private_xml() {
     wants(&mut romeo, &[BOOKMARKS]).await;
     let juliet = laptop.bare();
 
-    // XEP-0223 2 / XEP-0048 3.2: one item holding the whole list.
+    // XEP-0223 1.2: one item holding the whole list.
     let storage = "<storage xmlns='storage:bookmarks'>\
          <conference name='The Play' autojoin='true' jid='theplay@conference.shakespeare.lit'>\
          <nick>JC</nick></conference></storage>";
@@ -439,7 +441,7 @@ async fn xep0048_bookmarks_on_pep_and_in_private_xml() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert!(!all[0].to_string().contains("The Play"), "{all:?}");
 
-    // XEP-0048 3.3 (the XEP-0049 variant most clients use): private XML.
+    // XEP-0048 in private XML (XEP-0049), what most clients use without XEP-0402.
     let res = laptop
         .iq(
             "set",
