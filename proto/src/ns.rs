@@ -50,6 +50,12 @@ pub const VERSION: &str = "jabber:iq:version";
 pub const REGISTER: &str = "jabber:iq:register";
 /// In-Band Registration stream feature (XEP-0077).
 pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
+/// Private XML Storage (XEP-0049).
+pub const PRIVATE: &str = "jabber:iq:private";
+/// vcard-temp (XEP-0054).
+pub const VCARD: &str = "vcard-temp";
+/// The avatar hash in presence of vCard-Based Avatars (XEP-0153).
+pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
 /// Delayed Delivery (XEP-0203).
 pub const DELAY: &str = "urn:xmpp:delay";
 /// The namespace bound to the reserved `xml` prefix (`xml:lang`).

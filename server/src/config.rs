@@ -26,6 +26,8 @@ pub struct Config {
     pub offline: OfflineSection,
     pub roster: RosterSection,
     pub blocking: BlockingSection,
+    pub private: PrivateSection,
+    pub vcard: VcardSection,
     pub presence: PresenceSection,
     pub pubsub: PubsubSection,
     pub metrics: MetricsSection,
@@ -47,6 +49,8 @@ impl Default for Config {
             offline: OfflineSection::default(),
             roster: RosterSection::default(),
             blocking: BlockingSection::default(),
+            private: PrivateSection::default(),
+            vcard: VcardSection::default(),
             presence: PresenceSection::default(),
             pubsub: PubsubSection::default(),
             metrics: MetricsSection::default(),
@@ -282,6 +286,45 @@ pub struct BlockingSection {
 impl Default for BlockingSection {
     fn default() -> Self {
         BlockingSection { max_items: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivateSection {
+    /// Bytes of XEP-0049 private XML one account may keep, all namespaces together; a
+    /// set that would pass it is refused with `<resource-constraint/>`.
+    pub max_bytes_per_account: NonZeroUsize,
+    /// Namespaces one account may keep private XML under; a set that would pass it is
+    /// refused with `<resource-constraint/>`.
+    pub max_namespaces_per_account: NonZeroUsize,
+}
+
+impl Default for PrivateSection {
+    fn default() -> Self {
+        PrivateSection {
+            // Bookmarks of a few hundred rooms are tens of KiB; client preferences less.
+            max_bytes_per_account: nz(1024 * 1024),
+            max_namespaces_per_account: nz(64),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VcardSection {
+    /// Largest XEP-0054 vCard an account may store, in bytes of XML, its base64 PHOTO
+    /// included; a larger one is refused with `<not-acceptable/>`.
+    pub max_bytes: NonZeroUsize,
+}
+
+impl Default for VcardSection {
+    fn default() -> Self {
+        VcardSection {
+            // A 200x200 PNG avatar (what desktop clients upload) base64-encoded, with room
+            // for the text fields.
+            max_bytes: nz(128 * 1024),
+        }
     }
 }
 
@@ -667,6 +710,21 @@ mod tests {
             "{e}"
         );
         let e = parse("[c2s]\nlisten = [\"nonsense\"]\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn private_and_vcard_limits() {
+        let c = parse("").unwrap();
+        assert_eq!(c.private.max_bytes_per_account.get(), 1024 * 1024);
+        assert_eq!(c.private.max_namespaces_per_account.get(), 64);
+        assert_eq!(c.vcard.max_bytes.get(), 128 * 1024);
+        let c = parse("[private]\nmax_namespaces_per_account = 3\n[vcard]\nmax_bytes = 9000\n")
+            .unwrap();
+        assert_eq!(c.private.max_namespaces_per_account.get(), 3);
+        assert_eq!(c.vcard.max_bytes.get(), 9000);
+        // A zero quota would refuse every set: a typo, not a setting.
+        let e = parse("[vcard]\nmax_bytes = 0\n").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
     }
 

@@ -251,6 +251,11 @@ pub fn build_router(
                 max_announcement_bytes: cfg.admin.max_announcement_bytes.get(),
             },
             max_blocklist_items: cfg.blocking.max_items,
+            private_quota: hydrant_storage::PrivateQuota {
+                max_bytes: cfg.private.max_bytes_per_account.get(),
+                max_namespaces: cfg.private.max_namespaces_per_account.get(),
+            },
+            max_vcard_bytes: cfg.vcard.max_bytes.get(),
             multicast: crate::im::multicast::MulticastConfig {
                 enabled: cfg.multicast.enabled,
                 max_addresses: cfg.multicast.max_addresses.get(),

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use common::{Client, Server, message_with_body, new_id, stanza_error};
 use hydrant_proto::{Element, ns};
 
@@ -20,10 +22,10 @@ async fn online(server: &Server, user: &str) -> Client {
 }
 
 fn field(var: &str, values: &[&str]) -> String {
-    let v: String = values
-        .iter()
-        .map(|v| format!("<value>{v}</value>"))
-        .collect();
+    let v = values.iter().fold(String::new(), |mut out, v| {
+        let _ = write!(out, "<value>{v}</value>");
+        out
+    });
     format!("<field var='{var}'>{v}</field>")
 }
 

@@ -176,3 +176,61 @@ async fn stanzas_from_another_domain_are_routed_and_answered_through_it() {
     );
     assert!(reply.to_string().contains("first"), "{reply}");
 }
+
+/// XEP-0054 2.3 from another domain: a local account's vCard is public, answered by the
+/// server; setting it and reading the account's XEP-0049 private XML are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vcards_are_public_to_other_domains_private_xml_is_not() {
+    let server = Server::start().await;
+    let mut peer = Peer::install(&server);
+    users(&server, &["alice"]);
+    let mut alice = server.login("alice", PW, "phone").await;
+    for payload in [
+        "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>",
+        "<query xmlns='jabber:iq:private'><p xmlns='urn:secret'>s3cret</p></query>",
+    ] {
+        let res = alice.iq("set", None, payload).await;
+        assert_result(&res, payload);
+    }
+
+    inject(
+        &server,
+        CAROL,
+        "<iq to='alice@localhost' type='get' id='v1'><vCard xmlns='vcard-temp'/></iq>",
+    )
+    .await;
+    let reply = peer.expect("vCard result", to_carol("iq")).await;
+    assert_eq!(
+        (reply.attr("type"), reply.attr("id"), reply.attr("from")),
+        (Some("result"), Some("v1"), Some("alice@localhost")),
+        "{reply}"
+    );
+    assert!(reply.to_string().contains("Alice"), "{reply}");
+
+    for (id, xml, want) in [
+        (
+            "v2",
+            "<vCard xmlns='vcard-temp'><FN>Mallory</FN></vCard>",
+            "forbidden",
+        ),
+        (
+            "p1",
+            "<query xmlns='jabber:iq:private'><p xmlns='urn:secret'/></query>",
+            "forbidden",
+        ),
+    ] {
+        let kind = if id == "v2" { "set" } else { "get" };
+        inject(
+            &server,
+            CAROL,
+            &format!("<iq to='alice@localhost' type='{kind}' id='{id}'>{xml}</iq>"),
+        )
+        .await;
+        let reply = peer.expect("refusal", to_carol("iq")).await;
+        assert_eq!(reply.attr("id"), Some(id), "{reply}");
+        assert_eq!(stanza_error(&reply).as_deref(), Some(want), "{reply}");
+        assert!(!reply.to_string().contains("s3cret"), "{reply}");
+    }
+    let res = alice.iq("get", None, "<vCard xmlns='vcard-temp'/>").await;
+    assert!(res.to_string().contains("Alice"), "unchanged: {res}");
+}

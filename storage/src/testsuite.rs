@@ -5,9 +5,13 @@
 //! crate's tests and, with the `conformance` feature, for other crates' (a PostgreSQL
 //! backend, integration tests). Failures panic, as test assertions do.
 
+use hydrant_proto::Element;
 use hydrant_proto::scram::{ScramKeys, StoredCredentials};
 
-use crate::{AccountChange, RosterEntry, StorageError, Store, SubState};
+use crate::{
+    AccountChange, PrivateQuota, PrivateWrite, RosterEntry, StorageError, Store, SubState,
+    VcardAvatar,
+};
 
 /// Runs every section below. `store` must start empty.
 pub fn run_conformance(store: &dyn Store) {
@@ -21,6 +25,8 @@ pub fn run_conformance(store: &dyn Store) {
     contact_removed_everywhere(store);
     blocklist(store);
     blocklist_capped(store);
+    private_xml(store);
+    vcards(store);
 }
 
 /// Data written through one store is there, unchanged, through the next. `open` must
@@ -48,11 +54,34 @@ pub fn run_persistence(open: &dyn Fn() -> Box<dyn Store>) {
             .block("romeo", &["tybalt@capulet.lit".to_owned()], 10)
             .unwrap()
     );
+    let prefs = private_query("exodus:prefs", "Hamlet");
+    assert_eq!(
+        store
+            .set_private_xml(
+                "romeo",
+                &[("exodus:prefs".into(), prefs.to_bytes(""))],
+                QUOTA
+            )
+            .unwrap(),
+        PrivateWrite::Stored
+    );
+    store
+        .set_vcard("romeo", &vcard("Romeo").to_bytes(""), Some("abc123"))
+        .unwrap();
     drop(store);
 
     let store = open();
     assert_eq!(store.list_accounts().unwrap(), ["romeo"]);
     assert_eq!(store.blocklist("romeo").unwrap(), ["tybalt@capulet.lit"]);
+    assert_eq!(
+        store.private_xml("romeo", "exodus:prefs").unwrap(),
+        Some(prefs)
+    );
+    assert_eq!(store.vcard("romeo").unwrap(), Some(vcard("Romeo")));
+    assert_eq!(
+        store.vcard_avatar("romeo").unwrap(),
+        VcardAvatar::Sha1("abc123".into())
+    );
     assert_eq!(store.credentials("romeo").unwrap(), Some(creds(1)));
     assert_eq!(
         store.roster("romeo").unwrap(),
@@ -141,6 +170,13 @@ pub fn account_deletion_cascades(store: &dyn Store) {
                 .block(name, &["z@example.com".to_owned()], 10)
                 .unwrap()
         );
+        let q = private_query("storage:bookmarks", name);
+        store
+            .set_private_xml(name, &[("storage:bookmarks".into(), q.to_bytes(""))], QUOTA)
+            .unwrap();
+        store
+            .set_vcard(name, &vcard(name).to_bytes(""), Some("f00d"))
+            .unwrap();
     }
 
     assert!(store.delete_account("carol").unwrap());
@@ -157,6 +193,12 @@ pub fn account_deletion_cascades(store: &dyn Store) {
     assert_eq!(store.count_offline("carol").unwrap(), 0);
     assert_eq!(store.take_offline("carol").unwrap(), Vec::<Vec<u8>>::new());
     assert_eq!(store.blocklist("carol").unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.private_xml("carol", "storage:bookmarks").unwrap(),
+        None
+    );
+    assert_eq!(store.vcard("carol").unwrap(), None);
+    assert_eq!(store.vcard_avatar("carol").unwrap(), VcardAvatar::NoVcard);
 
     let (version, items) = store.roster("dave").unwrap();
     assert!(version > 0);
@@ -164,6 +206,11 @@ pub fn account_deletion_cascades(store: &dyn Store) {
     assert_eq!(store.pending_in("dave").unwrap().len(), 1);
     assert_eq!(store.count_offline("dave").unwrap(), 1);
     assert_eq!(store.blocklist("dave").unwrap(), ["z@example.com"]);
+    assert_eq!(
+        store.private_xml("dave", "storage:bookmarks").unwrap(),
+        Some(private_query("storage:bookmarks", "dave"))
+    );
+    assert_eq!(store.vcard("dave").unwrap(), Some(vcard("dave")));
 
     for name in ["carol", "dave"] {
         assert!(store.delete_account(name).unwrap());
@@ -588,6 +635,182 @@ pub fn contact_removed_everywhere(store: &dyn Store) {
     for name in ["balthasar", "gregory", "sampson", "abram"] {
         assert!(store.delete_account(name).unwrap());
     }
+}
+
+/// Generous enough for every section but the one about the quota.
+const QUOTA: PrivateQuota = PrivateQuota {
+    max_bytes: 1 << 20,
+    max_namespaces: 100,
+};
+
+/// `<query xmlns='jabber:iq:private'><x xmlns='NS'>TEXT</x></query>`.
+fn private_query(namespace: &str, text: &str) -> Element {
+    Element::new("query", "jabber:iq:private")
+        .with_child(Element::new("x", namespace).with_text(text))
+}
+
+/// `<vCard xmlns='vcard-temp'><FN>NAME</FN></vCard>`.
+fn vcard(name: &str) -> Element {
+    Element::new("vCard", "vcard-temp").with_child(Element::new("FN", "vcard-temp").with_text(name))
+}
+
+/// XEP-0049: stored per namespace, read back as stored (nested namespaces included),
+/// replaced whole, bounded in bytes and namespaces with the replaced rows not counted,
+/// all or nothing, for accounts only.
+pub fn private_xml(store: &dyn Store) {
+    store.create_account("hamlet", &creds(1)).unwrap();
+    store.create_account("horatio", &creds(2)).unwrap();
+    assert_eq!(store.private_xml("hamlet", "exodus:prefs").unwrap(), None);
+
+    // Nested elements in other namespaces and attributes survive the round trip.
+    let mut prefs = private_query("exodus:prefs", "Hamlet");
+    prefs.append_child(
+        Element::new("extra", "exodus:prefs")
+            .with_attr("a", "1 & 2")
+            .with_child(Element::new("inner", "urn:other").with_text("<x>")),
+    );
+    let bookmarks = private_query("storage:bookmarks", "room");
+    let items = [
+        ("exodus:prefs".to_owned(), prefs.to_bytes("")),
+        ("storage:bookmarks".to_owned(), bookmarks.to_bytes("")),
+    ];
+    assert_eq!(
+        store.set_private_xml("hamlet", &items, QUOTA).unwrap(),
+        PrivateWrite::Stored
+    );
+    assert_eq!(
+        store.private_xml("hamlet", "exodus:prefs").unwrap(),
+        Some(prefs.clone())
+    );
+    assert_eq!(
+        store.private_xml("hamlet", "storage:bookmarks").unwrap(),
+        Some(bookmarks)
+    );
+    // Another account sees nothing of it.
+    assert_eq!(store.private_xml("horatio", "exodus:prefs").unwrap(), None);
+
+    // A set replaces the namespace's fragment whole.
+    let newer = private_query("storage:bookmarks", "other room");
+    store
+        .set_private_xml(
+            "hamlet",
+            &[("storage:bookmarks".into(), newer.to_bytes(""))],
+            QUOTA,
+        )
+        .unwrap();
+    assert_eq!(
+        store.private_xml("hamlet", "storage:bookmarks").unwrap(),
+        Some(newer)
+    );
+
+    // The quota: what the account holds plus what a set adds, less what it replaces.
+    let held = prefs.to_bytes("").len()
+        + private_query("storage:bookmarks", "other room")
+            .to_bytes("")
+            .len();
+    let tight = PrivateQuota {
+        max_bytes: held,
+        max_namespaces: 2,
+    };
+    let same_size = private_query("storage:bookmarks", "other mood");
+    assert_eq!(
+        store
+            .set_private_xml(
+                "hamlet",
+                &[("storage:bookmarks".into(), same_size.to_bytes(""))],
+                tight
+            )
+            .unwrap(),
+        PrivateWrite::Stored,
+        "a replacement of the same size fits exactly"
+    );
+    let bigger = private_query("storage:bookmarks", "other rooms");
+    assert_eq!(
+        store
+            .set_private_xml(
+                "hamlet",
+                &[("storage:bookmarks".into(), bigger.to_bytes(""))],
+                tight
+            )
+            .unwrap(),
+        PrivateWrite::OverBytes
+    );
+    let third = private_query("gajim:prefs", "");
+    let roomy = PrivateQuota {
+        max_bytes: 1 << 20,
+        max_namespaces: 2,
+    };
+    // All or nothing: the first item would fit, the second namespace does not.
+    let both = [
+        ("storage:bookmarks".to_owned(), bigger.to_bytes("")),
+        ("gajim:prefs".to_owned(), third.to_bytes("")),
+    ];
+    assert_eq!(
+        store.set_private_xml("hamlet", &both, roomy).unwrap(),
+        PrivateWrite::OverNamespaces
+    );
+    assert_eq!(
+        store.private_xml("hamlet", "storage:bookmarks").unwrap(),
+        Some(same_size),
+        "a refused set changed nothing"
+    );
+    assert_eq!(store.private_xml("hamlet", "gajim:prefs").unwrap(), None);
+
+    assert!(matches!(
+        store.set_private_xml("nobody", &items, QUOTA),
+        Err(StorageError::NotFound)
+    ));
+    for name in ["hamlet", "horatio"] {
+        assert!(store.delete_account(name).unwrap());
+    }
+}
+
+/// XEP-0054: one vCard per account, replaced whole; its avatar hash read on its own;
+/// a set reports the avatar it replaced.
+pub fn vcards(store: &dyn Store) {
+    store.create_account("juliet", &creds(1)).unwrap();
+    assert_eq!(store.vcard("juliet").unwrap(), None);
+    assert_eq!(store.vcard_avatar("juliet").unwrap(), VcardAvatar::NoVcard);
+
+    let mut card = vcard("Juliet Capulet");
+    card.append_child(
+        Element::new("PHOTO", "vcard-temp")
+            .with_child(Element::new("TYPE", "vcard-temp").with_text("image/png"))
+            .with_child(Element::new("BINVAL", "vcard-temp").with_text("iVBORw0KGgo=")),
+    );
+    let before = store
+        .set_vcard("juliet", &card.to_bytes(""), Some("0123abcd"))
+        .unwrap();
+    assert_eq!(before, VcardAvatar::NoVcard);
+    assert_eq!(store.vcard("juliet").unwrap(), Some(card));
+    assert_eq!(
+        store.vcard_avatar("juliet").unwrap(),
+        VcardAvatar::Sha1("0123abcd".into())
+    );
+
+    let plain = vcard("J.");
+    let before = store
+        .set_vcard("juliet", &plain.to_bytes(""), None)
+        .unwrap();
+    assert_eq!(before, VcardAvatar::Sha1("0123abcd".into()));
+    assert_eq!(store.vcard("juliet").unwrap(), Some(plain));
+    assert_eq!(store.vcard_avatar("juliet").unwrap(), VcardAvatar::NoPhoto);
+    // An empty vCard is a vCard.
+    let empty = Element::new("vCard", "vcard-temp");
+    assert_eq!(
+        store
+            .set_vcard("juliet", &empty.to_bytes(""), None)
+            .unwrap(),
+        VcardAvatar::NoPhoto
+    );
+    assert_eq!(store.vcard("juliet").unwrap(), Some(empty));
+
+    assert!(matches!(
+        store.set_vcard("nobody", b"<vCard xmlns='vcard-temp'/>", None),
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(store.vcard_avatar("nobody").unwrap(), VcardAvatar::NoVcard);
+    assert!(store.delete_account("juliet").unwrap());
 }
 
 /// Distinct, deterministic credentials per `seed`, including the extreme iteration

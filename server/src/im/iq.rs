@@ -1,5 +1,6 @@
 //! iq routing (RFC 6120 8.2.3, RFC 6121 8.5) and the server's own services: XEP-0030
-//! disco, XEP-0199 ping, XEP-0092 version, XEP-0077 account management after login.
+//! disco, XEP-0199 ping, XEP-0092 version, XEP-0077 account management after login;
+//! XEP-0049 private XML (`private.rs`) and XEP-0054 vCards (`vcard.rs`) are routed here.
 
 use hydrant_proto::{
     Element, ErrorType, Iq, IqPayload, IqType, StanzaError, StanzaErrorCondition as Cond,
@@ -25,7 +26,32 @@ const SERVER_FEATURES: &[&str] = &[
     crate::im::adhoc::COMMANDS,
     ns::CARBONS,
     ns::BLOCKING,
+    ns::PRIVATE,
+    ns::VCARD,
+    // XEP-0223 4: a client checks the server for PEP and publish-options before it
+    // stores private data on PEP ("The server MUST return an identity of pubsub/pep
+    // and include the publish-options feature"); the account's bare JID lists every
+    // PEP feature (`account_iq`).
+    hydrant_pubsub::xep0060::forms::PUBLISH_OPTIONS,
 ];
+
+/// What an account's bare JID answers in disco#info: its PEP service's features
+/// (XEP-0163 with `auto-create`, and `publish-options`, which XEP-0223 4 and XEP-0402
+/// clients look for here; not MAM, which only the nodes answer), and vcard-temp
+/// (XEP-0054 3: the account's vCard is answered at its bare JID).
+fn account_features() -> Vec<&'static str> {
+    let mut out = vec![
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        ns::PUBSUB,
+        ns::RSM,
+        ns::VCARD,
+    ];
+    out.extend_from_slice(hydrant_pubsub::FEATURES);
+    out.push(hydrant_pubsub::AUTO_CREATE);
+    out.sort_unstable();
+    out
+}
 
 impl Router {
     pub async fn outbound_iq(&self, me: &Arc<LocalSession>, iq: Iq) {
@@ -84,11 +110,21 @@ impl Router {
         });
         if let Some(me) = me
             && iq.to.is_none()
-            && pubsub_payload
         {
-            // RFC 6120 10.3.3: no 'to' means the account itself: its PEP service.
-            let own = ServiceKey::Pep(self.bare_of(&username(&me.info.jid)));
-            return self.pubsub_iq(origin, iq, own).await;
+            // RFC 6120 10.3.3: no 'to' means the account itself: its PEP service, its
+            // private XML (XEP-0049), its vCard (XEP-0054 2.1, 2.2).
+            let user = username(&me.info.jid);
+            if pubsub_payload {
+                let own = ServiceKey::Pep(self.bare_of(&user));
+                return self.pubsub_iq(origin, iq, own).await;
+            }
+            match iq.payload.as_ref() {
+                Some(p) if p.is("query", ns::PRIVATE) => return self.private_iq(me, iq).await,
+                Some(p) if p.is("vCard", ns::VCARD) => {
+                    return self.vcard_iq(origin, &user, true, iq).await;
+                }
+                _ => {}
+            }
         }
         if iq
             .payload
@@ -134,12 +170,19 @@ impl Router {
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoInfo { node: None } if get => {
-                let mut q = Element::new("query", ns::DISCO_INFO).with_child(
-                    Element::new("identity", ns::DISCO_INFO)
-                        .with_attr("category", "server")
-                        .with_attr("type", "im")
-                        .with_attr("name", "hydrant"),
-                );
+                let mut q = Element::new("query", ns::DISCO_INFO)
+                    .with_child(
+                        Element::new("identity", ns::DISCO_INFO)
+                            .with_attr("category", "server")
+                            .with_attr("type", "im")
+                            .with_attr("name", "hydrant"),
+                    )
+                    // XEP-0223 4 (see SERVER_FEATURES).
+                    .with_child(
+                        Element::new("identity", ns::DISCO_INFO)
+                            .with_attr("category", "pubsub")
+                            .with_attr("type", "pep"),
+                    );
                 let multicast = self.cfg.multicast.enabled.then_some(ns::ADDRESS);
                 for f in SERVER_FEATURES.iter().copied().chain(multicast) {
                     q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
@@ -210,6 +253,20 @@ impl Router {
         if !own && !self.account_exists(target).await {
             return self.iq_error(origin, &iq, StanzaError::new(Cond::ServiceUnavailable));
         }
+        match iq.payload.as_ref() {
+            Some(p) if p.is("query", ns::PRIVATE) => {
+                // XEP-0049 2.3: another entity asking for the account's private data
+                // gets "Forbidden" ("preferable" to "Service Unavailable").
+                return match origin.session().filter(|_| own) {
+                    Some(me) => self.private_iq(me, iq).await,
+                    None => self.iq_error(origin, &iq, StanzaError::new(Cond::Forbidden)),
+                };
+            }
+            Some(p) if p.is("vCard", ns::VCARD) => {
+                return self.vcard_iq(origin, target, own, iq).await;
+            }
+            _ => {}
+        }
         if Self::is_pep_request(&iq) {
             return self
                 .pubsub_iq(origin, iq, ServiceKey::Pep(self.bare_of(target)))
@@ -232,14 +289,7 @@ impl Router {
                             .with_attr("category", "pubsub")
                             .with_attr("type", "pep"),
                     );
-                // XEP-0163 6.1: the account, as a PEP service, lists the XEP-0060
-                // features it supports (clients look for publish-options before they
-                // publish bookmarks, avatars or keys). Not MAM: on an account's JID that
-                // would announce a message archive, which hydrant does not keep.
-                let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB, ns::RSM];
-                features.extend_from_slice(hydrant_pubsub::FEATURES);
-                features.push(hydrant_pubsub::AUTO_CREATE);
-                for f in features {
+                for f in account_features() {
                     q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
                 }
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));

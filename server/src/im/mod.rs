@@ -9,5 +9,8 @@ pub mod iq;
 pub mod message;
 pub mod multicast;
 pub mod presence;
+pub mod private;
 pub mod roster;
 pub mod undelivered;
+pub mod vcard;
+pub mod vcard_update;

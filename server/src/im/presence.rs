@@ -35,7 +35,14 @@ impl Router {
             (PresenceType::Available | PresenceType::Unavailable, None) => {
                 self.presence_broadcast_from_client(me, p.kind, el).await;
             }
-            (PresenceType::Available | PresenceType::Unavailable, Some(to)) => {
+            (PresenceType::Available, Some(to)) => {
+                // XEP-0398 4: the avatar hash goes into directed presence too (MUC joins).
+                if !matches!(self.classify(Some(to)), Dest::Server | Dest::Service(_)) {
+                    self.add_avatar_hash(&username(&me.info.jid), &mut el).await;
+                }
+                self.directed_presence(me, p.kind, to, el);
+            }
+            (PresenceType::Unavailable, Some(to)) => {
                 self.directed_presence(me, p.kind, to, el);
             }
             (
@@ -61,11 +68,15 @@ impl Router {
         &self,
         me: &Arc<LocalSession>,
         kind: PresenceType,
-        el: Element,
+        mut el: Element,
     ) {
+        // XEP-0153 / XEP-0398 4: the account's avatar hash, unless the client gave one.
+        let avatar_from_server = kind == PresenceType::Available
+            && self.add_avatar_hash(&username(&me.info.jid), &mut el).await;
         let initial;
         {
             let mut st = me.state();
+            st.avatar_from_server = avatar_from_server;
             if kind == PresenceType::Available {
                 initial = !st.initial_done;
                 st.initial_done = true;

@@ -68,6 +68,10 @@ pub struct RouterConfig {
     pub admin: crate::im::adhoc::AdminConfig,
     /// `[blocking] max_items`: JIDs one account's XEP-0191 blocklist may hold.
     pub max_blocklist_items: usize,
+    /// `[private]`: what one account may keep in XEP-0049 private XML storage.
+    pub private_quota: hydrant_storage::PrivateQuota,
+    /// `[vcard] max_bytes`: the largest XEP-0054 vCard an account may store.
+    pub max_vcard_bytes: usize,
 }
 
 pub struct Router {

@@ -25,6 +25,9 @@ pub struct PresenceState {
     pub priority: i8,
     /// The last broadcast presence, as sent (with `from`), for answering probes.
     pub last: Option<Box<Element>>,
+    /// `last` carries the server's XEP-0153 avatar hash, not the client's, and follows
+    /// the account's vCard (`im/vcard_update.rs`).
+    pub avatar_from_server: bool,
     /// Requested the roster, so receives roster pushes (RFC 6121 2.1.6 "interested").
     pub interested: bool,
     /// Bare or full JIDs sent directed presence, owed an unavailable at the end (4.6).

@@ -29,8 +29,8 @@ impl AccountStore for SqliteStore {
     }
 
     fn delete_account(&self, username: &str) -> Result<bool> {
-        // Roster, groups, pending requests, offline messages and the blocklist go by ON
-        // DELETE CASCADE.
+        // Roster, groups, pending requests, offline messages, the blocklist, private XML
+        // and the vCard go by ON DELETE CASCADE.
         self.write(|tx| {
             let deleted = tx
                 .prepare_cached("DELETE FROM accounts WHERE username = ?1")?

@@ -29,6 +29,7 @@ mod account;
 mod blocking;
 mod group;
 mod offline;
+mod private;
 mod pubsub;
 #[cfg(test)]
 mod pubsub_tests;
@@ -36,6 +37,7 @@ mod roster;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod vcard;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

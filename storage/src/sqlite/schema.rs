@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0005_subscriptions_by_position.sql"),
     ),
     (6, include_str!("migrations/0006_blocklist.sql")),
+    (7, include_str!("migrations/0007_private_vcard.sql")),
 ];
 
 /// The newest schema this binary knows.
