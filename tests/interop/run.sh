@@ -17,6 +17,7 @@
 #                          gloox_zlib slixmpp_negative restart
 #                          slixmpp_sm aioxmpp_sm
 #                          slixmpp_csi xmppjs_pep aioxmpp_pep
+#                          profanity_cb
 #   --keep                 keep the temp dir (configs, logs, certificates)
 #   --debug                verbose client output (slixmpp debug log, go-sendxmpp -d,
 #                          gloox's XML log)
@@ -47,6 +48,7 @@ TESTS=(check_config slixmpp_basic cli_user_list sendxmpp profanity slixmpp_pubsu
 TESTS+=(slixmpp_sm aioxmpp_sm) # XEP-0198: resumption after a cut TCP connection
 TESTS+=(slixmpp_csi) # XEP-0352
 TESTS+=(xmppjs_pep aioxmpp_pep) # PEP with xmpp.js (node) and aioxmpp's PEPClient
+TESTS+=(profanity_cb) # XEP-0280 carbons and XEP-0191 blocking, profanity + slixmpp
 TEST_TIMEOUT=${INTEROP_TEST_TIMEOUT:-120}  # hard cap per test, seconds
 
 SERVER=hydrant HYDRANT='' ONLY='' KEEP=0 DEBUG=0
@@ -164,7 +166,7 @@ s2s_direct_tls_ports = { }
 component_ports = { }
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "offline"; "pep" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "offline"; "pep"; "carbons"; "blocklist" }
 ssl = { certificate = "$WORK/tls/$XMPP_DOMAIN.crt"; key = "$WORK/tls/$XMPP_DOMAIN.key" }
 c2s_require_encryption = true
 authentication = "internal_hashed"
@@ -340,6 +342,22 @@ fi
 
 run_test sendxmpp "$INTEROP_DIR/sendxmpp.sh" carol "$PASSWORD" dave "$PASSWORD"
 run_test profanity "$INTEROP_DIR/profanity.sh" erin "$PASSWORD" frank "$PASSWORD"
+
+# XEP-0280 carbons and XEP-0191 blocking: profanity (in tmux) as cb_u/tui next to
+# slixmpp as cb_u/slix and cb_c (profanity_cb.py drives all three). Accounts
+# cb_*, created here. Fails (does not skip) without profanity or tmux.
+profanity_cb() {
+	local ref=()
+	# Prosody drops a blocked contact's chat to an online full JID (its issue
+	# #690); hydrant bounces it with <service-unavailable/>, as XEP-0191 3.5 says
+	[ "$SERVER" = prosody ] && ref=(--full-jid-block-drops)
+	add_users cb_u cb_c || { echo "FAIL: could not create cb_u, cb_c"; return 1; }
+	timeout --kill-after=5 "$TEST_TIMEOUT" "$PY" "$INTEROP_DIR/profanity_cb.py" \
+		--host "$XMPP_HOST" --port "$XMPP_C2S_PORT" --domain "$XMPP_DOMAIN" --ca "$XMPP_CA" \
+		--users cb_u,cb_c --password "$PASSWORD" --work "$(mktemp -d "$WORK/profanity-cb.XXXXXX")" \
+		"${ref[@]}" "${PYDEBUG[@]}"
+}
+run_test profanity_cb profanity_cb
 
 # PubSub (XEP-0060) on pubsub.$XMPP_DOMAIN and PEP (XEP-0163)
 ANY_ORDER=() # hydrant lists items newest first (documented); Prosody oldest first
