@@ -161,6 +161,10 @@ pub struct SubOptions {
     /// `pubsub#show-values`: empty means any availability. Acted on by the server
     /// (it knows presence) when it walks a [`crate::Subscriber`] snapshot.
     pub show_values: Vec<Show>,
+    /// hydrant's `x-hydrant#urgent` (an XEP-0068 custom field): this node's notifications
+    /// go to the subscriber at once even while its client says it is inactive (XEP-0352),
+    /// instead of waiting for the next batch.
+    pub urgent: bool,
 }
 
 impl Default for SubOptions {
@@ -168,6 +172,7 @@ impl Default for SubOptions {
         SubOptions {
             deliver: true,
             show_values: Vec::new(),
+            urgent: false,
         }
     }
 }
@@ -228,6 +233,8 @@ pub struct Subscriber {
     pub subids: Vec<SubId>,
     /// Union of the subscriptions' `show_values`; empty = any availability.
     pub show_values: Vec<Show>,
+    /// Any of the subscriptions asked for urgent delivery ([`SubOptions::urgent`]).
+    pub urgent: bool,
 }
 
 impl Subscriber {

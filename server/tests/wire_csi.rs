@@ -218,3 +218,60 @@ async fn what_was_held_survives_a_stream_resumption() {
     again.sync().await;
     again.assert_none("a notification twice", |e| item_id(e).is_some());
 }
+
+/// A node the subscriber marked urgent (subscription option `x-hydrant#urgent`) is
+/// delivered at once while the client is inactive; its other nodes wait. The option is
+/// kept across a restart.
+#[tokio::test]
+async fn an_urgent_node_is_not_held() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_in(dir, "").await;
+    let (mut alice, mut bob, mut carol) = setup(&server).await;
+    let res = carol
+        .iq(
+            "set",
+            Some(SVC),
+            &format!(
+                "<pubsub xmlns='{}'><create node='alerts'/></pubsub>",
+                ns::PUBSUB
+            ),
+        )
+        .await;
+    assert_eq!(res.attr("type"), Some("result"), "{res}");
+    subscribe(
+        &mut alice,
+        SVC,
+        "alerts",
+        "alice@localhost",
+        Some(
+            "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field>\
+             <field var='x-hydrant#urgent'><value>1</value></field></x>",
+        ),
+    )
+    .await;
+    subscribe(&mut bob, SVC, "alerts", "bob@localhost", None).await;
+    alice.send(&format!("<inactive xmlns='{CSI}'/>")).await;
+    alice.sync().await;
+    publish_seen(&mut carol, &mut bob, "f0", "x").await;
+    publish(&mut carol, SVC, "alerts", "a0", &entry("fire")).await;
+    // The urgent one comes at once and takes the held one along, in order.
+    alice.expect("the urgent notification", is_item("a0")).await;
+    let got: Vec<String> = alice
+        .take_buffered(|e| item_id(e).is_some())
+        .iter()
+        .filter_map(item_id)
+        .collect();
+    assert_eq!(got, ["f0"], "the held one came first");
+
+    // The option is stored: after a restart the node is still urgent for alice.
+    drop((alice, bob, carol));
+    let server = server.restart().await;
+    let mut carol = server.online("carol", PW, "desk").await;
+    let mut alice = server.login("alice", PW, "phone").await;
+    alice.send_presence("").await;
+    alice.send(&format!("<inactive xmlns='{CSI}'/>")).await;
+    alice.sync().await;
+    publish(&mut carol, SVC, "alerts", "a1", &entry("fire")).await;
+    alice.expect("urgent after a restart", is_item("a1")).await;
+}

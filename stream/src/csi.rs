@@ -85,8 +85,9 @@ impl Held {
 /// Whether a frame must be written at once rather than wait for the batch.
 fn urgent(f: &Frame) -> bool {
     match f {
-        // A notification can wait (urgent nodes: see the subscription option).
-        Frame::Addressed { .. } => false,
+        // A notification can wait, unless its subscriber marked the node urgent (the
+        // fan-out flags the tail it gives that subscriber).
+        Frame::Addressed { tail, .. } => tail.is_urgent(),
         Frame::Stanza(StanzaKind::Iq, _) => true,
         // A message someone wrote to the user; chat states, receipts and PEP
         // notifications (no body) can wait.
@@ -177,6 +178,17 @@ mod tests {
             ["<message n='3' to='u@x'><event/></message>"]
         );
         assert_eq!(h.due(), None);
+    }
+
+    #[test]
+    fn an_urgent_notification_goes_at_once() {
+        let f = Frame::Addressed {
+            head: Shared::new(Bytes::from_static(b"<message to='")),
+            to: Bytes::from_static(b"u@x"),
+            tail: Shared::with_urgency(Bytes::from_static(b"'/>"), true),
+        };
+        assert!(urgent(&f));
+        assert!(!urgent(&notification(1)));
     }
 
     #[test]

@@ -56,18 +56,33 @@ pub struct Shared {
     /// On a notification's head: how compressed streams may deflate this notification
     /// against the node's previous one (set once, before the first frame is queued).
     chain: OnceLock<Chain>,
+    /// On a notification's tail: the subscriber asked for this node's notifications at
+    /// once, even while its client is inactive (XEP-0352, `csi.rs`). The fan-out gives
+    /// those subscribers a second tail with the same bytes and this flag.
+    urgent: bool,
 }
 
 static NEXT_SHARED_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Shared {
     pub fn new(bytes: impl Into<Bytes>) -> Arc<Self> {
+        Self::with_urgency(bytes, false)
+    }
+
+    /// A part like [`Shared::new`], marked urgent when `urgent` is set.
+    pub fn with_urgency(bytes: impl Into<Bytes>, urgent: bool) -> Arc<Self> {
         Arc::new(Shared {
             bytes: bytes.into(),
             id: NEXT_SHARED_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             deflated: OnceLock::new(),
             chain: OnceLock::new(),
+            urgent,
         })
+    }
+
+    /// See [`Shared::with_urgency`].
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
     }
 
     pub fn bytes(&self) -> &Bytes {

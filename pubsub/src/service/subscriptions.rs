@@ -142,6 +142,7 @@ pub(crate) fn subscription_event(
         jid: jid.clone(),
         subids: Vec::new(),
         show_values: Vec::new(),
+        urgent: false,
     })]);
     let mut effect = super::notify_to(node, Event::Subscription { jid, subid, state }, to, false)?;
     // State changes reach the subscriber whatever the node's presence-based setting.

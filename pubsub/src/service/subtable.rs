@@ -187,11 +187,13 @@ fn entries<'a>(subs: impl Iterator<Item = &'a Subscription>) -> Vec<Subscriber> 
                     jid: s.jid.clone(),
                     subids: Vec::new(),
                     show_values: Vec::new(),
+                    urgent: false,
                 },
                 false,
             )
         });
         e.subids.push(s.subid.clone());
+        e.urgent |= s.options.urgent;
         *unfiltered |= s.options.show_values.is_empty();
         for v in &s.options.show_values {
             if !e.show_values.contains(v) {

@@ -399,6 +399,7 @@ pub fn apply_options(opts: &mut SubOptions, form: &ConfigForm) -> Result<(), Err
                 shows.dedup();
                 opts.show_values = shows;
             }
+            URGENT => opts.urgent = boolean(one()?).ok_or_else(bad)?,
             "pubsub#subscription_type" if one()? != "items" => return Err(bad()),
             "pubsub#subscription_depth" if one()? != "1" => return Err(bad()),
             _ => {}
@@ -447,7 +448,18 @@ pub fn options_form(opts: &SubOptions) -> Element {
             &shows,
             &all_shows,
         ))
+        .with_child(field(
+            URGENT,
+            "boolean",
+            "Deliver at once even while my client is inactive (XEP-0352)",
+            &b(opts.urgent),
+            &[],
+        ))
 }
+
+/// hydrant's subscription option for urgent nodes. Not in XEP-0060's registry, so named
+/// as XEP-0068 3.4 asks of a field that extends a registered FORM_TYPE: `x-` first.
+pub const URGENT: &str = "x-hydrant#urgent";
 
 /// The approval request an owner receives for a pending subscription (XEP-0060 8.6):
 /// the `<x/>` to put in a `<message/>` from the service to each owner.

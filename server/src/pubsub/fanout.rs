@@ -51,6 +51,9 @@ pub struct FanoutStats {
 pub struct Prepared {
     pub head: Arc<Shared>,
     pub tail: Arc<Shared>,
+    /// `tail` marked urgent, for subscribers who asked for the node at once even while
+    /// inactive (XEP-0352); made the first time one is met.
+    urgent_tail: std::sync::OnceLock<Arc<Shared>>,
 }
 
 /// The escaped `to` address of every subscriber in a node's current snapshot, computed
@@ -164,6 +167,23 @@ impl Prepared {
         Prepared {
             head: Shared::new(prefix),
             tail: Shared::new(suffix),
+            urgent_tail: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The frame for one recipient whose escaped address is `to`, urgent or not
+    /// (`Subscriber::urgent`).
+    pub fn frame_with(&self, to: Bytes, urgent: bool) -> Frame {
+        if !urgent {
+            return self.frame(to);
+        }
+        let tail = self
+            .urgent_tail
+            .get_or_init(|| Shared::with_urgency(self.tail.bytes().clone(), true));
+        Frame::Addressed {
+            head: self.head.clone(),
+            to,
+            tail: tail.clone(),
         }
     }
 
@@ -295,7 +315,7 @@ impl Router {
                 dest,
                 n.presence_based,
                 n.notification_type,
-                &prepared.frame(addr.clone()),
+                &prepared.frame_with(addr.clone(), sub.urgent),
                 &mut stats,
             );
         }

@@ -445,6 +445,7 @@ impl Router {
             jid: to.clone(),
             subids: Vec::new(),
             show_values: Vec::new(),
+            urgent: false,
         };
         let mut stats = fanout::FanoutStats::default();
         self.deliver_to_subscriber(

@@ -711,8 +711,8 @@ fn put_affiliation(
 /// A new subscription at the end of its node's order (the position comes from an
 /// index, migration 5).
 pub(super) const INSERT_SUBSCRIPTION: &str = "INSERT INTO pubsub_subscriptions
-         (service, node, subid, position, jid, state, deliver, show_values)
-     SELECT ?1, ?2, ?3, COALESCE(MAX(position), 0) + 1, ?4, ?5, ?6, ?7
+         (service, node, subid, position, jid, state, deliver, show_values, urgent)
+     SELECT ?1, ?2, ?3, COALESCE(MAX(position), 0) + 1, ?4, ?5, ?6, ?7, ?8
      FROM pubsub_subscriptions WHERE service = ?1 AND node = ?2";
 
 fn put_subscription(
@@ -730,8 +730,8 @@ fn put_subscription(
         .join(" ");
     let replaced = conn
         .prepare_cached(
-            "UPDATE pubsub_subscriptions SET jid = ?4, state = ?5, deliver = ?6, show_values = ?7
-             WHERE service = ?1 AND node = ?2 AND subid = ?3",
+            "UPDATE pubsub_subscriptions SET jid = ?4, state = ?5, deliver = ?6, show_values = ?7,
+             urgent = ?8 WHERE service = ?1 AND node = ?2 AND subid = ?3",
         )?
         .execute((
             service,
@@ -741,6 +741,7 @@ fn put_subscription(
             sub.state.as_str(),
             sub.options.deliver,
             &show_values,
+            sub.options.urgent,
         ))?;
     if replaced == 0 {
         conn.prepare_cached(INSERT_SUBSCRIPTION)?.execute((
@@ -751,6 +752,7 @@ fn put_subscription(
             sub.state.as_str(),
             sub.options.deliver,
             &show_values,
+            sub.options.urgent,
         ))?;
     }
     Ok(())
@@ -944,7 +946,7 @@ fn load_nodes(conn: &Connection, service: &str) -> Result<Vec<NodeRecord>> {
     drop(stmt);
 
     let mut stmt = conn.prepare_cached(
-        "SELECT node, subid, jid, state, deliver, show_values FROM pubsub_subscriptions
+        "SELECT node, subid, jid, state, deliver, show_values, urgent FROM pubsub_subscriptions
          WHERE service = ?1 ORDER BY node, position",
     )?;
     let mut rows = stmt.query([service])?;
@@ -1067,6 +1069,7 @@ fn subscription_row(r: &Row<'_>, subid: &str) -> std::result::Result<Subscriptio
                 .split_ascii_whitespace()
                 .map(|s| Show::from_name(s).ok_or_else(|| format!("show value {s:?}")))
                 .collect::<std::result::Result<_, _>>()?,
+            urgent: r.get(6).map_err(|e| e.to_string())?,
         },
         subid: SubId::from(subid),
     })

@@ -95,6 +95,7 @@ fn rich_node(name: &str) -> NodeRecord {
                 options: SubOptions {
                     deliver: false,
                     show_values: vec![Show::Online, Show::Chat],
+                    urgent: true,
                 },
             },
             Subscription {
@@ -110,6 +111,7 @@ fn rich_node(name: &str) -> NodeRecord {
                 options: SubOptions {
                     deliver: true,
                     show_values: vec![Show::Away, Show::Dnd, Show::Xa],
+                    urgent: false,
                 },
             },
         ],

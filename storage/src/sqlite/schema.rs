@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (6, include_str!("migrations/0006_blocklist.sql")),
     (7, include_str!("migrations/0007_private_vcard.sql")),
+    (8, include_str!("migrations/0008_urgent_subscriptions.sql")),
 ];
 
 /// The newest schema this binary knows.
@@ -147,9 +148,10 @@ mod tests {
                 super::super::pubsub::INSERT_SUBSCRIPTION
             ))
             .unwrap()
-            .query_map(("s", "n", "id", "a@x", "subscribed", true, ""), |r| {
-                r.get(3)
-            })
+            .query_map(
+                ("s", "n", "id", "a@x", "subscribed", true, "", false),
+                |r| r.get(3),
+            )
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
