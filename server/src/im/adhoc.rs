@@ -402,22 +402,31 @@ impl Router {
             .ok_or_else(|| format!("{jid}: no username"))
     }
 
-    async fn cmd_add_user(&self, admin: &str, data: &Submitted) -> Outcome {
+    /// `accountjid` (a local account) and an acceptable `password` from a form.
+    fn account_and_password<'d>(
+        &self,
+        data: &'d Submitted,
+    ) -> Result<(&'d str, String, &'d str), Outcome> {
         let (Some(jid), Some(pw)) = (data.one("accountjid"), data.all("password").first()) else {
-            return Outcome::err("accountjid and password are required");
+            return Err(Outcome::err("accountjid and password are required"));
         };
-        if data.all("password-verify").first() != Some(pw) {
-            return Outcome::err("the passwords do not match");
-        }
-        let user = match self.local_user(jid) {
-            Ok(u) => u,
-            Err(e) => return Outcome::err(e),
-        };
+        let user = self.local_user(jid).map_err(Outcome::err)?;
         if pw.chars().count() < self.cfg.min_password_length {
-            return Outcome::err(format!(
+            return Err(Outcome::err(format!(
                 "passwords have at least {} characters",
                 self.cfg.min_password_length
-            ));
+            )));
+        }
+        Ok((jid, user, pw.as_str()))
+    }
+
+    async fn cmd_add_user(&self, admin: &str, data: &Submitted) -> Outcome {
+        let (jid, user, pw) = match self.account_and_password(data) {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        if data.all("password-verify").first().map(String::as_str) != Some(pw) {
+            return Outcome::err("the passwords do not match");
         }
         if self.account_exists(&user).await {
             return Outcome::err(format!("{jid} exists already"));
@@ -485,19 +494,10 @@ impl Router {
     }
 
     async fn cmd_change_password(&self, admin: &str, data: &Submitted) -> Outcome {
-        let (Some(jid), Some(pw)) = (data.one("accountjid"), data.all("password").first()) else {
-            return Outcome::err("accountjid and password are required");
+        let (jid, user, pw) = match self.account_and_password(data) {
+            Ok(v) => v,
+            Err(e) => return e,
         };
-        let user = match self.local_user(jid) {
-            Ok(u) => u,
-            Err(e) => return Outcome::err(e),
-        };
-        if pw.chars().count() < self.cfg.min_password_length {
-            return Outcome::err(format!(
-                "passwords have at least {} characters",
-                self.cfg.min_password_length
-            ));
-        }
         match self.set_password(&user, pw, false).await {
             Ok(()) => {
                 info!(
