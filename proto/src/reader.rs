@@ -48,6 +48,11 @@ enum Lex {
     Lt,
     /// Inside a start tag or (`end`) an end tag; `quote` is the open quote, or 0.
     Tag { quote: u8, end: bool },
+    /// Just after an attribute value's closing quote: XML 1.0 [40]/[44] allow only
+    /// whitespace, `/` or `>` next. Anything else is refused here, at once: otherwise
+    /// the quotes pair up wrongly from there on and the unit may never end before the
+    /// size limit (`name='a's …`).
+    AfterValue { end: bool },
     /// Just after `<!`: CDATA, or a comment/DTD we refuse.
     Bang,
     /// Inside CDATA whose content starts at offset `from`.
@@ -511,10 +516,18 @@ impl Scan {
                 Lex::Tag { quote, end } => match rest.iter().position(|&b| b == quote) {
                     Some(p) => {
                         self.off += p + 1;
-                        self.lex = Lex::Tag { quote: 0, end };
+                        self.lex = Lex::AfterValue { end };
                     }
                     None => self.off = data.len(),
                 },
+                Lex::AfterValue { end } => {
+                    if !matches!(rest[0], b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>') {
+                        return Err(parse::not_well_formed(
+                            "no whitespace after an attribute value",
+                        ));
+                    }
+                    self.lex = Lex::Tag { quote: 0, end };
+                }
                 Lex::Bang => {
                     let head = &rest[..rest.len().min(CDATA.len())];
                     if !CDATA.starts_with(head) {

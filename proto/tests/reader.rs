@@ -684,6 +684,35 @@ fn mismatched_end_tag_is_refused_at_once() {
     assert_eq!(ok.len(), 2);
 }
 
+/// An attribute value must be followed by whitespace, `/` or `>` (XML 1.0 [40], [44]).
+/// Before, the boundary scan went on pairing quotes after `name='a's …`, and an
+/// apostrophe later in the stanza kept it open until the size limit: the error comes
+/// at the byte that makes it wrong, whatever the chunking. (The header's `'1.0'>` and
+/// values followed by `/>` are fine.)
+#[test]
+fn no_whitespace_after_an_attribute_value_is_refused_at_once() {
+    for body in [
+        "<item name='a's room' jid='x@y'/><more/>",
+        "<m a=\"1\"b='2'/>",
+        "<m><x a='1'z/></m>",
+    ] {
+        let input = with_header(body);
+        for size in 1..=input.len() {
+            let (events, err) = run_chunks(Limits::default(), input.chunks(size));
+            assert_eq!(events.len(), 1, "{body}: only the header");
+            assert_eq!(
+                err.map(|e| e.condition),
+                Some(Cond::NotWellFormed),
+                "{body} in chunks of {size}"
+            );
+        }
+    }
+    let ok = events(
+        &String::from_utf8(with_header("<m a='1' b=\"2\"\t/><n c='3'\n><o d='4'/></n>")).unwrap(),
+    );
+    assert_eq!(ok.len(), 3, "{ok:?}");
+}
+
 #[test]
 fn namespace_and_attribute_value_lengths_are_capped() {
     // The header's own stream namespace is 32 bytes.
