@@ -244,6 +244,7 @@ pub fn build_router(
             caps_cache_bytes: cfg.pubsub.caps_cache_bytes,
             max_remote_notify_resources: cfg.pubsub.max_remote_notify_resources,
             chain_notifications: cfg.c2s.compression,
+            pep: cfg.pubsub.pep,
             admin: crate::im::adhoc::AdminConfig {
                 admins: cfg.admin.admins.clone().into(),
                 max_accounts_per_command: cfg.admin.max_accounts_per_command.get(),

@@ -346,3 +346,37 @@ async fn the_account_is_a_pep_service_with_its_features() {
         "no message archive: {res}"
     );
 }
+
+/// `[pubsub] pep = false`: no PEP identity or features on the account, and a PEP
+/// publish gets `<service-unavailable/>`.
+#[tokio::test]
+async fn pep_can_be_turned_off() {
+    let server = Server::start_with("[pubsub]\npep = false\n").await;
+    server.add_user("alice", "pw-alice");
+    let mut a = server.login("alice", "pw-alice", "r").await;
+    let res = a
+        .iq(
+            "get",
+            Some("alice@localhost"),
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+        )
+        .await;
+    let text = res.to_string();
+    assert!(
+        !text.contains("type='pep'") && !text.contains("type=\"pep\""),
+        "{res}"
+    );
+    assert!(!text.contains("pubsub#publish"), "{res}");
+    let res = a
+        .iq(
+            "set",
+            None,
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:x'><item><x xmlns='urn:x'/></item></publish></pubsub>",
+        )
+        .await;
+    assert_eq!(
+        stanza_error(&res).as_deref(),
+        Some("service-unavailable"),
+        "{res}"
+    );
+}

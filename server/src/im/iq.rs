@@ -28,27 +28,25 @@ const SERVER_FEATURES: &[&str] = &[
     ns::BLOCKING,
     ns::PRIVATE,
     ns::VCARD,
-    // XEP-0223 4: a client checks the server for PEP and publish-options before it
-    // stores private data on PEP ("The server MUST return an identity of pubsub/pep
-    // and include the publish-options feature"); the account's bare JID lists every
-    // PEP feature (`account_iq`).
-    hydrant_pubsub::xep0060::forms::PUBLISH_OPTIONS,
 ];
+
+/// With PEP on (`[pubsub] pep`): XEP-0223 4, a client checks the server for PEP and
+/// publish-options before it stores private data on PEP ("The server MUST return an
+/// identity of pubsub/pep and include the publish-options feature"); the account's bare
+/// JID lists every PEP feature (`account_iq`).
+const SERVER_PEP_FEATURES: &[&str] = &[hydrant_pubsub::xep0060::forms::PUBLISH_OPTIONS];
 
 /// What an account's bare JID answers in disco#info: its PEP service's features
 /// (XEP-0163 with `auto-create`, and `publish-options`, which XEP-0223 4 and XEP-0402
 /// clients look for here; not MAM, which only the nodes answer), and vcard-temp
 /// (XEP-0054 3: the account's vCard is answered at its bare JID).
-fn account_features() -> Vec<&'static str> {
-    let mut out = vec![
-        ns::DISCO_INFO,
-        ns::DISCO_ITEMS,
-        ns::PUBSUB,
-        ns::RSM,
-        ns::VCARD,
-    ];
-    out.extend_from_slice(hydrant_pubsub::FEATURES);
-    out.push(hydrant_pubsub::AUTO_CREATE);
+fn account_features(pep: bool) -> Vec<&'static str> {
+    let mut out = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::VCARD];
+    if pep {
+        out.extend_from_slice(&[ns::PUBSUB, ns::RSM]);
+        out.extend_from_slice(hydrant_pubsub::FEATURES);
+        out.push(hydrant_pubsub::AUTO_CREATE);
+    }
     out.sort_unstable();
     out
 }
@@ -114,7 +112,7 @@ impl Router {
             // RFC 6120 10.3.3: no 'to' means the account itself: its PEP service, its
             // private XML (XEP-0049), its vCard (XEP-0054 2.1, 2.2).
             let user = username(&me.info.jid);
-            if pubsub_payload {
+            if pubsub_payload && self.cfg.pep {
                 let own = ServiceKey::Pep(self.bare_of(&user));
                 return self.pubsub_iq(origin, iq, own).await;
             }
@@ -170,21 +168,24 @@ impl Router {
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
             }
             IqPayload::DiscoInfo { node: None } if get => {
-                let mut q = Element::new("query", ns::DISCO_INFO)
-                    .with_child(
-                        Element::new("identity", ns::DISCO_INFO)
-                            .with_attr("category", "server")
-                            .with_attr("type", "im")
-                            .with_attr("name", "hydrant"),
-                    )
-                    // XEP-0223 4 (see SERVER_FEATURES).
-                    .with_child(
+                let mut q = Element::new("query", ns::DISCO_INFO).with_child(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .with_attr("category", "server")
+                        .with_attr("type", "im")
+                        .with_attr("name", "hydrant"),
+                );
+                let mut pep: &[&str] = &[];
+                if self.cfg.pep {
+                    // XEP-0223 4 (see SERVER_PEP_FEATURES).
+                    q.append_child(
                         Element::new("identity", ns::DISCO_INFO)
                             .with_attr("category", "pubsub")
                             .with_attr("type", "pep"),
                     );
+                    pep = SERVER_PEP_FEATURES;
+                }
                 let multicast = self.cfg.multicast.enabled.then_some(ns::ADDRESS);
-                for f in SERVER_FEATURES.iter().copied().chain(multicast) {
+                for f in SERVER_FEATURES.iter().chain(pep).copied().chain(multicast) {
                     q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
                 }
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));
@@ -267,7 +268,9 @@ impl Router {
             }
             _ => {}
         }
-        if Self::is_pep_request(&iq) {
+        // With PEP off, a pubsub request to an account falls through to the answer
+        // for a namespace nobody serves there.
+        if self.cfg.pep && Self::is_pep_request(&iq) {
             return self
                 .pubsub_iq(origin, iq, ServiceKey::Pep(self.bare_of(target)))
                 .await;
@@ -278,18 +281,19 @@ impl Router {
         let get = iq.kind == IqType::Get;
         match payload {
             IqPayload::DiscoInfo { node: None } if get => {
-                let mut q = Element::new("query", ns::DISCO_INFO)
-                    .with_child(
-                        Element::new("identity", ns::DISCO_INFO)
-                            .with_attr("category", "account")
-                            .with_attr("type", "registered"),
-                    )
-                    .with_child(
+                let mut q = Element::new("query", ns::DISCO_INFO).with_child(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .with_attr("category", "account")
+                        .with_attr("type", "registered"),
+                );
+                if self.cfg.pep {
+                    q.append_child(
                         Element::new("identity", ns::DISCO_INFO)
                             .with_attr("category", "pubsub")
                             .with_attr("type", "pep"),
                     );
-                for f in account_features() {
+                }
+                for f in account_features(self.cfg.pep) {
                     q.append_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
                 }
                 self.reply(origin, &iq.result(Some(q)).to_element(ns::CLIENT));

@@ -64,6 +64,8 @@ pub struct RouterConfig {
     /// `[c2s] compression`: chain each node's notifications so compressed streams can
     /// refer back to the previous one (`stream::zlib`).
     pub chain_notifications: bool,
+    /// `[pubsub] pep`: XEP-0163 personal eventing on every account.
+    pub pep: bool,
     /// `[admin]`: XEP-0133 commands.
     pub admin: crate::im::adhoc::AdminConfig,
     /// `[blocking] max_items`: JIDs one account's XEP-0191 blocklist may hold.
