@@ -267,6 +267,7 @@ where
             return false;
         }
         if live {
+            self.ended("the session was resumed on another connection");
             self.stream_error(
                 StreamError::new(Cond::Conflict).with_text("the session was resumed elsewhere"),
             );

@@ -19,7 +19,7 @@ use hydrant_stream::{Conn, Io, Outbox};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::backend::{Backend, SessionInfo};
 use crate::config::C2sConfig;
@@ -104,6 +104,8 @@ pub(crate) struct Stream<'a, S, B> {
     pub(crate) resume: Option<Box<crate::sm::Slot>>,
     /// The connection broke while the session was resumable: wait for the client.
     hibernating: bool,
+    /// Why the stream ended (the first cause), for its one log line at the end.
+    end_reason: Option<&'static str>,
 }
 
 impl<'a, S, B> Stream<'a, S, B>
@@ -141,6 +143,7 @@ where
             preauth,
             resume: None,
             hibernating: false,
+            end_reason: None,
         }
     }
 
@@ -240,6 +243,7 @@ where
                     // The slow-consumer policy (README): the stream ends with
                     // <policy-violation/>; the client reconnects and catches up.
                     debug!(peer = %self.peer, "outbound queue overflow");
+                    self.ended("slow consumer: outbound queue limit exceeded");
                     metrics::counter!("hydrant_c2s_slow_consumer_disconnects_total").increment(1);
                     self.stream_error(
                         StreamError::new(Cond::PolicyViolation).with_text(
@@ -250,6 +254,7 @@ where
                 Wake::Io(Io::Failed(e)) => {
                     debug!(peer = %self.peer, error = %e, "connection failed");
                     self.hibernating = self.resumable() && !self.closing.is_closing();
+                    self.ended("connection failed");
                     break Exit::Done;
                 }
                 Wake::Io(Io::Eof) => {
@@ -257,6 +262,7 @@ where
                     // Without our closing tag first, a TCP close is a broken connection,
                     // not the end of the session (XEP-0198 5).
                     self.hibernating = self.resumable() && !self.closing.is_closing();
+                    self.ended("connection closed by the client");
                     break Exit::Done;
                 }
                 // A timer changed inside the connection: the loop recomputes it.
@@ -270,12 +276,34 @@ where
                 }
             }
         };
+        let who = self
+            .bound
+            .as_ref()
+            .map(|i| i.jid.to_string())
+            .or_else(|| self.username.clone());
         if self.hibernating {
             let waiting = Box::pin(self.hibernate(shutdown));
-            if waiting.await {
+            let taken = waiting.await;
+            info!(
+                peer = %self.peer,
+                jid = who.as_deref().unwrap_or("-"),
+                reason = self.end_reason.unwrap_or("connection lost"),
+                resumed = taken,
+                "stream ended; the session waited for its client"
+            );
+            if taken {
                 // Another stream carries the session on.
                 return exit;
             }
+        } else if matches!(exit, Exit::Done) {
+            // One line per stream end with its reason (issue 12): what an operator
+            // greps for when a client says it was cut off.
+            info!(
+                peer = %self.peer,
+                jid = who.as_deref().unwrap_or("-"),
+                reason = self.end_reason.unwrap_or("closed"),
+                "stream ended"
+            );
         }
         if let Some(info) = self.bound.take() {
             let unbind = Box::pin(self.shared.backend.unbind(&info));
@@ -364,6 +392,7 @@ where
                 // A dead connection of a resumable session: the session waits for its
                 // client rather than ending (XEP-0198 5).
                 self.hibernating = true;
+                self.ended("no answer to the server's ping");
                 return true;
             }
             self.stream_error(StreamError::new(Cond::ConnectionTimeout));
@@ -437,6 +466,7 @@ where
         }
         metrics::counter!("hydrant_c2s_stream_errors_total", "condition" => e.condition.as_str())
             .increment(1);
+        self.ended(e.condition.as_str());
         debug!(peer = %self.peer, condition = e.condition.as_str(), text = ?e.text, "stream error");
         if !self.header_sent {
             self.send_header(None);
@@ -445,8 +475,14 @@ where
         self.closing.start(Instant::now());
     }
 
+    /// Records why the stream ends (the first cause wins).
+    pub(crate) fn ended(&mut self, why: &'static str) {
+        self.end_reason.get_or_insert(why);
+    }
+
     /// Closes our side of the stream in order (RFC 6120 4.4).
     fn close(&mut self) {
+        self.ended("closed by the client");
         if !self.closing.is_closing() {
             debug!(peer = %self.peer, "closing the stream");
             close::queue_close(&self.conn.outbox);

@@ -20,6 +20,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log filter in `tracing` syntax, e.g. "info" or "hydrant_c2s=debug,info".
     pub log: String,
+    /// "human" (colours only when the output is a terminal) or "json" (one object per
+    /// line, for log shippers).
+    pub log_format: LogFormat,
     pub tls: TlsSection,
     pub c2s: C2sSection,
     pub registration: RegistrationSection,
@@ -43,6 +46,7 @@ impl Default for Config {
             domain: Domain("localhost".into()),
             data_dir: PathBuf::from("hydrant-data"),
             log: "info".into(),
+            log_format: LogFormat::Human,
             tls: TlsSection::default(),
             c2s: C2sSection::default(),
             registration: RegistrationSection::default(),
@@ -761,4 +765,12 @@ impl Default for AdminSection {
             max_announcement_bytes: nz(4096),
         }
     }
+}
+
+/// How log lines are written (`log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
 }

@@ -16,13 +16,20 @@ use crate::router::{Router, RouterConfig};
 use crate::store::Db;
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        crate::config::LogFormat::Json => logs.json().init(),
+        // Colour codes only for a terminal: a log redirected to a file or to journald
+        // must not be full of escape sequences.
+        crate::config::LogFormat::Human => {
+            use std::io::IsTerminal as _;
+            logs.with_ansi(std::io::stderr().is_terminal()).init();
+        }
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

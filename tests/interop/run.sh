@@ -532,6 +532,18 @@ if pid_alive "$SERVER_PID"; then
 fi
 SERVER_PID=
 
+# --- the log an operator reads (issue 12): plain text when it is not a terminal, and
+# one line per stream end with its reason ---------------------------------------------
+if [ "$SERVER" = hydrant ]; then
+	if grep -q $'\x1b\[' "$SERVER_LOG"; then
+		record server_log FAIL 0 "ANSI escape codes in a log that is not a terminal"
+	elif ! grep -q 'stream ended.*reason' "$SERVER_LOG"; then
+		record server_log FAIL 0 "no 'stream ended' line with a reason"
+	else
+		record server_log PASS 0 "plain text; $(grep -c 'stream ended' "$SERVER_LOG") stream-end lines with reasons"
+	fi
+fi
+
 print_summary
 if [ "$FAILED" -gt 0 ]; then
 	say "$FAILED interop check(s) FAILED (logs in $WORK)"
