@@ -51,7 +51,7 @@ enum Scenario {
     Hostile(scenario::hostile::HostileArgs),
     /// The firehose with half the subscribers (`--inactive`) inactive by XEP-0352:
     /// their TCP wake-ups per minute and the server memory holding their batches.
-    Mobile(scenario::mobile::MobileArgs),
+    Mobile(scenario::firehose::FirehoseArgs),
     /// F feeds (one node per publishing user), each subscriber follows K (Zipf).
     Feeds(scenario::feeds::FeedsArgs),
     /// P publishers, a node each, each publishing as fast as its acks allow; N

@@ -1,26 +1,13 @@
 //! `mobile`: a firehose whose subscribers are partly phones in the background — the
 //! first `--inactive` (default: half) tell the server they are inactive (XEP-0352) and
 //! wake up when publishing ends. Reports their TCP wake-ups per minute beside the
-//! active ones', and the server's memory while it holds their batches.
+//! active ones', and the server's memory while it holds their batches. Same options as
+//! `firehose`.
 
-use clap::Args;
+use super::firehose::{self, FirehoseArgs};
+use super::pubsub;
 
-use super::firehose;
-use super::pubsub::{self, LoadArgs};
-use crate::target::{AccountArgs, ServerArgs};
-
-#[derive(Debug, Args)]
-pub struct MobileArgs {
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// `--users` is the number of subscribers.
-    #[command(flatten)]
-    pub accounts: AccountArgs,
-    #[command(flatten)]
-    pub load: LoadArgs,
-}
-
-pub async fn run(mut args: MobileArgs) -> Result<(), String> {
+pub async fn run(mut args: FirehoseArgs) -> Result<(), String> {
     let users = args.accounts.users;
     args.load.inactive.get_or_insert(users / 2);
     let mut plan = firehose::plan(&args.load, users);
