@@ -344,3 +344,30 @@ async fn a_quiet_stream_asks_for_the_last_acks() {
     // And again for the one message.
     a.expect("an <r/> after a quiet while", is_sm("r")).await;
 }
+
+/// Hostile or broken stream-management input: a malformed `h`, a resume without its
+/// attributes, an unknown element in the namespace, and the same for XEP-0352.
+#[tokio::test]
+async fn malformed_stream_management_and_csi_input() {
+    let server = Server::start().await;
+    users(&server, &["alice"]);
+    let (mut c, _) = authenticate(&server, "alice").await;
+    c.send(&format!("<resume xmlns='{SM}' h='1'/>")).await;
+    let failed = c.expect("<failed/>", is_sm("failed")).await;
+    assert!(
+        failed.get_child("bad-request", ns::STANZAS).is_some(),
+        "{failed}"
+    );
+
+    let (mut a, _) = online_with_sm(&server, "alice", "phone").await;
+    a.send(&format!("<a xmlns='{SM}' h='lots'/>")).await;
+    assert_eq!(a.expect_stream_error().await, "invalid-xml");
+
+    let (mut b, _) = online_with_sm(&server, "alice", "tablet").await;
+    b.send(&format!("<bogus xmlns='{SM}'/>")).await;
+    assert_eq!(b.expect_stream_error().await, "unsupported-stanza-type");
+
+    let (mut d, _) = online_with_sm(&server, "alice", "desk").await;
+    d.send("<sleepy xmlns='urn:xmpp:csi:0'/>").await;
+    assert_eq!(d.expect_stream_error().await, "unsupported-stanza-type");
+}
