@@ -26,6 +26,9 @@
 #              ejabberd over s2s: messages, pubsub both ways, presence subscription,
 #              with SASL EXTERNAL, then with dialback; DNS SRV from a private
 #              dnsmasq in a network namespace)
+#   deploy     tests/deploy/run.sh target/debug/hydrant (deploy/hydrant.service through
+#              systemd-analyze verify and its security review; the container image
+#              from deploy/container/Containerfile built with podman and started)
 #
 # Options (for developers; CI runs the default):
 #   --interop-only   only packages, build, interop
@@ -86,7 +89,8 @@ skip() { SUMMARY+=("$(printf '%-9s SKIP         %s' "$1" "$2")"); }
 # --- packages ----------------------------------------------------------------------
 # libgloox-dev + g++ + pkg-config: gloox_zlib compiles its gloox client at test time
 PKGS=(python3-slixmpp python3-venv go-sendxmpp profanity tmux openssl ca-certificates
-	libgloox-dev g++ pkg-config prosody ejabberd dnsmasq-base iproute2)
+	libgloox-dev g++ pkg-config prosody ejabberd dnsmasq-base iproute2
+	systemd podman runc mmdebstrap)
 missing_pkgs() {
 	local p
 	for p in "${PKGS[@]}"; do
@@ -199,6 +203,9 @@ if [ "$DO_INTEROP" = 1 ]; then
 			# Federation with a stock Prosody over s2s, DNS SRV from a private dnsmasq,
 			# in a network namespace of its own (tests/federation/run.sh).
 			stage federation tests/federation/run.sh "$HYDRANT_BIN" || true
+			# deploy/: the systemd unit (systemd-analyze) and the container image
+			# (podman, a Debian base from mmdebstrap) with the binary under test.
+			stage deploy tests/deploy/run.sh "$HYDRANT_BIN" || true
 		else
 			echo "test.sh: build succeeded but $HYDRANT_BIN does not exist" >&2
 			SUMMARY+=("$(printf '%-9s FAIL         no binary at %s' interop "$HYDRANT_BIN")")
