@@ -539,8 +539,15 @@ if [ "$SERVER" = hydrant ]; then
 		record server_log FAIL 0 "ANSI escape codes in a log that is not a terminal"
 	elif ! grep -q 'stream ended.*reason' "$SERVER_LOG"; then
 		record server_log FAIL 0 "no 'stream ended' line with a reason"
+	elif grep -q -F -e "$PASSWORD" "$SERVER_LOG"; then
+		# The accounts' password went through SASL PLAIN (go-sendxmpp), SCRAM and
+		# the admin CLI: it must never reach the log at the default level.
+		record server_log FAIL 0 "the test accounts' password is in the server log"
+	elif grep -q -E 'hello B from A|hi A, B here|while you were away' "$SERVER_LOG"; then
+		# slixmpp_basic's message bodies: no message body is logged at info.
+		record server_log FAIL 0 "a message body is in the server log"
 	else
-		record server_log PASS 0 "plain text; $(grep -c 'stream ended' "$SERVER_LOG") stream-end lines with reasons"
+		record server_log PASS 0 "plain text, no password or message body; $(grep -c 'stream ended' "$SERVER_LOG") stream-end lines with reasons"
 	fi
 fi
 
